@@ -1,0 +1,47 @@
+"""The classifier protocol and the registry of classifiers by name."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..config import Config
+from ..errors import UsageError
+
+# name -> "module:Class"; modules are imported only when that classifier is used.
+_REGISTRY = {
+    "rules": "router_cli.classify.rules:RulesClassifier",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a prompt should go and why.
+
+    ``score`` in [0, 1] is how much capability the prompt needs.
+    """
+
+    tier: str
+    score: float
+    reason: str
+    classifier: str
+    latency_ms: float = 0.0
+
+
+class Classifier(Protocol):
+    name: str
+
+    def classify(self, prompt: str) -> Decision: ...
+
+
+def available_classifiers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_classifier(name: str, config: Config) -> Classifier:
+    """The classifier registered as ``name``, built from ``config``."""
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown classifier {name!r}; valid classifiers: {', '.join(available_classifiers())}")
+    module, _, cls = _REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(config)

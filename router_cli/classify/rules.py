@@ -1,0 +1,52 @@
+"""Keyword rules: the seed's regexes plus a length cut-off, all configurable.
+
+Tiers are checked from the most capable down and the first pattern that
+matches wins; a short prompt with no match goes to ``short_prompt_tier`` and
+anything else to ``default_tier``. The score is the centre of the chosen
+tier's band in [0, 1] (with three tiers: 0.17, 0.5, 0.83).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from ..config import Config
+from .base import Decision
+
+SEED_COMPLEX_PATTERNS = (
+    r"analyz", r"compar.*and.*contrast", r"step.by.step", r"explain.*why", r"write.*code",
+    r"debug", r"legal", r"contract", r"math.*proof",
+)
+# The seed's greeting rule is anchored with \b so that "history" is not a greeting.
+SEED_SIMPLE_PATTERNS = (
+    r"^(hi|hello|hey)\b", r"^what is", r"^define", r"translate", r"summarize this", r"^(yes|no)$",
+)
+
+
+class RulesClassifier:
+    name = "rules"
+
+    def __init__(self, config: Config):
+        self.tiers = config.tier_names
+        rules = config.rules
+        order = sorted(rules.patterns, key=self.tiers.index, reverse=True)
+        self.patterns = [(tier, [(p, re.compile(p)) for p in rules.patterns[tier]]) for tier in order]
+        self.short_chars = rules.short_prompt_chars
+        self.short_tier = rules.short_prompt_tier
+        self.default_tier = rules.default_tier
+
+    def classify(self, prompt: str) -> Decision:
+        start = time.perf_counter()
+        text = prompt.lower().strip()
+        tier, reason = self.default_tier, f"no rule matched and {len(text)} >= {self.short_chars} characters"
+        for candidate, patterns in self.patterns:
+            hit = next((source for source, regex in patterns if regex.search(text)), None)
+            if hit is not None:
+                tier, reason = candidate, f"matched /{hit}/"
+                break
+        else:
+            if len(text) < self.short_chars:
+                tier, reason = self.short_tier, f"short prompt ({len(text)} < {self.short_chars} characters)"
+        score = (self.tiers.index(tier) + 0.5) / len(self.tiers)
+        return Decision(tier, round(score, 4), reason, self.name, (time.perf_counter() - start) * 1000)

@@ -1,0 +1,192 @@
+"""The ``mmr`` command line: each command parses, calls the core, renders.
+
+Errors a user can act on print one line, ``Error: ...``, on stderr and exit
+with the code documented in the README; ``MMR_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from . import render
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MmrError, UsageError
+
+app = typer.Typer(
+    help="mmr: route each prompt to the cheapest LLM tier that should do, and keep the bill.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never print locals (they may hold keys)
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ConfigOption = Annotated[
+    Optional[str],
+    typer.Option("--config", "-c", help="Tiers file. Default: $MMR_CONFIG, ./tiers.yaml, ~/.config/mmr/tiers.yaml, built-in."),
+]
+DbOption = Annotated[Optional[str], typer.Option("--db", help="Ledger file. Default: $MMR_DB, ~/.local/share/mmr/ledger.db.")]
+PromptArgument = Annotated[Optional[str], typer.Argument(help="The prompt; '-' or nothing reads stdin.", show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Routing notes on stderr even when it is not a terminal.")]
+ClassifierOption = Annotated[Optional[str], typer.Option("--classifier", help="Classifier name (default from config: rules).")]
+
+
+def _read_prompt(prompt: str | None) -> str:
+    if prompt is not None and prompt != "-":
+        text = prompt
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no prompt: pass it as an argument or pipe it on stdin")
+    else:
+        data = sys.stdin.buffer.read()
+        if b"\0" in data:
+            raise UsageError("stdin holds binary data, not a text prompt")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("stdin is not UTF-8 text") from None
+    if not text.strip():
+        raise UsageError("the prompt is empty")
+    return text
+
+
+@app.command()
+def ask(
+    prompt: PromptArgument = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    tier: Annotated[Optional[str], typer.Option("--tier", "-t", help="Use this tier; skip classification.")] = None,
+    classifier: ClassifierOption = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Cap on output tokens (default: the model's max_tokens).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")] = None,
+    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream the answer (default: when stdout is a terminal).", show_default=False)] = None,
+    json_output: JsonOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision and a cost estimate; call nothing.")] = False,
+    user: Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")] = None,
+    team: Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Answer a prompt from the cheapest suitable tier.
+
+    Example: cat prompt.txt | mmr ask --json
+    """
+    from .config import load_config
+    from .ledger import resolve_db_path
+    from .router import Router
+
+    if max_tokens is not None and max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
+    cfg = load_config(config)
+    text = _read_prompt(prompt)
+    show_notes = verbose or render.stderr_is_terminal()
+    router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
+    if dry_run:
+        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens)
+        render.estimate(estimate, json_output)
+        return
+    if stream is None:
+        stream = sys.stdout.isatty() and not json_output
+    on_text = render.stream_text if stream and not json_output else None
+    try:
+        answer = router.ask(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
+                            temperature=temperature, on_text=on_text, user=user, team=team)
+    finally:
+        router.close()
+    render.answer(answer, json_output=json_output, streamed=on_text is not None, show_note=show_notes)
+    if answer.ledger_error is not None:
+        raise answer.ledger_error
+
+
+@app.command()
+def classify(
+    prompt: PromptArgument = None,
+    classifier: ClassifierOption = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print the tier a prompt would be routed to, without calling any model.
+
+    Example: mmr classify "Write code to parse a CSV file"  # -> complex
+    """
+    from .classify import get_classifier
+    from .config import load_config
+
+    cfg = load_config(config)
+    text = _read_prompt(prompt)
+    decision = get_classifier(classifier or cfg.classifier, cfg).classify(text)
+    render.decision(decision, json_output)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"mmr {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
+) -> None:
+    """mmr: route each prompt to the cheapest LLM tier that should do, and keep the bill.
+
+    Example: cat prompt.txt | mmr ask
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn every failure into one line and an exit code."""
+    try:  # recent Typer vendors its own Click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older Typer uses Click itself
+        from click import exceptions as click
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="mmr", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except MmrError as e:
+        if os.environ.get("MMR_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        render.error(str(e))
+        return e.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    except click.NoArgsIsHelpError as e:
+        print(e.format_message())
+        return 0
+    except click.UsageError as e:
+        hint = f" (see 'mmr {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.info_name != "mmr" else ""
+        render.error(e.format_message() + hint)
+        return EXIT_USAGE
+    except click.ClickException as e:
+        render.error(e.format_message())
+        return e.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        render.error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (mmr ask | head); not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("MMR_DEBUG"):
+            raise
+        render.error(f"internal error: {type(e).__name__}: {e} (set MMR_DEBUG=1 for the traceback)")
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

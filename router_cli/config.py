@@ -1,0 +1,395 @@
+"""Load and validate the tiers file into a typed, immutable :class:`Config`.
+
+Resolution order: ``--config PATH``, else ``$MMR_CONFIG``, else ``./tiers.yaml``,
+else ``$XDG_CONFIG_HOME/mmr/tiers.yaml`` (``~/.config/mmr/tiers.yaml``), else
+the built-in default (identical to ``tiers.example.yaml``).
+
+Every problem is reported as ``FILE: key.path[index]: problem`` and unknown
+keys are errors, so a typo never silently changes routing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).with_name("tiers.default.yaml")
+PROVIDER_TYPES = ("anthropic", "openai")
+STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+STORE_MODES = ("full", "preview", "hash", "none")
+# OpenAI reasoning models take max_completion_tokens and reject temperature.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)(?!.*-chat)")
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per one million input and output tokens."""
+
+    input: Decimal
+    output: Decimal
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model a tier may call, on one provider."""
+
+    provider: str
+    model: str
+    price: Price
+    max_tokens: int
+    reasoning: bool = False
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    models: tuple[ModelSpec, ...]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """How to reach a provider; ``api_key_env`` None means no key is needed."""
+
+    name: str
+    type: str
+    api_key_env: str | None
+    base_url: str | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    max_retry_after: float = 30.0
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Keyword rules: per-tier regexes, checked from the top tier down."""
+
+    patterns: dict[str, tuple[str, ...]]
+    short_prompt_chars: int
+    short_prompt_tier: str
+    default_tier: str
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    store: str = "full"
+    preview_chars: int = 200
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated tiers file. ``tiers`` are ordered cheapest first."""
+
+    source: str
+    tiers: tuple[Tier, ...]
+    providers: dict[str, ProviderSpec]
+    baseline_tier: str
+    classifier: str
+    rules: RulesConfig
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    config_hash: str = ""
+
+    @property
+    def tier_names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``; a :class:`ConfigError` lists the valid ones."""
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise ConfigError(f"unknown tier {name!r}; valid tiers: {', '.join(self.tier_names)}")
+
+    def tier_index(self, name: str) -> int:
+        return self.tier_names.index(self.tier(name).name)
+
+    @property
+    def baseline_model(self) -> ModelSpec:
+        """The premium tier's primary model, whose prices define the baseline."""
+        return self.tier(self.baseline_tier).models[0]
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "mmr"
+
+
+def resolve_config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """Which tiers file to read, following the documented order."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MMR_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (Path("tiers.yaml"), user_config_dir() / "tiers.yaml"):
+        if candidate.is_file():
+            return candidate
+    return DEFAULT_CONFIG
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read, parse and validate a tiers file (see :func:`resolve_config_path`)."""
+    resolved = resolve_config_path(path)
+    label = "built-in default config" if resolved == DEFAULT_CONFIG else str(resolved)
+    try:
+        raw = resolved.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: not UTF-8 text") from None
+    return parse_config(text, label)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text; ``source`` names the file in error messages."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
+    v = _Validator(source)
+    config = v.config(data)
+    return replace(config, config_hash=hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+# ---------------------------------------------------------------- validation
+
+
+class _Validator:
+    """Turns parsed YAML into a Config, naming the key path of each problem."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {path}: {problem}" if path else f"{self.source}: {problem}")
+
+    def mapping(self, value: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                hint = ""
+                if key in ("api_key", "key", "token"):
+                    hint = "; keys never go in the config: put it in an environment variable and name that in api_key_env"
+                raise self.fail(_join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))}){hint}")
+        for key in sorted(required):
+            if key not in value:
+                raise self.fail(_join(path, key), "required key is missing")
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def integer(self, value: Any, path: str, minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"expected an integer, got {_kind(value)}")
+        if value < minimum:
+            raise self.fail(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, path: str, minimum: float = 0.0) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {_kind(value)}")
+        if not value >= minimum or value == float("inf"):
+            raise self.fail(path, f"must be a finite number >= {minimum}, got {value}")
+        return float(value)
+
+    def money(self, value: Any, path: str) -> Decimal:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise self.fail(path, f"expected a price in USD per 1M tokens, got {_kind(value)}")
+        try:
+            # str() of a YAML float gives back the digits the user wrote.
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise self.fail(path, f"not a number: {value!r}") from None
+        if not amount.is_finite() or amount < 0:
+            raise self.fail(path, f"must be a finite amount >= 0, got {value}")
+        return amount
+
+    def config(self, data: Any) -> Config:
+        if data is None:
+            raise self.fail("", "the file is empty")
+        top = self.mapping(
+            data,
+            "",
+            {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger"},
+            {"tiers", "providers"},
+        )
+        if "version" in top and top["version"] != 1:
+            raise self.fail("version", f"unsupported version {top['version']!r} (this mmr reads version 1)")
+        providers = self.providers(top["providers"])
+        tiers = self.tiers(top["tiers"], providers)
+        names = [t.name for t in tiers]
+        baseline = top.get("baseline_tier", names[-1])
+        if baseline not in names:
+            raise self.fail("baseline_tier", f"unknown tier {baseline!r}; valid tiers: {', '.join(names)}")
+        classifier, rules = self.classifier(top.get("classifier", {}), names)
+        return Config(
+            source=self.source,
+            tiers=tiers,
+            providers=providers,
+            baseline_tier=baseline,
+            classifier=classifier,
+            rules=rules,
+            retry=self.retry(top.get("retry", {})),
+            ledger=self.ledger(top.get("ledger", {})),
+        )
+
+    def providers(self, value: Any) -> dict[str, ProviderSpec]:
+        section = self.mapping(value, "providers", set(value) if isinstance(value, dict) else set())
+        if not section:
+            raise self.fail("providers", "at least one provider is required")
+        out = {}
+        for name, entry in section.items():
+            path = f"providers.{name}"
+            entry = self.mapping(entry, path, {"type", "api_key_env", "base_url", "timeout"})
+            ptype = entry.get("type", name)
+            if ptype not in PROVIDER_TYPES:
+                raise self.fail(_join(path, "type"), f"unknown provider type {ptype!r}; valid types: {', '.join(PROVIDER_TYPES)}")
+            key_env = entry.get("api_key_env", STANDARD_KEY_ENV[ptype])
+            if key_env is not None:
+                key_env = self.string(key_env, _join(path, "api_key_env"))
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+                    raise self.fail(_join(path, "api_key_env"), "must be the NAME of an environment variable, not a key")
+            base_url = entry.get("base_url")
+            if base_url is not None:
+                base_url = self.string(base_url, _join(path, "base_url"))
+                if not re.match(r"https?://", base_url):
+                    raise self.fail(_join(path, "base_url"), f"expected an http(s) URL, got {base_url!r}")
+            timeout = self.number(entry.get("timeout", 60), _join(path, "timeout"), minimum=0.001)
+            out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
+        return out
+
+    def tiers(self, value: Any, providers: dict[str, ProviderSpec]) -> tuple[Tier, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail("tiers", f"expected a non-empty list of tiers, got {_kind(value)}")
+        tiers, seen = [], set()
+        for i, entry in enumerate(value):
+            path = f"tiers[{i}]"
+            entry = self.mapping(entry, path, {"name", "models"}, {"name", "models"})
+            name = self.string(entry["name"], _join(path, "name"))
+            if name in seen:
+                raise self.fail(_join(path, "name"), f"duplicate tier name {name!r}")
+            seen.add(name)
+            models = entry["models"]
+            if not isinstance(models, list) or not models:
+                raise self.fail(_join(path, "models"), f"expected a non-empty list of models, got {_kind(models)}")
+            specs = tuple(self.model(m, f"{path}.models[{j}]", providers) for j, m in enumerate(models))
+            tiers.append(Tier(name, specs))
+        return tuple(tiers)
+
+    def model(self, value: Any, path: str, providers: dict[str, ProviderSpec]) -> ModelSpec:
+        entry = self.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning"}, {"provider", "model", "price"})
+        provider = self.string(entry["provider"], _join(path, "provider"))
+        if provider not in providers:
+            raise self.fail(_join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
+        model = self.string(entry["model"], _join(path, "model"))
+        price = self.mapping(entry["price"], _join(path, "price"), {"input", "output"}, {"input", "output"})
+        max_tokens = self.integer(entry.get("max_tokens", 1024), _join(path, "max_tokens"), minimum=1)
+        reasoning = entry.get("reasoning")
+        if reasoning is None:
+            reasoning = providers[provider].type == "openai" and bool(_REASONING_MODEL.match(model))
+        elif not isinstance(reasoning, bool):
+            raise self.fail(_join(path, "reasoning"), f"expected true or false, got {_kind(reasoning)}")
+        return ModelSpec(
+            provider=provider,
+            model=model,
+            price=Price(self.money(price["input"], _join(path, "price.input")), self.money(price["output"], _join(path, "price.output"))),
+            max_tokens=max_tokens,
+            reasoning=reasoning,
+        )
+
+    def classifier(self, value: Any, tiers: list[str]) -> tuple[str, RulesConfig]:
+        section = self.mapping(value, "classifier", {"name", "rules"})
+        name = self.string(section.get("name", "rules"), "classifier.name")
+        rules = self.mapping(
+            section.get("rules", {}), "classifier.rules", {"patterns", "short_prompt_chars", "short_prompt_tier", "default_tier"}
+        )
+        if "patterns" in rules:
+            patterns_in = self.mapping(rules["patterns"], "classifier.rules.patterns", set(tiers))
+        else:
+            from .classify.rules import SEED_COMPLEX_PATTERNS, SEED_SIMPLE_PATTERNS
+
+            patterns_in = {tiers[-1]: list(SEED_COMPLEX_PATTERNS), tiers[0]: list(SEED_SIMPLE_PATTERNS)}
+        patterns = {}
+        for tier, items in patterns_in.items():
+            path = f"classifier.rules.patterns.{tier}"
+            if not isinstance(items, list):
+                raise self.fail(path, f"expected a list of regular expressions, got {_kind(items)}")
+            for j, pattern in enumerate(items):
+                self.string(pattern, f"{path}[{j}]")
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise self.fail(f"{path}[{j}]", f"invalid regular expression {pattern!r}: {e}") from None
+            patterns[tier] = tuple(items)
+        short_chars = self.integer(rules.get("short_prompt_chars", 50), "classifier.rules.short_prompt_chars")
+        tier_keys = {"short_prompt_tier": tiers[0], "default_tier": tiers[len(tiers) // 2]}
+        chosen = {}
+        for key, default in tier_keys.items():
+            tier = rules.get(key, default)
+            if tier not in tiers:
+                raise self.fail(f"classifier.rules.{key}", f"unknown tier {tier!r}; valid tiers: {', '.join(tiers)}")
+            chosen[key] = tier
+        return name, RulesConfig(patterns, short_chars, chosen["short_prompt_tier"], chosen["default_tier"])
+
+    def retry(self, value: Any) -> RetryPolicy:
+        section = self.mapping(value, "retry", {"max_retries", "backoff_base", "backoff_max", "max_retry_after"})
+        d = RetryPolicy()
+        return RetryPolicy(
+            max_retries=self.integer(section.get("max_retries", d.max_retries), "retry.max_retries"),
+            backoff_base=self.number(section.get("backoff_base", d.backoff_base), "retry.backoff_base"),
+            backoff_max=self.number(section.get("backoff_max", d.backoff_max), "retry.backoff_max"),
+            max_retry_after=self.number(section.get("max_retry_after", d.max_retry_after), "retry.max_retry_after"),
+        )
+
+    def ledger(self, value: Any) -> LedgerConfig:
+        section = self.mapping(value, "ledger", {"store", "preview_chars"})
+        store = section.get("store", "full")
+        if store not in STORE_MODES:
+            raise self.fail("ledger.store", f"expected one of {', '.join(STORE_MODES)}, got {store!r}")
+        return LedgerConfig(store, self.integer(section.get("preview_chars", 200), "ledger.preview_chars", minimum=1))
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"{type(value).__name__} {value!r}"

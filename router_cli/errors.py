@@ -1,0 +1,68 @@
+"""Errors a user can act on, each with its documented exit code.
+
+The CLI prints ``Error: <message>`` on stderr and exits with ``exit_code``;
+anything that is not an :class:`MmrError` is a bug and exits 1 (with the
+traceback only when ``MMR_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README. 2 is Click's own code for usage errors.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_AUTH = 4
+EXIT_PROVIDER = 5
+EXIT_REQUEST_REJECTED = 6
+EXIT_LEDGER = 7
+EXIT_INTERRUPTED = 130
+
+
+class MmrError(Exception):
+    """Base class: a one-line message and an exit code."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MmrError):
+    """Bad input on the command line or stdin (empty prompt, binary stdin...)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(MmrError):
+    """The tiers file is missing, malformed or names something that does not exist."""
+
+    exit_code = EXIT_CONFIG
+
+
+class MissingKeyError(MmrError):
+    """No usable API key: names the environment variable to set."""
+
+    exit_code = EXIT_AUTH
+
+
+class AllAttemptsFailed(MmrError):
+    """Every model in the fallback chain failed; the message lists each attempt."""
+
+    exit_code = EXIT_PROVIDER
+
+    def __init__(self, message: str, attempts: list | None = None, exit_code: int | None = None):
+        super().__init__(message)
+        self.attempts = attempts or []
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class LedgerError(MmrError):
+    """The ledger database cannot be opened, read or written."""
+
+    exit_code = EXIT_LEDGER

@@ -1,0 +1,181 @@
+"""The SQLite ledger: one row per attempt, grouped by ``request_id``.
+
+Location: ``--db PATH``, else ``$MMR_DB``, else ``$XDG_DATA_HOME/mmr/ledger.db``
+(``~/.local/share/mmr/ledger.db``). Created with mode 0600, in WAL mode with a
+busy timeout, so several ``mmr`` processes can write at once. The schema
+evolves only through the numbered migrations below, which run on every open.
+
+Money is stored twice on purpose: ``cost_usd`` as the exact decimal string
+(what people and the JSON contract read) and ``cost_nanousd`` as an integer,
+so that SQL sums are exact too.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+from .errors import LedgerError
+
+DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
+# The number of migrations below; kept in PRAGMA user_version after they run so
+# that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
+SCHEMA_VERSION = 1
+
+
+def user_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mmr"
+
+
+def resolve_db_path(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MMR_DB")
+    return Path(env) if env else user_data_dir() / "ledger.db"
+
+
+def _migrations():
+    from sqlite_utils import Migrations
+
+    migrations = Migrations("mmr")
+
+    @migrations(name="001_calls")
+    def m001_calls(db):
+        db["calls"].create(
+            {
+                "id": str,
+                "request_id": str,
+                "attempt": int,
+                "datetime_utc": str,
+                "command": str,
+                "tier": str,
+                "provider": str,
+                "model": str,
+                "classifier": str,
+                "score": float,
+                "reason": str,
+                "status": str,
+                "error": str,
+                "error_kind": str,
+                "http_status": int,
+                "input_tokens": int,
+                "output_tokens": int,
+                "usage_estimated": int,
+                "cost_usd": str,
+                "cost_nanousd": int,
+                "baseline_cost_usd": str,
+                "baseline_cost_nanousd": int,
+                "duration_ms": float,
+                "ttft_ms": float,
+                "stop_reason": str,
+                "stream": int,
+                "user": str,
+                "team": str,
+                "prompt_hash": str,
+                "prompt": str,
+                "system": str,
+                "response": str,
+                "config_hash": str,
+                "mmr_version": str,
+            },
+            pk="id",
+        )
+        db["calls"].create_index(["request_id"])
+        db["calls"].create_index(["datetime_utc"])
+
+    return migrations
+
+
+class Ledger:
+    """An open ledger database. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._create_private_file()
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def _create_private_file(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+        except OSError as e:
+            raise LedgerError(f"{self.path}: cannot create the ledger: {e.strerror}") from None
+
+    def _migrate(self) -> None:
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        from sqlite_utils import Database
+
+        db = Database(self.conn, execute_plugins=False, recursive_triggers=False)
+        migrations = _migrations()
+        if not migrations.pending(db):
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        # BEGIN IMMEDIATE takes the write lock first, so two processes opening a
+        # fresh ledger at once apply each migration exactly once.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(db)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _error(self, e: sqlite3.Error) -> LedgerError:
+        text = str(e)
+        if "file is not a database" in text:
+            return LedgerError(f"{self.path}: not an SQLite database (use --db or $MMR_DB to choose another ledger)")
+        if "locked" in text or "busy" in text:
+            return LedgerError(f"{self.path}: locked by another process for more than {self.busy_timeout:g} s; try again")
+        return LedgerError(f"{self.path}: {text}")
+
+    def record(self, rows: Iterable[dict]) -> None:
+        """Insert one request's attempt rows in a single transaction."""
+        rows = list(rows)
+        if not rows:
+            return
+        columns = list(rows[0])
+        sql = f"INSERT INTO calls ({', '.join(_quote(c) for c in columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(sql, [[row.get(c) for c in columns] for row in rows])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def rows(self, where: str = "1", params: Iterable = ()) -> list[dict]:
+        """Rows of ``calls`` matching a SQL condition, oldest first."""
+        cursor = self.conn.execute(f"SELECT * FROM calls WHERE {where} ORDER BY id", list(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,52 @@
+"""Exact money: every cost is a ``Decimal`` computed from per-1M-token prices.
+
+Rounding happens only when printing (:func:`format_usd`). The ledger also
+keeps an integer count of nano-dollars so SQL can sum costs exactly.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from .config import Price
+
+ONE_MILLION = Decimal(1_000_000)
+NANO = Decimal("0.000000001")
+
+
+def cost_usd(price: Price, input_tokens: int, output_tokens: int) -> Decimal:
+    """Cost of one call in USD, exact.
+
+    >>> cost_usd(Price(Decimal("0.80"), Decimal("4.00")), 123, 45)
+    Decimal('0.0002784')
+    """
+    if input_tokens < 0 or output_tokens < 0:
+        raise ValueError("token counts must be non-negative")
+    total = (price.input * input_tokens + price.output * output_tokens) / ONE_MILLION
+    return total.normalize() if total else Decimal(0)
+
+
+def to_nanousd(amount: Decimal) -> int:
+    """USD as an integer number of nano-dollars (half-even), for exact SQL sums."""
+    return int(amount.quantize(NANO, rounding=ROUND_HALF_EVEN).scaleb(9))
+
+
+def decimal_str(amount: Decimal) -> str:
+    """A stable, non-scientific string for JSON and the ledger: '0.0002784'."""
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def format_usd(amount: Decimal) -> str:
+    """Round for people: '$0.000278' below a cent, '$12.35' above."""
+    if amount == 0:
+        return "$0"
+    places = Decimal("0.01") if abs(amount) >= 1 else Decimal("0.000001")
+    return f"${amount.quantize(places, rounding=ROUND_HALF_EVEN)}"
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters per token) for estimates only."""
+    return max(1, (len(text) + 3) // 4)

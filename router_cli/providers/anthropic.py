@@ -1,0 +1,79 @@
+"""Anthropic Messages API through the ``anthropic`` SDK."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+
+from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms, map_sdk_error
+
+
+class AnthropicProvider(Provider):
+    def client(self) -> anthropic.Anthropic:
+        if self._client is None:
+            # Retries are ours (router.py) so that every attempt is logged.
+            self._client = anthropic.Anthropic(
+                api_key=self._api_key or "unused",
+                base_url=self.spec.base_url,
+                timeout=self.spec.timeout,
+                max_retries=0,
+            )
+        return self._client
+
+    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+        params: dict = {
+            "model": request.model.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.system:
+            params["system"] = request.system
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        start = time.perf_counter()
+        tokens = [0, 0]
+        try:
+            if on_text is None:
+                message = self.client().messages.create(**params)
+                text = "".join(block.text for block in message.content if block.type == "text")
+                return ChatResponse(
+                    text=text,
+                    input_tokens=message.usage.input_tokens,
+                    output_tokens=message.usage.output_tokens,
+                    stop_reason=message.stop_reason,
+                    duration_ms=elapsed_ms(start),
+                )
+            return self._stream(params, on_text, start, tokens)
+        except ProviderError:
+            raise
+        except Exception as e:
+            raise map_sdk_error(anthropic, e, self._api_key, elapsed_ms(start), tuple(tokens)) from None
+
+    def _stream(self, params: dict, on_text, start: float, tokens: list[int]) -> ChatResponse:
+        parts: list[str] = []
+        stop_reason = None
+        ttft = None
+        finished = False
+        for event in self.client().messages.create(**params, stream=True):
+            if event.type == "message_start":
+                tokens[0] = event.message.usage.input_tokens or 0
+                tokens[1] = event.message.usage.output_tokens or 0
+            elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                if ttft is None:
+                    ttft = elapsed_ms(start)
+                parts.append(event.delta.text)
+                on_text(event.delta.text)
+            elif event.type == "message_delta":
+                stop_reason = event.delta.stop_reason
+                tokens[1] = event.usage.output_tokens or tokens[1]
+                if getattr(event.usage, "input_tokens", None):
+                    tokens[0] = event.usage.input_tokens
+            elif event.type == "message_stop":
+                finished = True
+        if not finished:
+            raise ProviderError(
+                "connection", "the stream ended before message_stop",
+                input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=elapsed_ms(start),
+            )
+        return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft)

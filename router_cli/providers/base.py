@@ -1,0 +1,179 @@
+"""Request, response and error types shared by every provider.
+
+Errors from any SDK are mapped to one taxonomy (:class:`ProviderError`):
+
+========== ========== ============ ==========================================
+kind       retryable  next model?  examples
+========== ========== ============ ==========================================
+rate_limit yes        after retries 429
+overloaded yes        after retries 529, Anthropic ``overloaded_error``
+server     yes        after retries other 5xx
+timeout    yes        after retries client timeout
+connection yes        after retries refused, reset, dropped mid-stream
+malformed  yes        after retries a response that is not valid JSON / SSE
+not_found  no         yes          404: the model does not exist there
+permission no         yes          402/403: this key may not use this model
+bad_request no        no (fail)    400/413/422: the request itself is wrong
+auth       no         no (fail)    401: the key is wrong
+========== ========== ============ ==========================================
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from ..config import ModelSpec, ProviderSpec
+
+RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"})
+MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission"}
+_KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One single-turn chat call to one model."""
+
+    model: ModelSpec
+    prompt: str
+    system: str | None = None
+    max_tokens: int = 1024
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    stop_reason: str | None
+    duration_ms: float
+    ttft_ms: float | None = None
+    usage_estimated: bool = False
+
+
+class ProviderError(Exception):
+    """A failed call, classified. ``usage`` holds tokens billed before the failure."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        duration_ms: float = 0.0,
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.duration_ms = duration_ms
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE_KINDS
+
+    @property
+    def model_fault(self) -> bool:
+        """True when another model may succeed where this one failed."""
+        return self.kind in MODEL_FAULT_KINDS
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status} " if self.status else ""
+        return f"{status}{self.kind}: {self.message}"
+
+
+def kind_for_status(status: int, error_type: str | None = None) -> str:
+    if error_type == "overloaded_error" or status == 529:
+        return "overloaded"
+    if status == 429:
+        return "rate_limit"
+    if status == 401:
+        return "auth"
+    if status in (402, 403):
+        return "permission"
+    if status == 404:
+        return "not_found"
+    if status in (408, 409) or status >= 500:
+        return "server"
+    return "bad_request"
+
+
+def parse_retry_after(headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds only)."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP date: rare from LLM APIs; fall back to backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove an API key (and anything key-shaped) from a message."""
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-[redacted]", text)
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a ``time.perf_counter()`` reading)."""
+    return (time.perf_counter() - start) * 1000
+
+
+class Provider:
+    """One provider endpoint. Subclasses implement :meth:`complete`."""
+
+    def __init__(self, spec: ProviderSpec, api_key: str | None):
+        self.spec = spec
+        self._api_key = api_key
+        self._client = None
+
+    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+        """Make the call; stream text chunks to ``on_text`` when it is given.
+
+        Raises :class:`ProviderError` for every failure of the call.
+        """
+        raise NotImplementedError
+
+
+def map_sdk_error(sdk, exc: BaseException, secret: str | None, elapsed_ms: float, tokens=(0, 0)) -> ProviderError:
+    """Classify an exception raised by the ``anthropic`` or ``openai`` SDK (same shapes)."""
+    import json
+
+    import httpx2
+
+    def make(kind, message, **kw):
+        return ProviderError(kind, redact(message, secret), input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=elapsed_ms, **kw)
+
+    if isinstance(exc, sdk.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        # Anthropic's SDK keeps the whole body; OpenAI's keeps only its "error" object.
+        error = body.get("error") if isinstance(body.get("error"), dict) else body
+        detail = error.get("message") or str(exc)
+        kind = kind_for_status(exc.status_code, error.get("type"))
+        return make(kind, detail, status=exc.status_code, retry_after=parse_retry_after(exc.response.headers))
+    if isinstance(exc, (sdk.APITimeoutError, httpx2.TimeoutException)):
+        return make("timeout", "no response before the timeout")
+    if isinstance(exc, sdk.APIResponseValidationError):
+        return make("malformed", f"unexpected response: {exc}")
+    if isinstance(exc, (sdk.APIConnectionError, httpx2.TransportError)):
+        cause = exc.__cause__ or exc
+        return make("connection", f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+    if isinstance(exc, (json.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError)):
+        return make("malformed", f"could not parse the response ({type(exc).__name__}: {exc})")
+    return make("server", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,400 @@
+"""The request path: classify, walk the fallback chain with retries, log to the ledger.
+
+    from router_cli import Router, load_config
+    answer = Router(load_config()).ask("What is a monad?")
+    print(answer.text, answer.cost)
+
+Fallback chain: the chosen tier's models in order, then each tier above it.
+Retryable errors (429, 5xx, overloaded, timeouts, dropped connections) are
+retried on the same model with exponential backoff and full jitter, honouring
+``retry-after``; then the next model is tried. A 404 or 402/403 moves straight
+to the next model. A 400 (the request itself is wrong) and a 401 (the key is
+wrong) stop at once: every other model would fail the same way, or the user
+must fix the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Callable, Mapping
+
+from .classify import Decision, get_classifier
+from .config import Config, ModelSpec, ProviderSpec, Tier
+from .errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, LedgerError, MissingKeyError, UsageError
+from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
+
+Note = Callable[[str], None]
+
+
+@dataclass
+class Attempt:
+    """One try of one model. ``status`` is ``ok``, ``error`` or ``skipped`` (never called)."""
+
+    tier: str
+    provider: str
+    model: str
+    status: str
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    error: str | None = None
+    error_kind: str | None = None
+    http_status: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    stop_reason: str | None = None
+    usage_estimated: bool = False
+    text: str | None = None
+    call_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.tier} {self.provider}/{self.model}"
+
+    def to_json(self) -> dict:
+        return {
+            "tier": self.tier, "provider": self.provider, "model": self.model, "status": self.status,
+            "error": self.error, "cost_usd": decimal_str(self.cost),
+        }
+
+
+@dataclass
+class Answer:
+    """The result of :meth:`Router.ask`: the answer and everything it cost."""
+
+    text: str
+    request_id: str
+    decision: Decision
+    attempts: list[Attempt]
+    final: Attempt
+    baseline_cost: Decimal
+    latency_ms: float
+    ledger_error: LedgerError | None = None
+
+    @property
+    def cost(self) -> Decimal:
+        """Everything this request was billed, failed attempts included."""
+        return sum((a.cost for a in self.attempts), Decimal(0))
+
+    def to_json(self) -> dict:
+        """The ``--json`` object (a contract: see DESIGN.md)."""
+        return {
+            "text": self.text,
+            "call_id": self.final.call_id,
+            "request_id": self.request_id,
+            "tier": self.final.tier,
+            "provider": self.final.provider,
+            "model": self.final.model,
+            "classifier": self.decision.classifier,
+            "score": self.decision.score,
+            "input_tokens": self.final.input_tokens,
+            "output_tokens": self.final.output_tokens,
+            "cost_usd": decimal_str(self.cost),
+            "baseline_cost_usd": decimal_str(self.baseline_cost),
+            "latency_ms": round(self.latency_ms, 1),
+            "cached": False,
+            "stop_reason": self.final.stop_reason,
+            "attempts": [a.to_json() for a in self.attempts],
+        }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What ``--dry-run`` reports: the decision and the worst-case cost, no call made."""
+
+    decision: Decision
+    tier: str
+    provider: str
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    cost: Decimal
+    baseline_cost: Decimal
+    missing_key: str | None
+
+    def to_json(self) -> dict:
+        return {
+            "dry_run": True, "tier": self.tier, "provider": self.provider, "model": self.model,
+            "classifier": self.decision.classifier, "score": self.decision.score, "reason": self.decision.reason,
+            "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
+            "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
+            "missing_key": self.missing_key,
+        }
+
+
+def new_id() -> str:
+    """A sortable unique id: 48-bit millisecond time + 80 random bits, Crockford base32."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+class Router:
+    """Routes prompts through the tiers of ``config`` and logs every attempt.
+
+    ``db_path`` None disables the ledger (for library use and dry runs).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        db_path: str | os.PathLike | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_note: Note | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.config = config
+        self.db_path = db_path
+        self.env = os.environ if env is None else env
+        self.on_note = on_note or (lambda message: None)
+        self.sleep = sleep
+        self._providers: dict[str, object] = {}
+        self._ledger = None
+
+    # ------------------------------------------------------------ decisions
+
+    def decide(self, prompt: str, tier: str | None = None, classifier: str | None = None) -> Decision:
+        """The tier for ``prompt``: ``tier`` if given, else the classifier's choice."""
+        if tier is not None:
+            if tier not in self.config.tier_names:
+                raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(self.config.tier_names)}")
+            score = (self.config.tier_index(tier) + 0.5) / len(self.config.tiers)
+            return Decision(tier, round(score, 4), "--tier given", "override")
+        return get_classifier(classifier or self.config.classifier, self.config).classify(prompt)
+
+    def chain(self, tier: str) -> list[tuple[Tier, ModelSpec]]:
+        """The fallback chain: ``tier``'s models in order, then every tier above."""
+        start = self.config.tier_index(tier)
+        return [(t, m) for t in self.config.tiers[start:] for m in t.models]
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        if spec.api_key_env is None:
+            return None
+        return self.env.get(spec.api_key_env) or None
+
+    def estimate(self, prompt: str, *, system: str | None = None, tier: str | None = None,
+                 classifier: str | None = None, max_tokens: int | None = None) -> Estimate:
+        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone."""
+        decision = self.decide(prompt, tier, classifier)
+        usable = [(t, m) for t, m in self.chain(decision.tier) if self._key_problem(m) is None]
+        t, m = usable[0] if usable else self.chain(decision.tier)[0]
+        tokens = estimate_tokens(f"{system or ''}\n{prompt}")
+        out = max_tokens or m.max_tokens
+        baseline = self.config.baseline_model
+        return Estimate(
+            decision, t.name, m.provider, m.model, tokens, out,
+            cost_usd(m.price, tokens, out), cost_usd(baseline.price, tokens, max_tokens or baseline.max_tokens),
+            None if usable else self._key_problem(m),
+        )
+
+    # ------------------------------------------------------------ the call
+
+    def ask(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        tier: str | None = None,
+        classifier: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        on_text: Callable[[str], None] | None = None,
+        user: str | None = None,
+        team: str | None = None,
+        command: str = "ask",
+    ) -> Answer:
+        """Answer ``prompt`` from the cheapest suitable tier, falling back on errors.
+
+        Streams text to ``on_text`` when given. Every attempt is written to the
+        ledger, failed ones included; raises :class:`AllAttemptsFailed` or
+        :class:`MissingKeyError` when no model answered.
+        """
+        if not prompt.strip():
+            raise UsageError("the prompt is empty")
+        if max_tokens is not None and max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
+        started = time.perf_counter()
+        decision = self.decide(prompt, tier, classifier)
+        request_id = new_id()
+        attempts, failure = self._run_chain(decision.tier, prompt, system, max_tokens, temperature, on_text)
+        final = attempts[-1] if failure is None else None
+        baseline = Decimal(0)
+        if final is not None:
+            baseline = cost_usd(self.config.baseline_model.price, final.input_tokens, final.output_tokens)
+        ledger_error = None
+        try:
+            self._record(request_id, command, decision, attempts, baseline, prompt, system, user, team, stream=on_text is not None)
+        except LedgerError as e:
+            if failure is not None:
+                failure.message += f" (and the ledger could not be written: {e})"
+                raise failure from None
+            ledger_error = e
+        if failure is not None:
+            raise failure
+        return Answer(final.text or "", request_id, decision, attempts, final, baseline,
+                      (time.perf_counter() - started) * 1000, ledger_error)
+
+    def _key_problem(self, model: ModelSpec) -> str | None:
+        spec = self.config.providers[model.provider]
+        if spec.api_key_env and not self.api_key(spec):
+            return spec.api_key_env
+        return None
+
+    def _provider(self, spec: ProviderSpec):
+        if spec.name not in self._providers:
+            from .providers import get_provider
+
+            self._providers[spec.name] = get_provider(spec, self.api_key(spec))
+        return self._providers[spec.name]
+
+    def _run_chain(self, tier_name, prompt, system, max_tokens, temperature, on_text):
+        from .providers import ChatRequest, ProviderError
+
+        policy = self.config.retry
+        attempts: list[Attempt] = []
+        streamed = False
+        for tier, model in self.chain(tier_name):
+            spec = self.config.providers[model.provider]
+            missing = self._key_problem(model)
+            if missing:
+                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=f"{missing} is not set", error_kind="no_key"))
+                continue
+            provider = self._provider(spec)
+            request = ChatRequest(model, prompt, system, max_tokens or model.max_tokens, temperature)
+            for retry in range(policy.max_retries + 1):
+                attempt = Attempt(tier.name, spec.name, model.model, "ok")
+                emitted = []
+
+                def sink(text: str, emitted=emitted) -> None:
+                    emitted.append(text)
+                    on_text(text)
+
+                if streamed:
+                    self.on_note(f"the answer restarts from {attempt.label}")
+                try:
+                    response = provider.complete(request, on_text=sink if on_text else None)
+                except ProviderError as e:
+                    streamed = streamed or bool(emitted)
+                    self._fill_failure(attempt, model, e)
+                    attempts.append(attempt)
+                    if e.kind == "auth":
+                        return attempts, MissingKeyError(
+                            f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
+                            f"(HTTP {e.status}): check or replace the key in that variable"
+                        )
+                    if not e.model_fault:
+                        return attempts, AllAttemptsFailed(
+                            f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
+                            attempts, exit_code=EXIT_REQUEST_REJECTED,
+                        )
+                    wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
+                    if wait is None:
+                        self.on_note(f"{attempt.label} failed: {e}; trying the next model")
+                        break
+                    self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
+                    self.sleep(wait)
+                    continue
+                attempt.text = response.text
+                attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
+                attempt.cost = cost_usd(model.price, response.input_tokens, response.output_tokens)
+                attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
+                attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
+                attempts.append(attempt)
+                return attempts, None
+        return attempts, self._exhausted(attempts)
+
+    @staticmethod
+    def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
+        attempt.status = "error"
+        attempt.error, attempt.error_kind, attempt.http_status = str(e), e.kind, e.status
+        attempt.duration_ms = e.duration_ms
+        # Tokens the provider reported before failing (a dropped stream) were billed.
+        attempt.input_tokens, attempt.output_tokens = e.input_tokens, e.output_tokens
+        attempt.cost = cost_usd(model.price, e.input_tokens, e.output_tokens)
+
+    def _retry_wait(self, e, retry: int) -> float | None:
+        """Seconds before the next try, or None to move on to the next model."""
+        policy = self.config.retry
+        if e.retry_after is not None:
+            return e.retry_after if e.retry_after <= policy.max_retry_after else None
+        return random.uniform(0, min(policy.backoff_max, policy.backoff_base * 2**retry))
+
+    def _exhausted(self, attempts: list[Attempt]) -> Exception:
+        if all(a.status == "skipped" for a in attempts):
+            names = sorted({self.config.providers[a.provider].api_key_env for a in attempts})
+            return MissingKeyError(f"no API key for any model of this route: set {' or '.join(names)}")
+        summary = []
+        for a in attempts:
+            text = f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}"
+            if summary and summary[-1][0] == text:
+                summary[-1][1] += 1
+            else:
+                summary.append([text, 1])
+        parts = [text + (f" (x{n})" if n > 1 else "") for text, n in summary]
+        tried = sum(1 for a in attempts if a.status != "skipped")
+        return AllAttemptsFailed(f"every model failed ({tried} attempts): " + "; ".join(parts), attempts)
+
+    # ------------------------------------------------------------ ledger
+
+    def ledger(self):
+        if self._ledger is None and self.db_path is not None:
+            from .ledger import Ledger
+
+            self._ledger = Ledger(self.db_path)
+        return self._ledger
+
+    def _record(self, request_id, command, decision, attempts, baseline, prompt, system, user, team, stream) -> None:
+        if self.db_path is None:
+            return
+        from . import __version__
+
+        store = self.config.ledger
+        stored_prompt, stored_system = _stored(prompt, store), _stored(system, store)
+        prompt_hash = None if store.store == "none" else hashlib.sha256(f"{system or ''}\0{prompt}".encode()).hexdigest()
+        rows = []
+        called = [a for a in attempts if a.status != "skipped"]
+        for number, a in enumerate(called, 1):
+            a.call_id = new_id()
+            is_final = a.status == "ok"
+            rows.append({
+                "id": a.call_id, "request_id": request_id, "attempt": number,
+                "datetime_utc": a.started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "command": command, "tier": a.tier, "provider": a.provider, "model": a.model,
+                "classifier": decision.classifier, "score": decision.score, "reason": decision.reason,
+                "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
+                "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
+                "cost_usd": decimal_str(a.cost), "cost_nanousd": to_nanousd(a.cost),
+                "baseline_cost_usd": decimal_str(baseline if is_final else Decimal(0)),
+                "baseline_cost_nanousd": to_nanousd(baseline) if is_final else 0,
+                "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
+                "stop_reason": a.stop_reason, "stream": int(stream), "user": user, "team": team,
+                "prompt_hash": prompt_hash, "prompt": stored_prompt, "system": stored_system,
+                "response": _stored(a.text, store) if is_final else None,
+                "config_hash": self.config.config_hash, "mmr_version": __version__,
+            })
+        if rows:
+            self.ledger().record(rows)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def _stored(text: str | None, store) -> str | None:
+    if text is None or store.store in ("hash", "none"):
+        return None
+    if store.store == "preview" and len(text) > store.preview_chars:
+        return text[: store.preview_chars] + "…"
+    return text
+
+
+__all__ = ["Answer", "Attempt", "Estimate", "Router", "new_id"]

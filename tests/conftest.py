@@ -1,0 +1,139 @@
+"""Shared fixtures: an isolated environment per test and one local provider server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.provider_server import ProviderServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Prices chosen so that exact costs have many decimal places.
+TEST_CONFIG = """\
+version: 1
+baseline_tier: complex
+providers:
+  anthropic:
+    type: anthropic
+    api_key_env: TEST_ANTHROPIC_KEY
+    base_url: {url}
+    timeout: {timeout}
+  openai:
+    type: openai
+    api_key_env: TEST_OPENAI_KEY
+    base_url: {url}/v1
+    timeout: {timeout}
+tiers:
+  - name: simple
+    models:
+      - {{provider: anthropic, model: claude-small, price: {{input: 0.80, output: 4.00}}, max_tokens: 64}}
+      - {{provider: openai, model: gpt-small, price: {{input: 0.15, output: 0.60}}, max_tokens: 64}}
+  - name: medium
+    models:
+      - {{provider: anthropic, model: claude-mid, price: {{input: 3.00, output: 15.00}}, max_tokens: 128}}
+      - {{provider: openai, model: gpt-mid, price: {{input: 2.50, output: 10.00}}, max_tokens: 128}}
+  - name: complex
+    models:
+      - {{provider: anthropic, model: claude-big, price: {{input: 15.00, output: 75.00}}, max_tokens: 256}}
+      - {{provider: openai, model: gpt-big, price: {{input: 1.25, output: 10.00}}, max_tokens: 256, reasoning: true}}
+retry:
+  max_retries: 2
+  backoff_base: 0.001
+  backoff_max: 0.01
+  max_retry_after: 5
+"""
+
+KEYS = {"TEST_ANTHROPIC_KEY": "sk-ant-test-0123456789abcdef", "TEST_OPENAI_KEY": "sk-oai-test-0123456789abcdef"}
+
+
+@pytest.fixture(scope="session")
+def _server():
+    server = ProviderServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(_server):
+    """The local provider server, with its script cleared for this test."""
+    _server.reset()
+    yield _server
+    _server.reset()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Point every user directory and variable at tmp_path; set the test keys."""
+    for name in ("MMR_CONFIG", "MMR_DB", "MMR_USER", "MMR_TEAM", "MMR_DEBUG", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_config(path: Path, url: str, timeout: float = 2.0, extra: str = "") -> Path:
+    path.write_text(TEST_CONFIG.format(url=url, timeout=timeout) + extra)
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path, server) -> Path:
+    return write_config(tmp_path / "tiers.test.yaml", server.url)
+
+
+@pytest.fixture
+def config(config_path):
+    from router_cli.config import load_config
+
+    return load_config(config_path)
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def router(config, db_path):
+    from router_cli.router import Router
+
+    sleeps: list[float] = []
+    r = Router(config, db_path, sleep=sleeps.append)
+    r.sleeps = sleeps
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def mmr(config_path, db_path):
+    """Run the real ``mmr`` CLI in a subprocess: mmr(*args, input=bytes) -> CompletedProcess."""
+
+    def run(*args: str, input: bytes | str | None = None, env: dict | None = None, config: bool = True, db: bool = True):
+        argv = [sys.executable, "-m", "router_cli", *args]
+        if config and "--config" not in args:
+            argv += ["--config", str(config_path)]
+        if db and "--db" not in args:
+            argv += ["--db", str(db_path)]
+        full_env = {**os.environ, **(env or {})}
+        if isinstance(input, str):
+            input = input.encode()
+        return subprocess.run(argv, input=input if input is not None else b"", capture_output=True, env=full_env, timeout=60)
+
+    return run
+
+
+def ledger_rows(db_path: Path) -> list[dict]:
+    from router_cli.ledger import Ledger
+
+    if not db_path.exists():
+        return []
+    with Ledger(db_path) as ledger:
+        return ledger.rows()

@@ -1,0 +1,363 @@
+"""A local provider server speaking the Anthropic Messages API and OpenAI Chat
+Completions, scriptable per model, with fault injection.
+
+Tests start it on 127.0.0.1 (port 0) and point the real ``anthropic`` and
+``openai`` SDKs at it through ``base_url``:
+
+    server = ProviderServer().start()
+    server.script("claude-haiku-4-5", error(429, retry_after=0), reply("hi"))
+    ...
+    server.stop()
+
+Anthropic clients use ``server.url``; OpenAI clients use ``server.url + "/v1"``.
+Without a script a model answers ``reply_text(prompt)``. Token counts are
+whitespace-separated words (``count_tokens``), so tests can compute exact costs.
+
+Run standalone for benchmarks or manual tries:
+``python -m tests.provider_server --port 8765 --latency 0.05``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def count_tokens(text: str) -> int:
+    """The server's tokenizer: whitespace-separated words, at least 1."""
+    return max(1, len(text.split()))
+
+
+def reply_text(prompt: str) -> str:
+    """The default answer: deterministic and easy to assert on."""
+    return f"Answer to: {prompt}"
+
+
+@dataclass
+class Step:
+    """What the server does for one request to a model."""
+
+    action: str  # reply | error | hang | malformed | drop
+    text: str | None = None
+    status: int = 200
+    error_type: str | None = None
+    message: str = ""
+    retry_after: float | None = None
+    seconds: float = 0.0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    stop_reason: str | None = None
+    after_chunks: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0) -> Step:
+    return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason, seconds=delay)
+
+
+def error(status: int, *, error_type: str | None = None, message: str | None = None, retry_after: float | None = None) -> Step:
+    return Step("error", status=status, error_type=error_type, message=message or f"injected {status}", retry_after=retry_after)
+
+
+def hang(seconds: float = 30.0) -> Step:
+    """Accept the request and send nothing for ``seconds`` (client times out)."""
+    return Step("hang", seconds=seconds)
+
+
+def malformed() -> Step:
+    """HTTP 200 whose body is not valid JSON (or SSE)."""
+    return Step("malformed")
+
+
+def drop(after_chunks: int = 1) -> Step:
+    """Close the connection mid-response: after ``after_chunks`` text chunks when streaming."""
+    return Step("drop", after_chunks=after_chunks)
+
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    500: "api_error", 529: "overloaded_error",
+}
+
+
+class ProviderServer:
+    """The server and its script; thread-safe."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0):
+        self.host = host
+        self.port = port
+        self.latency = latency
+        self.api_key: str | None = None  # when set, other keys get 401
+        self.reasoning_models: set[str] = set()  # these reject max_tokens and temperature like OpenAI's o-series
+        self.requests: list[dict] = []
+        self._scripts: dict[str, collections.deque[Step]] = collections.defaultdict(collections.deque)
+        self._always: dict[str, Step] = {}
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting
+    def script(self, model: str, *steps: Step) -> None:
+        """Queue steps for ``model``, consumed one per request."""
+        with self._lock:
+            self._scripts[model].extend(steps)
+
+    def always(self, model: str, step: Step | None) -> None:
+        """Answer every request to ``model`` with ``step`` (None clears it)."""
+        with self._lock:
+            if step is None:
+                self._always.pop(model, None)
+            else:
+                self._always[model] = step
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self._always.clear()
+            self.requests.clear()
+            self.api_key = None
+            self.reasoning_models.clear()
+
+    def calls(self, model: str | None = None) -> list[dict]:
+        with self._lock:
+            return [r for r in self.requests if model is None or r["model"] == model]
+
+    def _next_step(self, model: str) -> Step:
+        with self._lock:
+            queue = self._scripts.get(model)
+            if queue:
+                return queue.popleft()
+            return self._always.get(model) or Step("reply")
+
+    # -- lifecycle
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "ProviderServer":
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="provider-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_state: ProviderServer
+
+    def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
+        pass
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        if self.path.rstrip("/").endswith("/v1/messages"):
+            protocol = "anthropic"
+        elif self.path.rstrip("/").endswith("/chat/completions"):
+            protocol = "openai"
+        else:
+            return self._json(404, {"error": {"type": "not_found_error", "message": f"no route {self.path}"}})
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._error(protocol, 400, None, "request body is not JSON")
+        state = self.server_state
+        model = body.get("model", "")
+        record = {"protocol": protocol, "path": self.path, "model": model, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
+        with state._lock:
+            state.requests.append(record)
+        if state.latency:
+            time.sleep(state.latency)
+        key = self.headers.get("x-api-key") if protocol == "anthropic" else (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        if state.api_key is not None and key != state.api_key:
+            return self._error(protocol, 401, None, "invalid x-api-key")
+        if protocol == "openai" and model in state.reasoning_models:
+            for bad in ("max_tokens", "temperature"):
+                if bad in body:
+                    return self._error(protocol, 400, None, f"Unsupported parameter: '{bad}' is not supported with this model.")
+        step = state._next_step(model)
+        if step.action == "error":
+            return self._error(protocol, step.status, step.error_type, step.message, step.retry_after)
+        if step.action == "hang":
+            time.sleep(step.seconds)
+            self.close_connection = True
+            return None
+        if step.action == "malformed":
+            return self._raw(200, b'{"id": "broken", "content": [', "application/json")
+        if step.seconds:
+            time.sleep(step.seconds)
+        if protocol == "anthropic":
+            return self._anthropic(body, step)
+        return self._openai(body, step)
+
+    # -- answers
+    def _answer(self, body: dict, step: Step, protocol: str):
+        messages = body.get("messages") or []
+        prompt = " ".join(m.get("content", "") for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str))
+        system_parts = [body.get("system") or ""] + [m.get("content", "") for m in messages if m.get("role") in ("system", "developer")]
+        system = " ".join(p for p in system_parts if isinstance(p, str) and p)
+        text = step.text if step.text is not None else reply_text(prompt)
+        limit = body.get("max_tokens") or body.get("max_completion_tokens") or 10**9
+        words = text.split(" ")
+        truncated = len(text.split()) > limit
+        if truncated:
+            text = " ".join(words[:limit])
+        natural = "end_turn" if protocol == "anthropic" else "stop"
+        cut = "max_tokens" if protocol == "anthropic" else "length"
+        stop = step.stop_reason or (cut if truncated else natural)
+        input_tokens = step.input_tokens if step.input_tokens is not None else count_tokens(f"{system} {prompt}")
+        output_tokens = step.output_tokens if step.output_tokens is not None else (count_tokens(text) if text else 0)
+        return text, stop, input_tokens, output_tokens
+
+    def _anthropic(self, body: dict, step: Step):
+        text, stop, input_tokens, output_tokens = self._answer(body, step, "anthropic")
+        message_id = f"msg_{uuid.uuid4().hex[:20]}"
+        if not body.get("stream"):
+            if step.action == "drop":
+                return self._drop_unfinished_body()
+            return self._json(200, {
+                "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            })
+        events = [("message_start", {"type": "message_start", "message": {
+            "id": message_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ("ping", {"type": "ping"})]
+        chunks = _chunks(text)
+        for i, piece in enumerate(chunks):
+            if step.action == "drop" and i == step.after_chunks:
+                return self._sse(events, drop=True)
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
+        if step.action == "drop":
+            return self._sse(events, drop=True)
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        return self._sse(events)
+
+    def _openai(self, body: dict, step: Step):
+        text, stop, input_tokens, output_tokens = self._answer(body, step, "openai")
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:20]}", "created": int(time.time()), "model": body["model"]}
+        usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        if not body.get("stream"):
+            if step.action == "drop":
+                return self._drop_unfinished_body()
+            return self._json(200, {**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stop, "logprobs": None}], "usage": usage})
+        chunk = {**base, "object": "chat.completion.chunk"}
+        events = [(None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
+        for i, piece in enumerate(_chunks(text)):
+            if step.action == "drop" and i == step.after_chunks:
+                return self._sse(events, drop=True)
+            events.append((None, {**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+        if step.action == "drop":
+            return self._sse(events, drop=True)
+        events.append((None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": stop}]}))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append((None, {**chunk, "choices": [], "usage": usage}))
+        events.append((None, "[DONE]"))
+        return self._sse(events)
+
+    # -- wire helpers
+    def _error(self, protocol: str, status: int, error_type: str | None, message: str, retry_after: float | None = None):
+        headers = {}
+        if retry_after is not None:
+            headers["retry-after"] = f"{retry_after:g}"
+        if protocol == "anthropic":
+            payload = {"type": "error", "error": {"type": error_type or _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message}}
+        else:
+            payload = {"error": {"message": message, "type": error_type or "server_error", "param": None, "code": None}}
+        return self._json(status, payload, headers)
+
+    def _json(self, status: int, payload: dict, headers: dict | None = None):
+        return self._raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _raw(self, status: int, data: bytes, content_type: str, headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _sse(self, events: list, drop: bool = False):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for name, data in events:
+            payload = data if isinstance(data, str) else json.dumps(data)
+            frame = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
+            self._chunk(frame.encode())
+        if drop:
+            return self._abort()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes):
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _drop_unfinished_body(self):
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", "1000")
+        self.end_headers()
+        self.wfile.write(b'{"id": "msg_')
+        self.wfile.flush()
+        return self._abort()
+
+    def _abort(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _chunks(text: str) -> list[str]:
+    """Split text into streaming deltas of one word each (keeping the spaces)."""
+    if not text:
+        return []
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    args = parser.parse_args(argv)
+    server = ProviderServer(port=args.port, latency=args.latency).start()
+    print(f"listening on {server.url} (Anthropic: {server.url}, OpenAI: {server.url}/v1)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
