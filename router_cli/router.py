@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -129,10 +130,22 @@ class Estimate:
         }
 
 
+_last_id = 0
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A sortable unique id: 48-bit millisecond time + 80 random bits, Crockford base32."""
+    """A sortable unique id: 48-bit millisecond time + 80 random bits, Crockford base32.
+
+    Monotonic within a process, so the attempts of one request sort in order.
+    """
+    global _last_id
     alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    with _id_lock:
+        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+        if value <= _last_id:
+            value = _last_id + 1
+        _last_id = value
     return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
@@ -387,6 +400,12 @@ class Router:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+    def __enter__(self) -> "Router":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _stored(text: str | None, store) -> str | None:

@@ -1,0 +1,171 @@
+"""The real ``mmr`` command in a subprocess: stdin, stdout/stderr discipline, --json, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from router_cli.errors import EXIT_AUTH, EXIT_CONFIG, EXIT_LEDGER, EXIT_PROVIDER, EXIT_USAGE
+from tests.conftest import KEYS, ledger_rows
+from tests.provider_server import error
+
+JSON_KEYS = {
+    "text", "call_id", "request_id", "tier", "provider", "model", "classifier", "score", "input_tokens",
+    "output_tokens", "cost_usd", "baseline_cost_usd", "latency_ms", "cached", "attempts",
+}
+
+
+def test_stdin_prompt_answer_on_stdout_only(server, mmr, db_path):
+    result = mmr("ask", input="hello from a pipe\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == "Answer to: hello from a pipe\n"
+    assert result.stderr == b""  # not a terminal and no --verbose: no notes
+    assert server.calls()[0]["body"]["messages"][0]["content"] == "hello from a pipe\n"
+    assert [r["status"] for r in ledger_rows(db_path)] == ["ok"]
+
+
+def test_dash_reads_stdin_and_argument_wins_otherwise(server, mmr):
+    assert mmr("ask", "-", input="from stdin").stdout.decode() == "Answer to: from stdin\n"
+    assert mmr("ask", "from argv", input="ignored").stdout.decode() == "Answer to: from argv\n"
+
+
+def test_json_object_has_the_contract_keys(server, mmr, db_path):
+    server.script("claude-small", error(500))
+    result = mmr("ask", "--json", "hello")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert JSON_KEYS <= set(out)
+    assert out["model"] == "claude-small" and out["tier"] == "simple" and out["cached"] is False
+    assert [a["status"] for a in out["attempts"]] == ["error", "ok"]
+    assert set(out["attempts"][0]) == {"tier", "provider", "model", "status", "error", "cost_usd"}
+    assert isinstance(out["cost_usd"], str) and isinstance(out["baseline_cost_usd"], str)
+    rows = ledger_rows(db_path)
+    assert out["call_id"] == rows[-1]["id"] and out["request_id"] == rows[-1]["request_id"]
+
+
+def test_verbose_routing_note_goes_to_stderr(server, mmr):
+    result = mmr("ask", "--verbose", "--system", "terse", "hello")
+    assert result.stdout.decode() == "Answer to: hello\n"
+    note = result.stderr.decode()
+    assert "simple · anthropic/claude-small · 2→3 tokens" in note and "premium" in note
+
+
+def test_streaming_to_a_pipe_when_asked(server, mmr):
+    result = mmr("ask", "--stream", "hello")
+    assert result.stdout.decode() == "Answer to: hello\n"
+    assert server.calls()[0]["body"]["stream"] is True
+
+
+def test_dry_run_calls_nothing_and_writes_nothing(server, mmr, db_path):
+    result = mmr("ask", "--dry-run", "--json", "Please analyze this contract")
+    out = json.loads(result.stdout)
+    assert out["tier"] == "complex" and out["model"] == "claude-big" and out["max_output_tokens"] == 256
+    assert out["max_cost_usd"] == "0.01932"  # ~8 tokens at $15/M + 256 at $75/M
+    assert server.calls() == [] and not db_path.exists()
+
+
+@pytest.mark.parametrize(
+    "args,stdin,code,message",
+    [
+        (["ask", ""], None, EXIT_USAGE, "the prompt is empty"),
+        (["ask"], b"   \n", EXIT_USAGE, "the prompt is empty"),
+        (["ask"], b"\x89PNG\r\n\x1a\n\x00\x00", EXIT_USAGE, "binary"),
+        (["ask"], b"\xff\xfe bad", EXIT_USAGE, "not UTF-8"),
+        (["ask", "--max-tokens", "0", "hi"], None, EXIT_USAGE, "--max-tokens must be at least 1"),
+        (["ask", "--tier", "huge", "hi"], None, EXIT_USAGE, "unknown tier 'huge'; valid tiers: simple, medium, complex"),
+        (["ask", "--classifier", "magic", "hi"], None, EXIT_USAGE, "valid classifiers: rules"),
+        (["ask", "--no-such-flag", "hi"], None, EXIT_USAGE, "No such option"),
+        (["ask", "--config", "missing.yaml", "hi"], None, EXIT_CONFIG, "missing.yaml: file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(server, mmr, db_path, args, stdin, code, message):
+    result = mmr(*args, input=stdin)
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    assert err.startswith("Error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert result.stdout == b""
+    assert server.calls() == [] and not db_path.exists()
+
+
+def test_malformed_yaml_names_file_and_line(server, mmr, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiers:\n  - name: simple\n    models: [\n")
+    result = mmr("ask", "--config", str(bad), "hi")
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr.decode().startswith(f"Error: {bad}: line ")
+
+
+def test_missing_key_names_the_variable(server, mmr):
+    env = {name: "" for name in KEYS}
+    result = mmr("ask", "hello", env=env)
+    assert result.returncode == EXIT_AUTH
+    assert "set TEST_ANTHROPIC_KEY or TEST_OPENAI_KEY" in result.stderr.decode()
+
+
+def test_every_provider_failing(server, mmr, config, db_path):
+    for tier in config.tiers:
+        for m in tier.models:
+            server.always(m.model, error(500))
+    result = mmr("ask", "hello")
+    err = result.stderr.decode()
+    assert result.returncode == EXIT_PROVIDER
+    assert err.startswith("Error: every model failed (18 attempts)") and err.count("\n") == 1
+    assert len(ledger_rows(db_path)) == 18
+
+
+def test_keys_never_reach_stderr_or_the_ledger(server, mmr, db_path):
+    server.script("claude-small", error(401, message=f"bad key {KEYS['TEST_ANTHROPIC_KEY']}"))
+    result = mmr("ask", "--verbose", "hello")
+    assert result.returncode == EXIT_AUTH
+    dump = result.stderr + result.stdout + db_path.read_bytes()
+    for key in KEYS.values():
+        assert key.encode() not in dump
+
+
+def test_ledger_that_is_not_sqlite_keeps_the_answer(server, mmr, db_path):
+    db_path.write_bytes(b"this is not a database" * 100)
+    result = mmr("ask", "hello")
+    assert result.stdout.decode() == "Answer to: hello\n"  # the paid-for answer is not lost
+    assert result.returncode == EXIT_LEDGER
+    assert "not an SQLite database" in result.stderr.decode()
+
+
+def test_help_and_dry_run_do_not_import_the_sdks(config_path):
+    code = (
+        "import sys, io, contextlib\n"
+        "from router_cli.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        f"    assert main(['--help']) == 0\n"
+        f"    assert main(['ask', '--dry-run', '--config', {str(config_path)!r}, 'hello']) == 0\n"
+        f"    assert main(['classify', 'hello']) == 0\n"
+        "print(sorted(m for m in ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_classify_prints_the_tier(mmr):
+    assert mmr("classify", "Debug this stack trace", db=False).stdout.decode() == "complex\n"
+    out = json.loads(mmr("classify", "--json", "hi there", db=False).stdout)
+    assert set(out) == {"tier", "score", "classifier", "reason", "latency_ms"} and out["tier"] == "simple"
+
+
+def test_concurrent_processes_write_every_row(server, config_path, db_path):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "router_cli", "ask", "--config", str(config_path), "--db", str(db_path), f"prompt {i}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outputs]
+    rows = ledger_rows(db_path)
+    assert sorted(r["prompt"] for r in rows) == sorted(f"prompt {i}" for i in range(8))
+    assert len({r["id"] for r in rows}) == 8

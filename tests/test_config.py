@@ -1,0 +1,102 @@
+"""Config: the shipped example, resolution order, and one precise error per kind of mistake."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from router_cli.config import DEFAULT_CONFIG, load_config, parse_config, resolve_config_path
+from router_cli.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_builtin_default_is_the_example_file():
+    assert DEFAULT_CONFIG.read_bytes() == (ROOT / "tiers.example.yaml").read_bytes()
+
+
+def test_example_has_three_tiers_anthropic_first_openai_second():
+    config = load_config(ROOT / "tiers.example.yaml")
+    assert config.tier_names == ["simple", "medium", "complex"]
+    assert config.baseline_tier == "complex"
+    for tier in config.tiers:
+        assert [config.providers[m.provider].type for m in tier.models] == ["anthropic", "openai"]
+    assert config.tier("simple").models[0].price.input == Decimal("1.00")
+    assert config.providers["anthropic"].api_key_env == "ANTHROPIC_API_KEY"
+    assert config.tier("complex").models[1].reasoning  # gpt-5 takes max_completion_tokens
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    assert resolve_config_path() == DEFAULT_CONFIG
+    user = tmp_path / "config" / "mmr" / "tiers.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("x")
+    assert resolve_config_path() == user
+    Path("tiers.yaml").write_text("x")
+    assert resolve_config_path() == Path("tiers.yaml")
+    monkeypatch.setenv("MMR_CONFIG", "env.yaml")
+    assert resolve_config_path() == Path("env.yaml")
+    assert resolve_config_path("flag.yaml") == Path("flag.yaml")
+
+
+BASE = (ROOT / "tiers.example.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ("price: {input: 3.00, output: 15.00}", "price: {input: 3.00, output: cheap}", "tiers[1].models[0].price.output: not a number: 'cheap'"),
+        ("price: {input: 3.00, output: 15.00}", "price: {input: -3, output: 15.00}", "tiers[1].models[0].price.input: must be a finite amount >= 0"),
+        ("price: {input: 3.00, output: 15.00}", "price: {input: 3.00}", "tiers[1].models[0].price.output: required key is missing"),
+        ("max_tokens: 2048\n      - provider: openai", "max_tokens: 0\n      - provider: openai", "tiers[1].models[0].max_tokens: must be at least 1"),
+        ("provider: anthropic\n        model: claude-sonnet-4-5", "provider: antropic\n        model: claude-sonnet-4-5", "tiers[1].models[0].provider: unknown provider 'antropic'; defined providers: anthropic, openai"),
+        ("    timeout: 60            # seconds per request", "    timeout: 60\n    api_key: sk-secret", "providers.anthropic.api_key: unknown key"),
+        ("api_key_env: OPENAI_API_KEY", "api_key_env: sk-abc123", "providers.openai.api_key_env: must be the NAME of an environment variable"),
+        ("baseline_tier: complex", "baseline_tier: premium", "baseline_tier: unknown tier 'premium'"),
+        ("  - name: medium", "  - name: simple", "tiers[1].name: duplicate tier name 'simple'"),
+        ("        - debug\n", "        - debug(\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
+        ("    default_tier: medium", "    default_tier: huge", "classifier.rules.default_tier: unknown tier 'huge'"),
+        ("  store: full", "  store: everything", "ledger.store: expected one of full, preview, hash, none"),
+        ("version: 1", "version: 1\nmodels: []", "models: unknown key"),
+        ("    type: openai", "    type: gemini", "providers.openai.type: unknown provider type 'gemini'"),
+        ("  max_retries: 2", "  max_retries: two", "retry.max_retries: expected an integer"),
+    ],
+)
+def test_errors_name_the_file_and_key_path(old, new, message):
+    assert old in BASE
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE.replace(old, new, 1), "my-tiers.yaml")
+    assert str(info.value).startswith("my-tiers.yaml: ")
+    assert message in str(info.value)
+    assert "sk-secret" not in str(info.value)
+
+
+def test_the_api_key_hint_points_to_api_key_env():
+    with pytest.raises(ConfigError, match="name that in api_key_env"):
+        parse_config(BASE.replace("    timeout: 60            # seconds per request", "    api_key: x", 1), "t.yaml")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "the file is empty"),
+    ("tiers: [", "line 2, column 1: invalid YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("providers: {}\ntiers: []\n", "providers: at least one provider"),
+])
+def test_structural_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, "t.yaml")
+
+
+def test_openai_compatible_provider_without_a_key():
+    text = BASE.replace("providers:\n", "providers:\n  ollama:\n    type: openai\n    base_url: http://localhost:11434/v1\n    api_key_env: null\n", 1)
+    config = parse_config(text, "t.yaml")
+    assert config.providers["ollama"].api_key_env is None
+    assert config.providers["ollama"].base_url == "http://localhost:11434/v1"
+
+
+def test_prices_keep_the_digits_written():
+    config = parse_config(BASE.replace("{input: 0.25, output: 2.00}", '{input: "0.075", output: 0.3}', 1), "t.yaml")
+    price = config.tier("simple").models[1].price
+    assert (price.input, price.output) == (Decimal("0.075"), Decimal("0.3"))

@@ -1,0 +1,93 @@
+"""The ledger file: permissions, WAL, pinned columns, migrations, concurrent writers, bad files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import stat
+
+import pytest
+
+from router_cli.errors import LedgerError
+from router_cli.ledger import SCHEMA_VERSION, Ledger, _migrations, resolve_db_path
+
+COLUMNS = [
+    "id", "request_id", "attempt", "datetime_utc", "command", "tier", "provider", "model", "classifier", "score",
+    "reason", "status", "error", "error_kind", "http_status", "input_tokens", "output_tokens", "usage_estimated",
+    "cost_usd", "cost_nanousd", "baseline_cost_usd", "baseline_cost_nanousd", "duration_ms", "ttft_ms",
+    "stop_reason", "stream", "user", "team", "prompt_hash", "prompt", "system", "response", "config_hash", "mmr_version",
+]
+
+
+def test_created_private_in_wal_mode(tmp_path):
+    path = tmp_path / "sub" / "ledger.db"
+    Ledger(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_columns_are_pinned(tmp_path):
+    with Ledger(tmp_path / "l.db") as ledger:
+        columns = [row[1] for row in ledger.conn.execute("PRAGMA table_info(calls)")]
+    assert columns == COLUMNS
+
+
+def test_schema_version_counts_the_migrations():
+    assert SCHEMA_VERSION == len(_migrations()._migrations)
+
+
+def test_migrations_run_once_and_reopen_fast(tmp_path):
+    path = tmp_path / "l.db"
+    Ledger(path).close()
+    Ledger(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_default_location_follows_xdg(tmp_path, monkeypatch):
+    assert resolve_db_path() == tmp_path / "data" / "mmr" / "ledger.db"
+    monkeypatch.setenv("MMR_DB", str(tmp_path / "env.db"))
+    assert resolve_db_path() == tmp_path / "env.db"
+    assert resolve_db_path("flag.db").name == "flag.db"
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "l.db"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(LedgerError, match="not an SQLite database"):
+        Ledger(path)
+
+
+def test_locked_longer_than_the_busy_timeout(tmp_path):
+    path = tmp_path / "l.db"
+    Ledger(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with Ledger(path, busy_timeout=0.2) as ledger, pytest.raises(LedgerError, match="locked by another process"):
+            ledger.record([{"id": "x", "request_id": "r", "status": "ok"}])
+    finally:
+        holder.execute("ROLLBACK")
+
+
+def _writer(path, worker, count):
+    with Ledger(path) as ledger:
+        for i in range(count):
+            ledger.record([{"id": f"{worker:02d}-{i:04d}-{n}", "request_id": f"{worker}-{i}", "attempt": n, "status": "ok"} for n in (1, 2)])
+
+
+def test_concurrent_writer_processes_lose_nothing(tmp_path):
+    path = tmp_path / "l.db"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 100)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    with Ledger(path) as ledger:
+        rows = ledger.rows()
+    assert len(rows) == 4 * 100 * 2
+    assert len({r["request_id"] for r in rows}) == 400
