@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # recent Typer vendors its own Click
         from typer._click import exceptions as click
     except ImportError:  # pragma: no cover - older Typer uses Click itself
-        from click import exceptions as click
+        from click import exceptions as click  # type: ignore[no-redef]
 
     command = typer.main.get_command(app)
     try:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from .errors import ConfigError
 
@@ -189,7 +189,7 @@ class _Validator:
     def fail(self, path: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {path}: {problem}" if path else f"{self.source}: {problem}")
 
-    def mapping(self, value: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+    def mapping(self, value: Any, path: str, allowed: Collection[str], required: Collection[str] = ()) -> dict:
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         for key in value:

@@ -252,6 +252,7 @@ class Router:
             ledger_error = e
         if failure is not None:
             raise failure
+        assert final is not None
         return Answer(final.text or "", request_id, decision, attempts, final, baseline,
                       (time.perf_counter() - started) * 1000, ledger_error)
 
@@ -342,16 +343,17 @@ class Router:
 
     def _exhausted(self, attempts: list[Attempt]) -> Exception:
         if all(a.status == "skipped" for a in attempts):
-            names = sorted({self.config.providers[a.provider].api_key_env for a in attempts})
+            names = sorted({self.config.providers[a.provider].api_key_env or a.provider for a in attempts})
             return MissingKeyError(f"no API key for any model of this route: set {' or '.join(names)}")
-        summary = []
-        for a in attempts:
-            text = f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}"
-            if summary and summary[-1][0] == text:
-                summary[-1][1] += 1
+        # Consecutive identical failures (the retries of one model) are shown once, with a count.
+        texts = [f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}" for a in attempts]
+        counts: list[tuple[str, int]] = []
+        for text in texts:
+            if counts and counts[-1][0] == text:
+                counts[-1] = (text, counts[-1][1] + 1)
             else:
-                summary.append([text, 1])
-        parts = [text + (f" (x{n})" if n > 1 else "") for text, n in summary]
+                counts.append((text, 1))
+        parts = [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
         tried = sum(1 for a in attempts if a.status != "skipped")
         return AllAttemptsFailed(f"every model failed ({tried} attempts): " + "; ".join(parts), attempts)
 

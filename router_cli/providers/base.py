@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import ModelSpec, ProviderSpec
 
@@ -141,7 +142,7 @@ class Provider:
     def __init__(self, spec: ProviderSpec, api_key: str | None):
         self.spec = spec
         self._api_key = api_key
-        self._client = None
+        self._client: Any = None
 
     def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
         """Make the call; stream text chunks to ``on_text`` when it is given.
@@ -151,19 +152,19 @@ class Provider:
         raise NotImplementedError
 
 
-def map_sdk_error(sdk, exc: BaseException, secret: str | None, elapsed_ms: float, tokens=(0, 0)) -> ProviderError:
+def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: float, tokens=(0, 0)) -> ProviderError:
     """Classify an exception raised by the ``anthropic`` or ``openai`` SDK (same shapes)."""
     import json
 
     import httpx2
 
     def make(kind, message, **kw):
-        return ProviderError(kind, redact(message, secret), input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=elapsed_ms, **kw)
+        return ProviderError(kind, redact(message, secret), input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=duration_ms, **kw)
 
     if isinstance(exc, sdk.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
+        body: dict = exc.body if isinstance(exc.body, dict) else {}
         # Anthropic's SDK keeps the whole body; OpenAI's keeps only its "error" object.
-        error = body.get("error") if isinstance(body.get("error"), dict) else body
+        error: dict = body["error"] if isinstance(body.get("error"), dict) else body
         detail = error.get("message") or str(exc)
         kind = kind_for_status(exc.status_code, error.get("type"))
         return make(kind, detail, status=exc.status_code, retry_after=parse_retry_after(exc.response.headers))
