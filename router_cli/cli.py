@@ -123,6 +123,35 @@ def classify(
     render.decision(decision, json_output)
 
 
+@app.command()
+def costs(
+    since: Annotated[str, typer.Option("--since", help="Start: 7d, 24h, 30m, 2w, YYYY-MM-DD or an ISO timestamp.")] = "7d",
+    until: Annotated[Optional[str], typer.Option("--until", help="End (default: now), same forms as --since.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, model, provider, day, week, user, team, command, status (comma-separated).")] = None,
+    json_output: JsonOption = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+    utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Spend, premium baseline and net savings from the ledger.
+
+    Example: mmr costs --since 30d --by tier,model
+    """
+    from .costs import cost_report, parse_by, parse_when
+    from .ledger import Ledger, resolve_db_path
+
+    keys = parse_by(by)
+    start = parse_when(since, utc=utc)
+    end = parse_when(until, utc=utc, option="--until") if until else None
+    path = resolve_db_path(db)
+    if not path.exists():
+        render.empty_ledger(path, json_output, csv_output)
+        return
+    with Ledger.for_reading(path) as ledger:
+        report = cost_report(ledger, start, end, keys, utc=utc)
+    render.cost_report(report, json_output=json_output, csv_output=csv_output, utc=utc)
+
+
 def _print_version(value: bool) -> None:
     if value:
         from . import __version__

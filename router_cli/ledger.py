@@ -5,6 +5,11 @@ Location: ``--db PATH``, else ``$MMR_DB``, else ``$XDG_DATA_HOME/mmr/ledger.db``
 busy timeout, so several ``mmr`` processes can write at once. The schema
 evolves only through the numbered migrations below, which run on every open.
 
+Texts live apart from ``calls`` so that reports scan narrow rows however long
+the prompts: ``prompts`` (one row per request: its hash and, as ``ledger.store``
+says, the prompt and system prompt in full or as a preview) and ``responses``
+(one row per answering call). :meth:`Ledger.rows` joins them back.
+
 Money is stored twice on purpose: ``cost_usd`` as the exact decimal string
 (what people and the JSON contract read) and ``cost_nanousd`` as an integer,
 so that SQL sums are exact too.
@@ -74,10 +79,6 @@ def _migrations():
                 "stream": int,
                 "user": str,
                 "team": str,
-                "prompt_hash": str,
-                "prompt": str,
-                "system": str,
-                "response": str,
                 "config_hash": str,
                 "mmr_version": str,
             },
@@ -85,6 +86,11 @@ def _migrations():
         )
         db["calls"].create_index(["request_id"])
         db["calls"].create_index(["datetime_utc"])
+        db["prompts"].create(
+            {"request_id": str, "prompt_hash": str, "stored": str, "prompt": str, "system": str}, pk="request_id"
+        )
+        db["prompts"].create_index(["prompt_hash"])
+        db["responses"].create({"call_id": str, "response": str}, pk="call_id")
 
     return migrations
 
@@ -92,11 +98,19 @@ def _migrations():
 class Ledger:
     """An open ledger database. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, readonly: bool = False):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
-        self._create_private_file()
         try:
+            if readonly:
+                # Reports must work on a ledger the user may not write to.
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
+                self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                if self.conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    raise LedgerError(f"{self.path}: the ledger's schema is older than this mmr and it cannot be upgraded read-only")
+                return
+            self._create_private_file()
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
             self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self.conn.execute("PRAGMA journal_mode = WAL")
@@ -104,6 +118,12 @@ class Ledger:
             self._migrate()
         except sqlite3.Error as e:
             raise self._error(e) from None
+
+    @classmethod
+    def for_reading(cls, path: str | os.PathLike) -> "Ledger":
+        """Open for reports: upgrade in place when writable, else read-only."""
+        path = Path(path)
+        return cls(path, readonly=not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK))
 
     def _create_private_file(self) -> None:
         try:
@@ -143,17 +163,21 @@ class Ledger:
             return LedgerError(f"{self.path}: locked by another process for more than {self.busy_timeout:g} s; try again")
         return LedgerError(f"{self.path}: {text}")
 
-    def record(self, rows: Iterable[dict]) -> None:
-        """Insert one request's attempt rows in a single transaction."""
-        rows = list(rows)
-        if not rows:
-            return
-        columns = list(rows[0])
-        sql = f"INSERT INTO calls ({', '.join(_quote(c) for c in columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    def record(self, rows: list[dict] | dict[str, list[dict]]) -> None:
+        """Insert rows in one transaction: a list of ``calls`` rows, or ``{table: rows}``."""
+        tables = {"calls": rows} if isinstance(rows, list) else rows
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.conn.executemany(sql, [[row.get(c) for c in columns] for row in rows])
+                for table, table_rows in tables.items():
+                    if not table_rows:
+                        continue
+                    columns = list(table_rows[0])
+                    sql = (
+                        f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in columns)}) "
+                        f"VALUES ({', '.join('?' for _ in columns)})"
+                    )
+                    self.conn.executemany(sql, [[row.get(c) for c in columns] for row in table_rows])
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -162,8 +186,13 @@ class Ledger:
             raise self._error(e) from None
 
     def rows(self, where: str = "1", params: Iterable = ()) -> list[dict]:
-        """Rows of ``calls`` matching a SQL condition, oldest first."""
-        cursor = self.conn.execute(f"SELECT * FROM calls WHERE {where} ORDER BY id", list(params))
+        """Rows of ``calls`` matching a SQL condition, oldest first, with their texts joined."""
+        cursor = self.conn.execute(
+            "SELECT calls.*, prompts.prompt_hash, prompts.prompt, prompts.system, responses.response FROM calls "
+            "LEFT JOIN prompts ON prompts.request_id = calls.request_id "
+            f"LEFT JOIN responses ON responses.call_id = calls.id WHERE {where} ORDER BY calls.id",
+            list(params),
+        )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 

@@ -44,7 +44,8 @@ def format_usd(amount: Decimal) -> str:
     if amount == 0:
         return "$0"
     places = Decimal("0.01") if abs(amount) >= 1 else Decimal("0.000001")
-    return f"${amount.quantize(places, rounding=ROUND_HALF_EVEN)}"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount).quantize(places, rounding=ROUND_HALF_EVEN)}"
 
 
 def estimate_tokens(text: str) -> int:

@@ -86,3 +86,77 @@ def decision(decision, json_output: bool) -> None:
         })
     else:
         sys.stdout.write(decision.tier + "\n")
+
+
+def empty_ledger(path, json_output: bool, csv_output: bool) -> None:
+    if json_output:
+        _json({"rows": [], "total": None})
+    elif not csv_output:
+        print(f"No calls recorded yet ({path} does not exist). Run mmr ask first.", file=sys.stderr)
+
+
+_COST_FIELDS = [
+    ("calls", "calls"), ("requests", "requests"), ("input_tokens", "in tok"), ("output_tokens", "out tok"),
+    ("spend_usd", "spend"), ("baseline_usd", "baseline"), ("savings_usd", "savings"), ("savings_pct", "saved %"),
+    ("error_rate", "errors"), ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+]
+
+
+def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> None:
+    """The ``mmr costs`` report: a table, or JSON / CSV for scripts."""
+    if json_output:
+        _json(report.to_json())
+        return
+    if csv_output:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(report.by + [name for name, _ in _COST_FIELDS])
+        for row in [*report.rows, report.total]:
+            data = row.to_json()
+            if row.key:
+                label = [data.get(k) for k in report.by]
+            else:
+                label = ["TOTAL"] + [""] * (len(report.by) - 1) if report.by else []
+            writer.writerow(label + [data[name] for name, _ in _COST_FIELDS])
+        return
+    fmt = "%Y-%m-%d %H:%M UTC" if utc else "%Y-%m-%d %H:%M %Z"
+    zone = None if utc else report.since.astimezone().tzinfo
+
+    def when(moment):
+        return moment.astimezone(zone).strftime(fmt) if zone else moment.strftime(fmt)
+
+    title = f"Spend from {when(report.since)} to {when(report.until)}"
+    if report.total.calls == 0:
+        print(f"{title}: no calls in this window.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    # Off a terminal, rich would squeeze the table into 80 columns; let it be as wide as it needs.
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=None if sys.stdout.isatty() else 240)
+    table = Table(title=title, title_justify="left")
+    for key in report.by:
+        table.add_column(key)
+    for _, header in _COST_FIELDS:
+        table.add_column(header, justify="right")
+
+    def cells(row) -> list[str]:
+        pct = row.savings_pct
+        return [
+            f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
+            format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
+            "" if pct is None else f"{pct:.1f}%", f"{row.error_rate:.1%}",
+            "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
+            "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
+        ]
+
+    for row in report.rows:
+        table.add_row(*[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by], *cells(row))
+    if report.by:
+        table.add_section()
+        table.add_row("TOTAL", *[""] * (len(report.by) - 1), *cells(report.total), style="bold")
+    else:
+        table.add_row(*cells(report.total))
+    console.print(table)
+    console.print(report.BASELINE_NOTE, style="dim")

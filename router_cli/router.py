@@ -374,12 +374,12 @@ class Router:
         store = self.config.ledger
         stored_prompt, stored_system = _stored(prompt, store), _stored(system, store)
         prompt_hash = None if store.store == "none" else hashlib.sha256(f"{system or ''}\0{prompt}".encode()).hexdigest()
-        rows = []
+        calls, responses = [], []
         called = [a for a in attempts if a.status != "skipped"]
         for number, a in enumerate(called, 1):
             a.call_id = new_id()
             is_final = a.status == "ok"
-            rows.append({
+            calls.append({
                 "id": a.call_id, "request_id": request_id, "attempt": number,
                 "datetime_utc": a.started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "command": command, "tier": a.tier, "provider": a.provider, "model": a.model,
@@ -391,12 +391,17 @@ class Router:
                 "baseline_cost_nanousd": to_nanousd(baseline) if is_final else 0,
                 "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
                 "stop_reason": a.stop_reason, "stream": int(stream), "user": user, "team": team,
-                "prompt_hash": prompt_hash, "prompt": stored_prompt, "system": stored_system,
-                "response": _stored(a.text, store) if is_final else None,
                 "config_hash": self.config.config_hash, "mmr_version": __version__,
             })
-        if rows:
-            self.ledger().record(rows)
+            if is_final and store.store in ("full", "preview"):
+                responses.append({"call_id": a.call_id, "response": _stored(a.text, store)})
+        if not calls:
+            return
+        prompts = []
+        if prompt_hash is not None:
+            prompts.append({"request_id": request_id, "prompt_hash": prompt_hash, "stored": store.store,
+                            "prompt": stored_prompt, "system": stored_system})
+        self.ledger().record({"calls": calls, "prompts": prompts, "responses": responses})
 
     def close(self) -> None:
         if self._ledger is not None:

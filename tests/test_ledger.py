@@ -15,7 +15,7 @@ COLUMNS = [
     "id", "request_id", "attempt", "datetime_utc", "command", "tier", "provider", "model", "classifier", "score",
     "reason", "status", "error", "error_kind", "http_status", "input_tokens", "output_tokens", "usage_estimated",
     "cost_usd", "cost_nanousd", "baseline_cost_usd", "baseline_cost_nanousd", "duration_ms", "ttft_ms",
-    "stop_reason", "stream", "user", "team", "prompt_hash", "prompt", "system", "response", "config_hash", "mmr_version",
+    "stop_reason", "stream", "user", "team", "config_hash", "mmr_version",
 ]
 
 
@@ -29,8 +29,12 @@ def test_created_private_in_wal_mode(tmp_path):
 
 def test_columns_are_pinned(tmp_path):
     with Ledger(tmp_path / "l.db") as ledger:
-        columns = [row[1] for row in ledger.conn.execute("PRAGMA table_info(calls)")]
-    assert columns == COLUMNS
+        columns = {t: [row[1] for row in ledger.conn.execute(f"PRAGMA table_info({t})")] for t in ("calls", "prompts", "responses")}
+    assert columns == {
+        "calls": COLUMNS,
+        "prompts": ["request_id", "prompt_hash", "stored", "prompt", "system"],
+        "responses": ["call_id", "response"],
+    }
 
 
 def test_schema_version_counts_the_migrations():

@@ -1,0 +1,136 @@
+"""Benchmark `mmr costs` on a large generated ledger.
+
+Run: python bench/costs_report.py [--calls 1000000] [--db PATH] [--runs 5]
+Generates (once, then reuses) a ledger with a realistic mix over 30 days:
+tiers 65/25/10 %, two models per tier, 50 users in 5 teams, 3 % failed attempts
+followed by a fallback, and every prompt (~600 characters) and answer (~1,200)
+stored in full, as the default `ledger.store: full` does. Targets (issue 5): `mmr costs --since 7d` under 1 s and
+`mmr costs --since 30d --by day` under 1.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from router_cli.ledger import Ledger  # noqa: E402
+from router_cli.pricing import cost_usd, decimal_str, to_nanousd  # noqa: E402
+from router_cli.config import Price  # noqa: E402
+
+MODELS = {
+    "simple": [("anthropic", "claude-haiku-4-5", Price(Decimal("1"), Decimal("5"))), ("openai", "gpt-5-mini", Price(Decimal("0.25"), Decimal("2")))],
+    "medium": [("anthropic", "claude-sonnet-4-5", Price(Decimal("3"), Decimal("15"))), ("openai", "gpt-4.1", Price(Decimal("2"), Decimal("8")))],
+    "complex": [("anthropic", "claude-opus-4-5", Price(Decimal("5"), Decimal("25"))), ("openai", "gpt-5", Price(Decimal("1.25"), Decimal("10")))],
+}
+BASELINE = MODELS["complex"][0][2]
+
+
+def generate(path: Path, calls: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    now = datetime.now(timezone.utc)
+    start = now - timedelta(days=30)
+    span = (now - start).total_seconds()
+    users = [(f"user{i:02d}", f"team{i % 5}") for i in range(50)]
+    words = "the router sends each prompt to the cheapest tier that should answer it well".split()
+    with Ledger(path) as ledger:
+        batch: list[dict] = []
+        prompts: list[dict] = []
+        responses: list[dict] = []
+        n = 0
+        times = sorted(rng.random() * span for _ in range(calls))
+        request = 0
+        while n < calls:
+            request += 1
+            tier = rng.choices(["simple", "medium", "complex"], [65, 25, 10])[0]
+            user, team = rng.choice(users)
+            tin, tout = rng.randint(20, 2000), rng.randint(10, 800)
+            prompts.append({"request_id": f"r{request:010d}", "prompt_hash": f"{rng.getrandbits(128):032x}", "stored": "full",
+                            "prompt": " ".join(rng.choices(words, k=90)), "system": None})
+            attempts = [("error", 0)] if rng.random() < 0.03 else []
+            attempts.append(("ok", 1 if attempts else 0))
+            for number, (status, index) in enumerate(attempts, 1):
+                if n >= calls:
+                    break
+                provider, model, price = MODELS[tier][index]
+                when = start + timedelta(seconds=times[n])
+                ok = status == "ok"
+                cost = cost_usd(price, tin, tout) if ok else Decimal(0)
+                baseline = cost_usd(BASELINE, tin, tout) if ok else Decimal(0)
+                batch.append({
+                    "id": f"{n:012d}", "request_id": f"r{request:010d}", "attempt": number,
+                    "datetime_utc": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "command": "ask",
+                    "tier": tier, "provider": provider, "model": model, "classifier": "rules", "score": 0.5,
+                    "status": status, "error": None if ok else "HTTP 529 overloaded", "error_kind": None if ok else "overloaded",
+                    "input_tokens": tin if ok else 0, "output_tokens": tout if ok else 0,
+                    "cost_usd": decimal_str(cost), "cost_nanousd": to_nanousd(cost),
+                    "baseline_cost_usd": decimal_str(baseline), "baseline_cost_nanousd": to_nanousd(baseline),
+                    "duration_ms": rng.lognormvariate(6.5, 0.6), "user": user, "team": team,
+                })
+                if ok:
+                    responses.append({"call_id": f"{n:012d}", "response": " ".join(rng.choices(words, k=180))})
+                n += 1
+            if len(batch) >= 20000:
+                ledger.record({"calls": batch, "prompts": prompts, "responses": responses})
+                batch, prompts, responses = [], [], []
+        ledger.record({"calls": batch, "prompts": prompts, "responses": responses})
+
+
+def timed(argv: list[str], runs: int, env: dict) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "mmr-bench-1m.db")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if args.db.exists():
+        try:
+            with Ledger(args.db) as ledger:
+                have = ledger.conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+        except Exception:  # noqa: BLE001 - an old or broken bench file: rebuild it
+            have = -1
+        if have != args.calls:
+            args.db.unlink()
+    if not args.db.exists():
+        start = time.perf_counter()
+        generate(args.db, args.calls)
+        print(f"generated {args.calls:,} calls in {time.perf_counter() - start:.1f} s -> {args.db}")
+    env = {**os.environ, "MMR_DB": str(args.db)}
+    py = sys.executable
+    cases = [
+        ("python -c pass", [py, "-c", "pass"], None),
+        ("mmr costs --since 7d", [py, "-m", "router_cli", "costs", "--since", "7d"], 1.0),
+        ("mmr costs --since 30d --by day", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "day"], 1.5),
+        ("mmr costs --since 30d --by tier,model", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "tier,model"], None),
+        ("mmr costs --since 7d --by user", [py, "-m", "router_cli", "costs", "--since", "7d", "--by", "user"], None),
+    ]
+    print(f"{'command':<40} {'median':>9} {'min':>9} {'target':>8}  ok")
+    for name, argv, target in cases:
+        times = timed(argv, args.runs, env)
+        med = statistics.median(times)
+        ok = "" if target is None else ("yes" if med <= target else "NO")
+        print(f"{name:<40} {med:>8.3f}s {min(times):>8.3f}s {'' if target is None else f'{target:.1f}s':>8}  {ok}")
+    print(f"\n{args.calls:,} calls over 30 days; runs={args.runs}")
+
+
+if __name__ == "__main__":
+    main()

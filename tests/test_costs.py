@@ -1,0 +1,195 @@
+"""`mmr costs`: exact sums, window edges, grouping, percentiles, JSON/CSV shapes, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from router_cli.costs import cost_report, parse_by, parse_when
+from router_cli.errors import EXIT_USAGE, LedgerError, UsageError
+from router_cli.ledger import Ledger
+from router_cli.pricing import decimal_str, to_nanousd
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def _row(n, when, *, tier="simple", model="m-small", provider="anthropic", status="ok", cost="0", baseline="0",
+         request=None, attempt=1, user=None, team=None, duration=100.0, tokens=(10, 20)):
+    return {
+        "id": f"{n:08d}", "request_id": request or f"r{n}", "attempt": attempt, "command": "ask",
+        "datetime_utc": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "tier": tier, "model": model, "provider": provider, "status": status, "user": user, "team": team,
+        "input_tokens": tokens[0], "output_tokens": tokens[1],
+        "cost_usd": cost, "cost_nanousd": to_nanousd(Decimal(cost)),
+        "baseline_cost_usd": baseline, "baseline_cost_nanousd": to_nanousd(Decimal(baseline)),
+        "duration_ms": duration,
+    }
+
+
+@pytest.fixture
+def ledger(db_path):
+    with Ledger(db_path) as ledger:
+        yield ledger
+
+
+def test_sums_are_exact_to_the_nano_dollar(ledger):
+    # 0.1 + 0.2 style amounts that floats get wrong, many times over.
+    rows = [_row(i, NOW - timedelta(hours=1), cost="0.0000001", baseline="0.0000003", request=f"r{i // 2}", attempt=i % 2 + 1) for i in range(3000)]
+    ledger.record(rows)
+    total = cost_report(ledger, NOW - timedelta(days=1), NOW).total
+    assert total.spend == Decimal("0.0003") and total.baseline == Decimal("0.0009")
+    assert total.savings == Decimal("0.0006") and total.calls == 3000 and total.requests == 1500
+    assert decimal_str(total.spend) == "0.0003"
+
+
+def test_window_includes_since_and_excludes_until(ledger):
+    since, until = NOW - timedelta(days=1), NOW
+    ledger.record([
+        _row(1, since - timedelta(milliseconds=1), cost="1"),
+        _row(2, since, cost="2"),
+        _row(3, until - timedelta(milliseconds=1), cost="4"),
+        _row(4, until, cost="8"),
+    ])
+    assert cost_report(ledger, since, until).total.spend == Decimal(6)
+
+
+def test_grouping_failures_count_as_spend_and_savings_can_be_negative(ledger):
+    t = NOW - timedelta(hours=2)
+    ledger.record([
+        _row(1, t, tier="simple", status="error", cost="0.001", request="a"),  # billed tokens of a dropped stream
+        _row(2, t, tier="medium", cost="0.002", baseline="0.010", request="a", attempt=2),
+        _row(3, t, tier="complex", model="m-big", cost="0.010", baseline="0.010", request="b"),
+    ])
+    report = cost_report(ledger, NOW - timedelta(days=1), NOW, ["tier"])
+    by_tier = {r.key["tier"]: r for r in report.rows}
+    assert by_tier["simple"].savings == Decimal("-0.001") and by_tier["simple"].error_rate == 1.0
+    assert by_tier["medium"].savings == Decimal("0.008")
+    assert by_tier["complex"].savings == 0
+    assert report.total.spend == Decimal("0.013") and report.total.savings == Decimal("0.007")
+    assert report.total.requests == 2
+    assert [r.key["tier"] for r in report.rows] == ["complex", "medium", "simple"]  # by spend, largest first
+
+
+def test_several_keys_and_user_team(ledger):
+    t = NOW - timedelta(hours=1)
+    ledger.record([
+        _row(1, t, user="ada", team="r&d", cost="1"), _row(2, t, user="ada", team="r&d", cost="2"),
+        _row(3, t, user="bob", team="ops", cost="4"), _row(4, t, user=None, cost="8"),
+    ])
+    report = cost_report(ledger, NOW - timedelta(days=1), NOW, ["team", "user"])
+    assert {(r.key["team"], r.key["user"]): r.spend for r in report.rows} == {
+        ("r&d", "ada"): Decimal(3), ("ops", "bob"): Decimal(4), (None, None): Decimal(8),
+    }
+
+
+def test_day_groups_follow_the_zone(ledger, monkeypatch):
+    ledger.record([_row(1, datetime(2026, 11, 24, 23, 30, tzinfo=timezone.utc), cost="1")])
+    since = NOW - timedelta(days=3)
+    assert [r.key["day"] for r in cost_report(ledger, since, NOW, ["day"], utc=True).rows] == ["2026-11-24"]
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    import time
+
+    time.tzset()
+    try:
+        assert [r.key["day"] for r in cost_report(ledger, since, NOW, ["day"]).rows] == ["2026-11-25"]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_latency_percentiles_are_nearest_rank_over_answered_calls(ledger):
+    t = NOW - timedelta(hours=1)
+    ledger.record([_row(i, t, duration=float(i)) for i in range(1, 101)] + [_row(500, t, status="error", duration=99999.0)])
+    total = cost_report(ledger, NOW - timedelta(days=1), NOW).total
+    assert (total.latency_p50_ms, total.latency_p95_ms) == (50.5, 95.5)  # 1 ms buckets, middle reported
+
+
+def test_latency_percentiles_stay_within_a_few_percent_at_any_scale(ledger):
+    t = NOW - timedelta(hours=1)
+    durations = [37.0 * 1.1**i for i in range(80)]  # 37 ms .. 75 s
+    ledger.record([_row(i, t, duration=d) for i, d in enumerate(durations)])
+    total = cost_report(ledger, NOW - timedelta(days=1), NOW).total
+    exact_p50, exact_p95 = sorted(durations)[39], sorted(durations)[75]
+    assert abs(total.latency_p50_ms - exact_p50) / exact_p50 <= 0.025
+    assert abs(total.latency_p95_ms - exact_p95) / exact_p95 <= 0.025
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("7d", NOW - timedelta(days=7)), ("24h", NOW - timedelta(hours=24)), ("30m", NOW - timedelta(minutes=30)),
+    ("2w", NOW - timedelta(weeks=2)), ("2026-11-01", datetime(2026, 11, 1, tzinfo=timezone.utc)),
+    ("2026-11-01T09:30", datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)),
+    ("2026-11-01T09:30:00+02:00", datetime(2026, 11, 1, 7, 30, tzinfo=timezone.utc)),
+])
+def test_parse_when(text, expected):
+    assert parse_when(text, now=NOW, utc=True) == expected
+
+
+def test_parse_errors_list_what_is_accepted():
+    with pytest.raises(UsageError, match="7d, 24h, 30m"):
+        parse_when("last tuesday")
+    with pytest.raises(UsageError, match="valid keys: tier, model"):
+        parse_by("tier,colour")
+    with pytest.raises(UsageError, match="is not after --since"):
+        cost_report(None, NOW, NOW - timedelta(days=1))
+
+
+def _seed(db_path):
+    now = datetime.now(timezone.utc)
+    with Ledger(db_path) as ledger:
+        ledger.record([
+            _row(1, now - timedelta(hours=1), tier="simple", cost="0.000012", baseline="0.000300"),
+            _row(2, now - timedelta(hours=2), tier="complex", model="m-big", cost="0.000300", baseline="0.000300"),
+        ])
+
+
+def test_cli_json_and_csv_shapes(mmr, db_path):
+    _seed(db_path)
+    out = json.loads(mmr("costs", "--json", "--by", "tier", config=False).stdout)
+    assert set(out) >= {"rows", "total", "since", "until", "by", "baseline"}
+    assert out["total"]["spend_usd"] == "0.000312" and out["total"]["savings_usd"] == "0.000288"
+    assert {r["tier"] for r in out["rows"]} == {"simple", "complex"}
+    rows = list(csv.DictReader(io.StringIO(mmr("costs", "--csv", "--by", "tier", config=False).stdout.decode())))
+    assert [r["tier"] for r in rows] == ["complex", "simple", "TOTAL"]
+    assert rows[-1]["spend_usd"] == "0.000312"
+
+
+def test_cli_table_and_footer(mmr, db_path):
+    _seed(db_path)
+    result = mmr("costs", "--by", "tier", config=False)
+    text = result.stdout.decode()
+    assert result.returncode == 0
+    assert "TOTAL" in text and "$0.000312" in text and "Baseline: the premium tier" in text
+
+
+def test_cli_empty_ledger_and_empty_window(mmr, db_path):
+    result = mmr("costs", config=False)
+    assert result.returncode == 0 and "No calls recorded yet" in result.stderr.decode()
+    _seed(db_path)
+    result = mmr("costs", "--since", "2020-01-01", "--until", "2020-02-01", config=False)
+    assert result.returncode == 0 and "no calls in this window" in result.stdout.decode()
+
+
+def test_read_only_ledger_reports_but_never_writes(db_path):
+    _seed(db_path)
+    with Ledger(db_path, readonly=True) as ledger:
+        total = cost_report(ledger, NOW - timedelta(days=30), datetime.now(timezone.utc)).total
+        assert total.calls == 2
+        with pytest.raises(LedgerError, match="readonly"):
+            ledger.record([_row(9, NOW)])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--since", "yesterday"], "--since: cannot read 'yesterday'"),
+    (["--since", "1d", "--until", "2d"], "is not after --since"),
+    (["--by", "colour"], "valid keys"),
+])
+def test_cli_bad_input(mmr, db_path, args, message):
+    _seed(db_path)
+    result = mmr("costs", *args, config=False)
+    assert result.returncode == EXIT_USAGE
+    assert message in result.stderr.decode() and result.stderr.decode().count("\n") == 1
