@@ -50,7 +50,23 @@ def _read_prompt(prompt: str | None) -> str:
             raise UsageError("stdin is not UTF-8 text") from None
     if not text.strip():
         raise UsageError("the prompt is empty")
+    _check_text(text, "the prompt")
     return text
+
+
+def _check_text(text: str | None, what: str) -> None:
+    """Arguments that are not valid UTF-8 reach Python as lone surrogates; refuse them here."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{what} is not valid UTF-8 text") from None
+
+
+def _stdout_closed() -> None:
+    """The reader went away (mmr ask | head): stop writing, quietly."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(0)
 
 
 @app.command()
@@ -84,6 +100,7 @@ def ask(
         raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
     cfg = load_config(config)
     text = _read_prompt(prompt)
+    _check_text(system, "--system")
     show_notes = verbose or render.stderr_is_terminal()
     router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
     if dry_run:
@@ -95,10 +112,13 @@ def ask(
     on_text = render.stream_text if stream and not json_output else None
     try:
         answer = router.ask(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
-                            temperature=temperature, on_text=on_text, user=user, team=team)
+                            temperature=temperature, on_text=on_text, on_restart=render.stream_restart,
+                            user=user, team=team)
+        render.answer(answer, json_output=json_output, streamed=on_text is not None, show_note=show_notes)
+    except BrokenPipeError:
+        _stdout_closed()
     finally:
         router.close()
-    render.answer(answer, json_output=json_output, streamed=on_text is not None, show_note=show_notes)
     if answer.ledger_error is not None:
         raise answer.ledger_error
 
@@ -137,18 +157,19 @@ def costs(
 
     Example: mmr costs --since 30d --by tier,model
     """
-    from .costs import cost_report, parse_by, parse_when
+    from .costs import cost_report, empty_report, parse_by, parse_when
     from .ledger import Ledger, resolve_db_path
 
     keys = parse_by(by)
     start = parse_when(since, utc=utc)
     end = parse_when(until, utc=utc, option="--until") if until else None
     path = resolve_db_path(db)
-    if not path.exists():
-        render.empty_ledger(path, json_output, csv_output)
-        return
-    with Ledger.for_reading(path) as ledger:
-        report = cost_report(ledger, start, end, keys, utc=utc)
+    if path.exists():
+        with Ledger.for_reading(path) as ledger:
+            report = cost_report(ledger, start, end, keys, utc=utc)
+    else:
+        render.note(f"no ledger yet at {path}: nothing has been recorded")
+        report = empty_report(start, end, keys)
     render.cost_report(report, json_output=json_output, csv_output=csv_output, utc=utc)
 
 
@@ -182,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="mmr", standalone_mode=False)
+        if result == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into a silent exit code
+            render.error("interrupted")
         return result if isinstance(result, int) else 0
     except MmrError as e:
         if os.environ.get("MMR_DEBUG"):
@@ -205,10 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         render.error("interrupted")
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (mmr ask | head); not an error worth a message.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except Exception as e:  # noqa: BLE001 - the last line of defence
         if os.environ.get("MMR_DEBUG"):
             raise

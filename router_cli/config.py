@@ -86,6 +86,7 @@ class RulesConfig:
 class LedgerConfig:
     store: str = "full"
     preview_chars: int = 200
+    busy_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -164,17 +165,59 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate YAML text; ``source`` names the file in error messages."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
+    except ValueError as e:  # e.g. an integer too long for Python to convert
+        raise ConfigError(f"{source}: invalid YAML: {e}") from None
     v = _Validator(source)
     config = v.config(data)
     return replace(config, config_hash=hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+class _ExactFloat(float):
+    """A YAML float that remembers the digits written, so prices stay exact."""
+
+    text: str
+
+
+_LOADER = None
+
+
+def _loader():
+    """A safe YAML loader that rejects duplicate keys and keeps floats' digits."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[valid-type, misc]
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (the first would be ignored)", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    def construct_float(loader, node):
+        value = _ExactFloat(yaml.SafeLoader.construct_yaml_float(loader, node))
+        value.text = node.value.replace("_", "")
+        return value
+
+    Loader.add_constructor("tag:yaml.org,2002:float", construct_float)
+    Loader.add_constructor("tag:yaml.org,2002:map", Loader.construct_mapping)
+    _LOADER = Loader
+    return Loader
 
 
 # ---------------------------------------------------------------- validation
@@ -208,30 +251,29 @@ class _Validator:
             raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
         return value
 
-    def integer(self, value: Any, path: str, minimum: int = 0) -> int:
+    def integer(self, value: Any, path: str, minimum: int = 0, maximum: int = 10**9) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"expected an integer, got {_kind(value)}")
-        if value < minimum:
-            raise self.fail(path, f"must be at least {minimum}, got {value}")
+        if not minimum <= value <= maximum:
+            raise self.fail(path, f"must be between {minimum} and {maximum}")
         return value
 
-    def number(self, value: Any, path: str, minimum: float = 0.0) -> float:
+    def number(self, value: Any, path: str, minimum: float = 0.0, maximum: float = 10**6) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {_kind(value)}")
-        if not value >= minimum or value == float("inf"):
-            raise self.fail(path, f"must be a finite number >= {minimum}, got {value}")
+        if not minimum <= value <= maximum:  # also refuses NaN and infinities
+            raise self.fail(path, f"must be a number between {minimum:g} and {maximum:g}")
         return float(value)
 
     def money(self, value: Any, path: str) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise self.fail(path, f"expected a price in USD per 1M tokens, got {_kind(value)}")
         try:
-            # str() of a YAML float gives back the digits the user wrote.
-            amount = Decimal(str(value).strip())
+            amount = Decimal(getattr(value, "text", str(value)).strip())
         except InvalidOperation:
             raise self.fail(path, f"not a number: {value!r}") from None
-        if not amount.is_finite() or amount < 0:
-            raise self.fail(path, f"must be a finite amount >= 0, got {value}")
+        if not amount.is_finite() or not 0 <= amount <= 1_000_000:
+            raise self.fail(path, f"must be an amount between 0 and 1000000 (USD per 1M tokens), got {value}")
         return amount
 
     def config(self, data: Any) -> Config:
@@ -270,6 +312,8 @@ class _Validator:
         out = {}
         for name, entry in section.items():
             path = f"providers.{name}"
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+                raise self.fail(path, "a provider name must be a word (letters, digits, _ . -)")
             entry = self.mapping(entry, path, {"type", "api_key_env", "base_url", "timeout"})
             ptype = entry.get("type", name)
             if ptype not in PROVIDER_TYPES:
@@ -277,8 +321,9 @@ class _Validator:
             key_env = entry.get("api_key_env", STANDARD_KEY_ENV[ptype])
             if key_env is not None:
                 key_env = self.string(key_env, _join(path, "api_key_env"))
-                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
-                    raise self.fail(_join(path, "api_key_env"), "must be the NAME of an environment variable, not a key")
+                # Never echo the value: it may be a key pasted in the wrong place.
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key_env) or re.match(r"(?i)(sk|gsk|xai|pk|rk)_", key_env):
+                    raise self.fail(_join(path, "api_key_env"), "must be the NAME of an environment variable (such as OPENAI_API_KEY), not a key")
             base_url = entry.get("base_url")
             if base_url is not None:
                 base_url = self.string(base_url, _join(path, "base_url"))
@@ -330,6 +375,10 @@ class _Validator:
     def classifier(self, value: Any, tiers: list[str]) -> tuple[str, RulesConfig]:
         section = self.mapping(value, "classifier", {"name", "rules"})
         name = self.string(section.get("name", "rules"), "classifier.name")
+        from .classify.base import available_classifiers
+
+        if name not in available_classifiers():
+            raise self.fail("classifier.name", f"unknown classifier {name!r}; valid classifiers: {', '.join(available_classifiers())}")
         rules = self.mapping(
             section.get("rules", {}), "classifier.rules", {"patterns", "short_prompt_chars", "short_prompt_tier", "default_tier"}
         )
@@ -348,7 +397,7 @@ class _Validator:
                 self.string(pattern, f"{path}[{j}]")
                 try:
                     re.compile(pattern)
-                except re.error as e:
+                except (re.error, OverflowError, RecursionError) as e:
                     raise self.fail(f"{path}[{j}]", f"invalid regular expression {pattern!r}: {e}") from None
             patterns[tier] = tuple(items)
         short_chars = self.integer(rules.get("short_prompt_chars", 50), "classifier.rules.short_prompt_chars")
@@ -372,11 +421,15 @@ class _Validator:
         )
 
     def ledger(self, value: Any) -> LedgerConfig:
-        section = self.mapping(value, "ledger", {"store", "preview_chars"})
+        section = self.mapping(value, "ledger", {"store", "preview_chars", "busy_timeout"})
         store = section.get("store", "full")
         if store not in STORE_MODES:
             raise self.fail("ledger.store", f"expected one of {', '.join(STORE_MODES)}, got {store!r}")
-        return LedgerConfig(store, self.integer(section.get("preview_chars", 200), "ledger.preview_chars", minimum=1))
+        return LedgerConfig(
+            store,
+            self.integer(section.get("preview_chars", 200), "ledger.preview_chars", minimum=1),
+            self.number(section.get("busy_timeout", 10), "ledger.busy_timeout", minimum=0.0, maximum=3600),
+        )
 
 
 def _join(path: str, key: object) -> str:

@@ -32,16 +32,16 @@ def parse_when(text: str, *, now: datetime | None = None, utc: bool = False, opt
     Dates and timestamps without a zone are read in the local zone, or UTC with ``utc``.
     """
     now = now or datetime.now(timezone.utc)
-    match = _RELATIVE.match(text)
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
+        match = _RELATIVE.match(text)
+        if match:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc) if utc else value.astimezone()
+        return value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise UsageError(f"{option}: cannot read {text!r}; use {ACCEPTED_FORMS}") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc) if utc else value.astimezone()
-    return value.astimezone(timezone.utc)
 
 
 def parse_by(text: str | None) -> list[str]:
@@ -118,6 +118,11 @@ class CostReport:
             "rows": [r.to_json() for r in self.rows], "total": self.total.to_json(),
             "baseline": self.BASELINE_NOTE,
         }
+
+
+def empty_report(since: datetime, until: datetime | None = None, by: list[str] | None = None) -> CostReport:
+    """The report of a ledger that does not exist yet: same shape, all zeros."""
+    return CostReport(since, until or datetime.now(timezone.utc), by or [], [], _Acc().row({}))
 
 
 def cost_report(ledger, since: datetime, until: datetime | None = None, by: list[str] | None = None, utc: bool = False) -> CostReport:

@@ -36,6 +36,13 @@ def stream_text(text: str) -> None:
     sys.stdout.flush()
 
 
+def stream_restart(message: str) -> None:
+    """A stream broke after text went out and another model starts over: say so, always."""
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    note(message)
+
+
 def _json(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
@@ -86,13 +93,6 @@ def decision(decision, json_output: bool) -> None:
         })
     else:
         sys.stdout.write(decision.tier + "\n")
-
-
-def empty_ledger(path, json_output: bool, csv_output: bool) -> None:
-    if json_output:
-        _json({"rows": [], "total": None})
-    elif not csv_output:
-        print(f"No calls recorded yet ({path} does not exist). Run mmr ask first.", file=sys.stderr)
 
 
 _COST_FIELDS = [

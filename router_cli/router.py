@@ -15,6 +15,8 @@ must fix the key.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -220,15 +222,19 @@ class Router:
         max_tokens: int | None = None,
         temperature: float | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_restart: Note | None = None,
         user: str | None = None,
         team: str | None = None,
         command: str = "ask",
     ) -> Answer:
         """Answer ``prompt`` from the cheapest suitable tier, falling back on errors.
 
-        Streams text to ``on_text`` when given. Every attempt is written to the
-        ledger, failed ones included; raises :class:`AllAttemptsFailed` or
-        :class:`MissingKeyError` when no model answered.
+        Streams text to ``on_text`` when given; when a stream breaks after text
+        went out and another model takes over, ``on_restart`` is told first.
+        Every attempt is written to the ledger, failed ones included; raises
+        :class:`AllAttemptsFailed` or :class:`MissingKeyError` when no model
+        answered, and re-raises an exception of ``on_text`` (a closed pipe)
+        after recording what was billed.
         """
         if not prompt.strip():
             raise UsageError("the prompt is empty")
@@ -237,14 +243,25 @@ class Router:
         started = time.perf_counter()
         decision = self.decide(prompt, tier, classifier)
         request_id = new_id()
-        attempts, failure = self._run_chain(decision.tier, prompt, system, max_tokens, temperature, on_text)
+        if self.db_path is not None:
+            self.ledger()  # a ledger that cannot be opened fails before anything is paid for
+        attempts: list[Attempt] = []
+        record = functools.partial(self._record, request_id, command, decision, attempts, prompt=prompt,
+                                   system=system, user=user, team=team, stream=on_text is not None)
+        try:
+            failure = self._run_chain(attempts, decision.tier, prompt, system, max_tokens, temperature, on_text, on_restart)
+        except BaseException:
+            # Interrupted, or the output went away: keep what was billed, then let it through.
+            with contextlib.suppress(LedgerError):
+                record(baseline=Decimal(0))
+            raise
         final = attempts[-1] if failure is None else None
         baseline = Decimal(0)
         if final is not None:
             baseline = cost_usd(self.config.baseline_model.price, final.input_tokens, final.output_tokens)
         ledger_error = None
         try:
-            self._record(request_id, command, decision, attempts, baseline, prompt, system, user, team, stream=on_text is not None)
+            record(baseline=baseline)
         except LedgerError as e:
             if failure is not None:
                 failure.message += f" (and the ledger could not be written: {e})"
@@ -269,11 +286,11 @@ class Router:
             self._providers[spec.name] = get_provider(spec, self.api_key(spec))
         return self._providers[spec.name]
 
-    def _run_chain(self, tier_name, prompt, system, max_tokens, temperature, on_text):
-        from .providers import ChatRequest, ProviderError
+    def _run_chain(self, attempts, tier_name, prompt, system, max_tokens, temperature, on_text, on_restart):
+        """Try the chain, appending to ``attempts``; return None on success, else the error to raise."""
+        from .providers import ChatRequest, OutputFailed, ProviderError
 
         policy = self.config.retry
-        attempts: list[Attempt] = []
         streamed = False
         for tier, model in self.chain(tier_name):
             spec = self.config.providers[model.provider]
@@ -281,6 +298,7 @@ class Router:
             if missing:
                 attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=f"{missing} is not set", error_kind="no_key"))
                 continue
+            self._check_key(spec)
             provider = self._provider(spec)
             request = ChatRequest(model, prompt, system, max_tokens or model.max_tokens, temperature)
             for retry in range(policy.max_retries + 1):
@@ -288,24 +306,34 @@ class Router:
                 emitted = []
 
                 def sink(text: str, emitted=emitted) -> None:
+                    try:
+                        on_text(text)
+                    except Exception as e:
+                        raise OutputFailed(e) from e
                     emitted.append(text)
-                    on_text(text)
 
-                if streamed:
-                    self.on_note(f"the answer restarts from {attempt.label}")
+                if streamed and on_restart is not None:
+                    on_restart(f"the answer broke off; {attempt.label} answers again from the start")
+                    streamed = False
                 try:
                     response = provider.complete(request, on_text=sink if on_text else None)
+                except OutputFailed as e:
+                    attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
+                    attempt.input_tokens, attempt.output_tokens, attempt.usage_estimated = e.usage
+                    attempt.cost = cost_usd(model.price, e.usage[0], e.usage[1])
+                    attempts.append(attempt)
+                    raise e.error from None
                 except ProviderError as e:
                     streamed = streamed or bool(emitted)
                     self._fill_failure(attempt, model, e)
                     attempts.append(attempt)
                     if e.kind == "auth":
-                        return attempts, MissingKeyError(
+                        return MissingKeyError(
                             f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
                             f"(HTTP {e.status}): check or replace the key in that variable"
                         )
                     if not e.model_fault:
-                        return attempts, AllAttemptsFailed(
+                        return AllAttemptsFailed(
                             f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
                             attempts, exit_code=EXIT_REQUEST_REJECTED,
                         )
@@ -322,8 +350,8 @@ class Router:
                 attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
                 attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
                 attempts.append(attempt)
-                return attempts, None
-        return attempts, self._exhausted(attempts)
+                return None
+        return self._exhausted(attempts)
 
     @staticmethod
     def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
@@ -332,6 +360,7 @@ class Router:
         attempt.duration_ms = e.duration_ms
         # Tokens the provider reported before failing (a dropped stream) were billed.
         attempt.input_tokens, attempt.output_tokens = e.input_tokens, e.output_tokens
+        attempt.usage_estimated = e.usage_estimated
         attempt.cost = cost_usd(model.price, e.input_tokens, e.output_tokens)
 
     def _retry_wait(self, e, retry: int) -> float | None:
@@ -363,10 +392,16 @@ class Router:
         if self._ledger is None and self.db_path is not None:
             from .ledger import Ledger
 
-            self._ledger = Ledger(self.db_path)
+            self._ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
         return self._ledger
 
-    def _record(self, request_id, command, decision, attempts, baseline, prompt, system, user, team, stream) -> None:
+    def _check_key(self, spec: ProviderSpec) -> None:
+        key = self.api_key(spec)
+        if key is not None and (key != key.strip() or not key.isprintable()):
+            # An HTTP library would put such a key, escaped, into its error message.
+            raise MissingKeyError(f"the value of {spec.api_key_env} contains spaces or control characters; set it to the bare key")
+
+    def _record(self, request_id, command, decision, attempts, *, baseline, prompt, system, user, team, stream) -> None:
         if self.db_path is None:
             return
         from . import __version__

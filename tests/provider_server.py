@@ -23,6 +23,7 @@ import argparse
 import collections
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -58,8 +59,11 @@ class Step:
     extra: dict = field(default_factory=dict)
 
 
-def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0) -> Step:
-    return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason, seconds=delay)
+def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0,
+          usage: str = "full") -> Step:
+    """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all."""
+    return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason,
+                seconds=delay, extra={"usage": usage})
 
 
 def error(status: int, *, error_type: str | None = None, message: str | None = None, retry_after: float | None = None) -> Step:
@@ -144,8 +148,7 @@ class ProviderServer:
 
     def start(self) -> "ProviderServer":
         handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((self.host, self.port), handler)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="provider-server", daemon=True)
         self._thread.start()
@@ -156,6 +159,15 @@ class ProviderServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients that hang up mid-response are part of the tests, not server errors.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -259,7 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _openai(self, body: dict, step: Step):
         text, stop, input_tokens, output_tokens = self._answer(body, step, "openai")
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:20]}", "created": int(time.time()), "model": body["model"]}
-        usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        usage: dict | None = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        if step.extra.get("usage") == "null":
+            usage = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+        elif step.extra.get("usage") == "absent":
+            usage = None
         if not body.get("stream"):
             if step.action == "drop":
                 return self._drop_unfinished_body()
@@ -274,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         if step.action == "drop":
             return self._sse(events, drop=True)
         events.append((None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": stop}]}))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
         return self._sse(events)

@@ -10,7 +10,8 @@ import pytest
 
 from router_cli.errors import EXIT_AUTH, EXIT_CONFIG, EXIT_LEDGER, EXIT_PROVIDER, EXIT_USAGE
 from tests.conftest import KEYS, ledger_rows
-from tests.provider_server import error
+from router_cli.ledger import Ledger
+from tests.provider_server import drop, error, hang, reply
 
 JSON_KEYS = {
     "text", "call_id", "request_id", "tier", "provider", "model", "classifier", "score", "input_tokens",
@@ -126,12 +127,97 @@ def test_keys_never_reach_stderr_or_the_ledger(server, mmr, db_path):
         assert key.encode() not in dump
 
 
-def test_ledger_that_is_not_sqlite_keeps_the_answer(server, mmr, db_path):
+def test_a_ledger_that_is_not_sqlite_fails_before_anything_is_paid(server, mmr, db_path):
     db_path.write_bytes(b"this is not a database" * 100)
     result = mmr("ask", "hello")
-    assert result.stdout.decode() == "Answer to: hello\n"  # the paid-for answer is not lost
     assert result.returncode == EXIT_LEDGER
     assert "not an SQLite database" in result.stderr.decode()
+    assert server.calls() == []
+
+
+def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, config_path):
+    import sqlite3
+    import threading
+
+    from tests.conftest import write_config
+
+    config = write_config(config_path, server.url, extra="ledger:\n  busy_timeout: 0.3\n")
+    Ledger(db_path).close()  # create it, in WAL mode: readers still get in while a writer holds it
+    holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = mmr("ask", "--config", str(config), "hello")
+    finally:
+        holder.execute("ROLLBACK")
+    assert result.stdout.decode() == "Answer to: hello\n"  # the paid-for answer is printed
+    assert result.returncode == EXIT_LEDGER
+    assert "locked by another process" in result.stderr.decode()
+    assert len(server.calls()) == 1
+    del threading
+
+
+def test_stdout_closed_while_streaming_stops_at_once(server, mmr, db_path, config_path):
+    server.script("claude-small", reply(" ".join(["word"] * 20000)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router_cli", "ask", "--stream", "--config", str(config_path), "--db", str(db_path), "hello"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(10) == b"word word "
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Error" not in err
+    assert len(server.calls()) == 1  # no retries, no fallback: the output failed, not the model
+    row = ledger_rows(db_path)[0]
+    # What was streamed before the pipe closed was billed: counted, and flagged as an estimate.
+    assert row["error_kind"] == "output" and row["cost_nanousd"] > 0 and row["usage_estimated"] == 1
+
+
+def test_a_broken_stream_restarts_visibly(server, mmr):
+    for _ in range(3):
+        server.script("claude-small", drop(after_chunks=2))
+    result = mmr("ask", "--stream", "hello")
+    assert result.returncode == 0
+    assert result.stdout.decode() == "Answer to:\n" * 3 + "Answer to: hello\n"
+    err = result.stderr.decode()
+    assert err.count("answers again from the start") == 3  # said even without --verbose
+    assert "gpt-small answers again" in err
+
+
+def test_interrupt_keeps_the_attempts_already_billed(server, mmr, db_path, config_path):
+    import signal
+    import time
+
+    server.script("claude-small", error(500), hang(30))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router_cli", "ask", "--config", str(config_path), "--db", str(db_path), "hello"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while len(server.calls()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.decode().strip() == "Error: interrupted"
+    assert [(r["status"], r["http_status"]) for r in ledger_rows(db_path)] == [("error", 500)]
+
+
+def test_a_key_with_a_newline_is_refused_and_never_echoed(server, mmr, db_path):
+    secret = "SECRETabcdef123456"
+    result = mmr("ask", "hello", env={"TEST_ANTHROPIC_KEY": secret + "\n"})
+    assert result.returncode == EXIT_AUTH
+    assert "TEST_ANTHROPIC_KEY contains spaces or control characters" in result.stderr.decode()
+    assert secret.encode() not in result.stderr + result.stdout
+    assert server.calls() == []
+
+
+def test_a_prompt_argument_that_is_not_utf8(server, mmr):
+    result = subprocess.run(
+        [sys.executable, "-m", "router_cli", "ask", "--dry-run", b"caf\xe9"], capture_output=True, timeout=60,
+    )
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.decode().strip() == "Error: the prompt is not valid UTF-8 text"
 
 
 def test_help_and_dry_run_do_not_import_the_sdks(config_path):

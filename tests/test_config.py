@@ -48,9 +48,9 @@ BASE = (ROOT / "tiers.example.yaml").read_text()
     "old,new,message",
     [
         ("price: {input: 3.00, output: 15.00}", "price: {input: 3.00, output: cheap}", "tiers[1].models[0].price.output: not a number: 'cheap'"),
-        ("price: {input: 3.00, output: 15.00}", "price: {input: -3, output: 15.00}", "tiers[1].models[0].price.input: must be a finite amount >= 0"),
+        ("price: {input: 3.00, output: 15.00}", "price: {input: -3, output: 15.00}", "tiers[1].models[0].price.input: must be an amount between 0 and 1000000"),
         ("price: {input: 3.00, output: 15.00}", "price: {input: 3.00}", "tiers[1].models[0].price.output: required key is missing"),
-        ("max_tokens: 2048\n      - provider: openai", "max_tokens: 0\n      - provider: openai", "tiers[1].models[0].max_tokens: must be at least 1"),
+        ("max_tokens: 2048\n      - provider: openai", "max_tokens: 0\n      - provider: openai", "tiers[1].models[0].max_tokens: must be between 1 and"),
         ("provider: anthropic\n        model: claude-sonnet-4-5", "provider: antropic\n        model: claude-sonnet-4-5", "tiers[1].models[0].provider: unknown provider 'antropic'; defined providers: anthropic, openai"),
         ("    timeout: 60            # seconds per request", "    timeout: 60\n    api_key: sk-secret", "providers.anthropic.api_key: unknown key"),
         ("api_key_env: OPENAI_API_KEY", "api_key_env: sk-abc123", "providers.openai.api_key_env: must be the NAME of an environment variable"),
@@ -62,6 +62,15 @@ BASE = (ROOT / "tiers.example.yaml").read_text()
         ("version: 1", "version: 1\nmodels: []", "models: unknown key"),
         ("    type: openai", "    type: gemini", "providers.openai.type: unknown provider type 'gemini'"),
         ("  max_retries: 2", "  max_retries: two", "retry.max_retries: expected an integer"),
+        ("    timeout: 60            # seconds per request", "    timeout: " + "9" * 400, "providers.anthropic.timeout: must be a number between"),
+        ("  backoff_base: 0.5", "  backoff_base: .nan", "retry.backoff_base: must be a number between"),
+        ("price: {input: 3.00, output: 15.00}", 'price: {input: "1e999999", output: 15.00}', "tiers[1].models[0].price.input: must be an amount between"),
+        ("        - debug\n", "        - a{99999999999}\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
+        ("        - debug\n", "        - " + "(" * 1200 + ")" * 1200 + "\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
+        ("  name: rules", "  name: magic", "classifier.name: unknown classifier 'magic'; valid classifiers: rules"),
+        ("baseline_tier: complex", "baseline_tier: complex\nbaseline_tier: simple", "duplicate key 'baseline_tier'"),
+        ("api_key_env: OPENAI_API_KEY", "api_key_env: gsk_7f3kAbCdEf0123456789", "providers.openai.api_key_env: must be the NAME"),
+        ("  openai:\n    type: openai", "  1:\n    type: openai", "a provider name must be a word"),
     ],
 )
 def test_errors_name_the_file_and_key_path(old, new, message):
@@ -70,7 +79,17 @@ def test_errors_name_the_file_and_key_path(old, new, message):
         parse_config(BASE.replace(old, new, 1), "my-tiers.yaml")
     assert str(info.value).startswith("my-tiers.yaml: ")
     assert message in str(info.value)
-    assert "sk-secret" not in str(info.value)
+    assert "sk-secret" not in str(info.value) and "gsk_7f3k" not in str(info.value)
+
+
+def test_an_integer_too_long_for_python_is_a_config_error():
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        parse_config(BASE.replace("max_tokens: 1024", "max_tokens: " + "9" * 5000, 1), "t.yaml")
+
+
+def test_float_prices_keep_every_digit():
+    config = parse_config(BASE.replace("{input: 0.25, output: 2.00}", "{input: 0.12345678901234567891, output: 2.00}", 1), "t.yaml")
+    assert config.tier("simple").models[1].price.input == Decimal("0.12345678901234567891")
 
 
 def test_the_api_key_hint_points_to_api_key_env():

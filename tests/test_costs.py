@@ -168,7 +168,12 @@ def test_cli_table_and_footer(mmr, db_path):
 
 def test_cli_empty_ledger_and_empty_window(mmr, db_path):
     result = mmr("costs", config=False)
-    assert result.returncode == 0 and "No calls recorded yet" in result.stderr.decode()
+    assert result.returncode == 0 and "nothing has been recorded" in result.stderr.decode()
+    assert "no calls in this window" in result.stdout.decode()
+    out = json.loads(mmr("costs", "--json", config=False).stdout)
+    assert out["rows"] == [] and out["total"]["calls"] == 0 and out["total"]["spend_usd"] == "0"
+    lines = mmr("costs", "--csv", "--by", "tier", config=False).stdout.decode().splitlines()
+    assert lines[0].startswith("tier,calls,requests") and lines[1].startswith("TOTAL,0,0")
     _seed(db_path)
     result = mmr("costs", "--since", "2020-01-01", "--until", "2020-02-01", config=False)
     assert result.returncode == 0 and "no calls in this window" in result.stdout.decode()
@@ -187,6 +192,8 @@ def test_read_only_ledger_reports_but_never_writes(db_path):
     (["--since", "yesterday"], "--since: cannot read 'yesterday'"),
     (["--since", "1d", "--until", "2d"], "is not after --since"),
     (["--by", "colour"], "valid keys"),
+    (["--since", "999999999d"], "cannot read"),
+    (["--since", "0001-01-01"], "cannot read"),
 ])
 def test_cli_bad_input(mmr, db_path, args, message):
     _seed(db_path)

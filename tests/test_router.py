@@ -206,3 +206,20 @@ def test_empty_prompt_and_zero_max_tokens_are_rejected_before_any_call(server, r
     with pytest.raises(UsageError):
         router.ask("hello", max_tokens=0)
     assert server.calls() == [] and not db_path.exists()
+
+
+@pytest.mark.parametrize("usage", ["null", "absent"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_compatible_servers_without_usage_get_estimates(server, router, db_path, usage, stream):
+    server.script("gpt-small", reply("one two three four", usage=usage))
+    server.always("claude-small", error(404))
+    answer = router.ask("hello there", on_text=(lambda t: None) if stream else None)
+    final = answer.final
+    assert final.model == "gpt-small" and final.usage_estimated
+    assert (final.input_tokens, final.output_tokens) == (3, 5)  # about four characters per token
+    assert ledger_rows(db_path)[-1]["usage_estimated"] == 1
+
+
+def test_413_moves_to_a_model_that_may_take_a_longer_prompt(server, router):
+    server.script("claude-small", error(413, message="request too large"))
+    assert router.ask("hello").final.model == "gpt-small"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from ..config import ProviderSpec
-from .base import ChatRequest, ChatResponse, Provider, ProviderError
+from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError
 
 _CLASSES = {
     "anthropic": "router_cli.providers.anthropic:AnthropicProvider",
@@ -20,4 +20,4 @@ def get_provider(spec: ProviderSpec, api_key: str | None) -> Provider:
     return cls(spec, api_key)
 
 
-__all__ = ["ChatRequest", "ChatResponse", "Provider", "ProviderError", "get_provider"]
+__all__ = ["ChatRequest", "ChatResponse", "OutputFailed", "Provider", "ProviderError", "get_provider"]

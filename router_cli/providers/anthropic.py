@@ -6,7 +6,9 @@ import time
 
 import anthropic
 
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms, map_sdk_error
+from .base import (
+    ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, billed_before_failure, elapsed_ms, map_sdk_error,
+)
 
 
 class AnthropicProvider(Provider):
@@ -33,6 +35,7 @@ class AnthropicProvider(Provider):
             params["temperature"] = request.temperature
         start = time.perf_counter()
         tokens = [0, 0]
+        parts: list[str] = []
         try:
             if on_text is None:
                 message = self.client().messages.create(**params)
@@ -44,14 +47,18 @@ class AnthropicProvider(Provider):
                     stop_reason=message.stop_reason,
                     duration_ms=elapsed_ms(start),
                 )
-            return self._stream(params, on_text, start, tokens)
-        except ProviderError:
-            raise
+            return self._stream(params, on_text, start, tokens, parts)
         except Exception as e:
-            raise map_sdk_error(anthropic, e, self._api_key, elapsed_ms(start), tuple(tokens)) from None
+            usage = billed_before_failure(request, tokens, parts)
+            if isinstance(e, OutputFailed):
+                e.usage = usage
+                raise
+            if isinstance(e, ProviderError):
+                e.input_tokens, e.output_tokens, e.usage_estimated = usage
+                raise
+            raise map_sdk_error(anthropic, e, self._api_key, elapsed_ms(start), usage) from None
 
-    def _stream(self, params: dict, on_text, start: float, tokens: list[int]) -> ChatResponse:
-        parts: list[str] = []
+    def _stream(self, params: dict, on_text, start: float, tokens: list[int], parts: list[str]) -> ChatResponse:
         stop_reason = None
         ttft = None
         finished = False
@@ -62,8 +69,8 @@ class AnthropicProvider(Provider):
             elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                 if ttft is None:
                     ttft = elapsed_ms(start)
-                parts.append(event.delta.text)
                 on_text(event.delta.text)
+                parts.append(event.delta.text)
             elif event.type == "message_delta":
                 stop_reason = event.delta.stop_reason
                 tokens[1] = event.usage.output_tokens or tokens[1]
@@ -72,8 +79,5 @@ class AnthropicProvider(Provider):
             elif event.type == "message_stop":
                 finished = True
         if not finished:
-            raise ProviderError(
-                "connection", "the stream ended before message_stop",
-                input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=elapsed_ms(start),
-            )
+            raise ProviderError("connection", "the stream ended before message_stop", duration_ms=elapsed_ms(start))
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft)

@@ -67,6 +67,7 @@ class ProviderError(Exception):
         input_tokens: int = 0,
         output_tokens: int = 0,
         duration_ms: float = 0.0,
+        usage_estimated: bool = False,
     ):
         super().__init__(message)
         self.kind = kind
@@ -76,6 +77,7 @@ class ProviderError(Exception):
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.duration_ms = duration_ms
+        self.usage_estimated = usage_estimated
 
     @property
     def retryable(self) -> bool:
@@ -91,6 +93,15 @@ class ProviderError(Exception):
         return f"{status}{self.kind}: {self.message}"
 
 
+class OutputFailed(Exception):
+    """Writing streamed text failed (a closed pipe): not the provider's fault, never retried."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+        self.usage = (0, 0, False)  # tokens billed for the stream so far, set by the provider
+
+
 def kind_for_status(status: int, error_type: str | None = None) -> str:
     if error_type == "overloaded_error" or status == 529:
         return "overloaded"
@@ -100,7 +111,7 @@ def kind_for_status(status: int, error_type: str | None = None) -> str:
         return "auth"
     if status in (402, 403):
         return "permission"
-    if status == 404:
+    if status in (404, 413):  # 413: too long for this model; one with a larger context may take it
         return "not_found"
     if status in (408, 409) or status >= 500:
         return "server"
@@ -127,7 +138,8 @@ def parse_retry_after(headers) -> float | None:
 def redact(text: str, secret: str | None) -> str:
     """Remove an API key (and anything key-shaped) from a message."""
     if secret:
-        text = text.replace(secret, "[redacted]")
+        for form in {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
+            text = text.replace(form, "[redacted]")
     return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-[redacted]", text)
 
 
@@ -152,14 +164,31 @@ class Provider:
         raise NotImplementedError
 
 
-def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: float, tokens=(0, 0)) -> ProviderError:
+def billed_before_failure(request: ChatRequest, reported: list[int], parts: list[str]) -> tuple[int, int, bool]:
+    """Tokens to charge for a call that failed after text arrived: what the
+    provider reported, or an estimate where it reported less than was sent."""
+    input_tokens, output_tokens = reported
+    if not parts:
+        return input_tokens, output_tokens, False
+    from ..pricing import estimate_tokens
+
+    estimated_in = estimate_tokens(f"{request.system or ''}\n{request.prompt}")
+    estimated_out = estimate_tokens("".join(parts))
+    estimated = input_tokens == 0 or output_tokens < estimated_out
+    return input_tokens or estimated_in, max(output_tokens, estimated_out), estimated
+
+
+def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: float, usage=(0, 0, False)) -> ProviderError:
     """Classify an exception raised by the ``anthropic`` or ``openai`` SDK (same shapes)."""
     import json
 
     import httpx2
 
     def make(kind, message, **kw):
-        return ProviderError(kind, redact(message, secret), input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=duration_ms, **kw)
+        return ProviderError(
+            kind, redact(message, secret), input_tokens=usage[0], output_tokens=usage[1], usage_estimated=usage[2],
+            duration_ms=duration_ms, **kw,
+        )
 
     if isinstance(exc, sdk.APIStatusError):
         body: dict = exc.body if isinstance(exc.body, dict) else {}

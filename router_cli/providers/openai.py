@@ -11,7 +11,9 @@ import time
 import openai
 
 from ..pricing import estimate_tokens
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms, map_sdk_error
+from .base import (
+    ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, billed_before_failure, elapsed_ms, map_sdk_error,
+)
 
 
 class OpenAIProvider(Provider):
@@ -44,7 +46,7 @@ class OpenAIProvider(Provider):
     def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
         params = self.params(request)
         start = time.perf_counter()
-        tokens = [0, 0]
+        parts: list[str] = []
         try:
             if on_text is None:
                 completion = self.client().chat.completions.create(**params)
@@ -52,23 +54,21 @@ class OpenAIProvider(Provider):
                     raise ProviderError("malformed", "the response has no choices", duration_ms=elapsed_ms(start))
                 choice = completion.choices[0]
                 text = choice.message.content or ""
-                usage = completion.usage
-                return ChatResponse(
-                    text=text,
-                    input_tokens=usage.prompt_tokens if usage else estimate_tokens(request.prompt),
-                    output_tokens=usage.completion_tokens if usage else estimate_tokens(text),
-                    stop_reason=choice.finish_reason,
-                    duration_ms=elapsed_ms(start),
-                    usage_estimated=usage is None,
-                )
-            return self._stream(request, params, on_text, start, tokens)
-        except ProviderError:
-            raise
+                tin, tout, estimated = _usage(request, completion.usage, text)
+                return ChatResponse(text, tin, tout, choice.finish_reason, elapsed_ms(start), usage_estimated=estimated)
+            return self._stream(request, params, on_text, start, parts)
         except Exception as e:
-            raise map_sdk_error(openai, e, self._api_key, elapsed_ms(start), tuple(tokens)) from None
+            # Usage comes only in the last chunk: charge an estimate for what was streamed.
+            usage = billed_before_failure(request, [0, 0], parts)
+            if isinstance(e, OutputFailed):
+                e.usage = usage
+                raise
+            if isinstance(e, ProviderError):
+                e.input_tokens, e.output_tokens, e.usage_estimated = usage
+                raise
+            raise map_sdk_error(openai, e, self._api_key, elapsed_ms(start), usage) from None
 
-    def _stream(self, request: ChatRequest, params: dict, on_text, start: float, tokens: list[int]) -> ChatResponse:
-        parts: list[str] = []
+    def _stream(self, request: ChatRequest, params: dict, on_text, start: float, parts: list[str]) -> ChatResponse:
         stop_reason = None
         ttft = None
         usage = None
@@ -76,22 +76,26 @@ class OpenAIProvider(Provider):
         for chunk in stream:
             if chunk.usage is not None:
                 usage = chunk.usage
-                tokens[:] = [usage.prompt_tokens, usage.completion_tokens]
             for choice in chunk.choices:
                 piece = choice.delta.content if choice.delta else None
                 if piece:
                     if ttft is None:
                         ttft = elapsed_ms(start)
-                    parts.append(piece)
                     on_text(piece)
+                    parts.append(piece)
                 if choice.finish_reason:
                     stop_reason = choice.finish_reason
         if stop_reason is None:
-            raise ProviderError(
-                "connection", "the stream ended without a finish_reason",
-                input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=elapsed_ms(start),
-            )
+            raise ProviderError("connection", "the stream ended without a finish_reason", duration_ms=elapsed_ms(start))
         text = "".join(parts)
-        if usage is None:
-            return ChatResponse(text, estimate_tokens(request.prompt), estimate_tokens(text), stop_reason, elapsed_ms(start), ttft, True)
-        return ChatResponse(text, usage.prompt_tokens, usage.completion_tokens, stop_reason, elapsed_ms(start), ttft)
+        tin, tout, estimated = _usage(request, usage, text)
+        return ChatResponse(text, tin, tout, stop_reason, elapsed_ms(start), ttft, estimated)
+
+
+def _usage(request: ChatRequest, usage, text: str) -> tuple[int, int, bool]:
+    """Token counts from ``usage``; OpenAI-compatible servers may omit them (then: estimates)."""
+    prompt_tokens = getattr(usage, "prompt_tokens", None)
+    completion_tokens = getattr(usage, "completion_tokens", None)
+    if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
+        return prompt_tokens, completion_tokens, False
+    return estimate_tokens(f"{request.system or ''}\n{request.prompt}"), estimate_tokens(text), True
