@@ -72,6 +72,7 @@ def generate(path: Path, calls: int, seed: int = 7) -> None:
                     "id": f"{n:012d}", "request_id": f"r{request:010d}", "attempt": number,
                     "datetime_utc": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "command": "ask",
                     "tier": tier, "provider": provider, "model": model, "classifier": "rules", "score": 0.5,
+                    "routed_tier": tier, "escalated": 0,
                     "status": status, "error": None if ok else "HTTP 529 overloaded", "error_kind": None if ok else "overloaded",
                     "input_tokens": tin if ok else 0, "output_tokens": tout if ok else 0,
                     "cost_usd": decimal_str(cost), "cost_nanousd": to_nanousd(cost),

@@ -151,25 +151,38 @@ def costs(
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
+    drift_points: Annotated[float, typer.Option("--drift-points", help="Flag tier-mix shifts larger than this many points.")] = 10.0,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the daily spend chart to this .svg file.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Spend, premium baseline and net savings from the ledger.
+    """Spend, premium baseline and net savings from the ledger, with drift against the previous window.
 
     Example: mmr costs --since 30d --by tier,model
     """
-    from .costs import cost_report, empty_report, parse_by, parse_when
+    from .costs import cost_report, drift, empty_report, parse_by, parse_when
     from .ledger import Ledger, resolve_db_path
 
     keys = parse_by(by)
     start = parse_when(since, utc=utc)
     end = parse_when(until, utc=utc, option="--until") if until else None
+    if not 0 < drift_points <= 100:
+        raise UsageError(f"--drift-points must be above 0 and at most 100, got {drift_points:g}")
+    if plot is not None and not plot.lower().endswith(".svg"):
+        raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
     path = resolve_db_path(db)
     if path.exists():
         with Ledger.for_reading(path) as ledger:
             report = cost_report(ledger, start, end, keys, utc=utc)
+            report.drift = drift(ledger, report.since, report.until, drift_points)
     else:
         render.note(f"no ledger yet at {path}: nothing has been recorded")
         report = empty_report(start, end, keys)
+    if plot is not None:
+        try:
+            with open(plot, "w", encoding="utf-8") as f:
+                f.write(render.spend_svg(report.daily_spend))
+        except OSError as e:
+            raise UsageError(f"--plot: cannot write {plot}: {e.strerror}") from None
     render.cost_report(report, json_output=json_output, csv_output=csv_output, utc=utc)
 
 

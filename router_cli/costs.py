@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -71,6 +71,8 @@ class CostRow:
     spend: Decimal
     baseline: Decimal
     errors: int
+    escalated: int  # requests answered by a higher tier than they were routed to
+    cached: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
 
@@ -86,6 +88,14 @@ class CostRow:
     def error_rate(self) -> float:
         return self.errors / self.calls if self.calls else 0.0
 
+    @property
+    def escalation_rate(self) -> float:
+        return self.escalated / self.requests if self.requests else 0.0
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cached / self.requests if self.requests else 0.0
+
     def to_json(self) -> dict:
         return {
             **self.key,
@@ -94,9 +104,98 @@ class CostRow:
             "spend_usd": decimal_str(self.spend), "baseline_usd": decimal_str(self.baseline),
             "savings_usd": decimal_str(self.savings),
             "savings_pct": None if self.savings_pct is None else round(self.savings_pct, 2),
-            "error_rate": round(self.error_rate, 4),
+            "error_rate": round(self.error_rate, 4), "escalation_rate": round(self.escalation_rate, 4),
+            "cache_hit_rate": round(self.cache_hit_rate, 4),
             "latency_p50_ms": self.latency_p50_ms, "latency_p95_ms": self.latency_p95_ms,
         }
+
+
+@dataclass
+class Drift:
+    """This window against the previous one of the same length."""
+
+    previous_since: datetime
+    previous_until: datetime
+    previous_requests: int
+    current_requests: int
+    tier_mix: dict[str, tuple[float, float]]  # routed tier -> (previous share, current share) of requests
+    rates: dict[str, tuple[float, float]]  # escalation_rate, error_rate -> (previous, current)
+    flags: list[str]
+    threshold_points: float
+
+    def to_json(self) -> dict:
+        return {
+            "previous_since": _iso(self.previous_since), "previous_until": _iso(self.previous_until),
+            "previous_requests": self.previous_requests, "current_requests": self.current_requests,
+            "threshold_points": self.threshold_points,
+            "tier_mix": {t: {"previous": round(p, 4), "current": round(c, 4), "shift_points": round((c - p) * 100, 1)}
+                         for t, (p, c) in self.tier_mix.items()},
+            "rates": {k: {"previous": round(p, 4), "current": round(c, 4)} for k, (p, c) in self.rates.items()},
+            "flags": self.flags,
+        }
+
+
+MIN_REQUESTS_FOR_DRIFT = 20
+
+
+def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10.0) -> Drift:
+    """Compare the tier mix and the escalation and error rates of [since, until)
+    with the window of equal length just before it; flag what moved.
+
+    A tier's share of requests (by routed tier) is flagged when it moves more
+    than ``threshold_points`` points; a rate when it rises by half that many
+    points or at least doubles (rising a point or more). Nothing is flagged
+    when either window has fewer than 20 requests.
+    """
+    previous_since = since - (until - since)
+    before, now = _window_mix(ledger, previous_since, since), _window_mix(ledger, since, until)
+    tiers = sorted(set(before["tiers"]) | set(now["tiers"]), key=lambda t: -(now["tiers"].get(t, 0) + before["tiers"].get(t, 0)))
+    mix = {t: (_share(before["tiers"].get(t, 0), before["requests"]), _share(now["tiers"].get(t, 0), now["requests"])) for t in tiers}
+    rates = {
+        "escalation_rate": (_share(before["escalated"], before["requests"]), _share(now["escalated"], now["requests"])),
+        "error_rate": (_share(before["errors"], before["calls"]), _share(now["errors"], now["calls"])),
+    }
+    flags = []
+    if min(before["requests"], now["requests"]) >= MIN_REQUESTS_FOR_DRIFT:
+        for tier, (p, c) in mix.items():
+            if abs(c - p) * 100 > threshold_points:
+                flags.append(f"tier {tier}: {p:.0%} -> {c:.0%} of requests ({(c - p) * 100:+.0f} points)")
+        for name, (p, c) in rates.items():
+            rise = (c - p) * 100
+            if rise >= threshold_points / 2 or (c >= 2 * p and rise >= 1):
+                flags.append(f"{name.replace('_', ' ')}: {p:.1%} -> {c:.1%}")
+    return Drift(previous_since, since, before["requests"], now["requests"], mix, rates, flags, threshold_points)
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+# The routed tiers in the ledger, one index seek each (a "loose index scan").
+_ROUTED_TIERS = (
+    "WITH RECURSIVE t(tier) AS (SELECT min(routed_tier) FROM calls UNION ALL "
+    "SELECT (SELECT min(routed_tier) FROM calls WHERE routed_tier > t.tier) FROM t WHERE t.tier IS NOT NULL) "
+    "SELECT tier FROM t WHERE tier IS NOT NULL"
+)
+
+
+def _window_mix(ledger, since: datetime, until: datetime) -> dict:
+    """Requests by routed tier, escalations, errors and calls, from the routed-tier index alone."""
+    out: dict = {"tiers": {}, "requests": 0, "escalated": 0, "errors": 0, "calls": 0}
+    sql = (
+        "SELECT coalesce(sum(attempt = 1), 0), coalesce(sum(attempt = 1 AND escalated), 0), "
+        "coalesce(sum(status = 'error'), 0), count(*) "
+        "FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?"
+    )
+    for (tier,) in ledger.conn.execute(_ROUTED_TIERS).fetchall():
+        requests, escalated, errors, calls = ledger.conn.execute(sql, [tier, _iso(since), _iso(until)]).fetchone()
+        if requests:
+            out["tiers"][tier] = requests
+        out["requests"] += requests
+        out["escalated"] += escalated
+        out["errors"] += errors
+        out["calls"] += calls
+    return out
 
 
 @dataclass
@@ -106,6 +205,8 @@ class CostReport:
     by: list[str]
     rows: list[CostRow]
     total: CostRow
+    daily_spend: dict[str, Decimal] = field(default_factory=dict)  # local (or UTC) date -> spend
+    drift: Drift | None = None
 
     BASELINE_NOTE = (
         "Baseline: the premium tier's first model at its prices, applied to the tokens of each "
@@ -116,6 +217,8 @@ class CostReport:
         return {
             "since": _iso(self.since), "until": _iso(self.until), "by": self.by,
             "rows": [r.to_json() for r in self.rows], "total": self.total.to_json(),
+            "daily_spend": {day: decimal_str(v) for day, v in self.daily_spend.items()},
+            "drift": self.drift.to_json() if self.drift else None,
             "baseline": self.BASELINE_NOTE,
         }
 
@@ -143,18 +246,22 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     sql = (
         f"SELECT {keys}{_BUCKET} AS bucket, count(*), sum(attempt = 1), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
-        "sum(status = 'error'), sum(status = 'ok' AND duration_ms IS NOT NULL) "
+        "sum(status = 'error'), sum(attempt = 1 AND escalated), sum(status = 'cached'), "
+        "sum(status = 'ok' AND duration_ms IS NOT NULL) "
         f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket"
     )
     n = len(other)
     groups: dict[tuple, _Acc] = {}
     total = _Acc()
+    daily: dict[str, int] = {}
     for start, end, day in _days(since, until, utc):
         period = {"day": day.isoformat(), "week": "{}-W{:02d}".format(*day.isocalendar()[:2])}
+        daily[period["day"]] = 0
         for row in ledger.conn.execute(sql, [_iso(start), _iso(end)]):
             values = dict(zip(other, row[:n]))
             bucket, measures = row[n], row[n + 1:]
             total.add(bucket, measures)
+            daily[period["day"]] += measures[4] or 0
             if by:
                 key = tuple(period[k] if k in period else values[k] for k in by)
                 groups.setdefault(key, _Acc()).add(bucket, measures)
@@ -163,7 +270,8 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
         rows.sort(key=lambda r: tuple("" if v is None else str(v) for v in r.key.values()))
     else:
         rows.sort(key=lambda r: r.spend, reverse=True)
-    return CostReport(since, until, by, rows, total.row({}))
+    spend = {day: Decimal(v).scaleb(-9) for day, v in daily.items()}
+    return CostReport(since, until, by, rows, total.row({}), spend)
 
 
 def _days(since: datetime, until: datetime, utc: bool):
@@ -202,7 +310,7 @@ class _Acc:
     """Running sums of one group, plus its latency histogram."""
 
     def __init__(self) -> None:
-        self.sums = [0] * 7
+        self.sums = [0] * 9
         self.histogram: dict[int, int] = {}
 
     def add(self, bucket, values) -> None:
@@ -225,8 +333,8 @@ class _Acc:
         return None  # pragma: no cover - the loop always reaches rank
 
     def row(self, key: dict) -> CostRow:
-        calls, requests, tin, tout, spend, baseline, errors = self.sums
+        calls, requests, tin, tout, spend, baseline, errors, escalated, cached = self.sums
         return CostRow(
-            key, calls, requests, tin, tout, Decimal(spend).scaleb(-9), Decimal(baseline).scaleb(-9), errors,
+            key, calls, requests, tin, tout, Decimal(spend).scaleb(-9), Decimal(baseline).scaleb(-9), errors, escalated, cached,
             self.percentile(0.5), self.percentile(0.95),
         )

@@ -27,7 +27,7 @@ from .errors import LedgerError
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 # The number of migrations below; kept in PRAGMA user_version after they run so
 # that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def user_data_dir() -> Path:
@@ -91,6 +91,24 @@ def _migrations():
         )
         db["prompts"].create_index(["prompt_hash"])
         db["responses"].create({"call_id": str, "response": str}, pk="call_id")
+
+    @migrations(name="002_routing_outcome")
+    def m002_routing_outcome(db):
+        # routed_tier: the tier the classifier (or --tier) chose; escalated: 1 when a
+        # higher tier answered. Both on every row of a request, for reports by tier.
+        db.execute("ALTER TABLE calls ADD COLUMN routed_tier TEXT")
+        db.execute("ALTER TABLE calls ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0")
+        db.execute(
+            "UPDATE calls SET routed_tier = (SELECT first.tier FROM calls AS first "
+            "WHERE first.request_id = calls.request_id AND first.attempt = 1)"
+        )
+        db.execute(
+            "UPDATE calls SET escalated = 1 WHERE request_id IN (SELECT ok.request_id FROM calls AS ok "
+            "WHERE ok.status = 'ok' AND ok.tier != ok.routed_tier)"
+        )
+        # Drift reports count requests, escalations and errors per routed tier and
+        # window from this index alone: a range per tier, nothing sorted.
+        db.execute("CREATE INDEX idx_calls_routed ON calls (routed_tier, datetime_utc, attempt, escalated, status)")
 
     return migrations
 

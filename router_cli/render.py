@@ -98,7 +98,8 @@ def decision(decision, json_output: bool) -> None:
 _COST_FIELDS = [
     ("calls", "calls"), ("requests", "requests"), ("input_tokens", "in tok"), ("output_tokens", "out tok"),
     ("spend_usd", "spend"), ("baseline_usd", "baseline"), ("savings_usd", "savings"), ("savings_pct", "saved %"),
-    ("error_rate", "errors"), ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+    ("error_rate", "errors"), ("escalation_rate", "escalated"), ("cache_hit_rate", "cached"),
+    ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
 ]
 
 
@@ -129,6 +130,8 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     title = f"Spend from {when(report.since)} to {when(report.until)}"
     if report.total.calls == 0:
         print(f"{title}: no calls in this window.")
+        if report.drift is not None:
+            print("\n".join(_drift_lines(report.drift)))
         return
     from rich.console import Console
     from rich.table import Table
@@ -146,7 +149,8 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
         return [
             f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
             format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
-            "" if pct is None else f"{pct:.1f}%", f"{row.error_rate:.1%}",
+            "" if pct is None else f"{pct:.1f}%", f"{row.error_rate:.1%}", f"{row.escalation_rate:.1%}",
+            f"{row.cache_hit_rate:.1%}",
             "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
             "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
         ]
@@ -160,3 +164,62 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
         table.add_row(*cells(report.total))
     console.print(table)
     console.print(report.BASELINE_NOTE, style="dim")
+    chart = _daily_chart(report.daily_spend)
+    if chart:
+        console.print("\nDaily spend", style="bold")
+        console.print("\n".join(chart))
+    if report.drift is not None:
+        console.print()
+        console.print("\n".join(_drift_lines(report.drift)))
+
+
+def _daily_chart(daily: dict) -> list[str]:
+    """One bar per day, scaled to the largest day, with eighth-block resolution."""
+    if len(daily) < 2:
+        return []
+    top = max(daily.values())
+    width = 40
+    lines = []
+    for day, spend in daily.items():
+        eighths = int(spend / top * width * 8) if top else 0
+        bar = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+        lines.append(f"{day}  {bar:<{width}}  {format_usd(spend)}")
+    return lines
+
+
+def _drift_lines(drift) -> list[str]:
+    lines = [f"Drift against the previous window ({drift.previous_requests:,} requests before, {drift.current_requests:,} now):"]
+    for tier, (before, now) in drift.tier_mix.items():
+        lines.append(f"  {tier:<16} {before:>6.1%} -> {now:>6.1%}  ({(now - before) * 100:+.1f} points)")
+    for name, (before, now) in drift.rates.items():
+        lines.append(f"  {name.replace('_', ' '):<16} {before:>6.1%} -> {now:>6.1%}")
+    if min(drift.previous_requests, drift.current_requests) < 20:
+        lines.append("  too few requests in one of the windows to flag drift")
+    elif drift.flags:
+        lines += [f"  ! {flag}" for flag in drift.flags]
+    else:
+        lines.append(f"  no shift above {drift.threshold_points:g} points")
+    return lines
+
+
+def spend_svg(daily: dict) -> str:
+    """A bar chart of daily spend as a standalone SVG document."""
+    from html import escape
+
+    days = list(daily.items())
+    bar, gap, height, left, bottom = 18, 4, 240, 70, 60
+    width = left + max(1, len(days)) * (bar + gap) + 20
+    top = max((v for _, v in days), default=0) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + bottom + 30}" font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="18" font-size="14">Daily spend (USD), total {escape(format_usd(sum((v for _, v in days), start=0)))}</text>',
+        f'<line x1="{left}" y1="{height + 30}" x2="{width - 10}" y2="{height + 30}" stroke="#444"/>',
+        f'<text x="{left - 6}" y="38" text-anchor="end">{escape(format_usd(top))}</text>',
+    ]
+    for i, (day, spend) in enumerate(days):
+        h = float(spend / top) * (height - 10)
+        x = left + i * (bar + gap)
+        parts.append(f'<rect x="{x}" y="{height + 30 - h:.1f}" width="{bar}" height="{h:.1f}" fill="#3b7dd8"><title>{escape(day)}: {escape(format_usd(spend))}</title></rect>')
+        parts.append(f'<text x="{x + bar / 2}" y="{height + 42}" transform="rotate(60 {x + bar / 2} {height + 42})">{escape(day[5:])}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

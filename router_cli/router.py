@@ -411,6 +411,8 @@ class Router:
         prompt_hash = None if store.store == "none" else hashlib.sha256(f"{system or ''}\0{prompt}".encode()).hexdigest()
         calls, responses = [], []
         called = [a for a in attempts if a.status != "skipped"]
+        answered = next((a for a in called if a.status == "ok"), None)
+        escalated = int(answered is not None and answered.tier != decision.tier)
         for number, a in enumerate(called, 1):
             a.call_id = new_id()
             is_final = a.status == "ok"
@@ -419,6 +421,7 @@ class Router:
                 "datetime_utc": a.started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "command": command, "tier": a.tier, "provider": a.provider, "model": a.model,
                 "classifier": decision.classifier, "score": decision.score, "reason": decision.reason,
+                "routed_tier": decision.tier, "escalated": escalated,
                 "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
                 "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
                 "cost_usd": decimal_str(a.cost), "cost_nanousd": to_nanousd(a.cost),

@@ -200,3 +200,100 @@ def test_cli_bad_input(mmr, db_path, args, message):
     result = mmr("costs", *args, config=False)
     assert result.returncode == EXIT_USAGE
     assert message in result.stderr.decode() and result.stderr.decode().count("\n") == 1
+
+
+def _requests(start_n, when, tiers, escalated_every=0, errors_every=0):
+    rows = []
+    for i, tier in enumerate(tiers):
+        n = start_n + i
+        row = _row(n, when, tier=tier, request=f"q{n}", status="error" if errors_every and i % errors_every == 0 else "ok")
+        row["routed_tier"] = tier
+        row["escalated"] = int(bool(escalated_every) and i % escalated_every == 0)
+        rows.append(row)
+    return rows
+
+
+def test_drift_flags_a_shift_in_the_tier_mix_and_a_jump_in_escalations(ledger):
+    from router_cli.costs import drift
+
+    since, until = NOW - timedelta(days=7), NOW
+    before = _requests(0, since - timedelta(days=3), ["simple"] * 80 + ["complex"] * 20)
+    after = _requests(1000, until - timedelta(days=1), ["simple"] * 55 + ["complex"] * 45, escalated_every=5)
+    ledger.record(before + after)
+    d = drift(ledger, since, until, threshold_points=10)
+    assert d.previous_requests == 100 and d.current_requests == 100
+    assert d.tier_mix == {"simple": (0.8, 0.55), "complex": (0.2, 0.45)}
+    assert d.rates["escalation_rate"] == (0.0, 0.2)
+    assert d.flags == [
+        "tier simple: 80% -> 55% of requests (-25 points)",
+        "tier complex: 20% -> 45% of requests (+25 points)",
+        "escalation rate: 0.0% -> 20.0%",
+    ]
+    # 25-point shifts are under a 30-point threshold; the escalation rise (20 points >= 15) still counts.
+    assert drift(ledger, since, until, threshold_points=30).flags == ["escalation rate: 0.0% -> 20.0%"]
+
+
+def test_no_drift_flags_on_a_stable_mix_or_too_few_requests(ledger):
+    from router_cli.costs import drift
+
+    since, until = NOW - timedelta(days=7), NOW
+    ledger.record(_requests(0, since - timedelta(days=1), ["simple"] * 70 + ["medium"] * 30)
+                  + _requests(1000, until - timedelta(days=1), ["simple"] * 66 + ["medium"] * 34))
+    assert drift(ledger, since, until).flags == []
+    assert drift(ledger, since, until, threshold_points=3).flags == ["tier simple: 70% -> 66% of requests (-4 points)",
+                                                                      "tier medium: 30% -> 34% of requests (+4 points)"]
+    ledger.record(_requests(5000, NOW - timedelta(days=40), ["complex"] * 5))
+    assert drift(ledger, NOW - timedelta(days=38), NOW - timedelta(days=30)).flags == []  # 5 requests: too few
+
+
+def test_escalation_and_cache_rates_per_group(ledger):
+    t = NOW - timedelta(hours=1)
+    rows = _requests(0, t, ["simple"] * 10, escalated_every=2)
+    rows[0]["status"] = "cached"
+    ledger.record(rows)
+    total = cost_report(ledger, NOW - timedelta(days=1), NOW).total
+    assert total.escalation_rate == 0.5 and total.cache_hit_rate == 0.1
+
+
+def test_daily_spend_covers_every_day_of_the_window(ledger):
+    ledger.record([_row(1, datetime(2026, 11, 23, 10, tzinfo=timezone.utc), cost="1.5"),
+                   _row(2, datetime(2026, 11, 25, 10, tzinfo=timezone.utc), cost="0.25")])
+    report = cost_report(ledger, datetime(2026, 11, 22, tzinfo=timezone.utc), NOW, utc=True)
+    assert report.daily_spend == {"2026-11-22": 0, "2026-11-23": Decimal("1.5"), "2026-11-24": 0, "2026-11-25": Decimal("0.25")}
+
+
+def test_weeks_are_iso_weeks(ledger):
+    ledger.record([_row(1, datetime(2026, 11, 25, 10, tzinfo=timezone.utc), cost="1"),
+                   _row(2, datetime(2026, 1, 1, 10, tzinfo=timezone.utc), cost="1")])
+    report = cost_report(ledger, datetime(2025, 12, 1, tzinfo=timezone.utc), NOW, ["week"], utc=True)
+    assert [r.key["week"] for r in report.rows] == ["2026-W01", "2026-W48"]
+
+
+def test_cli_drift_section_chart_and_svg_plot(mmr, db_path, tmp_path):
+    _seed(db_path)
+    plot = tmp_path / "spend.svg"
+    result = mmr("costs", "--since", "3d", "--plot", str(plot), config=False)
+    text = result.stdout.decode()
+    assert result.returncode == 0, result.stderr
+    assert "Daily spend" in text and "█" in text and "Drift against the previous window" in text
+    svg = plot.read_text()
+    assert svg.startswith("<svg") and svg.count("<rect") == 4  # one bar per day touched by a 3-day window
+    out = json.loads(mmr("costs", "--json", config=False).stdout)
+    assert set(out["drift"]) >= {"tier_mix", "rates", "flags", "previous_requests", "current_requests"}
+    assert sum(Decimal(v) for v in out["daily_spend"].values()) == Decimal(out["total"]["spend_usd"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--plot", "chart.png"], "--plot writes SVG"),
+    (["--drift-points", "0"], "--drift-points must be above 0"),
+])
+def test_cli_bad_report_options(mmr, db_path, args, message):
+    _seed(db_path)
+    result = mmr("costs", *args, config=False)
+    assert result.returncode == EXIT_USAGE and message in result.stderr.decode()
+
+
+def test_cli_not_a_database(mmr, db_path):
+    db_path.write_bytes(b"not sqlite" * 500)
+    result = mmr("costs", config=False)
+    assert result.returncode == 7 and "not an SQLite database" in result.stderr.decode()

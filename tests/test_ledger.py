@@ -15,7 +15,7 @@ COLUMNS = [
     "id", "request_id", "attempt", "datetime_utc", "command", "tier", "provider", "model", "classifier", "score",
     "reason", "status", "error", "error_kind", "http_status", "input_tokens", "output_tokens", "usage_estimated",
     "cost_usd", "cost_nanousd", "baseline_cost_usd", "baseline_cost_nanousd", "duration_ms", "ttft_ms",
-    "stop_reason", "stream", "user", "team", "config_hash", "mmr_version",
+    "stop_reason", "stream", "user", "team", "config_hash", "mmr_version", "routed_tier", "escalated",
 ]
 
 
@@ -47,6 +47,28 @@ def test_migrations_run_once_and_reopen_fast(tmp_path):
     Ledger(path).close()
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_ledger_from_an_older_schema_upgrades_in_place(tmp_path):
+    from sqlite_utils import Database
+
+    path = tmp_path / "old.db"
+    db = Database(path)
+    _migrations().apply(db, stop_before="002_routing_outcome")
+    rows = [
+        ("a1", "a", 1, "simple", "error"), ("a2", "a", 2, "medium", "ok"),  # fell back to a higher tier
+        ("b1", "b", 1, "complex", "ok"),
+    ]
+    for call_id, request, attempt, tier, status in rows:
+        db["calls"].insert({"id": call_id, "request_id": request, "attempt": attempt, "tier": tier, "status": status, "cost_nanousd": 7})
+    db.conn.execute("PRAGMA user_version = 1")
+    db.conn.commit()
+    db.close()
+    with Ledger(path) as ledger:
+        upgraded = {r["id"]: (r["routed_tier"], r["escalated"], r["cost_nanousd"]) for r in ledger.rows()}
+    assert upgraded == {"a1": ("simple", 1, 7), "a2": ("simple", 1, 7), "b1": ("complex", 0, 7)}
+    conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 

@@ -53,6 +53,7 @@ def test_fallback_across_providers_then_tiers(server, router, db_path):
     ]
     assert len({r["request_id"] for r in rows}) == 1
     assert rows[0]["error_kind"] == "server" and rows[0]["http_status"] == 500
+    assert {(r["routed_tier"], r["escalated"]) for r in rows} == {("simple", 1)}
     assert rows[3]["error_kind"] == "not_found"
     assert len(router.sleeps) == 2  # two backoffs before giving up on claude-small
 
