@@ -204,6 +204,7 @@ def _drift_lines(drift) -> list[str]:
 
 def spend_svg(daily: dict) -> str:
     """A bar chart of daily spend as a standalone SVG document."""
+    from decimal import Decimal
     from html import escape
 
     days = list(daily.items())
@@ -212,7 +213,7 @@ def spend_svg(daily: dict) -> str:
     top = max((v for _, v in days), default=0) or 1
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + bottom + 30}" font-family="sans-serif" font-size="11">',
-        f'<text x="{left}" y="18" font-size="14">Daily spend (USD), total {escape(format_usd(sum((v for _, v in days), start=0)))}</text>',
+        f'<text x="{left}" y="18" font-size="14">Daily spend (USD), total {escape(format_usd(sum((v for _, v in days), Decimal(0))))}</text>',
         f'<line x1="{left}" y1="{height + 30}" x2="{width - 10}" y2="{height + 30}" stroke="#444"/>',
         f'<text x="{left - 6}" y="38" text-anchor="end">{escape(format_usd(top))}</text>',
     ]
