@@ -210,7 +210,7 @@ def spend_svg(daily: dict) -> str:
     days = list(daily.items())
     bar, gap, height, left, bottom = 18, 4, 240, 70, 60
     width = left + max(1, len(days)) * (bar + gap) + 20
-    top = max((v for _, v in days), default=0) or 1
+    top = max((v for _, v in days), default=Decimal(0)) or Decimal(1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + bottom + 30}" font-family="sans-serif" font-size="11">',
         f'<text x="{left}" y="18" font-size="14">Daily spend (USD), total {escape(format_usd(sum((v for _, v in days), Decimal(0))))}</text>',
