@@ -27,7 +27,7 @@ from .errors import LedgerError
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 # The number of migrations below; kept in PRAGMA user_version after they run so
 # that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def user_data_dir() -> Path:
@@ -109,6 +109,14 @@ def _migrations():
         # Drift reports count requests, escalations and errors per routed tier and
         # window from this index alone: a range per tier, nothing sorted.
         db.execute("CREATE INDEX idx_calls_routed ON calls (routed_tier, datetime_utc, attempt, escalated, status)")
+
+    @migrations(name="003_quality_gates")
+    def m003_quality_gates(db):
+        # role: "answer", or "judge" for a quality gate's own call; quality and
+        # gate_reason: the gate's verdict on an answer (cascades).
+        db.execute("ALTER TABLE calls ADD COLUMN role TEXT NOT NULL DEFAULT 'answer'")
+        db.execute("ALTER TABLE calls ADD COLUMN quality REAL")
+        db.execute("ALTER TABLE calls ADD COLUMN gate_reason TEXT")
 
     return migrations
 

@@ -16,7 +16,6 @@ must fix the key.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import random
@@ -29,7 +28,7 @@ from typing import Callable, Mapping
 
 from .classify import Decision, get_classifier
 from .config import Config, ModelSpec, ProviderSpec, Tier
-from .errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, LedgerError, MissingKeyError, UsageError
+from .errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, LedgerError, MissingKeyError, MmrError, UsageError
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
 
 Note = Callable[[str], None]
@@ -56,16 +55,24 @@ class Attempt:
     usage_estimated: bool = False
     text: str | None = None
     call_id: str | None = None
+    role: str = "answer"  # or "judge": a quality gate's call
+    quality: float | None = None  # the gate's score, in cascades
+    gate_reason: str | None = None
 
     @property
     def label(self) -> str:
         return f"{self.tier} {self.provider}/{self.model}"
 
     def to_json(self) -> dict:
-        return {
+        out: dict = {
             "tier": self.tier, "provider": self.provider, "model": self.model, "status": self.status,
             "error": self.error, "cost_usd": decimal_str(self.cost),
         }
+        if self.role != "answer":
+            out["role"] = self.role
+        if self.quality is not None or self.gate_reason is not None:
+            out["quality"] = {"score": self.quality, "reason": self.gate_reason}
+        return out
 
 
 @dataclass
@@ -149,6 +156,38 @@ def new_id() -> str:
             value = _last_id + 1
         _last_id = value
     return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+class RequestLog:
+    """One request's attempts, written to the ledger together when it ends."""
+
+    def __init__(self, router: "Router", command: str, decision: Decision, prompt: str, system: str | None,
+                 user: str | None, team: str | None, stream: bool):
+        self.router = router
+        self.request_id = new_id()
+        self.command, self.decision, self.prompt, self.system = command, decision, prompt, system
+        self.user, self.team, self.stream = user, team, stream
+        self.attempts: list[Attempt] = []
+        self.baseline = Decimal(0)
+
+    def finish(self, returned: Attempt | None) -> LedgerError | None:
+        """Record every attempt; the baseline is one premium call at ``returned``'s tokens."""
+        if returned is not None:
+            self.baseline = cost_usd(self.router.config.baseline_model.price, returned.input_tokens, returned.output_tokens)
+        try:
+            self.router._record(self, returned)
+        except LedgerError as e:
+            return e
+        return None
+
+    @contextlib.contextmanager
+    def recording_on_interrupt(self):
+        """Interrupted, or the output went away: keep what was billed, then let it through."""
+        try:
+            yield
+        except BaseException:
+            self.finish(None)
+            raise
 
 
 class Router:
@@ -242,36 +281,26 @@ class Router:
             raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
         started = time.perf_counter()
         decision = self.decide(prompt, tier, classifier)
-        request_id = new_id()
-        if self.db_path is not None:
-            self.ledger()  # a ledger that cannot be opened fails before anything is paid for
-        attempts: list[Attempt] = []
-        record = functools.partial(self._record, request_id, command, decision, attempts, prompt=prompt,
-                                   system=system, user=user, team=team, stream=on_text is not None)
-        try:
-            failure = self._run_chain(attempts, decision.tier, prompt, system, max_tokens, temperature, on_text, on_restart)
-        except BaseException:
-            # Interrupted, or the output went away: keep what was billed, then let it through.
-            with contextlib.suppress(LedgerError):
-                record(baseline=Decimal(0))
-            raise
-        final = attempts[-1] if failure is None else None
-        baseline = Decimal(0)
-        if final is not None:
-            baseline = cost_usd(self.config.baseline_model.price, final.input_tokens, final.output_tokens)
-        ledger_error = None
-        try:
-            record(baseline=baseline)
-        except LedgerError as e:
-            if failure is not None:
-                failure.message += f" (and the ledger could not be written: {e})"
-                raise failure from None
-            ledger_error = e
+        log = self.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None)
+        with log.recording_on_interrupt():
+            failure, _ = self.try_models(log.attempts, self.chain(decision.tier), prompt, system, max_tokens,
+                                         temperature, on_text, on_restart)
+        final = None if failure else log.attempts[-1]
+        ledger_error = log.finish(final)
         if failure is not None:
+            if ledger_error is not None:
+                failure.message += f" (and the ledger could not be written: {ledger_error})"
             raise failure
         assert final is not None
-        return Answer(final.text or "", request_id, decision, attempts, final, baseline,
+        return Answer(final.text or "", log.request_id, decision, log.attempts, final, log.baseline,
                       (time.perf_counter() - started) * 1000, ledger_error)
+
+    def begin_request(self, command: str, decision: Decision, prompt: str, system: str | None,
+                      user: str | None, team: str | None, stream: bool = False) -> "RequestLog":
+        """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
+        if self.db_path is not None:
+            self.ledger()
+        return RequestLog(self, command, decision, prompt, system, user, team, stream)
 
     def _key_problem(self, model: ModelSpec) -> str | None:
         spec = self.config.providers[model.provider]
@@ -286,24 +315,32 @@ class Router:
             self._providers[spec.name] = get_provider(spec, self.api_key(spec))
         return self._providers[spec.name]
 
-    def _run_chain(self, attempts, tier_name, prompt, system, max_tokens, temperature, on_text, on_restart):
-        """Try the chain, appending to ``attempts``; return None on success, else the error to raise."""
+    def try_models(self, attempts: list[Attempt], chain: list[tuple[Tier, ModelSpec]], prompt: str,
+                   system: str | None, max_tokens: int | None, temperature: float | None,
+                   on_text=None, on_restart: Note | None = None, role: str = "answer") -> tuple[MmrError | None, bool]:
+        """Try the models of ``chain`` in order with retries, appending each try to ``attempts``.
+
+        Returns ``(None, False)`` when the last attempt answered, else ``(error, fatal)``:
+        ``fatal`` when no other model should be tried (a rejected key or request).
+        """
         from .providers import ChatRequest, OutputFailed, ProviderError
 
         policy = self.config.retry
         streamed = False
-        for tier, model in self.chain(tier_name):
+        start = len(attempts)
+        for tier, model in chain:
             spec = self.config.providers[model.provider]
             missing = self._key_problem(model)
             if missing:
-                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=f"{missing} is not set", error_kind="no_key"))
+                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=f"{missing} is not set",
+                                        error_kind="no_key", role=role))
                 continue
             self._check_key(spec)
             provider = self._provider(spec)
             request = ChatRequest(model, prompt, system, max_tokens or model.max_tokens, temperature)
             for retry in range(policy.max_retries + 1):
-                attempt = Attempt(tier.name, spec.name, model.model, "ok")
-                emitted = []
+                attempt = Attempt(tier.name, spec.name, model.model, "ok", role=role)
+                emitted: list[str] = []
 
                 def sink(text: str, emitted=emitted) -> None:
                     try:
@@ -331,12 +368,12 @@ class Router:
                         return MissingKeyError(
                             f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
                             f"(HTTP {e.status}): check or replace the key in that variable"
-                        )
+                        ), True
                     if not e.model_fault:
                         return AllAttemptsFailed(
                             f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
                             attempts, exit_code=EXIT_REQUEST_REJECTED,
-                        )
+                        ), True
                     wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
                     if wait is None:
                         self.on_note(f"{attempt.label} failed: {e}; trying the next model")
@@ -350,8 +387,8 @@ class Router:
                 attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
                 attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
                 attempts.append(attempt)
-                return None
-        return self._exhausted(attempts)
+                return None, False
+        return self._exhausted(attempts[start:]), False
 
     @staticmethod
     def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
@@ -370,7 +407,7 @@ class Router:
             return e.retry_after if e.retry_after <= policy.max_retry_after else None
         return random.uniform(0, min(policy.backoff_max, policy.backoff_base * 2**retry))
 
-    def _exhausted(self, attempts: list[Attempt]) -> Exception:
+    def _exhausted(self, attempts: list[Attempt]) -> MmrError:
         if all(a.status == "skipped" for a in attempts):
             names = sorted({self.config.providers[a.provider].api_key_env or a.provider for a in attempts})
             return MissingKeyError(f"no API key for any model of this route: set {' or '.join(names)}")
@@ -401,44 +438,43 @@ class Router:
             # An HTTP library would put such a key, escaped, into its error message.
             raise MissingKeyError(f"the value of {spec.api_key_env} contains spaces or control characters; set it to the bare key")
 
-    def _record(self, request_id, command, decision, attempts, *, baseline, prompt, system, user, team, stream) -> None:
+    def _record(self, log: "RequestLog", returned: Attempt | None) -> None:
         if self.db_path is None:
             return
         from . import __version__
 
         store = self.config.ledger
-        stored_prompt, stored_system = _stored(prompt, store), _stored(system, store)
-        prompt_hash = None if store.store == "none" else hashlib.sha256(f"{system or ''}\0{prompt}".encode()).hexdigest()
+        prompt_hash = None if store.store == "none" else hashlib.sha256(f"{log.system or ''}\0{log.prompt}".encode()).hexdigest()
         calls, responses = [], []
-        called = [a for a in attempts if a.status != "skipped"]
-        answered = next((a for a in called if a.status == "ok"), None)
-        escalated = int(answered is not None and answered.tier != decision.tier)
+        called = [a for a in log.attempts if a.status != "skipped"]
+        escalated = int(returned is not None and returned.tier != log.decision.tier)
         for number, a in enumerate(called, 1):
             a.call_id = new_id()
-            is_final = a.status == "ok"
+            is_returned = a is returned
             calls.append({
-                "id": a.call_id, "request_id": request_id, "attempt": number,
+                "id": a.call_id, "request_id": log.request_id, "attempt": number,
                 "datetime_utc": a.started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "command": command, "tier": a.tier, "provider": a.provider, "model": a.model,
-                "classifier": decision.classifier, "score": decision.score, "reason": decision.reason,
-                "routed_tier": decision.tier, "escalated": escalated,
+                "command": log.command, "tier": a.tier, "provider": a.provider, "model": a.model,
+                "classifier": log.decision.classifier, "score": log.decision.score, "reason": log.decision.reason,
+                "routed_tier": log.decision.tier, "escalated": escalated, "role": a.role,
                 "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
+                "quality": a.quality, "gate_reason": a.gate_reason,
                 "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
                 "cost_usd": decimal_str(a.cost), "cost_nanousd": to_nanousd(a.cost),
-                "baseline_cost_usd": decimal_str(baseline if is_final else Decimal(0)),
-                "baseline_cost_nanousd": to_nanousd(baseline) if is_final else 0,
+                "baseline_cost_usd": decimal_str(log.baseline if is_returned else Decimal(0)),
+                "baseline_cost_nanousd": to_nanousd(log.baseline) if is_returned else 0,
                 "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
-                "stop_reason": a.stop_reason, "stream": int(stream), "user": user, "team": team,
+                "stop_reason": a.stop_reason, "stream": int(log.stream), "user": log.user, "team": log.team,
                 "config_hash": self.config.config_hash, "mmr_version": __version__,
             })
-            if is_final and store.store in ("full", "preview"):
+            if a.text is not None and store.store in ("full", "preview"):
                 responses.append({"call_id": a.call_id, "response": _stored(a.text, store)})
         if not calls:
             return
         prompts = []
         if prompt_hash is not None:
-            prompts.append({"request_id": request_id, "prompt_hash": prompt_hash, "stored": store.store,
-                            "prompt": stored_prompt, "system": stored_system})
+            prompts.append({"request_id": log.request_id, "prompt_hash": prompt_hash, "stored": store.store,
+                            "prompt": _stored(log.prompt, store), "system": _stored(log.system, store)})
         self.ledger().record({"calls": calls, "prompts": prompts, "responses": responses})
 
     def close(self) -> None:
