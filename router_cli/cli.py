@@ -123,6 +123,56 @@ def ask(
         raise answer.ledger_error
 
 
+@app.command(name="cascade")
+def cascade_command(
+    prompt: PromptArgument = None,
+    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    start_tier: Annotated[Optional[str], typer.Option("--start-tier", help="First tier to try (default: the cheapest).")] = None,
+    from_classifier: Annotated[bool, typer.Option("--from-classifier", help="Start where the classifier would route.")] = False,
+    classifier: ClassifierOption = None,
+    max_tier: Annotated[Optional[str], typer.Option("--max-tier", help="Highest tier to escalate to (default: the top).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Minimum gate score in [0, 1] for every tier (default: config).")] = None,
+    gate: Annotated[Optional[str], typer.Option("--gate", help="heuristic, judge or both (default: config).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Cap on output tokens (default: each model's max_tokens).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")] = None,
+    json_output: JsonOption = False,
+    user: Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")] = None,
+    team: Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Answer from the cheapest tier whose answer passes the quality gate, escalating otherwise.
+
+    The answer is printed once, when accepted (no streaming: it may still be rejected).
+
+    Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
+    """
+    from .cascade import cascade
+    from .config import load_config
+    from .ledger import resolve_db_path
+    from .router import Router
+
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
+    cfg = load_config(config)
+    text = _read_prompt(prompt)
+    _check_text(system, "--system")
+    show_notes = verbose or render.stderr_is_terminal()
+    router = Router(cfg, resolve_db_path(db), on_note=render.note if show_notes else None)
+    try:
+        answer = cascade(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
+                         from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
+                         max_tokens=max_tokens, temperature=temperature, user=user, team=team)
+        render.answer(answer, json_output=json_output, streamed=False, show_note=show_notes)
+    except BrokenPipeError:
+        _stdout_closed()
+    finally:
+        router.close()
+    if answer.ledger_error is not None:
+        raise answer.ledger_error
+
+
 @app.command()
 def classify(
     prompt: PromptArgument = None,

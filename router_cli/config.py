@@ -90,6 +90,21 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class CascadeConfig:
+    """Quality gates: an answer scoring below its tier's threshold escalates."""
+
+    gate: str = "both"
+    threshold: float = 0.7
+    thresholds: dict[str, float] = field(default_factory=dict)
+    judge_tier: str | None = None  # None: the cheapest tier
+    judge_max_tokens: int = 16
+    on_judge_error: str = "heuristic"  # or "fail"
+
+    def threshold_for(self, tier: str) -> float:
+        return self.thresholds.get(tier, self.threshold)
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated tiers file. ``tiers`` are ordered cheapest first."""
 
@@ -101,6 +116,7 @@ class Config:
     rules: RulesConfig
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
     config_hash: str = ""
 
     @property
@@ -282,7 +298,7 @@ class _Validator:
         top = self.mapping(
             data,
             "",
-            {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger"},
+            {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade"},
             {"tiers", "providers"},
         )
         if "version" in top and top["version"] != 1:
@@ -303,6 +319,7 @@ class _Validator:
             rules=rules,
             retry=self.retry(top.get("retry", {})),
             ledger=self.ledger(top.get("ledger", {})),
+            cascade=self.cascade(top.get("cascade", {}), names),
         )
 
     def providers(self, value: Any) -> dict[str, ProviderSpec]:
@@ -418,6 +435,30 @@ class _Validator:
             backoff_base=self.number(section.get("backoff_base", d.backoff_base), "retry.backoff_base"),
             backoff_max=self.number(section.get("backoff_max", d.backoff_max), "retry.backoff_max"),
             max_retry_after=self.number(section.get("max_retry_after", d.max_retry_after), "retry.max_retry_after"),
+        )
+
+    def cascade(self, value: Any, tiers: list[str]) -> CascadeConfig:
+        from .quality import GATES
+
+        section = self.mapping(value, "cascade", {"gate", "threshold", "thresholds", "judge_tier", "judge_max_tokens", "on_judge_error"})
+        d = CascadeConfig()
+        gate = section.get("gate", d.gate)
+        if gate not in GATES:
+            raise self.fail("cascade.gate", f"expected one of {', '.join(GATES)}, got {gate!r}")
+        per_tier = self.mapping(section.get("thresholds", {}), "cascade.thresholds", set(tiers))
+        judge_tier = section.get("judge_tier")
+        if judge_tier is not None and judge_tier not in tiers:
+            raise self.fail("cascade.judge_tier", f"unknown tier {judge_tier!r}; valid tiers: {', '.join(tiers)}")
+        on_error = section.get("on_judge_error", d.on_judge_error)
+        if on_error not in ("heuristic", "fail"):
+            raise self.fail("cascade.on_judge_error", f"expected heuristic or fail, got {on_error!r}")
+        return CascadeConfig(
+            gate=gate,
+            threshold=self.number(section.get("threshold", d.threshold), "cascade.threshold", maximum=1),
+            thresholds={t: self.number(v, f"cascade.thresholds.{t}", maximum=1) for t, v in per_tier.items()},
+            judge_tier=judge_tier,
+            judge_max_tokens=self.integer(section.get("judge_max_tokens", d.judge_max_tokens), "cascade.judge_max_tokens", minimum=1),
+            on_judge_error=on_error,
         )
 
     def ledger(self, value: Any) -> LedgerConfig:

@@ -19,7 +19,7 @@ from decimal import Decimal
 from .errors import UsageError
 from .pricing import decimal_str
 
-_COLUMNS = ("tier", "model", "provider", "user", "team", "command", "status")
+_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role")
 GROUP_KEYS = _COLUMNS + ("day", "week")
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -73,6 +73,8 @@ class CostRow:
     errors: int
     escalated: int  # requests answered by a higher tier than they were routed to
     cached: int
+    discarded_spend: Decimal  # answers a cascade's gate rejected
+    judging_spend: Decimal  # the gates' own judge calls
     latency_p50_ms: float | None
     latency_p95_ms: float | None
 
@@ -96,6 +98,14 @@ class CostRow:
     def cache_hit_rate(self) -> float:
         return self.cached / self.requests if self.requests else 0.0
 
+    @property
+    def discarded_share(self) -> float:
+        return float(self.discarded_spend / self.spend) if self.spend else 0.0
+
+    @property
+    def judging_share(self) -> float:
+        return float(self.judging_spend / self.spend) if self.spend else 0.0
+
     def to_json(self) -> dict:
         return {
             **self.key,
@@ -106,6 +116,8 @@ class CostRow:
             "savings_pct": None if self.savings_pct is None else round(self.savings_pct, 2),
             "error_rate": round(self.error_rate, 4), "escalation_rate": round(self.escalation_rate, 4),
             "cache_hit_rate": round(self.cache_hit_rate, 4),
+            "discarded_usd": decimal_str(self.discarded_spend), "discarded_share": round(self.discarded_share, 4),
+            "judging_usd": decimal_str(self.judging_spend), "judging_share": round(self.judging_share, 4),
             "latency_p50_ms": self.latency_p50_ms, "latency_p95_ms": self.latency_p95_ms,
         }
 
@@ -247,7 +259,9 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
         f"SELECT {keys}{_BUCKET} AS bucket, count(*), sum(attempt = 1), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
         "sum(status = 'error'), sum(attempt = 1 AND escalated), sum(status = 'cached'), "
-        "sum(status = 'ok' AND duration_ms IS NOT NULL) "
+        "sum(CASE WHEN status = 'rejected' THEN cost_nanousd ELSE 0 END), "
+        "sum(CASE WHEN role = 'judge' THEN cost_nanousd ELSE 0 END), "
+        "sum(role = 'answer' AND status NOT IN ('error', 'cached') AND duration_ms IS NOT NULL) "
         f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket"
     )
     n = len(other)
@@ -310,7 +324,7 @@ class _Acc:
     """Running sums of one group, plus its latency histogram."""
 
     def __init__(self) -> None:
-        self.sums = [0] * 9
+        self.sums = [0] * 11
         self.histogram: dict[int, int] = {}
 
     def add(self, bucket, values) -> None:
@@ -333,8 +347,9 @@ class _Acc:
         return None  # pragma: no cover - the loop always reaches rank
 
     def row(self, key: dict) -> CostRow:
-        calls, requests, tin, tout, spend, baseline, errors, escalated, cached = self.sums
+        calls, requests, tin, tout, spend, baseline, errors, escalated, cached, discarded, judging = self.sums
+        nano = [Decimal(v).scaleb(-9) for v in (spend, baseline, discarded, judging)]
         return CostRow(
-            key, calls, requests, tin, tout, Decimal(spend).scaleb(-9), Decimal(baseline).scaleb(-9), errors, escalated, cached,
+            key, calls, requests, tin, tout, nano[0], nano[1], errors, escalated, cached, nano[2], nano[3],
             self.percentile(0.5), self.percentile(0.95),
         )

@@ -64,6 +64,8 @@ def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> Non
             f"{final.tier} · {final.provider}/{final.model} · {final.input_tokens}→{final.output_tokens} tokens · "
             f"{format_usd(answer.cost)} (premium {format_usd(answer.baseline_cost)}) · {answer.latency_ms / 1000:.2f} s{retried}"
         )
+    if answer.best_effort:
+        note(f"no tier passed the quality gate; this is the best answer ({final.tier}, score {final.quality:.2f}: {final.gate_reason})")
     if final.stop_reason in ("max_tokens", "length"):
         note(f"the answer was cut off at the token limit ({final.output_tokens} tokens); raise --max-tokens for more")
 
@@ -99,6 +101,7 @@ _COST_FIELDS = [
     ("calls", "calls"), ("requests", "requests"), ("input_tokens", "in tok"), ("output_tokens", "out tok"),
     ("spend_usd", "spend"), ("baseline_usd", "baseline"), ("savings_usd", "savings"), ("savings_pct", "saved %"),
     ("error_rate", "errors"), ("escalation_rate", "escalated"), ("cache_hit_rate", "cached"),
+    ("discarded_share", "discarded"), ("judging_share", "judging"),
     ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
 ]
 
@@ -150,7 +153,7 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
             f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
             format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
             "" if pct is None else f"{pct:.1f}%", f"{row.error_rate:.1%}", f"{row.escalation_rate:.1%}",
-            f"{row.cache_hit_rate:.1%}",
+            f"{row.cache_hit_rate:.1%}", f"{row.discarded_share:.1%}", f"{row.judging_share:.1%}",
             "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
             "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
         ]

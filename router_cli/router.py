@@ -87,6 +87,7 @@ class Answer:
     baseline_cost: Decimal
     latency_ms: float
     ledger_error: LedgerError | None = None
+    best_effort: bool = False  # a cascade where no answer passed the gate
 
     @property
     def cost(self) -> Decimal:
@@ -108,10 +109,12 @@ class Answer:
             "output_tokens": self.final.output_tokens,
             "cost_usd": decimal_str(self.cost),
             "baseline_cost_usd": decimal_str(self.baseline_cost),
+            "savings_usd": decimal_str(self.baseline_cost - self.cost),
             "latency_ms": round(self.latency_ms, 1),
             "cached": False,
             "stop_reason": self.final.stop_reason,
             "attempts": [a.to_json() for a in self.attempts],
+            **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
         }
 
 
@@ -336,6 +339,8 @@ class Router:
                                         error_kind="no_key", role=role))
                 continue
             self._check_key(spec)
+            if temperature is not None and spec.type == "anthropic" and role == "answer":
+                self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
             provider = self._provider(spec)
             request = ChatRequest(model, prompt, system, max_tokens or model.max_tokens, temperature)
             for retry in range(policy.max_retries + 1):
@@ -388,7 +393,7 @@ class Router:
                 attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
                 attempts.append(attempt)
                 return None, False
-        return self._exhausted(attempts[start:]), False
+        return self.exhausted_error(attempts[start:]), False
 
     @staticmethod
     def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
@@ -407,7 +412,8 @@ class Router:
             return e.retry_after if e.retry_after <= policy.max_retry_after else None
         return random.uniform(0, min(policy.backoff_max, policy.backoff_base * 2**retry))
 
-    def _exhausted(self, attempts: list[Attempt]) -> MmrError:
+    def exhausted_error(self, attempts: list[Attempt]) -> MmrError:
+        """The error for a chain where no model answered, listing each attempt."""
         if all(a.status == "skipped" for a in attempts):
             names = sorted({self.config.providers[a.provider].api_key_env or a.provider for a in attempts})
             return MissingKeyError(f"no API key for any model of this route: set {' or '.join(names)}")

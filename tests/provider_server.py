@@ -197,9 +197,15 @@ class _Handler(BaseHTTPRequestHandler):
             state.requests.append(record)
         if state.latency:
             time.sleep(state.latency)
-        key = self.headers.get("x-api-key") if protocol == "anthropic" else (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        # Anthropic's SDK 2.x sends the key as a bearer token; the API prefers x-api-key when both are there.
+        bearer = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+        key = (self.headers.get("x-api-key") or bearer) if protocol == "anthropic" else bearer
         if state.api_key is not None and key != state.api_key:
             return self._error(protocol, 401, None, "invalid x-api-key")
+        if protocol == "anthropic":
+            for bad in ("temperature", "top_p", "top_k"):  # API version 2026-10-21 takes no sampling parameters
+                if bad in body:
+                    return self._error(protocol, 400, None, f"{bad}: Extra inputs are not permitted")
         if protocol == "openai" and model in state.reasoning_models:
             for bad in ("max_tokens", "temperature"):
                 if bad in body:

@@ -132,7 +132,7 @@ def test_parse_when(text, expected):
 def test_parse_errors_list_what_is_accepted():
     with pytest.raises(UsageError, match="7d, 24h, 30m"):
         parse_when("last tuesday")
-    with pytest.raises(UsageError, match="valid keys: tier, model"):
+    with pytest.raises(UsageError, match="valid keys: tier, routed_tier, model"):
         parse_by("tier,colour")
     with pytest.raises(UsageError, match="is not after --since"):
         cost_report(None, NOW, NOW - timedelta(days=1))

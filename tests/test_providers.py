@@ -68,6 +68,13 @@ def test_openai_reasoning_models_get_max_completion_tokens_and_no_temperature(se
     assert body["messages"][0] == {"role": "developer", "content": "rigour"}
 
 
+def test_anthropic_gets_no_temperature(server, config):
+    # The server answers 400 to sampling parameters, as Anthropic's API does since version 2026-10-21.
+    response = _provider(config, "anthropic").complete(ChatRequest(_model(config, "claude-small"), "hi", temperature=0.2))
+    assert response.text == "Answer to: hi"
+    assert "temperature" not in server.calls("claude-small")[0]["body"]
+
+
 def test_openai_regular_models_get_max_tokens_and_temperature(server, config):
     _provider(config, "openai").complete(ChatRequest(_model(config, "gpt-small"), "hi", max_tokens=7, temperature=0.25))
     body = server.calls("gpt-small")[0]["body"]

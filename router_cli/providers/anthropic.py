@@ -31,8 +31,8 @@ class AnthropicProvider(Provider):
         }
         if request.system:
             params["system"] = request.system
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        # No temperature: the Messages API (version 2026-10-21, sent by SDK 2.x)
+        # rejects sampling parameters with a 400, and the SDK no longer takes them.
         start = time.perf_counter()
         tokens = [0, 0]
         parts: list[str] = []

@@ -204,6 +204,9 @@ def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: floa
     if isinstance(exc, (sdk.APIConnectionError, httpx2.TransportError)):
         cause = exc.__cause__ or exc
         return make("connection", f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
-    if isinstance(exc, (json.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError)):
+    if isinstance(exc, TypeError):
+        # The SDK refused our arguments: a request no model of this SDK would take.
+        return make("bad_request", f"the SDK rejected the call: {exc}")
+    if isinstance(exc, (json.JSONDecodeError, ValueError, KeyError, AttributeError)):
         return make("malformed", f"could not parse the response ({type(exc).__name__}: {exc})")
     return make("server", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,142 @@
+"""Cheapest first: answer, check the answer, escalate when it falls short.
+
+    from router_cli import Router, load_config
+    from router_cli.cascade import cascade
+    answer = cascade(Router(load_config(), "ledger.db"), "Prove that sqrt(2) is irrational")
+
+Each tier answers with the same fallback rules as ``ask`` (its models in
+order, retries); a tier whose models all error is skipped upwards. The answer
+goes through the gate (heuristic checks, an LLM judge, or both); below the
+tier's threshold it is discarded and the next tier answers. When no tier
+passes, the best-scoring answer is returned as best effort. Every answer and
+every judge call is an attempt of the same request in the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .classify import Decision
+from .errors import UsageError
+from .quality import GATES, JUDGE_SYSTEM, GateResult, heuristic_gate, judge_prompt, parse_judge_score
+from .router import Answer, Attempt, RequestLog, Router
+
+
+def plan(router: Router, prompt: str, *, start_tier: str | None = None, max_tier: str | None = None,
+         from_classifier: bool = False, classifier: str | None = None) -> tuple[Decision, list]:
+    """The starting decision and the tiers to try, after checking the options."""
+    config = router.config
+    names = config.tier_names
+    for option, tier in (("--start-tier", start_tier), ("--max-tier", max_tier)):
+        if tier is not None and tier not in names:
+            raise UsageError(f"{option}: unknown tier {tier!r}; valid tiers: {', '.join(names)}")
+    if start_tier is not None and from_classifier:
+        raise UsageError("--start-tier and --from-classifier both choose where to start; give one")
+    if from_classifier:
+        decision = router.decide(prompt, classifier=classifier)
+    elif start_tier is not None:
+        decision = router.decide(prompt, tier=start_tier)
+    else:
+        first = names[0]
+        decision = Decision(first, round(0.5 / len(names), 4), "cascade starts at the cheapest tier", "cascade")
+    start = names.index(decision.tier)
+    stop = names.index(max_tier) if max_tier is not None else len(names) - 1
+    if stop < start:
+        raise UsageError(f"--max-tier {names[stop]} is below the starting tier {names[start]}")
+    return decision, list(config.tiers[start: stop + 1])
+
+
+def cascade(
+    router: Router,
+    prompt: str,
+    *,
+    system: str | None = None,
+    start_tier: str | None = None,
+    max_tier: str | None = None,
+    from_classifier: bool = False,
+    classifier: str | None = None,
+    threshold: float | None = None,
+    gate: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    user: str | None = None,
+    team: str | None = None,
+) -> Answer:
+    """Answer ``prompt`` from the cheapest tier whose answer passes the quality gate."""
+    settings = router.config.cascade
+    gate = gate or settings.gate
+    if gate not in GATES:
+        raise UsageError(f"--gate: unknown gate {gate!r}; valid gates: {', '.join(GATES)}")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {threshold:g}")
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    if max_tokens is not None and max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
+    decision, tiers = plan(router, prompt, start_tier=start_tier, max_tier=max_tier,
+                           from_classifier=from_classifier, classifier=classifier)
+    started = time.perf_counter()
+    log = router.begin_request("cascade", decision, prompt, system, user, team)
+    returned: Attempt | None = None
+    best: Attempt | None = None
+    failure, fatal = None, False
+    with log.recording_on_interrupt():
+        for tier in tiers:
+            failure, fatal = router.try_models(log.attempts, [(tier, m) for m in tier.models], prompt, system,
+                                               max_tokens, temperature)
+            if failure is not None:
+                if fatal:
+                    break
+                router.on_note(f"every model of {tier.name} failed; escalating")
+                continue
+            answer = log.attempts[-1]
+            limit = threshold if threshold is not None else settings.threshold_for(tier.name)
+            verdict = _gate(router, log, gate, limit, prompt, answer)
+            answer.quality, answer.gate_reason = verdict.score, verdict.reason
+            if verdict.score >= limit:
+                returned = answer
+                break
+            answer.status = "rejected"
+            router.on_note(f"{answer.label} scored {verdict.score:.2f} < {limit:g} ({verdict.reason}); escalating")
+            if best is None or verdict.score >= (best.quality or 0):
+                best = answer
+        else:
+            if best is not None:
+                best.status = "best_effort"
+                returned = best
+    if returned is None and not fatal:
+        failure = router.exhausted_error([a for a in log.attempts if a.role == "answer"])
+    ledger_error = log.finish(returned)
+    if returned is None:
+        assert failure is not None
+        if ledger_error is not None:
+            failure.message += f" (and the ledger could not be written: {ledger_error})"
+        raise failure
+    return Answer(returned.text or "", log.request_id, decision, log.attempts, returned, log.baseline,
+                  (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort")
+
+
+def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str, answer: Attempt) -> GateResult:
+    heuristic = heuristic_gate(prompt, answer.text or "", answer.stop_reason)
+    if gate == "heuristic" or (gate == "both" and heuristic.score < limit):
+        return heuristic  # a failed free check needs no paid judge
+    settings = router.config.cascade
+    judge_tier = router.config.tier(settings.judge_tier or router.config.tier_names[0])
+    failure, _ = router.try_models(
+        log.attempts, [(judge_tier, m) for m in judge_tier.models], judge_prompt(prompt, answer.text or ""),
+        JUDGE_SYSTEM, settings.judge_max_tokens, 0.0, role="judge",
+    )
+    if failure is not None:
+        # The answer is kept whatever happens to its judge.
+        if settings.on_judge_error == "fail":
+            router.on_note(f"the judge failed ({failure}); counting the gate as failed")
+            return GateResult(0.0, "judge failed; gate counted as failed (cascade.on_judge_error: fail)")
+        router.on_note(f"the judge failed ({failure}); using the heuristic gate")
+        return GateResult(heuristic.score, f"judge failed; heuristic gate used: {heuristic.reason}")
+    verdict = log.attempts[-1]
+    score = parse_judge_score(verdict.text)
+    if score is None:
+        verdict.gate_reason = "unparseable"
+        return GateResult(0.0, f"judge answer not understood: {(verdict.text or '')[:40]!r}")
+    verdict.quality = score
+    return GateResult(score, f"judge scored {score:g}")

@@ -1,0 +1,242 @@
+"""`mmr cascade` through the real SDKs: gates, escalation, judge parsing and failures, exact costs."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from router_cli.cascade import cascade
+from router_cli.config import load_config
+from router_cli.errors import EXIT_PROVIDER, EXIT_USAGE, AllAttemptsFailed, UsageError
+from router_cli.pricing import cost_usd
+from router_cli.quality import heuristic_gate, parse_judge_score
+from router_cli.router import Router
+from tests.conftest import ledger_rows, write_config
+from tests.provider_server import count_tokens, error, reply
+
+QUESTION = "Explain why the sky is blue"
+
+
+@pytest.fixture
+def make_router(tmp_path, server, db_path):
+    routers = []
+
+    def make(extra: str = "") -> Router:
+        config = load_config(write_config(tmp_path / "cascade.yaml", server.url, extra=extra))
+        r = Router(config, db_path, sleep=lambda s: None)
+        routers.append(r)
+        return r
+
+    yield make
+    for r in routers:
+        r.close()
+
+
+def test_a_weak_answer_escalates_and_a_strong_one_stops(server, make_router, db_path):
+    server.script("claude-small", reply("I don't know."))
+    answer = cascade(make_router(), QUESTION, gate="heuristic")
+    assert answer.final.model == "claude-mid" and not answer.best_effort
+    assert [(a.tier, a.status, a.quality) for a in answer.attempts] == [("simple", "rejected", 0.1), ("medium", "ok", 1.0)]
+    rows = ledger_rows(db_path)
+    assert [(r["status"], r["role"], r["quality"]) for r in rows] == [("rejected", "answer", 0.1), ("ok", "answer", 1.0)]
+    assert rows[0]["gate_reason"] == "a refusal or 'I don't know'"
+    assert {(r["command"], r["routed_tier"], r["escalated"]) for r in rows} == {("cascade", "simple", 1)}
+    assert [r["model"] for r in server.calls()] == ["claude-small", "claude-mid"]  # no judge with the heuristic gate
+
+
+def test_a_good_first_answer_costs_one_call(server, make_router, db_path):
+    answer = cascade(make_router(), QUESTION, gate="heuristic")
+    assert answer.final.tier == "simple" and len(server.calls()) == 1
+    assert ledger_rows(db_path)[0]["escalated"] == 0
+
+
+def test_a_truncated_answer_escalates(server, make_router):
+    server.script("claude-small", reply(" ".join(["blue"] * 100)))  # over the tier's max_tokens of 64
+    answer = cascade(make_router(), QUESTION, gate="heuristic")
+    first = answer.attempts[0]
+    assert first.stop_reason == "max_tokens" and first.status == "rejected" and first.gate_reason == "cut off at the token limit"
+    assert answer.final.tier == "medium"
+
+
+@pytest.mark.parametrize("verdict,score", [
+    ("0.8", 0.8), ("8/10", 0.8), ("Score: 0.8", 0.8), ("score=0.9", 0.9), (" 1 ", 1.0), ("4/5.", 0.8),
+    ("Excellent answer", None), ("8", None), ("1.5", None), ("0.8 because it is clear", None), ("", None),
+])
+def test_judge_outputs(verdict, score):
+    assert parse_judge_score(verdict) == score
+
+
+@pytest.mark.parametrize("verdict,accepted_tier,first_quality", [("0.9", "simple", 0.9), ("8/10", "simple", 0.8),
+                                                                   ("Score: 0.3", "medium", 0.3), ("great", "medium", 0.0)])
+def test_the_judge_decides(server, make_router, db_path, verdict, accepted_tier, first_quality):
+    # claude-small both answers (simple tier) and judges (the cheapest tier judges by default).
+    server.script("claude-small", reply(), reply(verdict), reply("0.95"))
+    answer = cascade(make_router(), QUESTION, gate="judge")
+    assert answer.final.tier == accepted_tier
+    assert answer.attempts[0].quality == first_quality
+    judge_calls = [c for c in server.calls() if "Score (0 to 1)" in c["body"]["messages"][0]["content"]]
+    # Anthropic's API takes no temperature; a few output tokens are enough for a score.
+    assert judge_calls and all("temperature" not in c["body"] and c["body"]["max_tokens"] == 16 for c in judge_calls)
+    roles = [(r["role"], r["status"]) for r in ledger_rows(db_path)]
+    assert roles[:2] == [("answer", "ok" if accepted_tier == "simple" else "rejected"), ("judge", "ok")]
+
+
+def test_an_openai_judge_runs_at_temperature_zero(server, make_router):
+    server.script("claude-small", reply(), error(404))  # the answer, then the judge's first model is gone
+    server.script("gpt-small", reply("0.9"))
+    answer = cascade(make_router(), QUESTION, gate="judge")
+    assert answer.final.tier == "simple" and answer.final.quality == 0.9
+    body = server.calls("gpt-small")[0]["body"]
+    assert body["temperature"] == 0 and body["max_tokens"] == 16
+    assert body["messages"][0]["role"] == "system" and "grade answers" in body["messages"][0]["content"]
+
+
+def test_gate_both_skips_the_judge_when_the_free_checks_fail(server, make_router):
+    server.script("claude-small", reply(""), reply("0.9"))
+    answer = cascade(make_router(), QUESTION, gate="both")
+    assert answer.attempts[0].gate_reason == "empty answer"
+    # medium's answer passes the free checks, so the judge (claude-small) is asked about it.
+    assert [c["model"] for c in server.calls()] == ["claude-small", "claude-mid", "claude-small"]
+
+
+def test_a_failing_judge_falls_back_to_the_heuristic_gate(server, make_router, db_path):
+    router = make_router("cascade:\n  judge_tier: complex\n")
+    server.always("claude-big", error(500))
+    server.always("gpt-big", error(503))
+    notes = []
+    router.on_note = notes.append
+    answer = cascade(router, QUESTION, gate="judge")
+    assert answer.final.tier == "simple" and answer.final.status == "ok"
+    assert answer.final.gate_reason.startswith("judge failed; heuristic gate used")
+    assert any("using the heuristic gate" in n for n in notes)
+    judge_rows = [r for r in ledger_rows(db_path) if r["role"] == "judge"]
+    assert len(judge_rows) == 6 and {r["status"] for r in judge_rows} == {"error"}
+
+
+def test_a_failing_judge_fails_the_gate_when_configured(server, make_router):
+    router = make_router("cascade:\n  judge_tier: complex\n  on_judge_error: fail\n")
+    server.always("claude-big", error(404))
+    server.always("gpt-big", error(404))
+    answer = cascade(router, QUESTION, gate="judge", max_tier="medium")
+    assert answer.best_effort  # every gate failed, so the best (here: the last) answer comes back
+    assert [a.status for a in answer.attempts if a.role == "answer"] == ["rejected", "best_effort"]
+
+
+def test_best_effort_when_no_tier_passes(server, make_router, mmr, config_path, db_path):
+    for model in ("claude-small", "claude-mid", "claude-big"):
+        server.always(model, reply("I'm sorry, I can't help with that."))
+    result = mmr("cascade", "--json", "--gate", "heuristic", QUESTION)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["best_effort"] is True and out["tier"] == "complex" and out["quality"] == 0.1
+    assert [a["status"] for a in out["attempts"]] == ["rejected", "rejected", "best_effort"]
+    assert "no tier passed the quality gate" in result.stderr.decode()  # said even without --verbose
+
+
+def test_costs_of_answers_and_judge_calls_add_up_exactly(server, make_router, db_path, config):
+    server.script("claude-small", reply("too short", input_tokens=1000, output_tokens=3),  # answer: fails the judge
+                  reply("0.2", input_tokens=1200, output_tokens=1),  # judge of simple's answer
+                  reply("0.9", input_tokens=1300, output_tokens=1))  # judge of medium's answer
+    server.script("claude-mid", reply("a full and careful answer", input_tokens=1000, output_tokens=500))
+    answer = cascade(make_router(), QUESTION, gate="judge")
+    prices = {m.model: m.price for t in config.tiers for m in t.models}
+    expected = (cost_usd(prices["claude-small"], 1000, 3) + cost_usd(prices["claude-small"], 1200, 1)
+                + cost_usd(prices["claude-mid"], 1000, 500) + cost_usd(prices["claude-small"], 1300, 1))
+    assert answer.cost == expected == Decimal("0.01332")
+    assert answer.baseline_cost == cost_usd(prices["claude-big"], 1000, 500)  # one premium call, same tokens
+    out = answer.to_json()
+    assert out["cost_usd"] == "0.01332"
+    assert Decimal(out["savings_usd"]) == answer.baseline_cost - expected
+    rows = ledger_rows(db_path)
+    assert sum(r["cost_nanousd"] for r in rows) == 13_320_000
+    assert sum(r["baseline_cost_nanousd"] for r in rows) == round(answer.baseline_cost * 10**9)
+
+
+def test_savings_can_be_negative(server, make_router):
+    for model in ("claude-small", "claude-mid"):
+        server.script(model, reply("I don't know.", input_tokens=10, output_tokens=3))
+    server.script("claude-big", reply("ok then", input_tokens=10, output_tokens=3))
+    answer = cascade(make_router(), "hello there friend", gate="heuristic")
+    assert answer.final.tier == "complex" and answer.baseline_cost < answer.cost
+    assert Decimal(answer.to_json()["savings_usd"]) < 0
+
+
+def test_provider_errors_inside_a_tier_fall_back_then_escalate(server, make_router):
+    server.always("claude-small", error(500))
+    server.always("gpt-small", error(529, error_type="overloaded_error"))
+    answer = cascade(make_router(), QUESTION, gate="heuristic")
+    assert answer.final.model == "claude-mid"
+
+
+def test_every_tier_erroring_fails_like_ask(server, make_router, mmr, config):
+    for tier in config.tiers:
+        for m in tier.models:
+            server.always(m.model, error(500))
+    with pytest.raises(AllAttemptsFailed, match=r"every model failed \(18 attempts\)"):
+        cascade(make_router(), QUESTION, gate="heuristic")
+    result = mmr("cascade", QUESTION)
+    assert result.returncode == EXIT_PROVIDER
+
+
+def test_start_and_max_tier(server, make_router):
+    router = make_router()
+    answer = cascade(router, "hi", start_tier="medium", gate="heuristic")
+    assert answer.attempts[0].tier == "medium" and answer.decision.tier == "medium"
+    server.always("claude-small", reply("I don't know."))
+    server.always("gpt-small", reply("I don't know."))
+    answer = cascade(router, QUESTION, max_tier="simple", gate="heuristic")
+    assert answer.best_effort and {a.tier for a in answer.attempts} == {"simple"}
+
+
+def test_from_classifier_starts_where_the_rules_route(server, make_router):
+    answer = cascade(make_router(), "Please write code that parses CSV files into typed records",
+                     from_classifier=True, gate="heuristic")
+    assert answer.attempts[0].tier == "complex" and answer.decision.classifier == "rules"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"threshold": 1.5}, "--threshold must be between 0 and 1"),
+    ({"gate": "vibes"}, "--gate: unknown gate 'vibes'; valid gates: heuristic, judge, both"),
+    ({"start_tier": "complex", "max_tier": "simple"}, "--max-tier simple is below the starting tier complex"),
+    ({"start_tier": "huge"}, "--start-tier: unknown tier 'huge'"),
+    ({"start_tier": "simple", "from_classifier": True}, "give one"),
+])
+def test_bad_options(server, make_router, kwargs, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cascade(make_router(), QUESTION, **kwargs)
+    assert server.calls() == []
+
+
+def test_cli_bad_threshold_is_one_line(mmr, db_path):
+    result = mmr("cascade", "--threshold", "2", "hello")
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.decode() == "Error: --threshold must be between 0 and 1, got 2\n"
+    assert not db_path.exists()
+
+
+@pytest.mark.parametrize("answer,score", [
+    ("", 0.0), ("   \n", 0.0), ("I'm sorry, but I can't help with that.", 0.1), ("As an AI, I cannot say.", 0.1),
+    ("Explain why the sky is blue", 0.2), ("Blue.", 0.3),
+    ("Sunlight scatters off air molecules; blue light scatters most, so the sky looks blue.", 1.0),
+])
+def test_heuristic_gate(answer, score):
+    assert heuristic_gate(QUESTION, answer, "end_turn").score == score
+
+
+def test_costs_report_discarded_and_judging_shares(server, make_router, db_path, mmr):
+    server.script("claude-small", reply("I don't know.", input_tokens=100, output_tokens=4))
+    cascade(make_router(), QUESTION, gate="heuristic")
+    server.script("claude-small", reply("fine answer here", input_tokens=100, output_tokens=4), reply("0.9", input_tokens=100, output_tokens=1))
+    cascade(make_router(), QUESTION, gate="judge")
+    out = json.loads(mmr("costs", "--json", "--by", "routed_tier", config=False).stdout)
+    total = out["total"]
+    rows = ledger_rows(db_path)
+    spend = sum(r["cost_nanousd"] for r in rows)
+    discarded = sum(r["cost_nanousd"] for r in rows if r["status"] == "rejected")
+    judging = sum(r["cost_nanousd"] for r in rows if r["role"] == "judge")
+    assert total["discarded_share"] == round(discarded / spend, 4) and total["judging_share"] == round(judging / spend, 4)
+    assert total["escalation_rate"] == 0.5
+    assert [(r["routed_tier"], r["requests"]) for r in out["rows"]] == [("simple", 2)]
+    assert count_tokens("x") == 1
