@@ -223,7 +223,7 @@ def costs(
     if path.exists():
         with Ledger.for_reading(path) as ledger:
             report = cost_report(ledger, start, end, keys, utc=utc)
-            report.drift = drift(ledger, report.since, report.until, drift_points)
+            report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
     else:
         render.note(f"no ledger yet at {path}: nothing has been recorded")
         report = empty_report(start, end, keys)

@@ -150,17 +150,23 @@ class Drift:
 MIN_REQUESTS_FOR_DRIFT = 20
 
 
-def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10.0) -> Drift:
+def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10.0, current: CostRow | None = None) -> Drift:
     """Compare the tier mix and the escalation and error rates of [since, until)
     with the window of equal length just before it; flag what moved.
 
     A tier's share of requests (by routed tier) is flagged when it moves more
     than ``threshold_points`` points; a rate when it rises by half that many
     points or at least doubles (rising a point or more). Nothing is flagged
-    when either window has fewer than 20 requests.
+    when either window has fewer than 20 requests. ``current``, the report's
+    total for [since, until), saves counting that window's rates again.
     """
     previous_since = since - (until - since)
-    before, now = _window_mix(ledger, previous_since, since), _window_mix(ledger, since, until)
+    before = _window_mix(ledger, previous_since, since)
+    if current is None:
+        now = _window_mix(ledger, since, until)
+    else:
+        now = {"tiers": _tier_counts(ledger, since, until), "requests": current.requests,
+               "escalated": current.escalated, "errors": current.errors, "calls": current.calls}
     tiers = sorted(set(before["tiers"]) | set(now["tiers"]), key=lambda t: -(now["tiers"].get(t, 0) + before["tiers"].get(t, 0)))
     mix = {t: (_share(before["tiers"].get(t, 0), before["requests"]), _share(now["tiers"].get(t, 0), now["requests"])) for t in tiers}
     rates = {
@@ -189,6 +195,17 @@ _ROUTED_TIERS = (
     "SELECT (SELECT min(routed_tier) FROM calls WHERE routed_tier > t.tier) FROM t WHERE t.tier IS NOT NULL) "
     "SELECT tier FROM t WHERE tier IS NOT NULL"
 )
+
+
+def _tier_counts(ledger, since: datetime, until: datetime) -> dict[str, int]:
+    """Requests per routed tier: index-only counts."""
+    sql = "SELECT count(*) FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ? AND attempt = 1"
+    counts = {}
+    for (tier,) in ledger.conn.execute(_ROUTED_TIERS).fetchall():
+        n = ledger.conn.execute(sql, [tier, _iso(since), _iso(until)]).fetchone()[0]
+        if n:
+            counts[tier] = n
+    return counts
 
 
 def _window_mix(ledger, since: datetime, until: datetime) -> dict:
@@ -255,14 +272,13 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
         raise UsageError(f"--until ({_iso(until)}) is not after --since ({_iso(since)})")
     other = [k for k in by if k not in ("day", "week")]
     keys = "".join(f'"{k}", ' for k in other)
+    # Grouping by status is cheaper than a conditional sum per status (measured).
     sql = (
-        f"SELECT {keys}{_BUCKET} AS bucket, count(*), sum(attempt = 1), coalesce(sum(input_tokens), 0), "
+        f"SELECT {keys}{_BUCKET} AS bucket, status, count(*), coalesce(sum(attempt = 1), 0), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
-        "sum(status = 'error'), sum(attempt = 1 AND escalated), sum(status = 'cached'), "
-        "sum(CASE WHEN status = 'rejected' THEN cost_nanousd ELSE 0 END), "
-        "sum(CASE WHEN role = 'judge' THEN cost_nanousd ELSE 0 END), "
-        "sum(role = 'answer' AND status NOT IN ('error', 'cached') AND duration_ms IS NOT NULL) "
-        f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket"
+        "coalesce(sum(attempt = 1 AND escalated), 0), coalesce(sum((role = 'judge') * cost_nanousd), 0), "
+        "sum(role = 'answer') "
+        f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket, status"
     )
     n = len(other)
     groups: dict[tuple, _Acc] = {}
@@ -270,15 +286,20 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     daily: dict[str, int] = {}
     for start, end, day in _days(since, until, utc):
         period = {"day": day.isoformat(), "week": "{}-W{:02d}".format(*day.isocalendar()[:2])}
-        daily[period["day"]] = 0
+        # Where each --by key comes from: this day's period, or a column of the row.
+        sources = [(True, period[k]) if k in period else (False, other.index(k)) for k in by]
+        spent = 0
         for row in ledger.conn.execute(sql, [_iso(start), _iso(end)]):
-            values = dict(zip(other, row[:n]))
-            bucket, measures = row[n], row[n + 1:]
-            total.add(bucket, measures)
-            daily[period["day"]] += measures[4] or 0
+            bucket, status, measures = row[n], row[n + 1], row[n + 2:]
+            total.add(bucket, status, measures)
+            spent += measures[4]
             if by:
-                key = tuple(period[k] if k in period else values[k] for k in by)
-                groups.setdefault(key, _Acc()).add(bucket, measures)
+                key = tuple(value if fixed else row[value] for fixed, value in sources)
+                acc = groups.get(key)
+                if acc is None:
+                    acc = groups[key] = _Acc()
+                acc.add(bucket, status, measures)
+        daily[period["day"]] = spent
     rows = [acc.row(dict(zip(by, key))) for key, acc in groups.items()]
     if "day" in by or "week" in by:
         rows.sort(key=lambda r: tuple("" if v is None else str(v) for v in r.key.values()))
@@ -327,12 +348,26 @@ class _Acc:
         self.sums = [0] * 11
         self.histogram: dict[int, int] = {}
 
-    def add(self, bucket, values) -> None:
-        *additive, answered = values
-        for i, v in enumerate(additive):
-            self.sums[i] += v or 0
-        if bucket is not None and answered:
-            self.histogram[bucket] = self.histogram.get(bucket, 0) + answered
+    def add(self, bucket, status: str | None, values) -> None:
+        calls, requests, tin, tout, spend, baseline, escalated, judging, answers = values
+        s = self.sums
+        s[0] += calls
+        s[1] += requests
+        s[2] += tin
+        s[3] += tout
+        s[4] += spend
+        s[5] += baseline
+        s[7] += escalated
+        s[10] += judging
+        if status == "error":
+            s[6] += calls
+        elif status == "cached":
+            s[8] += requests
+        elif status == "rejected":
+            s[9] += spend
+        # Latency: answers only (not judge calls, errors or cache hits).
+        if bucket is not None and answers and status not in ("error", "cached"):
+            self.histogram[bucket] = self.histogram.get(bucket, 0) + answers
 
     def percentile(self, fraction: float) -> float | None:
         """Nearest rank: the smallest bucket holding at least ``fraction`` of answered calls."""

@@ -297,3 +297,13 @@ def test_cli_not_a_database(mmr, db_path):
     db_path.write_bytes(b"not sqlite" * 500)
     result = mmr("costs", config=False)
     assert result.returncode == 7 and "not an SQLite database" in result.stderr.decode()
+
+
+def test_drift_from_the_report_total_matches_a_fresh_count(ledger):
+    from router_cli.costs import drift
+
+    since, until = NOW - timedelta(days=7), NOW
+    ledger.record(_requests(0, since - timedelta(days=2), ["simple"] * 30 + ["medium"] * 10, errors_every=7)
+                  + _requests(100, until - timedelta(hours=5), ["simple"] * 20 + ["complex"] * 25, escalated_every=3, errors_every=4))
+    total = cost_report(ledger, since, until).total
+    assert drift(ledger, since, until, current=total) == drift(ledger, since, until)
