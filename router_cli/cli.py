@@ -33,6 +33,11 @@ PromptArgument = Annotated[Optional[str], typer.Argument(help="The prompt; '-' o
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Routing notes on stderr even when it is not a terminal.")]
 ClassifierOption = Annotated[Optional[str], typer.Option("--classifier", help="Classifier name (default from config: rules).")]
+SystemOption = Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")]
+MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", help="Cap on output tokens (default: each model's max_tokens).")]
+TemperatureOption = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (OpenAI-compatible models).")]
+UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")]
+TeamOption = Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")]
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -63,25 +68,51 @@ def _check_text(text: str | None, what: str) -> None:
             raise UsageError(f"{what} is not valid UTF-8 text") from None
 
 
-def _stdout_closed() -> None:
-    """The reader went away (mmr ask | head): stop writing, quietly."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    raise typer.Exit(0)
+def _prepare(config: str | None, db: str | None, prompt: str | None, system: str | None,
+             temperature: float | None, verbose: bool, dry_run: bool = False):
+    """Check the shared options, load the config and the prompt, make the router."""
+    from .config import load_config
+    from .ledger import resolve_db_path
+    from .router import Router
+
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
+    cfg = load_config(config)
+    text = _read_prompt(prompt)
+    _check_text(system, "--system")
+    show_notes = verbose or render.stderr_is_terminal()
+    router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
+    return router, text, show_notes
+
+
+def _deliver(router, produce, *, json_output: bool, streamed: bool, show_notes: bool) -> None:
+    """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly."""
+    try:
+        answer = produce()
+        render.answer(answer, json_output=json_output, streamed=streamed, show_note=show_notes)
+    except BrokenPipeError:
+        # The reader went away (mmr ask | head): stop writing, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    finally:
+        router.close()
+    if answer.ledger_error is not None:
+        raise answer.ledger_error
 
 
 @app.command()
 def ask(
     prompt: PromptArgument = None,
-    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    system: SystemOption = None,
     tier: Annotated[Optional[str], typer.Option("--tier", "-t", help="Use this tier; skip classification.")] = None,
     classifier: ClassifierOption = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Cap on output tokens (default: the model's max_tokens).")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")] = None,
+    max_tokens: MaxTokensOption = None,
+    temperature: TemperatureOption = None,
     stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream the answer (default: when stdout is a terminal).", show_default=False)] = None,
     json_output: JsonOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision and a cost estimate; call nothing.")] = False,
-    user: Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")] = None,
-    team: Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")] = None,
+    user: UserOption = None,
+    team: TeamOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
     verbose: VerboseOption = False,
@@ -90,19 +121,9 @@ def ask(
 
     Example: cat prompt.txt | mmr ask --json
     """
-    from .config import load_config
-    from .ledger import resolve_db_path
-    from .router import Router
-
     if max_tokens is not None and max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
-    if temperature is not None and not 0 <= temperature <= 2:
-        raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
-    cfg = load_config(config)
-    text = _read_prompt(prompt)
-    _check_text(system, "--system")
-    show_notes = verbose or render.stderr_is_terminal()
-    router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
+    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run)
     if dry_run:
         estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens)
         render.estimate(estimate, json_output)
@@ -110,34 +131,30 @@ def ask(
     if stream is None:
         stream = sys.stdout.isatty() and not json_output
     on_text = render.stream_text if stream and not json_output else None
-    try:
-        answer = router.ask(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
-                            temperature=temperature, on_text=on_text, on_restart=render.stream_restart,
-                            user=user, team=team)
-        render.answer(answer, json_output=json_output, streamed=on_text is not None, show_note=show_notes)
-    except BrokenPipeError:
-        _stdout_closed()
-    finally:
-        router.close()
-    if answer.ledger_error is not None:
-        raise answer.ledger_error
+    _deliver(
+        router,
+        lambda: router.ask(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
+                           temperature=temperature, on_text=on_text, on_restart=render.stream_restart,
+                           user=user, team=team),
+        json_output=json_output, streamed=on_text is not None, show_notes=show_notes,
+    )
 
 
 @app.command(name="cascade")
 def cascade_command(
     prompt: PromptArgument = None,
-    system: Annotated[Optional[str], typer.Option("--system", "-s", help="System prompt.")] = None,
+    system: SystemOption = None,
     start_tier: Annotated[Optional[str], typer.Option("--start-tier", help="First tier to try (default: the cheapest).")] = None,
     from_classifier: Annotated[bool, typer.Option("--from-classifier", help="Start where the classifier would route.")] = False,
     classifier: ClassifierOption = None,
     max_tier: Annotated[Optional[str], typer.Option("--max-tier", help="Highest tier to escalate to (default: the top).")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Minimum gate score in [0, 1] for every tier (default: config).")] = None,
     gate: Annotated[Optional[str], typer.Option("--gate", help="heuristic, judge or both (default: config).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Cap on output tokens (default: each model's max_tokens).")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")] = None,
+    max_tokens: MaxTokensOption = None,
+    temperature: TemperatureOption = None,
     json_output: JsonOption = False,
-    user: Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")] = None,
-    team: Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")] = None,
+    user: UserOption = None,
+    team: TeamOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
     verbose: VerboseOption = False,
@@ -149,28 +166,15 @@ def cascade_command(
     Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
     """
     from .cascade import cascade
-    from .config import load_config
-    from .ledger import resolve_db_path
-    from .router import Router
 
-    if temperature is not None and not 0 <= temperature <= 2:
-        raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
-    cfg = load_config(config)
-    text = _read_prompt(prompt)
-    _check_text(system, "--system")
-    show_notes = verbose or render.stderr_is_terminal()
-    router = Router(cfg, resolve_db_path(db), on_note=render.note if show_notes else None)
-    try:
-        answer = cascade(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
-                         from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
-                         max_tokens=max_tokens, temperature=temperature, user=user, team=team)
-        render.answer(answer, json_output=json_output, streamed=False, show_note=show_notes)
-    except BrokenPipeError:
-        _stdout_closed()
-    finally:
-        router.close()
-    if answer.ledger_error is not None:
-        raise answer.ledger_error
+    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose)
+    _deliver(
+        router,
+        lambda: cascade(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
+                        from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
+                        max_tokens=max_tokens, temperature=temperature, user=user, team=team),
+        json_output=json_output, streamed=False, show_notes=show_notes,
+    )
 
 
 @app.command()

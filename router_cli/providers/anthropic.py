@@ -6,9 +6,7 @@ import time
 
 import anthropic
 
-from .base import (
-    ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, billed_before_failure, elapsed_ms, map_sdk_error,
-)
+from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
 
 
 class AnthropicProvider(Provider):
@@ -49,14 +47,7 @@ class AnthropicProvider(Provider):
                 )
             return self._stream(params, on_text, start, tokens, parts)
         except Exception as e:
-            usage = billed_before_failure(request, tokens, parts)
-            if isinstance(e, OutputFailed):
-                e.usage = usage
-                raise
-            if isinstance(e, ProviderError):
-                e.input_tokens, e.output_tokens, e.usage_estimated = usage
-                raise
-            raise map_sdk_error(anthropic, e, self._api_key, elapsed_ms(start), usage) from None
+            raise self.failure(anthropic, e, request, tokens, parts, start) from None
 
     def _stream(self, params: dict, on_text, start: float, tokens: list[int], parts: list[str]) -> ChatResponse:
         stop_reason = None

@@ -163,6 +163,18 @@ class Provider:
         """
         raise NotImplementedError
 
+    def failure(self, sdk, e: Exception, request: ChatRequest, reported: list[int], parts: list[str], start: float) -> Exception:
+        """What to raise for ``e``, carrying the tokens billed before it (``reported`` by the
+        provider, or estimated from the ``parts`` of text already streamed)."""
+        usage = billed_before_failure(request, reported, parts)
+        if isinstance(e, OutputFailed):
+            e.usage = usage
+            return e
+        if isinstance(e, ProviderError):
+            e.input_tokens, e.output_tokens, e.usage_estimated = usage
+            return e
+        return map_sdk_error(sdk, e, self._api_key, elapsed_ms(start), usage)
+
 
 def billed_before_failure(request: ChatRequest, reported: list[int], parts: list[str]) -> tuple[int, int, bool]:
     """Tokens to charge for a call that failed after text arrived: what the

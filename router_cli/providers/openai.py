@@ -11,9 +11,7 @@ import time
 import openai
 
 from ..pricing import estimate_tokens
-from .base import (
-    ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, billed_before_failure, elapsed_ms, map_sdk_error,
-)
+from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
 
 
 class OpenAIProvider(Provider):
@@ -58,15 +56,8 @@ class OpenAIProvider(Provider):
                 return ChatResponse(text, tin, tout, choice.finish_reason, elapsed_ms(start), usage_estimated=estimated)
             return self._stream(request, params, on_text, start, parts)
         except Exception as e:
-            # Usage comes only in the last chunk: charge an estimate for what was streamed.
-            usage = billed_before_failure(request, [0, 0], parts)
-            if isinstance(e, OutputFailed):
-                e.usage = usage
-                raise
-            if isinstance(e, ProviderError):
-                e.input_tokens, e.output_tokens, e.usage_estimated = usage
-                raise
-            raise map_sdk_error(openai, e, self._api_key, elapsed_ms(start), usage) from None
+            # Usage comes only in the last chunk: what was streamed is charged as an estimate.
+            raise self.failure(openai, e, request, [0, 0], parts, start) from None
 
     def _stream(self, request: ChatRequest, params: dict, on_text, start: float, parts: list[str]) -> ChatResponse:
         stop_reason = None
