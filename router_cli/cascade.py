@@ -15,11 +15,14 @@ every judge call is an attempt of the same request in the ledger.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
 
 from .classify import Decision
 from .errors import UsageError
 from .quality import GATES, JUDGE_SYSTEM, GateResult, heuristic_gate, judge_prompt, parse_judge_score
-from .router import Answer, Attempt, RequestLog, Router
+from .pricing import cost_usd, decimal_str
+from .router import Answer, Attempt, Estimate, RequestLog, Router
 
 
 def plan(router: Router, prompt: str, *, start_tier: str | None = None, max_tier: str | None = None,
@@ -64,15 +67,9 @@ def cascade(
 ) -> Answer:
     """Answer ``prompt`` from the cheapest tier whose answer passes the quality gate."""
     settings = router.config.cascade
-    gate = gate or settings.gate
-    if gate not in GATES:
-        raise UsageError(f"--gate: unknown gate {gate!r}; valid gates: {', '.join(GATES)}")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise UsageError(f"--threshold must be between 0 and 1, got {threshold:g}")
+    gate = _check(gate or settings.gate, threshold, max_tokens)
     if not prompt.strip():
         raise UsageError("the prompt is empty")
-    if max_tokens is not None and max_tokens < 1:
-        raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
     decision, tiers = plan(router, prompt, start_tier=start_tier, max_tier=max_tier,
                            from_classifier=from_classifier, classifier=classifier)
     started = time.perf_counter()
@@ -140,3 +137,53 @@ def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str,
         return GateResult(0.0, f"judge answer not understood: {(verdict.text or '')[:40]!r}")
     verdict.quality = score
     return GateResult(score, f"judge scored {score:g}")
+
+
+@dataclass(frozen=True)
+class CascadeEstimate:
+    """What ``mmr cascade --dry-run`` reports: the plan and its cost bounds, no call made."""
+
+    first: Estimate  # the starting tier's call
+    tiers: list[str]
+    gate: str
+    thresholds: dict[str, float]
+    worst_cost: Decimal  # every tier answers and, with a judge, is judged
+
+    def to_json(self) -> dict:
+        return {
+            **self.first.to_json(), "tiers": self.tiers, "gate": self.gate, "thresholds": self.thresholds,
+            "worst_case_cost_usd": decimal_str(self.worst_cost),
+        }
+
+
+def estimate(router: Router, prompt: str, *, system: str | None = None, start_tier: str | None = None,
+             max_tier: str | None = None, from_classifier: bool = False, classifier: str | None = None,
+             threshold: float | None = None, gate: str | None = None, max_tokens: int | None = None) -> CascadeEstimate:
+    """The cascade's plan: the first call's estimate, and the worst case if every tier escalates."""
+    settings = router.config.cascade
+    gate = _check(gate or settings.gate, threshold, max_tokens)
+    decision, tiers = plan(router, prompt, start_tier=start_tier, max_tier=max_tier,
+                           from_classifier=from_classifier, classifier=classifier)
+    first = router.estimate(prompt, system=system, tier=decision.tier, max_tokens=max_tokens)
+    first = replace(first, decision=decision)
+    tokens = first.input_tokens
+    judge = router.config.tier(settings.judge_tier or router.config.tier_names[0]).models[0]
+    worst = Decimal(0)
+    for tier in tiers:
+        model = tier.models[0]
+        out = max_tokens or model.max_tokens
+        worst += cost_usd(model.price, tokens, out)
+        if gate != "heuristic":
+            worst += cost_usd(judge.price, tokens + out + 60, settings.judge_max_tokens)  # prompt + answer + rubric
+    limits = {t.name: threshold if threshold is not None else settings.threshold_for(t.name) for t in tiers}
+    return CascadeEstimate(first, [t.name for t in tiers], gate, limits, worst)
+
+
+def _check(gate: str, threshold: float | None, max_tokens: int | None) -> str:
+    if gate not in GATES:
+        raise UsageError(f"--gate: unknown gate {gate!r}; valid gates: {', '.join(GATES)}")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {threshold:g}")
+    if max_tokens is not None and max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
+    return gate

@@ -153,6 +153,7 @@ def cascade_command(
     max_tokens: MaxTokensOption = None,
     temperature: TemperatureOption = None,
     json_output: JsonOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and its cost bounds; call nothing.")] = False,
     user: UserOption = None,
     team: TeamOption = None,
     config: ConfigOption = None,
@@ -165,9 +166,15 @@ def cascade_command(
 
     Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
     """
-    from .cascade import cascade
+    from .cascade import cascade, estimate
 
-    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose)
+    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run)
+    if dry_run:
+        plan = estimate(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
+                        from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
+                        max_tokens=max_tokens)
+        render.cascade_estimate(plan, json_output)
+        return
     _deliver(
         router,
         lambda: cascade(router, text, system=system, start_tier=start_tier, max_tier=max_tier,

@@ -87,6 +87,19 @@ def estimate(estimate, json_output: bool) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+def cascade_estimate(plan, json_output: bool) -> None:
+    """Print a cascade dry run: where it starts, how far it may go, and the cost bounds."""
+    if json_output:
+        _json(plan.to_json())
+        return
+    estimate(plan.first, False)
+    limits = ", ".join(f"{tier} {limit:g}" for tier, limit in plan.thresholds.items())
+    sys.stdout.write(
+        f"cascade   {' -> '.join(plan.tiers)}; gate {plan.gate}; thresholds {limits}\n"
+        f"worst     {format_usd(plan.worst_cost)} if every tier answers{' and is judged' if plan.gate != 'heuristic' else ''}\n"
+    )
+
+
 def decision(decision, json_output: bool) -> None:
     if json_output:
         _json({

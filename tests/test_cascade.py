@@ -240,3 +240,20 @@ def test_costs_report_discarded_and_judging_shares(server, make_router, db_path,
     assert total["escalation_rate"] == 0.5
     assert [(r["routed_tier"], r["requests"]) for r in out["rows"]] == [("simple", 2)]
     assert count_tokens("x") == 1
+
+
+def test_dry_run_shows_the_plan_and_calls_nothing(server, mmr, db_path, config):
+    result = mmr("cascade", "--dry-run", "--json", "--max-tier", "medium", "--gate", "judge", QUESTION)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["tier"] == "simple" and out["tiers"] == ["simple", "medium"] and out["gate"] == "judge"
+    assert out["thresholds"] == {"simple": 0.7, "medium": 0.7}
+    # ~7 prompt tokens (28 characters). simple: 7 in + 64 out; medium: 7 in + 128 out; each judged
+    # by claude-small (prompt + answer + ~60 tokens of rubric in, 16 out).
+    small, mid = config.tier("simple").models[0].price, config.tier("medium").models[0].price
+    expected = (cost_usd(small, 7, 64) + cost_usd(small, 7 + 64 + 60, 16)
+                + cost_usd(mid, 7, 128) + cost_usd(small, 7 + 128 + 60, 16))
+    assert Decimal(out["worst_case_cost_usd"]) == expected
+    assert server.calls() == [] and not db_path.exists()
+    text = mmr("cascade", "--dry-run", QUESTION).stdout.decode()
+    assert "cascade   simple -> medium -> complex; gate both" in text and "worst" in text
