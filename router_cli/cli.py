@@ -6,6 +6,7 @@ with the code documented in the README; ``MMR_DEBUG=1`` shows tracebacks.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Annotated, Optional
@@ -189,6 +190,8 @@ def classify(
     prompt: PromptArgument = None,
     classifier: ClassifierOption = None,
     json_output: JsonOption = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Read JSONL rows with 'prompt' (and optional 'id') on stdin; one decision per line.")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="With --jsonl: report a bad line as an error row and go on.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Print the tier a prompt would be routed to, without calling any model.
@@ -199,9 +202,51 @@ def classify(
     from .config import load_config
 
     cfg = load_config(config)
-    text = _read_prompt(prompt)
-    decision = get_classifier(classifier or cfg.classifier, cfg).classify(text)
-    render.decision(decision, json_output)
+    chosen = get_classifier(classifier or cfg.classifier, cfg)
+    if not jsonl:
+        render.decision(chosen.classify(_read_prompt(prompt)), json_output)
+        return
+    if prompt is not None:
+        raise UsageError("--jsonl reads prompts from stdin; give no PROMPT argument")
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            row = f"not JSON ({e.msg})"
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            message = f"stdin:{number}: {row if isinstance(row, str) else 'expected an object with a non-empty prompt'}"
+            if not skip_bad:
+                raise UsageError(message) from None
+            render.jsonl_row({"line": number, "error": message})
+            continue
+        render.jsonl_row({**({"id": row["id"]} if "id" in row else {}), **render.decision_json(chosen.classify(row["prompt"]))})
+
+
+@app.command(name="eval")
+def eval_command(
+    file: Annotated[str, typer.Argument(help="Labelled JSONL: prompt and label and/or per-tier outcomes and costs.")],
+    classifier: Annotated[Optional[str], typer.Option("--classifier", help="Classifiers to compare, comma-separated (default from config).")] = None,
+    json_output: JsonOption = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines.
+
+    Example: mmr eval labeled.jsonl --classifier rules --json
+    """
+    from .classify import get_classifier
+    from .config import load_config
+    from .evaluate import evaluate, read_labelled
+
+    cfg = load_config(config)
+    names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
+    chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
+    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in problems:
+        render.note(f"skipped {problem}")
+    render.eval_report(evaluate(rows, chosen, cfg), cfg.tier_names, json_output)
 
 
 @app.command()

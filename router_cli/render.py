@@ -100,14 +100,79 @@ def cascade_estimate(plan, json_output: bool) -> None:
     )
 
 
+def decision_json(decision) -> dict:
+    """The ``classify --json`` object (a contract: see DESIGN.md)."""
+    return {
+        "tier": decision.tier, "score": decision.score, "classifier": decision.classifier,
+        "reason": decision.reason, "latency_ms": round(decision.latency_ms, 3),
+    }
+
+
 def decision(decision, json_output: bool) -> None:
     if json_output:
-        _json({
-            "tier": decision.tier, "score": decision.score, "classifier": decision.classifier,
-            "reason": decision.reason, "latency_ms": round(decision.latency_ms, 3),
-        })
+        _json(decision_json(decision))
     else:
         sys.stdout.write(decision.tier + "\n")
+
+
+def jsonl_row(obj: dict) -> None:
+    _json(obj)
+    sys.stdout.flush()
+
+
+_EVAL_COLUMNS = [
+    ("accuracy", "accuracy", "{:.1%}"), ("macro_f1", "macro F1", "{:.3f}"), ("under_routing", "under", "{:.1%}"),
+    ("over_routing", "over", "{:.1%}"), ("quality", "quality", "{:.3f}"), ("quality_vs_premium", "vs premium", "{:.1%}"),
+    ("cost_per_call", "cost/call", None), ("savings_vs_premium", "savings", "{:.1%}"),
+    ("premium_share", "premium", "{:.1%}"), ("latency_ms_p50", "p50 ms", "{:.3f}"),
+]
+
+
+def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
+    """``mmr eval``: one table of classifiers and baselines, then each classifier's confusion matrix."""
+    if json_output:
+        _json(report)
+        return
+    from decimal import Decimal
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"{report['rows']} labelled rows", title_justify="left")
+    table.add_column("router")
+    for _, header, _ in _EVAL_COLUMNS:
+        table.add_column(header, justify="right")
+
+    def cells(m: dict) -> list[str]:
+        out = []
+        for key, _, fmt in _EVAL_COLUMNS:
+            value = m.get(key)
+            if value is None:
+                out.append("")
+            elif fmt is None:
+                out.append(format_usd(Decimal(value)))
+            else:
+                out.append(fmt.format(value))
+        return out
+
+    for name, m in report["classifiers"].items():
+        table.add_row(name, *cells(m), style="bold")
+    table.add_section()
+    for name, m in report["baselines"].items():
+        table.add_row(name, *cells(m), style="dim")
+    console.print(table)
+    for name, m in report["classifiers"].items():
+        matrix = Table(title=f"{name}: label (rows) x routed (columns)", title_justify="left")
+        matrix.add_column("label")
+        for t in tiers:
+            matrix.add_column(t, justify="right")
+        matrix.add_column("recall", justify="right")
+        for t in tiers:
+            matrix.add_row(t, *[str(m["confusion"][t][u]) for u in tiers], f"{m['per_tier'][t]['recall']:.1%}")
+        matrix.add_row("precision", *[f"{m['per_tier'][u]['precision']:.1%}" for u in tiers], "", style="dim")
+        console.print(matrix)
+    console.print("under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
 
 
 _COST_FIELDS = [

@@ -1,0 +1,204 @@
+"""Score classifiers on labelled JSONL: agreement with labels, and cost and
+quality when rows carry per-tier outcomes.
+
+    rows = read_labelled("labeled.jsonl", config.tier_names)
+    report = evaluate(rows, {"rules": get_classifier("rules", config)}, config)
+
+Each line of the file is an object with ``prompt`` and ``label`` (a tier),
+and/or ``outcomes`` (each tier's answer quality in [0, 1]) and ``costs`` (each
+tier's cost in USD). A tier missing from ``outcomes``/``costs`` takes the next
+tier up that is present. Without ``label``, the label is the cheapest tier
+with the best outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from .errors import UsageError
+from .pricing import cost_usd, decimal_str, estimate_tokens
+
+# Output tokens assumed per answer when a row has no costs and config prices are used.
+ASSUMED_OUTPUT_TOKENS = 200
+
+
+@dataclass
+class LabelledRow:
+    prompt: str
+    label: str
+    line: int
+    outcomes: dict[str, float] | None = None  # every tier, filled upwards
+    costs: dict[str, Decimal] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class BadLine(UsageError):
+    """A labelled line that cannot be used; the message names file and line."""
+
+
+def read_labelled(path: str | Path, tiers: list[str], *, skip_bad: bool = False) -> tuple[list[LabelledRow], list[str]]:
+    """Read a labelled JSONL file. Returns the rows and, with ``skip_bad``, the problems skipped."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    rows, problems = [], []
+    with handle:
+        try:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(_parse_line(line, number, tiers))
+                except BadLine as e:
+                    if not skip_bad:
+                        raise BadLine(f"{path}:{number}: {e}") from None
+                    problems.append(f"{path}:{number}: {e}")
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: not UTF-8 text") from None
+    if not rows:
+        raise UsageError(f"{path}: no labelled rows" + (f" ({len(problems)} bad lines skipped)" if problems else ""))
+    return rows, problems
+
+
+def _parse_line(line: str, number: int, tiers: list[str]) -> LabelledRow:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise BadLine(f"not JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise BadLine("expected a JSON object")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadLine("'prompt' is missing or empty")
+    outcomes = _per_tier(data.get("outcomes"), "outcomes", tiers, upper=1.0)
+    raw_costs = _per_tier(data.get("costs"), "costs", tiers, upper=None)
+    # str() gives back the digits written in the file, so costs stay exact.
+    costs = None if raw_costs is None else {t: Decimal(str(v)) for t, v in raw_costs.items()}
+    label = data.get("label")
+    if label is None:
+        if outcomes is None:
+            raise BadLine("needs a 'label' or 'outcomes'")
+        best = max(outcomes.values())
+        label = next(t for t in tiers if outcomes[t] == best)
+    elif label not in tiers:
+        raise BadLine(f"label {label!r} is not a tier of the config ({', '.join(tiers)})")
+    extra = {k: v for k, v in data.items() if k not in ("prompt", "label", "outcomes", "costs")}
+    return LabelledRow(prompt, label, number, outcomes, costs, extra)
+
+
+def _per_tier(value, key: str, tiers: list[str], upper: float | None) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise BadLine(f"'{key}' must be an object of tier: number")
+    for tier, v in value.items():
+        if tier not in tiers:
+            raise BadLine(f"'{key}' names {tier!r}, which is not a tier of the config ({', '.join(tiers)})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (upper is not None and v > upper):
+            bound = f"[0, {upper:g}]" if upper is not None else ">= 0"
+            raise BadLine(f"'{key}.{tier}' must be a number in {bound}, got {v!r}")
+    filled: dict[str, float] = {}
+    above = None
+    for tier in reversed(tiers):  # a missing tier takes the next tier up that is present
+        if tier in value:
+            above = float(value[tier])
+        if above is not None:
+            filled[tier] = above
+    missing = [t for t in tiers if t not in filled]
+    if missing:
+        raise BadLine(f"'{key}' has no value for {', '.join(missing)} or any tier above it")
+    return filled
+
+
+# ------------------------------------------------------------------ metrics
+
+
+@dataclass
+class Prediction:
+    tier: str
+    score: float | None
+    latency_ms: float
+
+
+def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 0) -> dict:
+    """The ``eval --json`` object: metrics per classifier and per baseline."""
+    tiers = config.tier_names
+    predictions = {}
+    for name, classifier in classifiers.items():
+        out = []
+        for row in rows:
+            decision = classifier.classify(row.prompt)
+            out.append(Prediction(decision.tier, decision.score, decision.latency_ms))
+        predictions[name] = out
+    rng = random.Random(seed)
+    baselines = {f"always_{t}": [Prediction(t, None, 0.0) for _ in rows] for t in tiers}
+    baselines["random"] = [Prediction(rng.choice(tiers), None, 0.0) for _ in rows]
+    baselines["oracle"] = [Prediction(row.label, None, 0.0) for row in rows]
+    costs = _row_costs(rows, config)
+    return {
+        "rows": len(rows),
+        "classifiers": {name: metrics(rows, p, tiers, costs) for name, p in predictions.items()},
+        "baselines": {name: metrics(rows, p, tiers, costs) for name, p in baselines.items()},
+    }
+
+
+def _row_costs(rows: list[LabelledRow], config) -> list[dict[str, Decimal]]:
+    """Each row's cost per tier: the row's own, else config prices at a token estimate."""
+    out = []
+    for row in rows:
+        if row.costs is not None:
+            out.append(row.costs)
+            continue
+        tokens = estimate_tokens(row.prompt)
+        out.append({t.name: cost_usd(t.models[0].price, tokens, ASSUMED_OUTPUT_TOKENS) for t in config.tiers})
+    return out
+
+
+def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[str], costs: list[dict[str, Decimal]]) -> dict:
+    """Agreement with labels, routing errors and, with outcomes, quality and cost."""
+    n = len(rows)
+    index = {t: i for i, t in enumerate(tiers)}
+    confusion = {t: {u: 0 for u in tiers} for t in tiers}
+    for row, p in zip(rows, predictions):
+        confusion[row.label][p.tier] += 1
+    per_tier = {}
+    for t in tiers:
+        tp = confusion[t][t]
+        predicted = sum(confusion[u][t] for u in tiers)
+        actual = sum(confusion[t].values())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_tier[t] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": actual}
+    present = [t for t in tiers if per_tier[t]["support"]]
+    latencies = sorted(p.latency_ms for p in predictions)
+    out = {
+        "accuracy": round(sum(confusion[t][t] for t in tiers) / n, 4),
+        "macro_f1": round(sum(per_tier[t]["f1"] for t in present) / len(present), 4) if present else 0.0,
+        "under_routing": round(sum(index[p.tier] < index[r.label] for r, p in zip(rows, predictions)) / n, 4),
+        "over_routing": round(sum(index[p.tier] > index[r.label] for r, p in zip(rows, predictions)) / n, 4),
+        "per_tier": per_tier,
+        "confusion": confusion,
+        "latency_ms_p50": round(latencies[math.ceil(0.5 * n) - 1], 4),
+        "latency_ms_p95": round(latencies[math.ceil(0.95 * n) - 1], 4),
+        "premium_share": round(sum(p.tier == tiers[-1] for p in predictions) / n, 4),
+    }
+    spent = sum((c[p.tier] for c, p in zip(costs, predictions)), Decimal(0))
+    premium = sum((c[tiers[-1]] for c in costs), Decimal(0))
+    out["cost_per_call"] = decimal_str((spent / n).quantize(Decimal("1e-12")))
+    out["savings_vs_premium"] = round(float(1 - spent / premium), 4) if premium else 0.0
+    judged = [(r.outcomes, p) for r, p in zip(rows, predictions) if r.outcomes is not None]
+    if judged:
+        quality = sum(o[p.tier] for o, p in judged) / len(judged)
+        best_possible = sum(o[tiers[-1]] for o, _ in judged) / len(judged)
+        out["quality"] = round(quality, 4)
+        out["quality_vs_premium"] = round(quality / best_possible, 4) if best_possible else None
+    return out
+
