@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -139,11 +140,32 @@ class Ledger:
             self._create_private_file()
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
             self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            self._retrying(self._prepare)
         except sqlite3.Error as e:
             raise self._error(e) from None
+
+    def _prepare(self) -> None:
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def _retrying(self, action):
+        """Run ``action``, retrying while the database is busy, up to the busy timeout.
+
+        SQLite's busy handler does not cover every case (switching a new file to
+        WAL while others open it, or a lock it refuses to wait for to avoid a
+        deadlock), so busy errors are retried here too.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     @classmethod
     def for_reading(cls, path: str | os.PathLike) -> "Ledger":
@@ -193,23 +215,27 @@ class Ledger:
         """Insert rows in one transaction: a list of ``calls`` rows, or ``{table: rows}``."""
         tables = {"calls": rows} if isinstance(rows, list) else rows
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for table, table_rows in tables.items():
-                    if not table_rows:
-                        continue
-                    columns = list(table_rows[0])
-                    sql = (
-                        f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in columns)}) "
-                        f"VALUES ({', '.join('?' for _ in columns)})"
-                    )
-                    self.conn.executemany(sql, [[row.get(c) for c in columns] for row in table_rows])
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+            self._retrying(lambda: self._insert(tables))
         except sqlite3.Error as e:
             raise self._error(e) from None
+
+    def _insert(self, tables: dict[str, list[dict]]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, table_rows in tables.items():
+                if not table_rows:
+                    continue
+                columns = list(table_rows[0])
+                sql = (
+                    f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in columns)}) "
+                    f"VALUES ({', '.join('?' for _ in columns)})"
+                )
+                self.conn.executemany(sql, [[row.get(c) for c in columns] for row in table_rows])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def rows(self, where: str = "1", params: Iterable = ()) -> list[dict]:
         """Rows of ``calls`` matching a SQL condition, oldest first, with their texts joined."""

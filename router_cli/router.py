@@ -170,7 +170,7 @@ class RequestLog:
         self.request_id = new_id()
         self.command, self.decision, self.prompt, self.system = command, decision, prompt, system
         self.user, self.team, self.stream = user, team, stream
-        self.attempts: list[Attempt] = []
+        self.attempts: list[Attempt] = list(decision.calls)  # a classifier's own calls come first
         self.baseline = Decimal(0)
 
     def finish(self, returned: Attempt | None) -> LedgerError | None:
@@ -225,7 +225,7 @@ class Router:
                 raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(self.config.tier_names)}")
             score = (self.config.tier_index(tier) + 0.5) / len(self.config.tiers)
             return Decision(tier, round(score, 4), "--tier given", "override")
-        return get_classifier(classifier or self.config.classifier, self.config).classify(prompt)
+        return get_classifier(classifier or self.config.classifier, self.config, router=self).classify(prompt)
 
     def chain(self, tier: str) -> list[tuple[Tier, ModelSpec]]:
         """The fallback chain: ``tier``'s models in order, then every tier above."""
@@ -454,7 +454,11 @@ class Router:
         calls, responses = [], []
         called = [a for a in log.attempts if a.status != "skipped"]
         escalated = int(returned is not None and returned.tier != log.decision.tier)
-        for number, a in enumerate(called, 1):
+        # Attempt 1 is the request's first answer (reports count requests by it); a
+        # classifier's calls, made before any answer, are attempt 0.
+        numbers = iter(range(1, len(called) + 1))
+        for a in called:
+            number = 0 if a.role == "classifier" else next(numbers)
             a.call_id = new_id()
             is_returned = a is returned
             calls.append({

@@ -12,6 +12,7 @@ from ..errors import UsageError
 # name -> "module:Class"; modules are imported only when that classifier is used.
 _REGISTRY = {
     "rules": "router_cli.classify.rules:RulesClassifier",
+    "llm": "router_cli.classify.llm:LLMClassifier",
 }
 
 
@@ -27,6 +28,7 @@ class Decision:
     reason: str
     classifier: str
     latency_ms: float = 0.0
+    calls: tuple = ()  # model calls the classifier made (router Attempts), billed to the request
 
 
 class Classifier(Protocol):
@@ -39,9 +41,13 @@ def available_classifiers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_classifier(name: str, config: Config) -> Classifier:
-    """The classifier registered as ``name``, built from ``config``."""
+def get_classifier(name: str, config: Config, router=None) -> Classifier:
+    """The classifier registered as ``name``, built from ``config``.
+
+    ``router`` lends classifiers that call a model its providers and retries.
+    """
     if name not in _REGISTRY:
         raise UsageError(f"unknown classifier {name!r}; valid classifiers: {', '.join(available_classifiers())}")
     module, _, cls = _REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(config)
+    factory = getattr(importlib.import_module(module), cls)
+    return factory(config, router) if router is not None and name == "llm" else factory(config)
