@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from .classify import Decision
-from .errors import UsageError
+from .errors import MmrError, UsageError
 from .quality import GATES, JUDGE_SYSTEM, GateResult, heuristic_gate, judge_prompt, parse_judge_score
 from .pricing import cost_usd, decimal_str
 from .router import Answer, Attempt, Estimate, RequestLog, Router
@@ -45,7 +45,11 @@ def plan(router: Router, prompt: str, *, start_tier: str | None = None, max_tier
     start = names.index(decision.tier)
     stop = names.index(max_tier) if max_tier is not None else len(names) - 1
     if stop < start:
-        raise UsageError(f"--max-tier {names[stop]} is below the starting tier {names[start]}")
+        if not from_classifier:
+            raise UsageError(f"--max-tier {names[stop]} is below the starting tier {names[start]}")
+        # The classifier aimed higher than the user allows: the cap wins.
+        router.on_note(f"the classifier chose {names[start]}; starting at --max-tier {names[stop]}")
+        start = stop
     return decision, list(config.tiers[start: stop + 1])
 
 
@@ -83,6 +87,10 @@ def cascade(
                                                max_tokens, temperature)
             if failure is not None:
                 if fatal:
+                    # An answer already paid for is still better than none.
+                    if best is not None:
+                        router.on_note(f"{tier.name} refused the request ({failure}); returning the best answer so far")
+                        best.status, returned = "best_effort", best
                     break
                 router.on_note(f"every model of {tier.name} failed; escalating")
                 continue
@@ -119,10 +127,15 @@ def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str,
         return heuristic  # a failed free check needs no paid judge
     settings = router.config.cascade
     judge_tier = router.config.tier(settings.judge_tier or router.config.tier_names[0])
-    failure, _ = router.try_models(
-        log.attempts, [(judge_tier, m) for m in judge_tier.models], judge_prompt(prompt, answer.text or ""),
-        JUDGE_SYSTEM, settings.judge_max_tokens, 0.0, role="judge",
-    )
+    try:
+        failure, _ = router.try_models(
+            log.attempts, [(judge_tier, m) for m in judge_tier.models], judge_prompt(prompt, answer.text or ""),
+            JUDGE_SYSTEM, settings.judge_max_tokens, 0.0, role="judge",
+        )
+    except MmrError as e:  # e.g. a malformed key for the judge's provider: the answer must survive it
+        failure = e
+    if failure is None and log.attempts[-1].stop_reason in ("max_tokens", "length") and not (log.attempts[-1].text or "").strip():
+        failure = MmrError("the judge ran out of tokens before answering")
     if failure is not None:
         # The answer is kept whatever happens to its judge.
         if settings.on_judge_error == "fail":

@@ -282,7 +282,7 @@ def costs(
             report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
     else:
         render.note(f"no ledger yet at {path}: nothing has been recorded")
-        report = empty_report(start, end, keys)
+        report = empty_report(start, end, keys, utc, drift_points)
     if plot is not None:
         try:
             with open(plot, "w", encoding="utf-8") as f:

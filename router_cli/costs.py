@@ -160,7 +160,7 @@ def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10
     when either window has fewer than 20 requests. ``current``, the report's
     total for [since, until), saves counting that window's rates again.
     """
-    previous_since = since - (until - since)
+    previous_since = _previous_since(since, until)
     before = _window_mix(ledger, previous_since, since)
     if current is None:
         now = _window_mix(ledger, since, until)
@@ -252,9 +252,35 @@ class CostReport:
         }
 
 
-def empty_report(since: datetime, until: datetime | None = None, by: list[str] | None = None) -> CostReport:
-    """The report of a ledger that does not exist yet: same shape, all zeros."""
-    return CostReport(since, until or datetime.now(timezone.utc), by or [], [], _Acc().row({}))
+def empty_report(since: datetime, until: datetime | None = None, by: list[str] | None = None,
+                 utc: bool = False, threshold_points: float = 10.0) -> CostReport:
+    """The report of a ledger that does not exist yet: the same shape, all zeros."""
+    since, until = _window(since, until)
+    days = {} if until - since > MAX_CHART_WINDOW else {d.isoformat(): Decimal(0) for _, _, d in _days(since, until, utc)}
+    previous = _previous_since(since, until)
+    nothing = {"escalation_rate": (0.0, 0.0), "error_rate": (0.0, 0.0)}
+    return CostReport(since, until, by or [], [], _Acc().row({}), days,
+                      Drift(previous, since, 0, 0, {}, nothing, [], threshold_points))
+
+
+# Past this, reports cover only the days that hold calls (not thousands of empty ones).
+MAX_CHART_WINDOW = timedelta(days=400)
+
+
+def _window(since: datetime, until: datetime | None) -> tuple[datetime, datetime]:
+    """The window, its end no later than now (nothing is recorded in the future)."""
+    now = datetime.now(timezone.utc)
+    until = min(until or now, now)
+    if until <= since:
+        raise UsageError(f"--until ({_iso(until)}) is not after --since ({_iso(since)})")
+    return since, until
+
+
+def _previous_since(since: datetime, until: datetime) -> datetime:
+    try:
+        return since - (until - since)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def cost_report(ledger, since: datetime, until: datetime | None = None, by: list[str] | None = None, utc: bool = False) -> CostReport:
@@ -266,10 +292,16 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     total are rolled up from those small results. Cutting by day keeps each
     sort small and puts the time zone arithmetic in Python, not in every row.
     """
-    until = until or datetime.now(timezone.utc)
+    since, until = _window(since, until)
     by = by or []
-    if until <= since:
-        raise UsageError(f"--until ({_iso(until)}) is not after --since ({_iso(since)})")
+    start, stop = since, until
+    if until - since > MAX_CHART_WINDOW:
+        first, last = ledger.conn.execute("SELECT min(datetime_utc), max(datetime_utc) FROM calls").fetchone()
+        if first is None:
+            start = stop = until
+        else:
+            start = max(since, datetime.fromisoformat(first.replace("Z", "+00:00")))
+            stop = min(until, datetime.fromisoformat(last.replace("Z", "+00:00")) + timedelta(milliseconds=1))
     other = [k for k in by if k not in ("day", "week")]
     keys = "".join(f'"{k}", ' for k in other)
     # Grouping by status is cheaper than a conditional sum per status (measured).
@@ -284,12 +316,12 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     groups: dict[tuple, _Acc] = {}
     total = _Acc()
     daily: dict[str, int] = {}
-    for start, end, day in _days(since, until, utc):
+    for day_start, day_end, day in _days(start, stop, utc):
         period = {"day": day.isoformat(), "week": "{}-W{:02d}".format(*day.isocalendar()[:2])}
         # Where each --by key comes from: this day's period, or a column of the row.
         sources = [(True, period[k]) if k in period else (False, other.index(k)) for k in by]
         spent = 0
-        for row in ledger.conn.execute(sql, [_iso(start), _iso(end)]):
+        for row in ledger.conn.execute(sql, [_iso(day_start), _iso(day_end)]):
             bucket, status, measures = row[n], row[n + 1], row[n + 2:]
             total.add(bucket, status, measures)
             spent += measures[4]
@@ -318,6 +350,10 @@ def _days(since: datetime, until: datetime, utc: bool):
         midnight = datetime.combine(day + timedelta(days=1), datetime.min.time())
         # A naive datetime's astimezone() reads it in the local zone, DST included.
         next_midnight = midnight.replace(tzinfo=timezone.utc) if utc else midnight.astimezone()
+        # Where DST skips midnight (Santiago, Cairo...), that time reads as the hour
+        # before: step on by hours until the date really changes.
+        while next_midnight <= start or (not utc and next_midnight.astimezone().date() == day):
+            next_midnight += timedelta(hours=1)
         end = min(until, next_midnight)
         yield start, end, day
         start = end

@@ -202,11 +202,9 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
                 label = ["TOTAL"] + [""] * (len(report.by) - 1) if report.by else []
             writer.writerow(label + [data[name] for name, _ in _COST_FIELDS])
         return
-    fmt = "%Y-%m-%d %H:%M UTC" if utc else "%Y-%m-%d %H:%M %Z"
-    zone = None if utc else report.since.astimezone().tzinfo
-
     def when(moment):
-        return moment.astimezone(zone).strftime(fmt) if zone else moment.strftime(fmt)
+        # Each end in its own offset: a window may cross a DST change.
+        return moment.strftime("%Y-%m-%d %H:%M UTC") if utc else moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
     title = f"Spend from {when(report.since)} to {when(report.until)}"
     if report.total.calls == 0:

@@ -342,7 +342,11 @@ class Router:
             if temperature is not None and spec.type == "anthropic" and role == "answer":
                 self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
             provider = self._provider(spec)
-            request = ChatRequest(model, prompt, system, max_tokens or model.max_tokens, temperature)
+            limit = max_tokens or model.max_tokens
+            if role != "answer" and model.reasoning:
+                # Reasoning models spend output tokens thinking: a 5-token budget comes back empty.
+                limit = max(limit, model.max_tokens)
+            request = ChatRequest(model, prompt, system, limit, temperature)
             for retry in range(policy.max_retries + 1):
                 attempt = Attempt(tier.name, spec.name, model.model, "ok", role=role)
                 emitted: list[str] = []

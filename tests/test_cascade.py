@@ -257,3 +257,53 @@ def test_dry_run_shows_the_plan_and_calls_nothing(server, mmr, db_path, config):
     assert server.calls() == [] and not db_path.exists()
     text = mmr("cascade", "--dry-run", QUESTION).stdout.decode()
     assert "cascade   simple -> medium -> complex; gate both" in text and "worst" in text
+
+
+@pytest.mark.parametrize("question,answer,passes", [
+    ("How many legs does a spider have?", "Eight.", True),
+    ("List the primary colors", "Red, yellow, blue.", True),
+    ("What is the capital of France?", "Sorry, I misread at first. Paris is the capital of France.", True),
+    ("Why does my build fail?", "I'm sorry to hear your code fails. The fix is to pin the compiler version in your toolchain file.", True),
+    ("Explain why the sky is blue", "I\u2019m sorry, but I can\u2019t help with that.", False),
+    ("Explain why the sky is blue", "Unfortunately, I cannot help with that request.", False),
+    ("Explain why the sky is blue", "As a large language model, I cannot see the sky.", False),
+    ("Which option is right? " + "A) one B) two C) three " * 40, "B", True),  # long multiple choice, one letter
+])
+def test_heuristic_gate_on_ordinary_answers(question, answer, passes):
+    assert (heuristic_gate(question, answer, "end_turn").score == 1.0) is passes
+
+
+@pytest.mark.parametrize("verdict,score", [("**0.9**", 0.9), ("`0.7`", 0.7), ("0.9\nThe answer is correct.", 0.9)])
+def test_judge_output_with_markdown_or_a_second_line(verdict, score):
+    assert parse_judge_score(verdict) == score
+
+
+def test_an_empty_cut_off_judge_falls_back_to_the_heuristic_gate(server, make_router):
+    server.script("claude-small", reply(), reply("", stop_reason="max_tokens", output_tokens=16))
+    answer = cascade(make_router(), QUESTION, gate="judge")
+    assert answer.final.tier == "simple" and answer.final.gate_reason.startswith("judge failed; heuristic gate used")
+
+
+def test_a_refused_request_after_a_rejected_answer_returns_that_answer(server, make_router, db_path):
+    server.script("claude-small", reply("I don't know."))
+    server.script("claude-mid", error(400, message="prompt too long for this model"))
+    answer = cascade(make_router(), QUESTION, gate="heuristic")
+    assert answer.best_effort and answer.final.tier == "simple" and answer.text == "I don't know."
+    assert [r["status"] for r in ledger_rows(db_path)] == ["best_effort", "error"]
+
+
+def test_a_judge_with_a_broken_key_does_not_lose_the_answer(server, make_router, monkeypatch):
+    router = make_router("cascade:\n  judge_tier: complex\n")
+    server.always("claude-big", error(500))
+    monkeypatch.setenv("TEST_OPENAI_KEY", "sk-oai-test-0123456789abcdef ")  # trailing space: refused before any call
+    answer = cascade(router, QUESTION, gate="judge")
+    assert answer.final.tier == "simple" and "heuristic gate used" in answer.final.gate_reason
+
+
+def test_from_classifier_above_max_tier_starts_at_the_cap(server, make_router):
+    notes = []
+    router = make_router()
+    router.on_note = notes.append
+    answer = cascade(router, "Please debug this code for me, it crashes on start", from_classifier=True,
+                     max_tier="medium", gate="heuristic")
+    assert answer.final.tier == "medium" and any("starting at --max-tier medium" in n for n in notes)

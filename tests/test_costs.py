@@ -307,3 +307,37 @@ def test_drift_from_the_report_total_matches_a_fresh_count(ledger):
                   + _requests(100, until - timedelta(hours=5), ["simple"] * 20 + ["complex"] * 25, escalated_every=3, errors_every=4))
     total = cost_report(ledger, since, until).total
     assert drift(ledger, since, until, current=total) == drift(ledger, since, until)
+
+
+def test_days_where_dst_skips_midnight(ledger, monkeypatch):
+    import time
+
+    from router_cli.costs import _days
+
+    monkeypatch.setenv("TZ", "America/Santiago")  # clocks go from 00:00 to 01:00 on 2026-09-06
+    time.tzset()
+    try:
+        since = datetime(2026, 9, 4, 12, tzinfo=timezone.utc)
+        until = datetime(2026, 9, 8, 12, tzinfo=timezone.utc)
+        days = [d.isoformat() for _, _, d in _days(since, until, utc=False)]
+        assert days == ["2026-09-04", "2026-09-05", "2026-09-06", "2026-09-07", "2026-09-08"]
+        ledger.record([_row(1, datetime(2026, 9, 6, 12, tzinfo=timezone.utc), cost="1")])
+        assert cost_report(ledger, since, until, ["day"]).total.spend == 1
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_windows_reaching_far_back_or_into_the_future(ledger):
+    ledger.record([_row(1, datetime.now(timezone.utc) - timedelta(days=2), cost="2")])
+    report = cost_report(ledger, datetime(1000, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, tzinfo=timezone.utc), utc=True)
+    assert report.total.spend == 2 and report.until <= datetime.now(timezone.utc)
+    assert len(report.daily_spend) <= 2  # only the days that hold calls, not 3,000 years of zeros
+
+
+def test_cli_empty_and_filled_reports_have_the_same_shape(mmr, db_path):
+    empty = json.loads(mmr("costs", "--json", config=False).stdout)
+    _seed(db_path)
+    filled = json.loads(mmr("costs", "--json", config=False).stdout)
+    assert set(empty) == set(filled) and set(empty["drift"]) == set(filled["drift"])
+    assert set(empty["total"]) == set(filled["total"]) and len(empty["daily_spend"]) == len(filled["daily_spend"])
