@@ -39,6 +39,7 @@ MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", help="Ca
 TemperatureOption = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (OpenAI-compatible models).")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")]
 TeamOption = Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")]
+MlModelOption = Annotated[Optional[str], typer.Option("--ml-model", help="Model file for --classifier ml (default: config, else the shipped one).")]
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -69,16 +70,24 @@ def _check_text(text: str | None, what: str) -> None:
             raise UsageError(f"{what} is not valid UTF-8 text") from None
 
 
-def _prepare(config: str | None, db: str | None, prompt: str | None, system: str | None,
-             temperature: float | None, verbose: bool, dry_run: bool = False):
-    """Check the shared options, load the config and the prompt, make the router."""
+def _load_config(config: str | None, ml_model: str | None = None):
+    from dataclasses import replace
+
     from .config import load_config
+
+    cfg = load_config(config)
+    return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
+
+
+def _prepare(config: str | None, db: str | None, prompt: str | None, system: str | None,
+             temperature: float | None, verbose: bool, dry_run: bool = False, ml_model: str | None = None):
+    """Check the shared options, load the config and the prompt, make the router."""
     from .ledger import resolve_db_path
     from .router import Router
 
     if temperature is not None and not 0 <= temperature <= 2:
         raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
-    cfg = load_config(config)
+    cfg = _load_config(config, ml_model)
     text = _read_prompt(prompt)
     _check_text(system, "--system")
     show_notes = verbose or render.stderr_is_terminal()
@@ -114,6 +123,7 @@ def ask(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision and a cost estimate; call nothing.")] = False,
     user: UserOption = None,
     team: TeamOption = None,
+    ml_model: MlModelOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
     verbose: VerboseOption = False,
@@ -124,7 +134,7 @@ def ask(
     """
     if max_tokens is not None and max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
-    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run)
+    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens)
         render.estimate(estimate, json_output)
@@ -157,6 +167,7 @@ def cascade_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and its cost bounds; call nothing.")] = False,
     user: UserOption = None,
     team: TeamOption = None,
+    ml_model: MlModelOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
     verbose: VerboseOption = False,
@@ -169,7 +180,7 @@ def cascade_command(
     """
     from .cascade import cascade, estimate
 
-    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run)
+    router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         plan = estimate(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
                         from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
@@ -192,6 +203,7 @@ def classify(
     json_output: JsonOption = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="Read JSONL rows with 'prompt' (and optional 'id') on stdin; one decision per line.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="With --jsonl: report a bad line as an error row and go on.")] = False,
+    ml_model: MlModelOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Print the tier a prompt would be routed to, without calling any model.
@@ -199,9 +211,8 @@ def classify(
     Example: mmr classify "Write code to parse a CSV file"  # -> complex
     """
     from .classify import get_classifier
-    from .config import load_config
 
-    cfg = load_config(config)
+    cfg = _load_config(config, ml_model)
     chosen = get_classifier(classifier or cfg.classifier, cfg)
     if not jsonl:
         render.decision(chosen.classify(_read_prompt(prompt)), json_output)
@@ -230,23 +241,58 @@ def eval_command(
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="Classifiers to compare, comma-separated (default from config).")] = None,
     json_output: JsonOption = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
+    ml_model: MlModelOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines.
 
-    Example: mmr eval labeled.jsonl --classifier rules --json
+    Example: mmr eval labeled.jsonl --classifier rules,ml --json
     """
     from .classify import get_classifier
-    from .config import load_config
     from .evaluate import evaluate, read_labelled
 
-    cfg = load_config(config)
+    cfg = _load_config(config, ml_model)
     names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
     chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
     rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
     for problem in problems:
         render.note(f"skipped {problem}")
     render.eval_report(evaluate(rows, chosen, cfg), cfg.tier_names, json_output)
+
+
+@app.command()
+def train(
+    file: Annotated[str, typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")],
+    target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds for the thresholds.")] = 5,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Train the ml classifier on labelled data (needs the ml extra: scikit-learn).
+
+    Example: mmr train labeled.jsonl -o router.json --target-quality 0.95
+    """
+    import hashlib
+
+    from .classify.ml import train as train_model
+    from .evaluate import read_labelled
+
+    if folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {folds}")
+    cfg = _load_config(config)
+    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in problems:
+        render.note(f"skipped {problem}")
+    digest = hashlib.sha256(open(file, "rb").read()).hexdigest()
+    model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest, on_progress=render.note)
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            json.dump(model, f, separators=(",", ":"))
+            f.write("\n")
+    except OSError as e:
+        raise UsageError(f"--output: cannot write {output}: {e.strerror}") from None
+    render.trained(model, output)
 
 
 @app.command()

@@ -114,6 +114,7 @@ class Config:
     baseline_tier: str
     classifier: str
     rules: RulesConfig
+    ml_model: str | None = None  # the ml classifier's model file; None: the one shipped with mmr
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
@@ -309,7 +310,7 @@ class _Validator:
         baseline = top.get("baseline_tier", names[-1])
         if baseline not in names:
             raise self.fail("baseline_tier", f"unknown tier {baseline!r}; valid tiers: {', '.join(names)}")
-        classifier, rules = self.classifier(top.get("classifier", {}), names)
+        classifier, rules, ml_model = self.classifier(top.get("classifier", {}), names)
         return Config(
             source=self.source,
             tiers=tiers,
@@ -317,6 +318,7 @@ class _Validator:
             baseline_tier=baseline,
             classifier=classifier,
             rules=rules,
+            ml_model=ml_model,
             retry=self.retry(top.get("retry", {})),
             ledger=self.ledger(top.get("ledger", {})),
             cascade=self.cascade(top.get("cascade", {}), names),
@@ -389,8 +391,13 @@ class _Validator:
             reasoning=reasoning,
         )
 
-    def classifier(self, value: Any, tiers: list[str]) -> tuple[str, RulesConfig]:
-        section = self.mapping(value, "classifier", {"name", "rules"})
+    def classifier(self, value: Any, tiers: list[str]) -> tuple[str, RulesConfig, str | None]:
+        section = self.mapping(value, "classifier", {"name", "rules", "ml_model"})
+        ml_model = section.get("ml_model")
+        if ml_model is not None:
+            ml_model = self.string(ml_model, "classifier.ml_model")
+            if not os.path.isabs(ml_model) and os.path.exists(self.source):
+                ml_model = os.path.join(os.path.dirname(self.source), ml_model)  # relative to the config file
         name = self.string(section.get("name", "rules"), "classifier.name")
         from .classify.base import available_classifiers
 
@@ -425,7 +432,7 @@ class _Validator:
             if tier not in tiers:
                 raise self.fail(f"classifier.rules.{key}", f"unknown tier {tier!r}; valid tiers: {', '.join(tiers)}")
             chosen[key] = tier
-        return name, RulesConfig(patterns, short_chars, chosen["short_prompt_tier"], chosen["default_tier"])
+        return name, RulesConfig(patterns, short_chars, chosen["short_prompt_tier"], chosen["default_tier"]), ml_model
 
     def retry(self, value: Any) -> RetryPolicy:
         section = self.mapping(value, "retry", {"max_retries", "backoff_base", "backoff_max", "max_retry_after"})

@@ -141,7 +141,7 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     baselines = {f"always_{t}": [Prediction(t, None, 0.0) for _ in rows] for t in tiers}
     baselines["random"] = [Prediction(rng.choice(tiers), None, 0.0) for _ in rows]
     baselines["oracle"] = [Prediction(row.label, None, 0.0) for row in rows]
-    costs = _row_costs(rows, config)
+    costs = [row_costs(row, config) for row in rows]
     return {
         "rows": len(rows),
         "classifiers": {name: metrics(rows, p, tiers, costs) for name, p in predictions.items()},
@@ -149,16 +149,12 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     }
 
 
-def _row_costs(rows: list[LabelledRow], config) -> list[dict[str, Decimal]]:
-    """Each row's cost per tier: the row's own, else config prices at a token estimate."""
-    out = []
-    for row in rows:
-        if row.costs is not None:
-            out.append(row.costs)
-            continue
-        tokens = estimate_tokens(row.prompt)
-        out.append({t.name: cost_usd(t.models[0].price, tokens, ASSUMED_OUTPUT_TOKENS) for t in config.tiers})
-    return out
+def row_costs(row: LabelledRow, config) -> dict[str, Decimal]:
+    """A row's cost per tier: its own, else the config's prices at a token estimate."""
+    if row.costs is not None:
+        return row.costs
+    tokens = estimate_tokens(row.prompt)
+    return {t.name: cost_usd(t.models[0].price, tokens, ASSUMED_OUTPUT_TOKENS) for t in config.tiers}
 
 
 def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[str], costs: list[dict[str, Decimal]]) -> dict:

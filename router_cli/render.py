@@ -115,6 +115,18 @@ def decision(decision, json_output: bool) -> None:
         sys.stdout.write(decision.tier + "\n")
 
 
+def trained(model: dict, path: str) -> None:
+    """What mmr train made: where it went, and how it did on held-out folds (stderr)."""
+    t = model["training"]
+    held = t["held_out"]
+    reached = "" if held["reached_target"] else f" (short of the {t['target_quality']:.0%} target: the best it could do)"
+    note(
+        f"wrote {path}: {t['rows']} rows; thresholds "
+        + ", ".join(f"{k} {v:g}" for k, v in model["thresholds"].items())
+        + f"; held out: {held['quality_vs_premium']:.1%} of premium quality, {held['savings_vs_premium']:.1%} cheaper{reached}"
+    )
+
+
 def jsonl_row(obj: dict) -> None:
     _json(obj)
     sys.stdout.flush()

@@ -13,6 +13,7 @@ from ..errors import UsageError
 _REGISTRY = {
     "rules": "router_cli.classify.rules:RulesClassifier",
     "llm": "router_cli.classify.llm:LLMClassifier",
+    "ml": "router_cli.classify.ml:MLClassifier",
 }
 
 
