@@ -83,6 +83,17 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingConfig:
+    """The embedding classifier: where vectors come from and what they are compared with."""
+
+    provider: str
+    model: str
+    labelled: str | None = None  # None: the labelled set shipped with mmr
+    method: str = "centroid"  # or "knn"
+    k: int = 7
+
+
+@dataclass(frozen=True)
 class LedgerConfig:
     store: str = "full"
     preview_chars: int = 200
@@ -115,6 +126,7 @@ class Config:
     classifier: str
     rules: RulesConfig
     ml_model: str | None = None  # the ml classifier's model file; None: the one shipped with mmr
+    embedding: EmbeddingConfig | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
@@ -310,7 +322,7 @@ class _Validator:
         baseline = top.get("baseline_tier", names[-1])
         if baseline not in names:
             raise self.fail("baseline_tier", f"unknown tier {baseline!r}; valid tiers: {', '.join(names)}")
-        classifier, rules, ml_model = self.classifier(top.get("classifier", {}), names)
+        classifier, rules, ml_model, embedding = self.classifier(top.get("classifier", {}), names, providers)
         return Config(
             source=self.source,
             tiers=tiers,
@@ -319,6 +331,7 @@ class _Validator:
             classifier=classifier,
             rules=rules,
             ml_model=ml_model,
+            embedding=embedding,
             retry=self.retry(top.get("retry", {})),
             ledger=self.ledger(top.get("ledger", {})),
             cascade=self.cascade(top.get("cascade", {}), names),
@@ -391,13 +404,27 @@ class _Validator:
             reasoning=reasoning,
         )
 
-    def classifier(self, value: Any, tiers: list[str]) -> tuple[str, RulesConfig, str | None]:
-        section = self.mapping(value, "classifier", {"name", "rules", "ml_model"})
+    def classifier(self, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]):
+        section = self.mapping(value, "classifier", {"name", "rules", "ml_model", "embedding"})
         ml_model = section.get("ml_model")
         if ml_model is not None:
-            ml_model = self.string(ml_model, "classifier.ml_model")
-            if not os.path.isabs(ml_model) and os.path.exists(self.source):
-                ml_model = os.path.join(os.path.dirname(self.source), ml_model)  # relative to the config file
+            ml_model = self._relative(self.string(ml_model, "classifier.ml_model"))
+        embedding = None
+        if "embedding" in section:
+            e = self.mapping(section["embedding"], "classifier.embedding", {"provider", "model", "labelled", "method", "k"}, {"provider", "model"})
+            provider = self.string(e["provider"], "classifier.embedding.provider")
+            if provider not in providers or providers[provider].type != "openai":
+                openai_like = [n for n, p in providers.items() if p.type == "openai"]
+                raise self.fail("classifier.embedding.provider", f"must name an OpenAI-compatible provider ({', '.join(openai_like) or 'none defined'}), got {provider!r}")
+            method = e.get("method", "centroid")
+            if method not in ("centroid", "knn"):
+                raise self.fail("classifier.embedding.method", f"expected centroid or knn, got {method!r}")
+            labelled = e.get("labelled")
+            embedding = EmbeddingConfig(
+                provider, self.string(e["model"], "classifier.embedding.model"),
+                None if labelled is None else self._relative(self.string(labelled, "classifier.embedding.labelled")),
+                method, self.integer(e.get("k", 7), "classifier.embedding.k", minimum=1, maximum=1000),
+            )
         name = self.string(section.get("name", "rules"), "classifier.name")
         from .classify.base import available_classifiers
 
@@ -432,7 +459,13 @@ class _Validator:
             if tier not in tiers:
                 raise self.fail(f"classifier.rules.{key}", f"unknown tier {tier!r}; valid tiers: {', '.join(tiers)}")
             chosen[key] = tier
-        return name, RulesConfig(patterns, short_chars, chosen["short_prompt_tier"], chosen["default_tier"]), ml_model
+        return name, RulesConfig(patterns, short_chars, chosen["short_prompt_tier"], chosen["default_tier"]), ml_model, embedding
+
+    def _relative(self, path: str) -> str:
+        """A path in the config is relative to the config file."""
+        if not os.path.isabs(path) and os.path.exists(self.source):
+            return os.path.join(os.path.dirname(self.source), path)
+        return path
 
     def retry(self, value: Any) -> RetryPolicy:
         section = self.mapping(value, "retry", {"max_retries", "backoff_base", "backoff_max", "max_retry_after"})

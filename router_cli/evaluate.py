@@ -139,7 +139,7 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
         predictions[name] = out
     rng = random.Random(seed)
     baselines = {f"always_{t}": [Prediction(t, None, 0.0) for _ in rows] for t in tiers}
-    baselines["random"] = [Prediction(rng.choice(tiers), None, 0.0) for _ in rows]
+    baselines["random"] = [Prediction(rng.choice(tiers), rng.random(), 0.0) for _ in rows]
     baselines["oracle"] = [Prediction(row.label, None, 0.0) for row in rows]
     costs = [row_costs(row, config) for row in rows]
     return {
@@ -196,5 +196,33 @@ def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[
         best_possible = sum(o[tiers[-1]] for o, _ in judged) / len(judged)
         out["quality"] = round(quality, 4)
         out["quality_vs_premium"] = round(quality / best_possible, 4) if best_possible else None
+        scored = [(p.score, o[tiers[0]], o[tiers[-1]]) for o, p in judged if p.score is not None]
+        if len(scored) == len(judged):
+            out["apgr"] = apgr(scored)
     return out
+
+
+def apgr(rows: list[tuple[float, float, float]]) -> float | None:
+    """RouteLLM's average performance gap recovered, between the cheapest and the top tier.
+
+    ``rows`` are (score, weak outcome, strong outcome). Sending the k highest
+    scores to the strong tier, for every k from 0 to n, recovers
+    (quality - weak) / (strong - weak) of the gap; APGR is the mean over k
+    (0.5 for a random order, 1 for a perfect one). None when there is no gap.
+    """
+    n = len(rows)
+    weak = sum(r[1] for r in rows)
+    strong = sum(r[2] for r in rows)
+    if strong <= weak:
+        return None
+    # Ties in score are sent together, in the order of the data, as a threshold would.
+    ordered = sorted(rows, key=lambda r: -r[0])
+    total, quality = 0.0, weak
+    gains = [quality]
+    for _, w, s in ordered:
+        quality += s - w
+        gains.append(quality)
+    for i in range(n):  # trapezoid over the fraction sent to the strong tier
+        total += ((gains[i] + gains[i + 1]) / 2 - weak) / (strong - weak)
+    return round(total / n, 4)
 

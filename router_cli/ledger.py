@@ -28,7 +28,7 @@ from .errors import LedgerError
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 # The number of migrations below; kept in PRAGMA user_version after they run so
 # that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def user_data_dir() -> Path:
@@ -118,6 +118,11 @@ def _migrations():
         db.execute("ALTER TABLE calls ADD COLUMN role TEXT NOT NULL DEFAULT 'answer'")
         db.execute("ALTER TABLE calls ADD COLUMN quality REAL")
         db.execute("ALTER TABLE calls ADD COLUMN gate_reason TEXT")
+
+    @migrations(name="004_embeddings")
+    def m004_embeddings(db):
+        # The embedding classifier's cache: float32 vectors by model and text hash.
+        db["embeddings"].create({"model": str, "text_sha256": str, "dims": int, "vector": bytes}, pk=("model", "text_sha256"))
 
     return migrations
 
@@ -236,6 +241,38 @@ class Ledger:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
+
+    def cached_embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:
+        """Vectors already stored for ``model``, by text hash."""
+        from array import array
+
+        out = {}
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            sql = f"SELECT text_sha256, vector FROM embeddings WHERE model = ? AND text_sha256 IN ({', '.join('?' * len(chunk))})"
+            for digest, blob in self.conn.execute(sql, [model, *chunk]):
+                out[digest] = array("f", blob).tolist()
+        return out
+
+    def store_embeddings(self, model: str, vectors: dict[str, list[float]]) -> None:
+        from array import array
+
+        rows = [(model, digest, len(v), array("f", v).tobytes()) for digest, v in vectors.items()]
+
+        def insert() -> None:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+        try:
+            self._retrying(insert)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
 
     def rows(self, where: str = "1", params: Iterable = ()) -> list[dict]:
         """Rows of ``calls`` matching a SQL condition, oldest first, with their texts joined."""

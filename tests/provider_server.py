@@ -36,6 +36,17 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+def fake_embedding(text: str, dims: int = 64) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing words point the same way."""
+    import hashlib
+
+    vector = [0.0] * dims
+    for word in text.lower().split():
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[digest[0] % dims] += 1.0 if digest[1] % 2 else -1.0
+    return vector
+
+
 def reply_text(prompt: str) -> str:
     """The default answer: deterministic and easy to assert on."""
     return f"Answer to: {prompt}"
@@ -184,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
             protocol = "anthropic"
         elif self.path.rstrip("/").endswith("/chat/completions"):
             protocol = "openai"
+        elif self.path.rstrip("/").endswith("/embeddings"):
+            protocol = "embeddings"
         else:
             return self._json(404, {"error": {"type": "not_found_error", "message": f"no route {self.path}"}})
         try:
@@ -221,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._raw(200, b'{"id": "broken", "content": [', "application/json")
         if step.seconds:
             time.sleep(step.seconds)
+        if protocol == "embeddings":
+            return self._embeddings(body)
         if protocol == "anthropic":
             return self._anthropic(body, step)
         return self._openai(body, step)
@@ -300,6 +315,14 @@ class _Handler(BaseHTTPRequestHandler):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
         return self._sse(events)
+
+    def _embeddings(self, body: dict):
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        data = [{"object": "embedding", "index": i, "embedding": fake_embedding(t)} for i, t in enumerate(texts)]
+        tokens = sum(count_tokens(t) for t in texts)
+        return self._json(200, {"object": "list", "data": data, "model": body.get("model"),
+                                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     # -- wire helpers
     def _error(self, protocol: str, status: int, error_type: str | None, message: str, retry_after: float | None = None):

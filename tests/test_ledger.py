@@ -36,6 +36,8 @@ def test_columns_are_pinned(tmp_path):
         "prompts": ["request_id", "prompt_hash", "stored", "prompt", "system"],
         "responses": ["call_id", "response"],
     }
+    with Ledger(tmp_path / "l.db") as ledger:
+        assert [row[1] for row in ledger.conn.execute("PRAGMA table_info(embeddings)")] == ["model", "text_sha256", "dims", "vector"]
 
 
 def test_schema_version_counts_the_migrations():

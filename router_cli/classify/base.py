@@ -14,7 +14,10 @@ _REGISTRY = {
     "rules": "router_cli.classify.rules:RulesClassifier",
     "llm": "router_cli.classify.llm:LLMClassifier",
     "ml": "router_cli.classify.ml:MLClassifier",
+    "embedding": "router_cli.classify.embedding:EmbeddingClassifier",
 }
+# Classifiers that call models: they take the router for its providers, retries and ledger.
+_USES_ROUTER = {"llm", "embedding"}
 
 
 @dataclass(frozen=True)
@@ -51,4 +54,4 @@ def get_classifier(name: str, config: Config, router=None) -> Classifier:
         raise UsageError(f"unknown classifier {name!r}; valid classifiers: {', '.join(available_classifiers())}")
     module, _, cls = _REGISTRY[name].partition(":")
     factory = getattr(importlib.import_module(module), cls)
-    return factory(config, router) if router is not None and name == "llm" else factory(config)
+    return factory(config, router) if name in _USES_ROUTER else factory(config)
