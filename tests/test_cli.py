@@ -137,7 +137,6 @@ def test_a_ledger_that_is_not_sqlite_fails_before_anything_is_paid(server, mmr, 
 
 def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, config_path):
     import sqlite3
-    import threading
 
     from tests.conftest import write_config
 
@@ -153,7 +152,6 @@ def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, c
     assert result.returncode == EXIT_LEDGER
     assert "locked by another process" in result.stderr.decode()
     assert len(server.calls()) == 1
-    del threading
 
 
 def test_stdout_closed_while_streaming_stops_at_once(server, mmr, db_path, config_path):
