@@ -241,6 +241,8 @@ def eval_command(
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="Classifiers to compare, comma-separated (default from config).")] = None,
     json_output: JsonOption = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
+    target_quality: Annotated[float, typer.Option("--target-quality", help="Quality (fraction of premium) the threshold sweep must keep.")] = 0.95,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the cost-quality frontier to this .svg file.")] = None,
     ml_model: MlModelOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -254,10 +256,21 @@ def eval_command(
     cfg = _load_config(config, ml_model)
     names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
     chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
+    if not 0 < target_quality <= 1:
+        raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
+    if plot is not None and not plot.lower().endswith(".svg"):
+        raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
     rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
     for problem in problems:
         render.note(f"skipped {problem}")
-    render.eval_report(evaluate(rows, chosen, cfg), cfg.tier_names, json_output)
+    report = evaluate(rows, chosen, cfg, target_quality=target_quality)
+    if plot is not None:
+        try:
+            with open(plot, "w", encoding="utf-8") as f:
+                f.write(render.frontier_svg(report))
+        except OSError as e:
+            raise UsageError(f"--plot: cannot write {plot}: {e.strerror}") from None
+    render.eval_report(report, cfg.tier_names, json_output)
 
 
 @app.command()

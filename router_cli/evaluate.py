@@ -127,7 +127,7 @@ class Prediction:
     latency_ms: float
 
 
-def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 0) -> dict:
+def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 0, target_quality: float = 0.95) -> dict:
     """The ``eval --json`` object: metrics per classifier and per baseline."""
     tiers = config.tier_names
     predictions = {}
@@ -142,11 +142,54 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     baselines["random"] = [Prediction(rng.choice(tiers), rng.random(), 0.0) for _ in rows]
     baselines["oracle"] = [Prediction(row.label, None, 0.0) for row in rows]
     costs = [row_costs(row, config) for row in rows]
-    return {
+    report: dict = {
         "rows": len(rows),
         "classifiers": {name: metrics(rows, p, tiers, costs) for name, p in predictions.items()},
         "baselines": {name: metrics(rows, p, tiers, costs) for name, p in baselines.items()},
     }
+    for name, p in predictions.items():
+        curve = sweep(rows, p, tiers, costs, target_quality)
+        if curve is not None:
+            report["classifiers"][name]["sweep"] = curve
+    return report
+
+
+def sweep(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[str], costs: list[dict[str, Decimal]],
+          target_quality: float, steps: int = 20) -> dict | None:
+    """Route by score alone over a grid of thresholds: the cost-quality frontier, and the
+    cheapest thresholds that keep ``target_quality`` of always-premium quality.
+
+    With n tiers, n - 1 ascending thresholds cut the score range: a score below the first
+    goes to the cheapest tier, and so on. Needs outcomes and scores on every row.
+    """
+    import itertools
+
+    data = [(p.score, r.outcomes, cost) for r, p, cost in zip(rows, predictions, costs)
+            if r.outcomes is not None and p.score is not None]
+    if len(data) != len(rows):
+        return None
+    n = len(rows)
+    scores = sorted(score for score, _, _ in data)
+    cuts = sorted({scores[min(n - 1, round(i * (n - 1) / steps))] for i in range(steps + 1)} | {0.0, 1.01})
+    premium_q = sum(outcomes[tiers[-1]] for _, outcomes, _ in data)
+    premium_c = sum((cost[tiers[-1]] for _, _, cost in data), Decimal(0))
+    points = []
+    for combo in itertools.combinations_with_replacement(cuts, len(tiers) - 1):
+        q, c = 0.0, Decimal(0)
+        for score, outcomes, cost in data:
+            tier = tiers[sum(score >= cut for cut in combo)]
+            q += outcomes[tier]
+            c += cost[tier]
+        points.append((float(c / premium_c) if premium_c else 0.0, q / premium_q if premium_q else 1.0, combo))
+    frontier: list[dict] = []
+    best_q = -1.0
+    for relative_cost, quality, combo in sorted(points, key=lambda x: (x[0], -x[1])):
+        if quality > best_q:
+            frontier.append({"thresholds": [round(t, 4) for t in combo], "cost_vs_premium": round(relative_cost, 4),
+                             "quality_vs_premium": round(quality, 4)})
+            best_q = quality
+    reaching = [f for f in frontier if f["quality_vs_premium"] >= target_quality]
+    return {"target_quality": target_quality, "frontier": frontier, "cheapest_at_target": reaching[0] if reaching else None}
 
 
 def row_costs(row: LabelledRow, config) -> dict[str, Decimal]:

@@ -185,6 +185,54 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
         matrix.add_row("precision", *[f"{m['per_tier'][u]['precision']:.1%}" for u in tiers], "", style="dim")
         console.print(matrix)
     console.print("under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
+    for name, m in report["classifiers"].items():
+        if "sweep" in m:
+            console.print("\n".join(_frontier_lines(name, m["sweep"])))
+
+
+def _frontier_lines(name: str, sweep: dict) -> list[str]:
+    """The cost-quality frontier of a score threshold sweep, as a small text chart."""
+    width, height = 50, 10
+    points = [(f["cost_vs_premium"], f["quality_vs_premium"]) for f in sweep["frontier"]]
+    low, top = min(q for _, q in points), max(q for _, q in points)
+    span = (top - low) or 1.0
+    grid = [[" "] * (width + 1) for _ in range(height + 1)]
+    for cost, quality in points:
+        grid[height - round((quality - low) / span * height)][min(width, round(cost * width))] = "•"
+    lines = [f"\n{name}: quality vs cost (both as a fraction of always-premium), by score thresholds"]
+    for i, cells in enumerate(grid):
+        label = f"{top:.0%}" if i == 0 else f"{low:.0%}" if i == height else ""
+        lines.append(f"{label:>5} |{''.join(cells)}")
+    lines.append("      +" + "-" * (width + 1))
+    lines.append("       0%" + " " * (width - 8) + "100% cost")
+    best = sweep["cheapest_at_target"]
+    if best:
+        lines.append(f"cheapest thresholds keeping {sweep['target_quality']:.0%} quality: {best['thresholds']} "
+                     f"-> {best['quality_vs_premium']:.1%} quality at {best['cost_vs_premium']:.1%} of the premium cost")
+    else:
+        lines.append(f"no thresholds keep {sweep['target_quality']:.0%} of premium quality")
+    return lines
+
+
+def frontier_svg(report: dict) -> str:
+    """Each classifier's cost-quality frontier as a standalone SVG line chart."""
+    from html import escape
+
+    size, pad = 360, 50
+    colours = ["#3b7dd8", "#d8633b", "#3bd87d", "#a03bd8"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size + 2 * pad}" height="{size + 2 * pad}" font-family="sans-serif" font-size="11">',
+             f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#444"/>',
+             f'<text x="{pad}" y="{pad - 10}" font-size="13">Quality vs cost (fraction of always-premium)</text>',
+             f'<text x="{pad + size / 2}" y="{pad + size + 30}" text-anchor="middle">cost</text>',
+             f'<text x="{pad - 30}" y="{pad + size / 2}" transform="rotate(-90 {pad - 30} {pad + size / 2})" text-anchor="middle">quality</text>']
+    for i, (name, m) in enumerate(n for n in report["classifiers"].items() if "sweep" in n[1]):
+        colour = colours[i % len(colours)]
+        xy = [(pad + f["cost_vs_premium"] * size, pad + size - min(1.0, f["quality_vs_premium"]) * size) for f in m["sweep"]["frontier"]]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<text x="{pad + size - 5}" y="{pad + 15 + 14 * i}" text-anchor="end" fill="{colour}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
 
 
 _COST_FIELDS = [

@@ -123,3 +123,46 @@ def test_classify_jsonl(mmr):
     assert lines[2] == {"line": 4, "error": "stdin:4: expected an object with a non-empty prompt"}
     result = mmr("classify", "--jsonl", input=stdin, db=False)
     assert result.returncode == EXIT_USAGE and result.stderr.decode() == "Error: stdin:4: expected an object with a non-empty prompt\n"
+
+
+def test_apgr():
+    from router_cli.evaluate import apgr
+
+    # (score, weak outcome, strong outcome): the strong model helps exactly the high scores.
+    perfect = [(0.9, 0, 1), (0.8, 0, 1), (0.2, 1, 1), (0.1, 1, 1)]
+    assert apgr(perfect) == 0.75  # gap recovered after 0, 1, 2, 3, 4 calls: 0, .5, 1, 1, 1 (trapezoid)
+    backwards = [(0.1, 0, 1), (0.2, 0, 1), (0.8, 1, 1), (0.9, 1, 1)]
+    assert apgr(backwards) == 0.25
+    assert apgr([(0.5, 1, 1), (0.4, 1, 1)]) is None  # no gap to recover
+
+
+def test_threshold_sweep_finds_the_cheapest_setting(tmp_path):
+    from router_cli.evaluate import Prediction, sweep
+
+    rows, _ = read_labelled(_write(tmp_path, [
+        {"prompt": "a", "outcomes": {"simple": 1, "medium": 1, "complex": 1}, "costs": {"simple": 1, "medium": 2, "complex": 10}},
+        {"prompt": "b", "outcomes": {"simple": 0, "medium": 1, "complex": 1}, "costs": {"simple": 1, "medium": 2, "complex": 10}},
+        {"prompt": "c", "outcomes": {"simple": 0, "medium": 0, "complex": 1}, "costs": {"simple": 1, "medium": 2, "complex": 10}},
+    ]), TIERS)
+    predictions = [Prediction("simple", 0.1, 0), Prediction("medium", 0.5, 0), Prediction("complex", 0.9, 0)]
+    costs = [r.costs for r in rows]
+    result = sweep(rows, predictions, TIERS, costs, 1.0)
+    best = result["cheapest_at_target"]
+    assert best["quality_vs_premium"] == 1.0 and best["cost_vs_premium"] == round(13 / 30, 4)  # 1 + 2 + 10 of 30
+    qualities = [f["quality_vs_premium"] for f in result["frontier"]]
+    assert qualities == sorted(qualities)  # a frontier: paying more only where it buys quality
+    assert sweep(rows, predictions, TIERS, costs, 1.0) is not None
+    rows[0].outcomes = None
+    assert sweep(rows, predictions, TIERS, costs, 1.0) is None
+
+
+def test_cli_eval_plot_and_target(tmp_path, mmr):
+    path = _write(tmp_path, [{"prompt": p, "outcomes": {"simple": s, "complex": 1}} for p, s in
+                             (("hello", 1), ("debug this", 0), ("what is rust", 1), ("prove it", 0))])
+    plot = tmp_path / "curve.svg"
+    result = mmr("eval", str(path), "--plot", str(plot), "--target-quality", "0.9", "--config", str(EXAMPLE), db=False)
+    assert result.returncode == 0, result.stderr
+    assert "cheapest thresholds keeping 90% quality" in result.stdout.decode()
+    assert plot.read_text().startswith("<svg") and "<polyline" in plot.read_text()
+    result = mmr("eval", str(path), "--target-quality", "1.5", "--config", str(EXAMPLE), db=False)
+    assert result.returncode == EXIT_USAGE and "--target-quality must be in (0, 1]" in result.stderr.decode()
