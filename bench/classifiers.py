@@ -2,7 +2,8 @@
 
 Run: python bench/classifiers.py [--rows 10000]
 Uses ../shared/data/routellm.train.jsonl (public routing data; not part of the repo).
-Targets (issue 3): rules under 50 µs per prompt; `mmr eval` of 10,000 rows with rules under 2 s.
+Targets (issue 3): rules under 50 µs and ml under 1 ms per prompt; `mmr eval` of 10,000 rows with
+rules under 2 s; `mmr classify` cold start of ml next to rules (ml is trained here on the sample).
 """
 
 from __future__ import annotations
@@ -52,12 +53,25 @@ def main() -> None:
         walls.append(time.perf_counter() - start)
     wall = statistics.median(walls)
     print(f"{f'mmr eval, {len(lines):,} rows, rules':<36} {wall:>11.2f}s {'2s':>10}  {'yes' if wall <= 2 else 'NO'}")
-    cold = []
-    for _ in range(5):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "router_cli", "classify", "hello"], check=True, stdout=subprocess.DEVNULL)
-        cold.append(time.perf_counter() - start)
-    print(f"{'mmr classify (rules) cold start':<36} {statistics.median(cold) * 1000:>10.0f}ms")
+    model = sample.with_name("router.json")
+    subprocess.run([sys.executable, "-m", "router_cli", "train", str(sample), "-o", str(model), "--config",
+                    str(ROOT / "tiers.example.yaml")], check=True, stderr=subprocess.DEVNULL)
+    from dataclasses import replace
+
+    ml = get_classifier("ml", replace(config, ml_model=str(model)))
+    start = time.perf_counter()
+    for prompt in prompts:
+        ml.classify(prompt)
+    per = (time.perf_counter() - start) / len(prompts) * 1e6
+    print(f"{'ml per prompt (in process)':<36} {per:>10.1f}µs {1000:>8}µs  {'yes' if per <= 1000 else 'NO'}")
+    for name, extra in (("rules", []), ("ml", ["--ml-model", str(model)])):
+        cold = []
+        for _ in range(5):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "router_cli", "classify", "--classifier", name, *extra,
+                            "--config", str(ROOT / "tiers.example.yaml"), "hello"], check=True, stdout=subprocess.DEVNULL)
+            cold.append(time.perf_counter() - start)
+        print(f"{f'mmr classify ({name}) cold start':<36} {statistics.median(cold) * 1000:>10.0f}ms")
 
 
 if __name__ == "__main__":

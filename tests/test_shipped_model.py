@@ -1,0 +1,41 @@
+"""The labelled set and the default ml model that ship with mmr stay in step."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+from router_cli.classify import get_classifier
+from router_cli.classify.embedding import DEFAULT_LABELLED
+from router_cli.classify.ml import DEFAULT_MODEL, MLModel
+from router_cli.config import load_config
+from router_cli.evaluate import read_labelled
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
+
+
+def test_our_labelled_set():
+    config = load_config(EXAMPLE)
+    rows, problems = read_labelled(DEFAULT_LABELLED, config.tier_names)
+    assert problems == [] and len(rows) >= 300
+    per_tier = Counter(r.label for r in rows)
+    assert all(per_tier[t] >= 90 for t in config.tier_names)
+    assert len({r.extra["id"] for r in rows}) == len(rows)
+    assert len({r.extra["category"] for r in rows}) >= 15
+
+
+def test_the_default_model_was_trained_on_the_shipped_set():
+    # If this fails, rebuild: mmr train router_cli/data/labelled.jsonl -o router_cli/models/default.json --config tiers.example.yaml
+    model = MLModel.load(DEFAULT_MODEL, load_config(EXAMPLE).tier_names)
+    assert model.training["data_sha256"] == hashlib.sha256(DEFAULT_LABELLED.read_bytes()).hexdigest()
+    assert model.training["label_set"] == ["simple", "medium", "complex"]
+    assert model.training["held_out"]["reached_target"] is True
+    assert json.loads(DEFAULT_MODEL.read_text())["format"] == "mmr-ml-router"
+
+
+def test_ml_works_out_of_the_box():
+    classifier = get_classifier("ml", load_config(EXAMPLE))
+    assert classifier.classify("hi!").tier == "simple"
+    assert classifier.classify("Prove that there are infinitely many primes of the form 4k+3.").tier == "complex"
