@@ -17,7 +17,6 @@ from . import render
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MmrError, UsageError
 
 app = typer.Typer(
-    help="mmr: route each prompt to the cheapest LLM tier that should do, and keep the bill.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # never print locals (they may hold keys)
@@ -367,7 +366,7 @@ def main_callback(
 ) -> None:
     """mmr: route each prompt to the cheapest LLM tier that should do, and keep the bill.
 
-    Example: cat prompt.txt | mmr ask
+    Examples: cat prompt.txt | mmr ask; mmr cascade "..."; mmr costs --since 7d; mmr eval labeled.jsonl
     """
 
 
