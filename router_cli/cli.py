@@ -38,7 +38,23 @@ MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", help="Ca
 TemperatureOption = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (OpenAI-compatible models).")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")]
 TeamOption = Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")]
+MaxCostOption = Annotated[Optional[str], typer.Option("--max-cost", help="Most this request may cost, in USD: cheaper tiers are used to stay under it.", show_default=False)]
 MlModelOption = Annotated[Optional[str], typer.Option("--ml-model", help="Model file for --classifier ml (default: config, else the shipped one).")]
+
+
+def _max_cost(value: str | None):
+    """``--max-cost`` as an exact Decimal."""
+    from decimal import Decimal, InvalidOperation
+
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.strip().lstrip("$"))
+    except InvalidOperation:
+        raise UsageError(f"--max-cost: expected an amount in USD such as 0.05, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise UsageError(f"--max-cost must be an amount of 0 USD or more, got {value!r}")
+    return amount
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -120,6 +136,9 @@ def ask(
     stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream the answer (default: when stdout is a terminal).", show_default=False)] = None,
     json_output: JsonOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision and a cost estimate; call nothing.")] = False,
+    max_cost: MaxCostOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ask again and replace the cached answer.")] = False,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -129,10 +148,13 @@ def ask(
 ) -> None:
     """Answer a prompt from the cheapest suitable tier.
 
-    Example: cat prompt.txt | mmr ask --json
+    Example: cat prompt.txt | mmr ask --json --max-cost 0.02
     """
     if max_tokens is not None and max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if no_cache and refresh:
+        raise UsageError("--no-cache and --refresh contradict each other: give one")
+    cost_cap = _max_cost(max_cost)
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens)
@@ -145,7 +167,7 @@ def ask(
         router,
         lambda: router.ask(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
                            temperature=temperature, on_text=on_text, on_restart=render.stream_restart,
-                           user=user, team=team),
+                           user=user, team=team, max_cost=cost_cap, use_cache=not no_cache, refresh=refresh),
         json_output=json_output, streamed=on_text is not None, show_notes=show_notes,
     )
 
@@ -164,6 +186,7 @@ def cascade_command(
     temperature: TemperatureOption = None,
     json_output: JsonOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and its cost bounds; call nothing.")] = False,
+    max_cost: MaxCostOption = None,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -179,6 +202,7 @@ def cascade_command(
     """
     from .cascade import cascade, estimate
 
+    cost_cap = _max_cost(max_cost)
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         plan = estimate(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
@@ -190,7 +214,7 @@ def cascade_command(
         router,
         lambda: cascade(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
                         from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
-                        max_tokens=max_tokens, temperature=temperature, user=user, team=team),
+                        max_tokens=max_tokens, temperature=temperature, user=user, team=team, max_cost=cost_cap),
         json_output=json_output, streamed=False, show_notes=show_notes,
     )
 
@@ -348,6 +372,38 @@ def costs(
         except OSError as e:
             raise UsageError(f"--plot: cannot write {plot}: {e.strerror}") from None
     render.cost_report(report, json_output=json_output, csv_output=csv_output, utc=utc)
+
+
+@app.command()
+def health(
+    since: Annotated[str, typer.Option("--since", help="Window for error rates and latency: 1h, 24h, 30m...")] = "1h",
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Each provider/model: circuit state, recent error rate, p50 latency, when it will be retried.
+
+    Example: mmr health --since 24h
+    """
+    from datetime import datetime, timezone
+
+    from .costs import parse_when
+    from .health import health_report
+    from .ledger import Ledger, resolve_db_path
+
+    cfg = _load_config(config)
+    now = datetime.now(timezone.utc)
+    window = now - parse_when(since, now=now)
+    if window.total_seconds() <= 0:
+        raise UsageError(f"--since must reach into the past, got {since!r}")
+    path = resolve_db_path(db)
+    if path.exists():
+        with Ledger.for_reading(path) as ledger:
+            rows = health_report(ledger, cfg, window, now.timestamp())
+    else:
+        render.note(f"no ledger yet at {path}: nothing has been recorded")
+        rows = health_report(None, cfg, window, now.timestamp())
+    render.health(rows, json_output)
 
 
 def _print_version(value: bool) -> None:
