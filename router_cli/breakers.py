@@ -64,6 +64,12 @@ class Breakers:
         if row is None or row["state"] == "closed":
             return ALLOWED
         now = self.clock()
+        if (row["open_until"] or 0) > now + self.max_open or (row["probe_until"] or 0) > now + lease:
+            # Written by a clock ahead of this one: bring the deadlines within reach, once, for everyone.
+            self._write(lambda: self.ledger.conn.execute(
+                "UPDATE breakers SET open_until = min(open_until, ?), probe_until = min(probe_until, ?) "
+                "WHERE provider = ? AND model = ?", (now + self.max_open, now + lease, provider, model)))
+            row = self._read(provider, model) or row
         waiting = self._blocked(row, now, lease)
         if waiting is not None:
             return waiting

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from .config import Budget, Config
 from .errors import BudgetExceeded
-from .pricing import format_usd
+from .pricing import decimal_str, format_usd
 
 NANO_PER_USD = Decimal(10) ** 9
 
@@ -72,6 +72,30 @@ def applicable(budgets: Sequence[Budget], user: str | None, team: str | None) ->
         if budget.scope != "global" and (who is None or (budget.who is not None and budget.who != who)):
             continue
         out.append((budget, who))
+    return out
+
+
+def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -> list[dict]:
+    """Each budget's spend in its current period: one row per user (team) for a per-user (team) budget."""
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for budget in budgets:
+        since = period_start(budget.period, now)
+        if budget.scope == "global" or budget.who is not None:
+            spent = {budget.who: spent_nanousd(ledger, budget, budget.who, now)} if ledger is not None else {budget.who: 0}
+        elif ledger is None:
+            spent = {}
+        else:
+            sql = (f"SELECT {budget.scope}, sum(cost_nanousd) FROM calls WHERE {budget.scope} IS NOT NULL "
+                   f"AND datetime_utc >= ? GROUP BY {budget.scope} ORDER BY {budget.scope}")
+            spent = dict(ledger.conn.execute(sql, (since,)).fetchall())
+        for who, nanos in spent.items():
+            amount = Decimal(nanos) / NANO_PER_USD
+            out.append({
+                "budget": f"{budget.scope} {'daily' if budget.period == 'day' else 'monthly'} budget", "who": who,
+                "period_start": since, "spent_usd": decimal_str(amount), "limit_usd": decimal_str(budget.limit),
+                "used": float(amount / budget.limit) if budget.limit else None, "policy": budget.policy,
+            })
     return out
 
 
@@ -134,4 +158,4 @@ class BudgetGuard:
             index -= 1
 
 
-__all__ = ["BudgetGuard", "Limit", "applicable", "period_start", "spent_nanousd"]
+__all__ = ["BudgetGuard", "Limit", "applicable", "budget_use", "period_start", "spent_nanousd"]

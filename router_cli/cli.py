@@ -341,12 +341,16 @@ def costs(
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
     drift_points: Annotated[float, typer.Option("--drift-points", help="Flag tier-mix shifts larger than this many points.")] = 10.0,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the daily spend chart to this .svg file.")] = None,
+    config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
     """Spend, premium baseline and net savings from the ledger, with drift against the previous window.
 
+    With --by user or team (or --config), also each budget's use in its current period.
+
     Example: mmr costs --since 30d --by tier,model
     """
+    from .budgets import budget_use
     from .costs import cost_report, drift, empty_report, parse_by, parse_when
     from .ledger import Ledger, resolve_db_path
 
@@ -357,14 +361,20 @@ def costs(
         raise UsageError(f"--drift-points must be above 0 and at most 100, got {drift_points:g}")
     if plot is not None and not plot.lower().endswith(".svg"):
         raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
+    # Budgets live in the config; reading it is skipped when no report needs it (start-up time).
+    budgets = _load_config(config).budgets if config or {"user", "team"} & set(keys) else None
     path = resolve_db_path(db)
     if path.exists():
         with Ledger.for_reading(path) as ledger:
             report = cost_report(ledger, start, end, keys, utc=utc)
             report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
+            if budgets is not None:
+                report.budgets = budget_use(ledger, budgets)
     else:
         render.note(f"no ledger yet at {path}: nothing has been recorded")
         report = empty_report(start, end, keys, utc, drift_points)
+        if budgets is not None:
+            report.budgets = budget_use(None, budgets)
     if plot is not None:
         try:
             with open(plot, "w", encoding="utf-8") as f:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from decimal import Decimal
 
 from .pricing import format_usd
 from .providers.base import redact
@@ -310,6 +311,17 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     if report.drift is not None:
         console.print()
         console.print("\n".join(_drift_lines(report.drift)))
+    if report.budgets:
+        budgets = Table(title="Budgets (current period, UTC)", title_justify="left")
+        for header in ("budget", "who", "since", "spent", "limit", "used", "policy"):
+            budgets.add_column(header, justify="right" if header in ("spent", "limit", "used") else "left")
+        for b in report.budgets:
+            used = "" if b["used"] is None else f"{b['used']:.1%}"
+            budgets.add_row(b["budget"], b["who"] or "", b["period_start"][:10], format_usd(Decimal(b["spent_usd"])),
+                            format_usd(Decimal(b["limit_usd"])), used, b["policy"],
+                            style="red" if (b["used"] or 0) >= 1 else "yellow" if (b["used"] or 0) >= 0.8 else None)
+        console.print()
+        console.print(budgets)
 
 
 def health(rows, json_output: bool) -> None:
