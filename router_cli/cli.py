@@ -219,6 +219,8 @@ def classify(
     if prompt is not None:
         raise UsageError("--jsonl reads prompts from stdin; give no PROMPT argument")
     for number, line in enumerate(sys.stdin, 1):
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the first row
         if not line.strip():
             continue
         try:
