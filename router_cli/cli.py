@@ -287,19 +287,17 @@ def train(
 
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95
     """
-    import hashlib
-
     from .classify.ml import train as train_model
-    from .evaluate import read_labelled
+    from .evaluate import read_labelled_file
 
     if folds < 2:
         raise UsageError(f"--folds must be at least 2, got {folds}")
     cfg = _load_config(config)
-    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
-    for problem in problems:
+    data = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in data.problems:
         render.note(f"skipped {problem}")
-    digest = hashlib.sha256(open(file, "rb").read()).hexdigest()
-    model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest, on_progress=render.note)
+    model = train_model(data.rows, cfg, target_quality=target_quality, folds=folds, data_sha256=data.sha256,
+                        on_progress=render.note)
     try:
         with open(output, "w", encoding="utf-8") as f:
             json.dump(model, f, separators=(",", ":"))

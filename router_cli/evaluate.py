@@ -14,6 +14,7 @@ with the best outcome.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import json
 import math
@@ -45,15 +46,31 @@ class BadLine(UsageError):
 
 def read_labelled(path: str | Path, tiers: list[str], *, skip_bad: bool = False) -> tuple[list[LabelledRow], list[str]]:
     """Read a labelled JSONL file. Returns the rows and, with ``skip_bad``, the problems skipped."""
+    data = read_labelled_file(path, tiers, skip_bad=skip_bad)
+    return data.rows, data.problems
+
+
+@dataclass
+class LabelledFile:
+    rows: list[LabelledRow]
+    problems: list[str]  # lines skipped with ``skip_bad``
+    sha256: str  # of the file's bytes, as read
+
+
+def read_labelled_file(path: str | Path, tiers: list[str], *, skip_bad: bool = False) -> LabelledFile:
+    """Read a labelled JSONL file once: its rows, the lines skipped and the hash of its bytes."""
     path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8-sig")  # a byte-order mark some editors write is not part of line 1
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    digest = hashlib.sha256()
     rows, problems = [], []
-    with handle:
-        try:
-            for number, line in enumerate(handle, 1):
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                digest.update(raw)
+                try:
+                    # A byte-order mark some editors write is not part of line 1.
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise UsageError(f"{path}:{number}: not UTF-8 text") from None
                 if not line.strip():
                     continue
                 try:
@@ -62,11 +79,11 @@ def read_labelled(path: str | Path, tiers: list[str], *, skip_bad: bool = False)
                     if not skip_bad:
                         raise BadLine(f"{path}:{number}: {e}") from None
                     problems.append(f"{path}:{number}: {e}")
-        except UnicodeDecodeError:
-            raise UsageError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     if not rows:
         raise UsageError(f"{path}: no labelled rows" + (f" ({len(problems)} bad lines skipped)" if problems else ""))
-    return rows, problems
+    return LabelledFile(rows, problems, digest.hexdigest())
 
 
 def _parse_line(line: str, number: int, tiers: list[str]) -> LabelledRow:
