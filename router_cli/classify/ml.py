@@ -2,9 +2,9 @@
 
 Training (``mmr train``, needs the ``ml`` extra: scikit-learn) fits, for every
 tier, a logistic regression for "this tier's answer is good enough" and a
-ridge regression for the log of its cost, on TF-IDF n-grams plus a few shape
-features (length, lines, code-like characters, digits). The quality target
-comes from ``outcomes`` (>= 0.5) when rows have them, else from the label
+ridge regression for the log of its cost, on TF-IDF word 1-2-grams plus a
+few shape features (length, lines, code-like characters, digits, words). The
+quality target comes from ``outcomes`` (>= 0.5) when rows have them, else from the label
 (every tier at or above the label is good enough); the cost target from the
 row's ``costs``, else from the config's prices at a token estimate.
 
@@ -16,7 +16,7 @@ held-out folds of the training file: the cheapest setting that keeps at least
 Q of the baseline (premium) tier's quality. One parameter, whatever the number
 of tiers.
 
-The model is saved as plain JSON (vocabularies, idf weights, coefficients,
+The model is saved as plain JSON (vocabulary, idf weights, coefficients,
 lambda and the training record: data hash, label set, metrics), guarded by a
 checksum and checked field by field when loaded: loading parses numbers, it
 never runs code, and prediction is pure Python, so ``--classifier ml`` needs
@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import re
 import time
 from collections import Counter
@@ -42,10 +43,9 @@ FORMAT = "mmr-ml-router"
 FORMAT_VERSION = 2
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.json"
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
-_SPACES = re.compile(r"\s\s+")  # scikit-learn's white-space normalisation for char_wb
-_CODE_CHARS = set("{}()[];=<>_`$#\\/|")
-# The n-gram blocks of the feature vector, each L2-normalised on its own (see fit()).
-BLOCKS = (("word", 1, 2), ("char_wb", 2, 4))
+_CODE_CHARS = "{}()[];=<>_`$#\\/|"
+# Word 1-2-grams: character n-grams scored no better in cross-validation and cost 10x the time per prompt.
+VECTORIZER = {"analyzer": "word", "ngram": [1, 2]}
 N_SHAPE = 5
 # No weight, idf or intercept of a model we train comes near this; a file that has one was not made by mmr train.
 _LIMIT = 1e6
@@ -58,29 +58,16 @@ def shape_features(text: str) -> list[float]:
     return [
         math.log1p(n) / 8.0,
         math.log1p(text.count("\n")) / 4.0,
-        min(1.0, 10.0 * sum(c in _CODE_CHARS for c in text) / n) if n else 0.0,
-        min(1.0, 5.0 * sum(c.isdigit() for c in text) / n) if n else 0.0,
+        min(1.0, 10.0 * sum(map(text.count, _CODE_CHARS)) / n) if n else 0.0,
+        min(1.0, 5.0 * sum(map(text.count, "0123456789")) / n) if n else 0.0,
         math.log1p(len(text.split())) / 7.0,
     ]
 
 
-def terms(text: str, analyzer: str, low: int, high: int) -> list[str]:
-    """The n-grams scikit-learn's TfidfVectorizer extracts (lowercased), so weights line up."""
-    text = text.lower()
-    if analyzer == "word":
-        tokens = _TOKEN.findall(text)
-        out = list(tokens) if low == 1 else []
-        for n in range(max(low, 2), min(high, len(tokens)) + 1):
-            out.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-        return out
-    out = []
-    for word in _SPACES.sub(" ", text).split():
-        w = f" {word} "
-        for n in range(low, high + 1):
-            out.extend(w[i:i + n] for i in range(max(1, len(w) - n + 1)))
-            if len(w) <= n:  # a short word counts once
-                break
-    return out
+def terms(text: str) -> list[str]:
+    """The word 1-2-grams scikit-learn's TfidfVectorizer extracts (lowercased), so weights line up."""
+    tokens = _TOKEN.findall(text.lower())
+    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
 
 
 class MLModel:
@@ -89,11 +76,13 @@ class MLModel:
     def __init__(self, data: dict, source: str):
         self.source = source
         self.tiers: list[str] = data["tiers"]
-        self.blocks: list[dict] = data["features"]
-        self.quality: dict[str, dict] = data["quality"]
-        self.cost: dict[str, dict] = data["cost"]
+        self.vocabulary: dict[str, int] = data["vectorizer"]["vocabulary"]
+        self.idf: list[float] = data["vectorizer"]["idf"]
         self.lam: float = data["lambda"]
         self.training: dict = data.get("training", {})
+        # Quality models first, then cost models, in tier order.
+        self._models = [(m["coef"], float(m["intercept"])) for m in
+                        [data["quality"][t] for t in self.tiers] + [data["cost"][t] for t in self.tiers]]
 
     @classmethod
     def load(cls, path: str | Path, tiers: list[str] | None = None) -> "MLModel":
@@ -129,27 +118,28 @@ class MLModel:
         return model
 
     def features(self, text: str) -> dict[int, float]:
-        """The sparse feature vector: TF-IDF blocks (each L2-normalised), then the shape features."""
-        out: dict[int, float] = {}
-        offset = 0
-        for block in self.blocks:
-            vocabulary, idf = block["vocabulary"], block["idf"]
-            counts = Counter(t for t in terms(text, block["analyzer"], *block["ngram"]) if t in vocabulary)
-            weights = {vocabulary[t]: (1.0 + math.log(c)) * idf[vocabulary[t]] for t, c in counts.items()}
-            norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
-            out.update((offset + i, v / norm) for i, v in weights.items())
-            offset += len(idf)
+        """The sparse feature vector: TF-IDF (L2-normalised), then the shape features."""
+        vocabulary, idf = self.vocabulary, self.idf
+        counts = Counter(t for t in terms(text) if t in vocabulary)
+        weights = {vocabulary[t]: (1.0 + math.log(c)) * idf[vocabulary[t]] for t, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in weights.values())) or 1.0
+        out = {i: v / norm for i, v in weights.items()}
+        offset = len(idf)
         out.update((offset + i, v) for i, v in enumerate(shape_features(text)) if v)
         return out
 
     def predict(self, text: str) -> tuple[dict[str, float], dict[str, float]]:
         """For each tier: the probability that its answer is good enough, and its expected cost in USD."""
         x = self.features(text)
-        quality, cost = {}, {}
-        for tier in self.tiers:
-            z = _linear(self.quality[tier], x)
-            quality[tier] = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
-            cost[tier] = math.expm1(max(0.0, min(60.0, _linear(self.cost[tier], x)))) / _COST_SCALE
+        index, values = list(x), list(x.values())
+        if len(index) == 1:  # itemgetter of one index returns the item, not a tuple
+            index.append(0)
+            values.append(0.0)
+        pick = operator.itemgetter(*index) if index else (lambda coef: ())
+        z = [intercept + sum(map(operator.mul, pick(coef), values)) for coef, intercept in self._models]
+        n = len(self.tiers)
+        quality = {t: 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z[j])))) for j, t in enumerate(self.tiers)}
+        cost = {t: math.expm1(max(0.0, min(60.0, z[n + j]))) / _COST_SCALE for j, t in enumerate(self.tiers)}
         return quality, cost
 
     def route(self, text: str) -> tuple[str, dict[str, float], dict[str, float]]:
@@ -157,11 +147,6 @@ class MLModel:
         quality, cost = self.predict(text)
         tier = max(self.tiers, key=lambda t: (quality[t] - self.lam * cost[t], -self.tiers.index(t)))
         return tier, quality, cost
-
-
-def _linear(model: dict, x: dict[int, float]) -> float:
-    coef = model["coef"]
-    return model["intercept"] + sum(coef[i] * v for i, v in x.items())
 
 
 def _reject_constant(name: str):
@@ -191,24 +176,19 @@ def check(data: dict) -> None:
     tiers = _expect(data.get("tiers"), list, "tiers")
     if len(tiers) < 2 or not all(isinstance(t, str) and t for t in tiers) or len(set(tiers)) != len(tiers):
         raise ValueError("tiers: expected two or more distinct tier names")
-    blocks = _expect(data.get("features"), list, "features")
-    size = 0
-    for b, block in enumerate(blocks):
-        where = f"features[{b}]"
-        _expect(block, dict, where)
-        if [block.get("analyzer"), block.get("ngram")] not in [[a, [lo, hi]] for a, lo, hi in BLOCKS]:
-            raise ValueError(f"{where}: unknown analyzer or n-gram range")
-        vocabulary = _expect(block.get("vocabulary"), dict, f"{where}.vocabulary")
-        idf = _expect(block.get("idf"), list, f"{where}.idf")
-        for i, v in enumerate(idf):
-            _finite(v, f"{where}.idf[{i}]")
-        seen = set()
-        for term, i in vocabulary.items():
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(idf) or i in seen:
-                raise ValueError(f"{where}.vocabulary[{term!r}]: index out of range or repeated")
-            seen.add(i)
-        size += len(idf)
-    size += N_SHAPE
+    vectorizer = _expect(data.get("vectorizer"), dict, "vectorizer")
+    if vectorizer.get("analyzer") != VECTORIZER["analyzer"] or vectorizer.get("ngram") != VECTORIZER["ngram"]:
+        raise ValueError("vectorizer: unknown analyzer or n-gram range")
+    vocabulary = _expect(vectorizer.get("vocabulary"), dict, "vectorizer.vocabulary")
+    idf = _expect(vectorizer.get("idf"), list, "vectorizer.idf")
+    for i, v in enumerate(idf):
+        _finite(v, f"vectorizer.idf[{i}]")
+    seen = set()
+    for term, i in vocabulary.items():
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(idf) or i in seen:
+            raise ValueError(f"vectorizer.vocabulary[{term!r}]: index out of range or repeated")
+        seen.add(i)
+    size = len(idf) + N_SHAPE
     for part in ("quality", "cost"):
         models = _expect(data.get(part), dict, part)
         for tier in tiers:
@@ -290,38 +270,33 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
 
 
 class Fitted:
-    """What fit() returns: the vectorizers and, per tier, the quality and cost models (scikit-learn)."""
+    """What fit() returns: the vectorizer and, per tier, the quality and cost models (scikit-learn)."""
 
-    def __init__(self, vectorizers, quality: dict, cost: dict, tiers: list[str]):
-        self.vectorizers, self.quality, self.cost, self.tiers = vectorizers, quality, cost, tiers
+    def __init__(self, vectorizer, quality: dict, cost: dict, tiers: list[str]):
+        self.vectorizer, self.quality, self.cost, self.tiers = vectorizer, quality, cost, tiers
 
     def matrix(self, texts: list[str]):
         from scipy.sparse import csr_matrix, hstack
 
-        return hstack([v.transform(texts) for v in self.vectorizers]
-                      + [csr_matrix([shape_features(t) for t in texts])]).tocsr()
+        return hstack([self.vectorizer.transform(texts), csr_matrix([shape_features(t) for t in texts])]).tocsr()
 
 
 def fit(texts: list[str], good, costs, tiers: list[str]) -> Fitted:
-    """Fit the vectorizers, then per tier a logistic regression (good enough?) and a ridge (log cost)."""
+    """Fit the vectorizer, then per tier a logistic regression (good enough?) and a ridge (log cost)."""
     import numpy as np
     from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    vectorizers, blocks = [], []
-    for analyzer, low, high in BLOCKS:
-        v = TfidfVectorizer(analyzer=analyzer, ngram_range=(low, high), sublinear_tf=True, min_df=2,
-                            max_features=20000 if analyzer == "word" else 30000)
-        try:
-            blocks.append(v.fit_transform(texts))
-        except ValueError:  # scikit-learn: "empty vocabulary" or "no terms remain"
-            raise UsageError(
-                "nothing to learn from: no word or character sequence occurs in two or more prompts "
-                "(are the prompts only punctuation?)"
-            ) from None
-        vectorizers.append(v)
-    x = hstack(blocks + [csr_matrix([shape_features(t) for t in texts])]).tocsr()
+    vectorizer = TfidfVectorizer(ngram_range=tuple(VECTORIZER["ngram"]), sublinear_tf=True, min_df=2, max_features=20000)
+    try:
+        words = vectorizer.fit_transform(texts)
+    except ValueError:  # scikit-learn: "empty vocabulary" or "no terms remain"
+        raise UsageError(
+            "nothing to learn from: no word of two or more letters or digits occurs in two or more prompts "
+            "(are they only punctuation?)"
+        ) from None
+    x = hstack([words, csr_matrix([shape_features(t) for t in texts])]).tocsr()
     quality, cost = {}, {}
     for j, tier in enumerate(tiers):
         y = good[:, j]
@@ -330,7 +305,7 @@ def fit(texts: list[str], good, costs, tiers: list[str]) -> Fitted:
         else:
             quality[tier] = ("lr", LogisticRegression(C=1.0, max_iter=3000).fit(x, y))
         cost[tier] = Ridge(alpha=1.0).fit(x, np.log1p(costs[:, j] * _COST_SCALE))
-    return Fitted(vectorizers, quality, cost, tiers)
+    return Fitted(vectorizer, quality, cost, tiers)
 
 
 def predict(fitted: Fitted, texts: list[str]):
@@ -349,13 +324,10 @@ def predict(fitted: Fitted, texts: list[str]):
 
 def to_json(fitted: Fitted, tiers: list[str], lam: float, training: dict) -> dict:
     """The model file's content, checksummed."""
-    features = []
-    size = 0
-    for (analyzer, low, high), v in zip(BLOCKS, fitted.vectorizers):
-        features.append({"analyzer": analyzer, "ngram": [low, high],
-                         "vocabulary": {term: int(i) for term, i in v.vocabulary_.items()},
-                         "idf": [float(x) for x in v.idf_]})
-        size += len(v.idf_)
+    v = fitted.vectorizer
+    vectorizer = {**VECTORIZER, "vocabulary": {term: int(i) for term, i in v.vocabulary_.items()},
+                  "idf": [float(x) for x in v.idf_]}
+    size = len(v.idf_)
     quality, cost = {}, {}
     for tier in tiers:
         kind, m = fitted.quality[tier]
@@ -368,7 +340,7 @@ def to_json(fitted: Fitted, tiers: list[str], lam: float, training: dict) -> dic
     from .. import __version__
 
     data = {
-        "format": FORMAT, "version": FORMAT_VERSION, "tiers": tiers, "features": features,
+        "format": FORMAT, "version": FORMAT_VERSION, "tiers": tiers, "vectorizer": vectorizer,
         "quality": quality, "cost": cost, "lambda": float(lam),
         "training": {**training, "mmr_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     }
