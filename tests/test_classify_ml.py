@@ -83,7 +83,6 @@ def test_training_record_and_routing(model_data, tmp_path):
 def test_routing_follows_quality_net_of_cost(model_data):
     model = MLModel(json.loads(json.dumps(model_data)), "test")
     text = "summarise this article about rome"
-    quality, cost = model.predict(text)
     model.lam = 0.0  # cost does not matter: the most likely good tier (the top one: always good)
     assert model.route(text)[0] == "complex"
     model.lam = 1e9  # only cost matters: the cheapest tier
@@ -101,7 +100,7 @@ def test_calibration_scales_with_tiers():
     quality = (np.arange(t)[None, :] >= need[:, None]).astype(float)
     costs = np.tile(2.0 ** np.arange(t), (n, 1))
     pred_q = np.clip(quality + rng.normal(0, 0.05, quality.shape), 0, 1)
-    lam, held = calibrate(pred_q, costs, quality, costs, t - 1, 0.95)
+    _, held = calibrate(pred_q, costs, quality, costs, t - 1, 0.95)
     assert held["reached_target"] and held["quality_vs_premium"] >= 0.95
     assert held["savings_vs_premium"] > 0.5  # most rows need less than the top tier, and the router sees it
 
@@ -214,7 +213,8 @@ def test_cli_train_hashes_the_file_it_read_and_closes_it(tmp_path):
                                                   for r in synthetic_rows()).encode())
     model = tmp_path / "router.json"
     result = subprocess.run([sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "router_cli", "train", str(data),
-                             "-o", str(model), "--folds", "3", "--config", str(EXAMPLE)], capture_output=True, text=True, timeout=300)
+                             "-o", str(model), "--folds", "3", "--config", str(EXAMPLE)], capture_output=True, text=True, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert "ResourceWarning" not in result.stderr
     assert json.loads(model.read_text())["training"]["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
