@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from decimal import Decimal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,24 @@ def test_training_record_and_routing(model_data, tmp_path):
     assert classifier.classify("hello there rome music").tier == "simple"
     decision = classifier.classify("prove that the sum of stars engines\ndef f(x): return {x: [x]}")
     assert decision.tier == "complex" and decision.score > 0.5 and "simple: P(good enough)=" in decision.reason
+
+
+def test_cheap_calls_make_a_large_lambda_that_still_loads(tmp_path):
+    import numpy as np
+
+    rows = synthetic_rows()
+    for r in rows:  # a local model and a cheap API: micro-dollars per call
+        r.costs = {"simple": Decimal("0"), "medium": Decimal("0.000001"), "complex": Decimal("0.000003")}
+    data = train(rows, load_config(EXAMPLE), target_quality=0.9, folds=3)
+    good = np.array([[int(TIERS.index(t) >= TIERS.index(r.label)) for t in TIERS] for r in rows], dtype=float)
+    costs = np.array([[float(r.costs[t]) for t in TIERS] for r in rows])
+    big = to_json(fit([r.prompt for r in rows], good, costs, TIERS), TIERS, 1e9, {})
+    for i, content in enumerate((data, big)):
+        path = tmp_path / f"m{i}.json"
+        path.write_text(json.dumps(content))
+        assert MLModel.load(path, TIERS).lam == content["lambda"]
+    model = MLModel.load(tmp_path / "m1.json", TIERS)
+    assert model.predict("hello there")[1]["simple"] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_routing_follows_quality_net_of_cost(model_data):

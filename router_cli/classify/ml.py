@@ -49,6 +49,8 @@ VECTORIZER = {"analyzer": "word", "ngram": [1, 2]}
 N_SHAPE = 5
 # No weight, idf or intercept of a model we train comes near this; a file that has one was not made by mmr train.
 _LIMIT = 1e6
+# lambda is quality per USD: with calls costing a millionth of a dollar it is legitimately large.
+_LAMBDA_LIMIT = 1e15
 _COST_SCALE = 1e6  # cost models predict log1p(USD * 1e6): micro-dollars, and free tiers are fine
 
 
@@ -153,14 +155,14 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number a model may hold")
 
 
-def _finite(value, where: str) -> float:
+def _finite(value, where: str, limit: float = _LIMIT) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: expected a number, got {type(value).__name__}")
     try:
         f = float(value)
     except OverflowError:
         raise ValueError(f"{where}: number out of range") from None
-    if not math.isfinite(f) or abs(f) > _LIMIT:
+    if not math.isfinite(f) or abs(f) > limit:
         raise ValueError(f"{where}: number out of range")
     return f
 
@@ -199,7 +201,7 @@ def check(data: dict) -> None:
             for i, c in enumerate(coef):
                 _finite(c, f"{part}.{tier}.coef[{i}]")
             _finite(m.get("intercept"), f"{part}.{tier}.intercept")
-    if _finite(data.get("lambda"), "lambda") < 0:
+    if _finite(data.get("lambda"), "lambda", _LAMBDA_LIMIT) < 0:
         raise ValueError("lambda: must be >= 0")
 
 
