@@ -279,7 +279,7 @@ def train(
     file: Annotated[str, typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")],
     target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds for the thresholds.")] = 5,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds that pick lambda (the price of quality).")] = 5,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
     config: ConfigOption = None,
 ) -> None:
