@@ -16,7 +16,9 @@ must fix the key.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import json
 import os
 import random
 import threading
@@ -165,9 +167,11 @@ class RequestLog:
     """One request's attempts, written to the ledger together when it ends."""
 
     def __init__(self, router: "Router", command: str, decision: Decision, prompt: str, system: str | None,
-                 user: str | None, team: str | None, stream: bool):
+                 user: str | None, team: str | None, stream: bool, request_id: str | None = None):
         self.router = router
-        self.request_id = new_id()
+        self.request_id = request_id or new_id()
+        self.variant = router.variant
+        self.gate_thresholds: dict[str, float] | None = None  # a cascade's, per tier tried
         self.command, self.decision, self.prompt, self.system = command, decision, prompt, system
         self.user, self.team, self.stream = user, team, stream
         self.attempts: list[Attempt] = list(decision.calls)  # a classifier's own calls come first
@@ -215,6 +219,22 @@ class Router:
         self.sleep = sleep
         self._providers: dict[str, object] = {}
         self._ledger = None
+        self.variant: str | None = None  # the experiment variants this router runs (see for_request)
+
+    def for_request(self, user: str | None) -> tuple["Router", str]:
+        """A new request's id, and the router it runs on: this one, or, when experiments
+        are configured, a copy with the assigned variants' overrides (see experiments.py)."""
+        request_id = new_id()
+        if not self.config.experiments:
+            return self, request_id
+        from .experiments import apply, assign
+
+        assignment = assign(self.config.experiments, user or request_id)
+        if self.db_path is not None:
+            self.ledger()  # opened here, so the copy shares it and close() closes it
+        routed = copy.copy(self)
+        routed.config, routed.variant = apply(self.config, assignment), assignment.label
+        return routed, request_id
 
     # ------------------------------------------------------------ decisions
 
@@ -283,11 +303,13 @@ class Router:
         if max_tokens is not None and max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
         started = time.perf_counter()
-        decision = self.decide(prompt, tier, classifier)
-        log = self.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None)
+        routed, request_id = self.for_request(user)
+        decision = routed.decide(prompt, tier, classifier)
+        log = routed.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None,
+                                   request_id=request_id)
         with log.recording_on_interrupt():
-            failure, _ = self.try_models(log.attempts, self.chain(decision.tier), prompt, system, max_tokens,
-                                         temperature, on_text, on_restart)
+            failure, _ = routed.try_models(log.attempts, routed.chain(decision.tier), prompt, system, max_tokens,
+                                           temperature, on_text, on_restart)
         final = None if failure else log.attempts[-1]
         ledger_error = log.finish(final)
         if failure is not None:
@@ -299,11 +321,12 @@ class Router:
                       (time.perf_counter() - started) * 1000, ledger_error)
 
     def begin_request(self, command: str, decision: Decision, prompt: str, system: str | None,
-                      user: str | None, team: str | None, stream: bool = False) -> "RequestLog":
+                      user: str | None, team: str | None, stream: bool = False,
+                      request_id: str | None = None) -> "RequestLog":
         """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
         if self.db_path is not None:
             self.ledger()
-        return RequestLog(self, command, decision, prompt, system, user, team, stream)
+        return RequestLog(self, command, decision, prompt, system, user, team, stream, request_id)
 
     def _key_problem(self, model: ModelSpec) -> str | None:
         spec = self.config.providers[model.provider]
@@ -458,6 +481,8 @@ class Router:
         calls, responses = [], []
         called = [a for a in log.attempts if a.status != "skipped"]
         escalated = int(returned is not None and returned.tier != log.decision.tier)
+        limits = {k: v for k, v in (("classifier", log.decision.thresholds), ("gate", log.gate_thresholds)) if v}
+        thresholds_json = json.dumps(limits, sort_keys=True) if limits else None
         # Attempt 1 is the request's first answer (reports count requests by it); a
         # classifier's calls, made before any answer, are attempt 0.
         numbers = iter(range(1, len(called) + 1))
@@ -480,6 +505,7 @@ class Router:
                 "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
                 "stop_reason": a.stop_reason, "stream": int(log.stream), "user": log.user, "team": log.team,
                 "config_hash": self.config.config_hash, "mmr_version": __version__,
+                "variant": log.variant, "thresholds_json": thresholds_json,
             })
             if a.text is not None and store.store in ("full", "preview"):
                 responses.append({"call_id": a.call_id, "response": _stored(a.text, store)})

@@ -143,6 +143,8 @@ class MLClassifier:
     def __init__(self, config: Config):
         self.tiers = config.tier_names
         self.model = MLModel.load(config.ml_model or DEFAULT_MODEL, self.tiers)
+        if config.ml_thresholds:  # an experiment's variant or a replay tries other thresholds
+            self.model.thresholds = {**self.model.thresholds, **config.ml_thresholds}
 
     def classify(self, prompt: str) -> Decision:
         start = time.perf_counter()
@@ -150,7 +152,8 @@ class MLClassifier:
         cheapest = self.tiers[0]
         reason = ", ".join(f"P({t} good enough)={probs[t]:.2f}" for t in self.tiers[:-1])
         # Score: how likely the cheapest tier falls short, so higher means more capability needed.
-        return Decision(tier, round(1.0 - probs[cheapest], 4), reason, self.name, (time.perf_counter() - start) * 1000)
+        return Decision(tier, round(1.0 - probs[cheapest], 4), reason, self.name, (time.perf_counter() - start) * 1000,
+                        thresholds=dict(self.model.thresholds))
 
 
 # ------------------------------------------------------------------ training
