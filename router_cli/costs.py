@@ -19,7 +19,7 @@ from decimal import Decimal
 from .errors import UsageError
 from .pricing import decimal_str
 
-_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role")
+_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role", "variant")
 GROUP_KEYS = _COLUMNS + ("day", "week")
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -77,6 +77,29 @@ class CostRow:
     judging_spend: Decimal  # the gates' own judge calls
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    rated: int = 0  # answers with feedback (the latest verdict per call counts)
+    good: int = 0
+    bad_needing_higher: int = 0  # rated bad with --should-be a tier above the one that answered
+    cost_squares: float = 0.0  # sum of squared per-call costs in nano-dollars, for significance tests
+
+    @property
+    def bad(self) -> int:
+        return self.rated - self.good
+
+    @property
+    def feedback_score(self) -> float | None:
+        """Share of rated answers marked good."""
+        return self.good / self.rated if self.rated else None
+
+    @property
+    def misrouting_rate(self) -> float | None:
+        """Share of rated answers marked bad."""
+        return self.bad / self.rated if self.rated else None
+
+    @property
+    def needs_higher_share(self) -> float | None:
+        """Of the answers marked bad, the share that says a higher tier was needed."""
+        return self.bad_needing_higher / self.bad if self.bad else None
 
     @property
     def savings(self) -> Decimal:
@@ -119,7 +142,13 @@ class CostRow:
             "discarded_usd": decimal_str(self.discarded_spend), "discarded_share": round(self.discarded_share, 4),
             "judging_usd": decimal_str(self.judging_spend), "judging_share": round(self.judging_share, 4),
             "latency_p50_ms": self.latency_p50_ms, "latency_p95_ms": self.latency_p95_ms,
+            "rated": self.rated, "feedback_score": _round(self.feedback_score),
+            "misrouting_rate": _round(self.misrouting_rate), "needs_higher_share": _round(self.needs_higher_share),
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass
@@ -236,6 +265,7 @@ class CostReport:
     total: CostRow
     daily_spend: dict[str, Decimal] = field(default_factory=dict)  # local (or UTC) date -> spend
     drift: Drift | None = None
+    comparison: dict | None = None  # with --by variant: see experiments.compare
 
     BASELINE_NOTE = (
         "Baseline: the premium tier's first model at its prices, applied to the tokens of each "
@@ -248,6 +278,7 @@ class CostReport:
             "rows": [r.to_json() for r in self.rows], "total": self.total.to_json(),
             "daily_spend": {day: decimal_str(v) for day, v in self.daily_spend.items()},
             "drift": self.drift.to_json() if self.drift else None,
+            **({"comparison": self.comparison} if self.comparison is not None else {}),
             "baseline": self.BASELINE_NOTE,
         }
 
@@ -309,9 +340,19 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
         f"SELECT {keys}{_BUCKET} AS bucket, status, count(*), coalesce(sum(attempt = 1), 0), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
         "coalesce(sum(attempt = 1 AND escalated), 0), coalesce(sum((role = 'judge') * cost_nanousd), 0), "
-        "sum(role = 'answer') "
+        "sum(role = 'answer'), total(cost_nanousd * cost_nanousd) "
         f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket, status"
     )
+    qualified = "".join(f'calls."{k}", ' for k in other)
+    # Feedback, driven from the (small) feedback table: the latest verdict of each
+    # rated call (SQLite takes bare columns from the max(id) row), joined to its call.
+    feedback_sql = (
+        f"SELECT {qualified}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
+        "(SELECT call_id, verdict, needs_higher, max(id) FROM feedback GROUP BY call_id) AS f "
+        "CROSS JOIN calls ON calls.id = f.call_id "
+        f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {qualified}f.verdict, f.needs_higher"
+    )
+    has_feedback = _has_feedback(ledger)
     n = len(other)
     groups: dict[tuple, _Acc] = {}
     total = _Acc()
@@ -331,6 +372,13 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
                 if acc is None:
                     acc = groups[key] = _Acc()
                 acc.add(bucket, status, measures)
+        if has_feedback:
+            for row in ledger.conn.execute(feedback_sql, [_iso(day_start), _iso(day_end)]):
+                verdict, higher, count = row[n], row[n + 1], row[n + 2]
+                total.add_feedback(verdict, higher, count)
+                if by:
+                    key = tuple(value if fixed else row[value] for fixed, value in sources)
+                    groups.setdefault(key, _Acc()).add_feedback(verdict, higher, count)
         daily[period["day"]] = spent
     rows = [acc.row(dict(zip(by, key))) for key, acc in groups.items()]
     if "day" in by or "week" in by:
@@ -338,7 +386,16 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     else:
         rows.sort(key=lambda r: r.spend, reverse=True)
     spend = {day: Decimal(v).scaleb(-9) for day, v in daily.items()}
-    return CostReport(since, until, by, rows, total.row({}), spend)
+    report = CostReport(since, until, by, rows, total.row({}), spend)
+    if "variant" in by:
+        from .experiments import compare
+
+        report.comparison = compare(rows)
+    return report
+
+
+def _has_feedback(ledger) -> bool:
+    return ledger.conn.execute("SELECT 1 FROM feedback LIMIT 1").fetchone() is not None
 
 
 def _days(since: datetime, until: datetime, utc: bool):
@@ -383,9 +440,19 @@ class _Acc:
     def __init__(self) -> None:
         self.sums = [0] * 11
         self.histogram: dict[int, int] = {}
+        self.feedback = [0, 0, 0]  # rated, good, bad needing a higher tier
+        self.cost_squares = 0.0
+
+    def add_feedback(self, verdict: str, higher: int, count: int) -> None:
+        self.feedback[0] += count
+        if verdict == "good":
+            self.feedback[1] += count
+        elif higher:
+            self.feedback[2] += count
 
     def add(self, bucket, status: str | None, values) -> None:
-        calls, requests, tin, tout, spend, baseline, escalated, judging, answers = values
+        calls, requests, tin, tout, spend, baseline, escalated, judging, answers, squares = values
+        self.cost_squares += squares
         s = self.sums
         s[0] += calls
         s[1] += requests
@@ -422,5 +489,5 @@ class _Acc:
         nano = [Decimal(v).scaleb(-9) for v in (spend, baseline, discarded, judging)]
         return CostRow(
             key, calls, requests, tin, tout, nano[0], nano[1], errors, escalated, cached, nano[2], nano[3],
-            self.percentile(0.5), self.percentile(0.95),
+            self.percentile(0.5), self.percentile(0.95), *self.feedback, self.cost_squares,
         )

@@ -241,7 +241,9 @@ _COST_FIELDS = [
     ("error_rate", "errors"), ("escalation_rate", "escalated"), ("cache_hit_rate", "cached"),
     ("discarded_share", "discarded"), ("judging_share", "judging"),
     ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+    ("rated", "rated"), ("feedback_score", "good"), ("misrouting_rate", "misrouted"), ("needs_higher_share", "needs higher"),
 ]
+_FEEDBACK_FIELDS = 4  # the last entries above: shown in the table only when there is feedback or an experiment
 
 
 def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> None:
@@ -278,13 +280,19 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     # Off a terminal, rich would squeeze the table into 80 columns; let it be as wide as it needs.
     console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=None if sys.stdout.isatty() else 240)
     table = Table(title=title, title_justify="left")
+    with_feedback = report.total.rated > 0 or "variant" in report.by
+    fields = _COST_FIELDS if with_feedback else _COST_FIELDS[:-_FEEDBACK_FIELDS]
     for key in report.by:
         table.add_column(key)
-    for _, header in _COST_FIELDS:
+    for _, header in fields:
         table.add_column(header, justify="right")
+
+    def share(value: float | None) -> str:
+        return "" if value is None else f"{value:.1%}"
 
     def cells(row) -> list[str]:
         pct = row.savings_pct
+        feedback = [f"{row.rated:,}", share(row.feedback_score), share(row.misrouting_rate), share(row.needs_higher_share)]
         return [
             f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
             format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
@@ -292,7 +300,7 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
             f"{row.cache_hit_rate:.1%}", f"{row.discarded_share:.1%}", f"{row.judging_share:.1%}",
             "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
             "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
-        ]
+        ] + (feedback if with_feedback else [])
 
     for row in report.rows:
         table.add_row(*[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by], *cells(row))
@@ -303,6 +311,12 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
         table.add_row(*cells(report.total))
     console.print(table)
     console.print(report.BASELINE_NOTE, style="dim")
+    if with_feedback:
+        console.print("good / misrouted: shares of rated answers (mmr feedback; the latest verdict per call); "
+                      "needs higher: of those marked bad, the share that named a higher tier.", style="dim")
+    if report.comparison is not None:
+        console.print("\nExperiments", style="bold")
+        console.print("\n".join(report.comparison["statements"]))
     chart = _daily_chart(report.daily_spend)
     if chart:
         console.print("\nDaily spend", style="bold")
