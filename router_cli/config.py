@@ -540,7 +540,8 @@ class _Validator:
             for vname, v in variants_in.items():
                 p = f"{vpath}.{vname}"
                 if not isinstance(vname, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", vname):
-                    raise self.fail(p, "a variant name must be a word (letters, digits, _ . -)")
+                    quote = f"; YAML reads {vname} as a boolean: quote the name" if isinstance(vname, bool) else ""
+                    raise self.fail(p, f"a variant name must be a word (letters, digits, _ . -){quote}")
                 v = self.mapping(v, p, {"weight", "classifier", "ml_model", "thresholds", "tiers"}, {"weight"})
                 variant = self.variant(vname, v, p, tiers, providers)
                 variants.append(variant)
