@@ -526,7 +526,8 @@ class _Validator:
 
     def experiments(self, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]) -> tuple[Experiment, ...]:
         section = self.mapping(value, "experiments", set(value) if isinstance(value, dict) else set())
-        out, claimed = [], {}  # field -> the experiment that changes it
+        out: list[Experiment] = []
+        claimed: dict[str, str] = {}  # field -> the experiment that changes it
         for name, entry in section.items():
             path = f"experiments.{name}"
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
@@ -536,7 +537,8 @@ class _Validator:
             variants_in = self.mapping(entry["variants"], vpath, set(entry["variants"]) if isinstance(entry["variants"], dict) else set())
             if not variants_in:
                 raise self.fail(vpath, "at least one variant is required")
-            variants, fields = [], {}
+            variants: list[Variant] = []
+            fields: dict[str, str] = {}  # field -> where in this experiment it is changed
             for vname, v in variants_in.items():
                 p = f"{vpath}.{vname}"
                 if not isinstance(vname, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", vname):

@@ -489,5 +489,6 @@ class _Acc:
         nano = [Decimal(v).scaleb(-9) for v in (spend, baseline, discarded, judging)]
         return CostRow(
             key, calls, requests, tin, tout, nano[0], nano[1], errors, escalated, cached, nano[2], nano[3],
-            self.percentile(0.5), self.percentile(0.95), *self.feedback, self.cost_squares,
+            self.percentile(0.5), self.percentile(0.95), rated=self.feedback[0], good=self.feedback[1],
+            bad_needing_higher=self.feedback[2], cost_squares=self.cost_squares,
         )

@@ -65,7 +65,8 @@ def requests_in(ledger, since: datetime, until: datetime):
         [_iso(since), _iso(until)],
     )
     names = [d[0] for d in cursor.description]
-    current, calls = None, []
+    current: str | None = None
+    calls: list[dict] = []
     for values in cursor:
         row = dict(zip(names, values))
         if row["request_id"] != current:

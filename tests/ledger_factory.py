@@ -33,9 +33,8 @@ def request(attempts: list[dict], *, prompt: str | None = "a prompt", stored: st
     answers = [a for a in attempts if a["role"] == "answer" and a["status"] in ("ok", "best_effort", "cached")]
     escalated = int(bool(answers) and answers[-1]["tier"] != routed_tier)
     calls = []
-    number = 0
     for i, a in enumerate(attempts):
-        number += 1
+        number = i + 1
         cost = Decimal(a["cost"])
         calls.append({
             "id": f"{request_id}-{i:02d}", "request_id": request_id, "attempt": number, "datetime_utc": iso(when + timedelta(milliseconds=i)),

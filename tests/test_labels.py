@@ -12,7 +12,14 @@ from router_cli.config import load_config
 from router_cli.errors import AllAttemptsFailed
 from router_cli.evaluate import read_labelled
 from router_cli.feedback import record
-from router_cli.labels import DUPLICATE, NO_ANSWER, NO_OUTCOME, NOT_STORED, TOP_BAD, ledger_labels
+from router_cli.labels import (
+    DUPLICATE,
+    NO_ANSWER,
+    NO_OUTCOME,
+    NOT_STORED,
+    TOP_BAD,
+    ledger_labels,
+)
 from router_cli.ledger import Ledger
 from router_cli.router import Router
 from tests.conftest import write_config
