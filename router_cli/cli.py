@@ -135,7 +135,7 @@ def ask(
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
-        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens)
+        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens, user=user)
         render.estimate(estimate, json_output)
         return
     if stream is None:

@@ -258,8 +258,12 @@ class Router:
         return self.env.get(spec.api_key_env) or None
 
     def estimate(self, prompt: str, *, system: str | None = None, tier: str | None = None,
-                 classifier: str | None = None, max_tokens: int | None = None) -> Estimate:
-        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone."""
+                 classifier: str | None = None, max_tokens: int | None = None, user: str | None = None) -> Estimate:
+        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone;
+        under ``user``'s experiment variants when there are experiments."""
+        if user is not None and self.config.experiments and self.variant is None:
+            return self.for_request(user)[0].estimate(prompt, system=system, tier=tier, classifier=classifier,
+                                                      max_tokens=max_tokens)
         decision = self.decide(prompt, tier, classifier)
         usable = [(t, m) for t, m in self.chain(decision.tier) if self._key_problem(m) is None]
         t, m = usable[0] if usable else self.chain(decision.tier)[0]

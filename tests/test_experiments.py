@@ -247,3 +247,10 @@ def test_by_variant_with_no_experiment_traffic(db_path):
         _traffic(ledger, None, 5, errors=0, escalations=0, cost="0.001")
         report = cost_report(ledger, NOW - timedelta(days=1), by=["variant"])
     assert report.comparison["statements"] == ["no calls in this window ran under an experiment"]
+
+
+def test_a_dry_run_shows_the_users_variant(tmp_path):
+    config = _config(TWO_ARMS)
+    router = Router(config)
+    assert router.estimate("hello", tier="medium", user=_user_in(config, "gpt")).model == "gpt-mid"
+    assert router.estimate("hello", tier="medium", user=_user_in(config, "control")).model == "claude-mid"
