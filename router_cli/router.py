@@ -486,7 +486,7 @@ class Router:
         called = [a for a in log.attempts if a.status != "skipped"]
         escalated = int(returned is not None and returned.tier != log.decision.tier)
         limits = {k: v for k, v in (("classifier", log.decision.thresholds), ("gate", log.gate_thresholds)) if v}
-        thresholds_json = json.dumps(limits, sort_keys=True) if limits else None
+        thresholds_json = json.dumps(limits) if limits else None
         # Attempt 1 is the request's first answer (reports count requests by it); a
         # classifier's calls, made before any answer, are attempt 0.
         numbers = iter(range(1, len(called) + 1))

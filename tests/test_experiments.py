@@ -154,7 +154,7 @@ def test_cascades_run_under_the_variant_and_record_thresholds(server, tmp_path, 
     assert answer.final.model == "gpt-mid"
     rows = ledger_rows(db_path)
     assert {r["variant"] for r in rows} == {"mid-models/gpt"}
-    assert {r["thresholds_json"] for r in rows} == {json.dumps({"gate": {"complex": 0.7, "medium": 0.7, "simple": 0.9}})}
+    assert {r["thresholds_json"] for r in rows} == {json.dumps({"gate": {"simple": 0.9, "medium": 0.7, "complex": 0.7}})}
 
 
 def test_a_threshold_variant_reaches_the_ml_classifier(tmp_path):

@@ -147,7 +147,7 @@ def test_explain_a_cascade(server, mmr, db_path, config):
     assert report["cost_usd"] == answer["cost_usd"]
     assert [(f["verdict"], f["note"], f["latest"]) for f in report["feedback"]] == [("good", "spot on", True)]
     text = mmr("explain", answer["request_id"]).stdout.decode()
-    assert "routed     simple by cascade" in text and "gate thresholds: complex 0.7, medium 0.7, simple 0.7" in text
+    assert "routed     simple by cascade" in text and "gate thresholds: simple 0.7, medium 0.7, complex 0.7" in text
     assert "(the current config)" in text and "variant    none (no experiment)" in text
     assert "rejected" in text and "gate 0.10 a refusal or 'I don't know'" in text
     assert "answered   medium anthropic/claude-mid (escalated from simple)" in text
