@@ -10,6 +10,7 @@ prices applied to the tokens of each request's answer.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass, field
@@ -336,23 +337,15 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     other = [k for k in by if k not in ("day", "week")]
     keys = "".join(f'"{k}", ' for k in other)
     # Grouping by status is cheaper than a conditional sum per status (measured).
+    # Squared costs feed only the variant comparison's t-test; they cost ~10 % of the scan.
+    squares = "total(cost_nanousd * cost_nanousd)" if "variant" in by else "0"
     sql = (
         f"SELECT {keys}{_BUCKET} AS bucket, status, count(*), coalesce(sum(attempt = 1), 0), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
         "coalesce(sum(attempt = 1 AND escalated), 0), coalesce(sum((role = 'judge') * cost_nanousd), 0), "
-        "sum(role = 'answer'), total(cost_nanousd * cost_nanousd) "
+        f"sum(role = 'answer'), {squares} "
         f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket, status"
     )
-    qualified = "".join(f'calls."{k}", ' for k in other)
-    # Feedback, driven from the (small) feedback table: the latest verdict of each
-    # rated call (SQLite takes bare columns from the max(id) row), joined to its call.
-    feedback_sql = (
-        f"SELECT {qualified}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
-        "(SELECT call_id, verdict, needs_higher, max(id) FROM feedback GROUP BY call_id) AS f "
-        "CROSS JOIN calls ON calls.id = f.call_id "
-        f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {qualified}f.verdict, f.needs_higher"
-    )
-    has_feedback = _has_feedback(ledger)
     n = len(other)
     groups: dict[tuple, _Acc] = {}
     total = _Acc()
@@ -372,14 +365,8 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
                 if acc is None:
                     acc = groups[key] = _Acc()
                 acc.add(bucket, status, measures)
-        if has_feedback:
-            for row in ledger.conn.execute(feedback_sql, [_iso(day_start), _iso(day_end)]):
-                verdict, higher, count = row[n], row[n + 1], row[n + 2]
-                total.add_feedback(verdict, higher, count)
-                if by:
-                    key = tuple(value if fixed else row[value] for fixed, value in sources)
-                    groups.setdefault(key, _Acc()).add_feedback(verdict, higher, count)
         daily[period["day"]] = spent
+    _add_feedback(ledger, start, stop, by, other, utc, total, groups)
     rows = [acc.row(dict(zip(by, key))) for key, acc in groups.items()]
     if "day" in by or "week" in by:
         rows.sort(key=lambda r: tuple("" if v is None else str(v) for v in r.key.values()))
@@ -394,8 +381,41 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     return report
 
 
-def _has_feedback(ledger) -> bool:
-    return ledger.conn.execute("SELECT 1 FROM feedback LIMIT 1").fetchone() is not None
+def _add_feedback(ledger, since: datetime, until: datetime, by: list[str], other: list[str], utc: bool,
+                  total: "_Acc", groups: dict[tuple, "_Acc"]) -> None:
+    """Add the feedback on the window's calls to the groups, in one query.
+
+    Driven from the (small) feedback table: the latest verdict of each rated call
+    (SQLite takes bare columns from the max(id) row), joined to its call by key.
+    For day and week keys the query groups by minute too (midnights fall on whole
+    minutes in every zone), and each minute is put in its day here.
+    """
+    if ledger.conn.execute("SELECT 1 FROM feedback LIMIT 1").fetchone() is None:
+        return
+    keys = "".join(f'calls."{k}", ' for k in other)
+    by_period = "day" in by or "week" in by
+    minute = "substr(calls.datetime_utc, 1, 16), " if by_period else ""
+    sql = (
+        f"SELECT {keys}{minute}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
+        "(SELECT call_id, verdict, needs_higher, max(id) FROM feedback GROUP BY call_id) AS f "
+        "CROSS JOIN calls ON calls.id = f.call_id "
+        f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {keys}{minute}f.verdict, f.needs_higher"
+    )
+    starts: list[str] = []
+    periods: list[dict] = []
+    if by_period:
+        for day_start, _, day in _days(since, until, utc):
+            starts.append(_iso(day_start)[:16])
+            periods.append({"day": day.isoformat(), "week": "{}-W{:02d}".format(*day.isocalendar()[:2])})
+    n = len(other) + (1 if by_period else 0)
+    for row in ledger.conn.execute(sql, [_iso(since), _iso(until)]):
+        verdict, higher, count = row[n], row[n + 1], row[n + 2]
+        total.add_feedback(verdict, higher, count)
+        if not by:
+            continue
+        period = periods[max(0, bisect.bisect_right(starts, row[n - 1]) - 1)] if by_period else {}
+        key = tuple(period[k] if k in ("day", "week") else row[other.index(k)] for k in by)
+        groups.setdefault(key, _Acc()).add_feedback(verdict, higher, count)
 
 
 def _days(since: datetime, until: datetime, utc: bool):

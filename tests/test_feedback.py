@@ -186,3 +186,24 @@ def test_explain_unknown_id(server, mmr):
     result = mmr("explain", "01NOPE")
     assert result.returncode == EXIT_USAGE and result.stderr.decode().count("\n") == 1
     assert b"unknown call id '01NOPE'" in result.stderr
+
+
+@pytest.mark.parametrize("utc", [True, False])
+def test_feedback_lands_in_the_day_and_week_of_its_call(db_path, utc):
+    days = [NOW - timedelta(days=2), NOW - timedelta(days=2, minutes=1), NOW]
+    with Ledger(db_path) as ledger:
+        parts = [request([attempt("simple")], when=when) for when in days]
+        ledger.record(merge(*parts))
+        for part, verdict in zip(parts, ["good", "bad", "bad"]):
+            record(ledger, part["calls"][0]["id"], verdict, tiers=TIERS)
+        report = cost_report(ledger, NOW - timedelta(days=3), NOW + timedelta(seconds=1), by=["day", "tier"], utc=utc)
+        weekly = cost_report(ledger, NOW - timedelta(days=3), NOW + timedelta(seconds=1), by=["week"], utc=utc)
+    local = (lambda d: d.date()) if utc else (lambda d: d.astimezone().date())
+    rated = {r.key["day"]: (r.rated, r.good, r.calls) for r in report.rows}
+    expected: dict = {}
+    for when, good in zip(days, [1, 0, 0]):
+        day = local(when).isoformat()
+        r, g, c = expected.get(day, (0, 0, 0))
+        expected[day] = (r + 1, g + good, c + 1)
+    assert rated == expected
+    assert sum(r.rated for r in weekly.rows) == 3 and weekly.total.good == 1
