@@ -121,7 +121,8 @@ def cascade(
             failure.message += f" (and the ledger could not be written: {ledger_error})"
         raise failure
     return Answer(returned.text or "", log.request_id, decision, log.attempts, returned, log.baseline,
-                  (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort")
+                  (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",
+                  variant=log.variant)
 
 
 def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str, answer: Attempt) -> GateResult:

@@ -90,6 +90,7 @@ class Answer:
     latency_ms: float
     ledger_error: LedgerError | None = None
     best_effort: bool = False  # a cascade where no answer passed the gate
+    variant: str | None = None  # the experiment variants it ran under
 
     @property
     def cost(self) -> Decimal:
@@ -115,6 +116,7 @@ class Answer:
             "latency_ms": round(self.latency_ms, 1),
             "cached": False,
             "stop_reason": self.final.stop_reason,
+            "variant": self.variant,
             "attempts": [a.to_json() for a in self.attempts],
             **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
         }
@@ -322,7 +324,7 @@ class Router:
             raise failure
         assert final is not None
         return Answer(final.text or "", log.request_id, decision, log.attempts, final, log.baseline,
-                      (time.perf_counter() - started) * 1000, ledger_error)
+                      (time.perf_counter() - started) * 1000, ledger_error, variant=log.variant)
 
     def begin_request(self, command: str, decision: Decision, prompt: str, system: str | None,
                       user: str | None, team: str | None, stream: bool = False,

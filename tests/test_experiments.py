@@ -131,6 +131,7 @@ def test_the_router_applies_the_variant_and_records_it_on_every_row(server, tmp_
     assert treated.final.model == "claude-big"  # the variant's only medium model failed: fell back up
     assert control.final.model == "claude-mid"
     rows = ledger_rows(db_path)
+    assert (treated.to_json()["variant"], control.to_json()["variant"]) == ("mid-models/gpt", "mid-models/control")
     variants = {(r["request_id"], r["variant"]) for r in rows}
     assert variants == {(treated.request_id, "mid-models/gpt"), (control.request_id, "mid-models/control")}
     assert len([r for r in rows if r["request_id"] == treated.request_id]) > 1
