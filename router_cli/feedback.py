@@ -44,10 +44,10 @@ def find_call(ledger, ident: str) -> dict:
     sql = "SELECT calls.*, prompts.stored FROM calls LEFT JOIN prompts ON prompts.request_id = calls.request_id WHERE "
     cursor = ledger.conn.execute(sql + "calls.id = ?", [ident])
     row = cursor.fetchone()
-    if row is None:
+    if row is None:  # a request id: its answer, else (nothing answered) its last call
         statuses = ", ".join(f"'{s}'" for s in RETURNED)
         cursor = ledger.conn.execute(
-            sql + f"calls.request_id = ? AND calls.role = 'answer' AND calls.status IN ({statuses}) ORDER BY calls.id DESC LIMIT 1",
+            sql + f"calls.request_id = ? ORDER BY calls.role = 'answer' AND calls.status IN ({statuses}) DESC, calls.id DESC LIMIT 1",
             [ident],
         )
         row = cursor.fetchone()

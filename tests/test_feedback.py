@@ -207,3 +207,14 @@ def test_feedback_lands_in_the_day_and_week_of_its_call(db_path, utc):
         expected[day] = (r + 1, g + good, c + 1)
     assert rated == expected
     assert sum(r.rated for r in weekly.rows) == 3 and weekly.total.good == 1
+
+
+def test_explain_a_request_where_nothing_answered(db_path):
+    from router_cli.explain import explain
+
+    with Ledger(db_path) as ledger:
+        ledger.record(request([attempt("simple", "error"), attempt("medium", "error")], request_id="RFAIL", command="ask"))
+        report = explain(ledger, "RFAIL")
+        assert report["answered_by"] is None and [a["status"] for a in report["attempts"]] == ["error", "error"]
+        with pytest.raises(UsageError, match="is a failed attempt \\(error\\), not an answer"):
+            record(ledger, "RFAIL", "bad")
