@@ -4,8 +4,11 @@ Run: python bench/costs_report.py [--calls 1000000] [--db PATH] [--runs 5]
 Generates (once, then reuses) a ledger with a realistic mix over 30 days:
 tiers 65/25/10 %, two models per tier, 50 users in 5 teams, 3 % failed attempts
 followed by a fallback, and every prompt (~600 characters) and answer (~1,200)
-stored in full, as the default `ledger.store: full` does. Targets (issue 5): `mmr costs --since 7d` under 1 s and
-`mmr costs --since 30d --by day` under 1.5 s.
+stored in full, as the default `ledger.store: full` does. Users are split 50/50
+between two variants of an experiment, and 1 % of answers carry feedback.
+Targets (issue 5): `mmr costs --since 7d` under 1 s and `mmr costs --since 30d --by day`
+under 1.5 s. Also timed: `--by variant` (with its significance tests), `mmr labels` and
+`mmr eval --replay` over a day of traffic.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from router_cli.experiments import bucket  # noqa: E402
 from router_cli.ledger import Ledger  # noqa: E402
 from router_cli.pricing import cost_usd, decimal_str, to_nanousd  # noqa: E402
 from router_cli.config import Price  # noqa: E402
@@ -48,6 +52,7 @@ def generate(path: Path, calls: int, seed: int = 7) -> None:
         batch: list[dict] = []
         prompts: list[dict] = []
         responses: list[dict] = []
+        feedback: list[dict] = []
         n = 0
         times = sorted(rng.random() * span for _ in range(calls))
         request = 0
@@ -78,14 +83,21 @@ def generate(path: Path, calls: int, seed: int = 7) -> None:
                     "cost_usd": decimal_str(cost), "cost_nanousd": to_nanousd(cost),
                     "baseline_cost_usd": decimal_str(baseline), "baseline_cost_nanousd": to_nanousd(baseline),
                     "duration_ms": rng.lognormvariate(6.5, 0.6), "user": user, "team": team,
+                    "variant": "router-test/" + ("control" if bucket("router-test", user) < 0.5 else "ml"),
                 })
                 if ok:
                     responses.append({"call_id": f"{n:012d}", "response": " ".join(rng.choices(words, k=180))})
+                    if rng.random() < 0.01:
+                        good = rng.random() < 0.8
+                        feedback.append({"id": f"f{n:012d}", "call_id": f"{n:012d}", "request_id": f"r{request:010d}",
+                                         "datetime_utc": batch[-1]["datetime_utc"], "verdict": "good" if good else "bad",
+                                         "should_be": None if good else "complex", "needs_higher": None if good else 1,
+                                         "note": None, "user": user})
                 n += 1
             if len(batch) >= 20000:
-                ledger.record({"calls": batch, "prompts": prompts, "responses": responses})
-                batch, prompts, responses = [], [], []
-        ledger.record({"calls": batch, "prompts": prompts, "responses": responses})
+                ledger.record({"calls": batch, "prompts": prompts, "responses": responses, "feedback": feedback})
+                batch, prompts, responses, feedback = [], [], [], []
+        ledger.record({"calls": batch, "prompts": prompts, "responses": responses, "feedback": feedback})
 
 
 def timed(argv: list[str], runs: int, env: dict) -> list[float]:
@@ -100,7 +112,7 @@ def timed(argv: list[str], runs: int, env: dict) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1_000_000)
-    parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "mmr-bench-1m.db")
+    parser.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "mmr-bench-1m-v6.db")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     if args.db.exists():
@@ -123,6 +135,9 @@ def main() -> None:
         ("mmr costs --since 30d --by day", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "day"], 1.5),
         ("mmr costs --since 30d --by tier,model", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "tier,model"], None),
         ("mmr costs --since 7d --by user", [py, "-m", "router_cli", "costs", "--since", "7d", "--by", "user"], None),
+        ("mmr costs --since 30d --by variant", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "variant"], None),
+        ("mmr labels --since 1d", [py, "-m", "router_cli", "labels", "--since", "1d"], None),
+        ("mmr eval --replay --since 1d", [py, "-m", "router_cli", "eval", "--replay", "--since", "1d", "--classifier", "rules"], None),
     ]
     print(f"{'command':<40} {'median':>9} {'min':>9} {'target':>8}  ok")
     for name, argv, target in cases:

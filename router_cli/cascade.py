@@ -79,10 +79,13 @@ def cascade(
     gate = _check(gate or settings.gate, threshold, max_tokens)
     if not prompt.strip():
         raise UsageError("the prompt is empty")
+    router, request_id = router.for_request(user)
+    settings = router.config.cascade
     decision, tiers = plan(router, prompt, start_tier=start_tier, max_tier=max_tier,
                            from_classifier=from_classifier, classifier=classifier)
     started = time.perf_counter()
-    log = router.begin_request("cascade", decision, prompt, system, user, team, max_cost=max_cost)
+    log = router.begin_request("cascade", decision, prompt, system, user, team, max_cost=max_cost, request_id=request_id)
+    log.gate_thresholds = {t.name: threshold if threshold is not None else settings.threshold_for(t.name) for t in tiers}
     returned: Attempt | None = None
     best: Attempt | None = None
     failure, fatal = None, False
@@ -124,7 +127,7 @@ def cascade(
         raise failure
     return Answer(returned.text or "", log.request_id, decision, log.attempts, returned, log.baseline,
                   (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",
-                  policy=tuple(log.policy))
+                  policy=tuple(log.policy), variant=log.variant)
 
 
 def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str, answer: Attempt) -> GateResult:

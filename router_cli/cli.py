@@ -157,7 +157,7 @@ def ask(
     cost_cap = _max_cost(max_cost)
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
-        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens)
+        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens, user=user)
         render.estimate(estimate, json_output)
         return
     if stream is None:
@@ -262,24 +262,37 @@ def classify(
 
 @app.command(name="eval")
 def eval_command(
-    file: Annotated[str, typer.Argument(help="Labelled JSONL: prompt and label and/or per-tier outcomes and costs.")],
+    file: Annotated[Optional[str], typer.Argument(help="Labelled JSONL: prompt and label and/or per-tier outcomes and costs.", show_default=False)] = None,
     classifier: Annotated[Optional[str], typer.Option("--classifier", help="Classifiers to compare, comma-separated (default from config).")] = None,
     json_output: JsonOption = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
     target_quality: Annotated[float, typer.Option("--target-quality", help="Quality (fraction of premium) the threshold sweep must keep.")] = 0.95,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the cost-quality frontier to this .svg file.")] = None,
+    replay: Annotated[bool, typer.Option("--replay", help="Instead of FILE: re-route the ledger's past prompts and estimate their cost; no model is called.")] = False,
+    since: Annotated[str, typer.Option("--since", help="With --replay: start (7d, 24h, YYYY-MM-DD...).")] = "30d",
+    until: Annotated[Optional[str], typer.Option("--until", help="With --replay: end (default: now).")] = None,
+    thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="ml thresholds to try, e.g. simple=0.6,medium=0.5.")] = None,
     ml_model: MlModelOption = None,
     config: ConfigOption = None,
+    db: DbOption = None,
 ) -> None:
-    """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines.
+    """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines;
+    or, with --replay, re-route past traffic from the ledger and estimate what it would have cost.
 
-    Example: mmr eval labeled.jsonl --classifier rules,ml --json
+    Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
     from .classify import get_classifier
     from .evaluate import evaluate, read_labelled
 
     cfg = _load_config(config, ml_model)
+    if thresholds is not None:
+        cfg = _with_thresholds(cfg, thresholds)
     names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
+    if replay:
+        _replay(cfg, names, file, since, until, db, json_output)
+        return
+    if file is None:
+        raise UsageError("give a labelled FILE, or --replay to re-route the ledger's past prompts")
     chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
     if not 0 < target_quality <= 1:
         raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
@@ -300,28 +313,40 @@ def eval_command(
 
 @app.command()
 def train(
-    file: Annotated[str, typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")],
+    file: Annotated[Optional[str], typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).", show_default=False)] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")] = "",
     target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds that pick lambda (the price of quality).")] = 5,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
+    from_ledger: Annotated[bool, typer.Option("--from-ledger", help="Instead of FILE: labels from the ledger's cascades and feedback (see mmr labels).")] = False,
+    since: Annotated[str, typer.Option("--since", help="With --from-ledger: start (30d, YYYY-MM-DD...).")] = "30d",
+    until: Annotated[Optional[str], typer.Option("--until", help="With --from-ledger: end (default: now).")] = None,
     config: ConfigOption = None,
+    db: DbOption = None,
 ) -> None:
     """Train the ml classifier on labelled data (needs the ml extra: scikit-learn).
 
-    Example: mmr train labeled.jsonl -o router.json --target-quality 0.95
+    Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
     """
     from .classify.ml import train as train_model
     from .evaluate import read_labelled_file
 
     if folds < 2:
         raise UsageError(f"--folds must be at least 2, got {folds}")
+    if not output:
+        raise UsageError("give --output FILE: where to write the model")
+    if (file is None) == (not from_ledger):
+        raise UsageError("give a labelled FILE or --from-ledger (one of the two)")
     cfg = _load_config(config)
-    data = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
-    for problem in data.problems:
-        render.note(f"skipped {problem}")
-    model = train_model(data.rows, cfg, target_quality=target_quality, folds=folds, data_sha256=data.sha256,
-                        on_progress=render.note)
+    if from_ledger:
+        rows, digest = _ledger_training_rows(cfg, since, until, db)
+    else:
+        assert file is not None
+        data = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
+        for problem in data.problems:
+            render.note(f"skipped {problem}")
+        rows, digest = data.rows, data.sha256
+    model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest, on_progress=render.note)
     try:
         with open(output, "w", encoding="utf-8") as f:
             json.dump(model, f, separators=(",", ":"))
@@ -335,7 +360,7 @@ def train(
 def costs(
     since: Annotated[str, typer.Option("--since", help="Start: 7d, 24h, 30m, 2w, YYYY-MM-DD or an ISO timestamp.")] = "7d",
     until: Annotated[Optional[str], typer.Option("--until", help="End (default: now), same forms as --since.")] = None,
-    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, model, provider, day, week, user, team, command, status (comma-separated).")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, model, provider, day, week, user, team, command, status, variant (comma-separated).")] = None,
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
@@ -382,6 +407,165 @@ def costs(
         except OSError as e:
             raise UsageError(f"--plot: cannot write {plot}: {e.strerror}") from None
     render.cost_report(report, json_output=json_output, csv_output=csv_output, utc=utc)
+
+
+def _ledger_path(db: str | None):
+    """The ledger to read; a clear error when nothing has been recorded there."""
+    from .ledger import resolve_db_path
+
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise UsageError(f"no ledger at {path}: nothing has been recorded yet (use --db or $MMR_DB to choose another)")
+    return path
+
+
+def _window(since: str, until: str | None):
+    from datetime import datetime, timezone
+
+    from .costs import parse_when
+
+    start = parse_when(since)
+    end = parse_when(until, option="--until") if until else datetime.now(timezone.utc)
+    if end <= start:
+        raise UsageError("--until is not after --since")
+    return start, end
+
+
+def _with_thresholds(cfg, text: str):
+    """The config with ml thresholds from ``simple=0.6,medium=0.5``."""
+    from dataclasses import replace
+
+    out = {}
+    for part in text.split(","):
+        tier, _, value = part.partition("=")
+        tier = tier.strip()
+        if tier not in cfg.tier_names[:-1]:
+            raise UsageError(f"--thresholds: {tier!r} is not a tier below the top; give TIER=P for any of "
+                             f"{', '.join(cfg.tier_names[:-1])}")
+        try:
+            out[tier] = float(value)
+        except ValueError:
+            raise UsageError(f"--thresholds: {part.strip()!r}: expected TIER=P with P a number in [0, 1]") from None
+        if not 0 <= out[tier] <= 1:
+            raise UsageError(f"--thresholds: {tier}={value.strip()}: must be in [0, 1]")
+    return replace(cfg, ml_thresholds=out)
+
+
+def _replay(cfg, names: list[str], file: str | None, since: str, until: str | None, db: str | None, json_output: bool) -> None:
+    from .classify import get_classifier
+    from .ledger import Ledger
+    from .replay import check_classifiers, replay
+
+    if file is not None:
+        raise UsageError("--replay reads the ledger; give no FILE")
+    if cfg.ml_thresholds and "ml" not in names:
+        raise UsageError("--thresholds sets the ml classifier's thresholds; add --classifier ml")
+    check_classifiers(names)
+    start, end = _window(since, until)
+    chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
+    with Ledger.for_reading(_ledger_path(db)) as ledger:
+        report = replay(ledger, cfg, chosen, start, end)
+    render.replay_report(report, json_output)
+
+
+def _ledger_training_rows(cfg, since: str, until: str | None, db: str | None):
+    import hashlib
+
+    from .evaluate import LabelledRow
+    from .labels import ledger_labels
+    from .ledger import Ledger
+
+    start, end = _window(since, until)
+    with Ledger.for_reading(_ledger_path(db)) as ledger:
+        result = ledger_labels(ledger, cfg.tier_names, start, end)
+    render.note(result.summary())
+    rows = [LabelledRow(r["prompt"], r["label"], i, extra={"id": r["id"], "source": r["source"]})
+            for i, r in enumerate(result.rows, 1)]
+    return rows, hashlib.sha256(result.jsonl().encode()).hexdigest()
+
+
+@app.command()
+def labels(
+    since: Annotated[str, typer.Option("--since", help="Start: 30d, 24h, YYYY-MM-DD or an ISO timestamp.")] = "30d",
+    until: Annotated[Optional[str], typer.Option("--until", help="End (default: now).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the JSONL here instead of stdout.")] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Export labelled JSONL from the ledger (cascade gate outcomes; feedback overrides), for mmr train or mmr eval.
+
+    Only requests whose prompt was stored in full are used; how many were skipped, and why, goes to stderr.
+
+    Example: mmr labels --since 30d -o labels.jsonl && mmr train labels.jsonl -o router.json
+    """
+    from .labels import ledger_labels
+    from .ledger import Ledger
+
+    cfg = _load_config(config)
+    start, end = _window(since, until)
+    with Ledger.for_reading(_ledger_path(db)) as ledger:
+        result = ledger_labels(ledger, cfg.tier_names, start, end)
+    if output is None:
+        sys.stdout.write(result.jsonl())
+    else:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                f.write(result.jsonl())
+        except OSError as e:
+            raise UsageError(f"--output: cannot write {output}: {e.strerror}") from None
+    render.note(result.summary())
+
+
+@app.command()
+def feedback(
+    call_id: Annotated[str, typer.Argument(help="The call (call_id in ask --json) or request id to rate.", show_default=False)],
+    verdict: Annotated[str, typer.Argument(help="good or bad.", show_default=False)],
+    should_be: Annotated[Optional[str], typer.Option("--should-be", help="The tier that should have answered.")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", help="Free text kept with the verdict.")] = None,
+    allow_unstored: Annotated[bool, typer.Option("--allow-unstored", help="Record it even though the prompt was not stored in full (reports only).")] = False,
+    user: UserOption = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Say whether an answer was good or bad; several per call are kept, the latest counts.
+
+    Example: mmr feedback 01JDX7Q9M4N8R2T5V6W7X8Y9Z0 bad --should-be complex --note "missed the edge case"
+    """
+    from .feedback import record
+    from .ledger import Ledger
+
+    _check_text(note, "--note")
+    tiers = _load_config(config).tier_names if should_be is not None else None
+    with Ledger(_ledger_path(db)) as ledger:
+        entry = record(ledger, call_id, verdict, should_be=should_be, note=note, user=user, tiers=tiers,
+                       allow_unstored=allow_unstored)
+    render.feedback_recorded(entry, json_output)
+
+
+@app.command()
+def explain(
+    call_id: Annotated[str, typer.Argument(help="A call id (call_id in ask --json) or a request id.", show_default=False)],
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Why a request went where it went: classifier, score, thresholds, config, variant, every attempt, feedback.
+
+    Example: mmr explain 01JDX7Q9M4N8R2T5V6W7X8Y9Z0
+    """
+    from .errors import ConfigError
+    from .explain import explain as explain_call
+    from .ledger import Ledger
+
+    try:
+        current = _load_config(config).config_hash
+    except ConfigError as e:
+        render.note(f"the config could not be loaded ({e}); not checking whether the request ran under it")
+        current = None
+    with Ledger.for_reading(_ledger_path(db)) as ledger:
+        report = explain_call(ledger, call_id, current)
+    render.explain(report, json_output)
 
 
 @app.command()

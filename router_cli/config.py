@@ -159,6 +159,26 @@ class CascadeConfig:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment: what it changes, and its share of the traffic (``weight``)."""
+
+    name: str
+    weight: float
+    classifier: str | None = None
+    ml_model: str | None = None
+    thresholds: dict[str, float] | None = None  # the ml classifier's, per tier below the top
+    tiers: dict[str, tuple[ModelSpec, ...]] = field(default_factory=dict)  # tier name -> its models
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Named variants; each user (or request) is assigned one by a hash (see experiments.py)."""
+
+    name: str
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated tiers file. ``tiers`` are ordered cheapest first."""
 
@@ -177,6 +197,8 @@ class Config:
     budgets: tuple[Budget, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
     config_hash: str = ""
+    experiments: tuple[Experiment, ...] = ()
+    ml_thresholds: dict[str, float] | None = None  # overrides the ml model's own thresholds
 
     @property
     def tier_names(self) -> list[str]:
@@ -358,7 +380,7 @@ class _Validator:
             data,
             "",
             {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
-             "breaker", "budgets", "cache"},
+             "breaker", "budgets", "cache", "experiments"},
             {"tiers", "providers"},
         )
         if "version" in top and top["version"] != 1:
@@ -385,6 +407,7 @@ class _Validator:
             breaker=self.breaker(top.get("breaker", {})),
             budgets=self.budgets(top.get("budgets", []), names),
             cache=self.cache(top.get("cache", {})),
+            experiments=self.experiments(top.get("experiments", {}), names, providers),
         )
 
     def providers(self, value: Any) -> dict[str, ProviderSpec]:
@@ -627,6 +650,69 @@ class _Validator:
                 raise self.fail(path, f"expected seconds or a duration like 30m, 24h, 7d; got {value!r}")
             value = float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
         return self.number(value, path, minimum=0.0, maximum=366 * 86400)
+
+    def experiments(self, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]) -> tuple[Experiment, ...]:
+        section = self.mapping(value, "experiments", set(value) if isinstance(value, dict) else set())
+        out: list[Experiment] = []
+        claimed: dict[str, str] = {}  # field -> the experiment that changes it
+        for name, entry in section.items():
+            path = f"experiments.{name}"
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+                raise self.fail(path, "an experiment name must be a word (letters, digits, _ . -)")
+            entry = self.mapping(entry, path, {"variants"}, {"variants"})
+            vpath = f"{path}.variants"
+            variants_in = self.mapping(entry["variants"], vpath, set(entry["variants"]) if isinstance(entry["variants"], dict) else set())
+            if not variants_in:
+                raise self.fail(vpath, "at least one variant is required")
+            variants: list[Variant] = []
+            fields: dict[str, str] = {}  # field -> where in this experiment it is changed
+            for vname, v in variants_in.items():
+                p = f"{vpath}.{vname}"
+                if not isinstance(vname, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", vname):
+                    quote = f"; YAML reads {vname} as a boolean: quote the name" if isinstance(vname, bool) else ""
+                    raise self.fail(p, f"a variant name must be a word (letters, digits, _ . -){quote}")
+                v = self.mapping(v, p, {"weight", "classifier", "ml_model", "thresholds", "tiers"}, {"weight"})
+                variant = self.variant(vname, v, p, tiers, providers)
+                variants.append(variant)
+                for key in ("classifier", "ml_model", "thresholds"):
+                    if key in v:  # the classifier and its settings are one field
+                        fields.setdefault("the classifier", f"{p}.{key}")
+                for tier in variant.tiers:
+                    fields.setdefault(f"tier {tier}'s models", f"{p}.tiers.{tier}")
+            total = sum(v.weight for v in variants)
+            if not total > 0:
+                raise self.fail(vpath, f"the weights must sum to a positive number (they sum to {total:g})")
+            for what, where in fields.items():
+                if what in claimed:
+                    raise self.fail(where, f"experiment {claimed[what]!r} already changes {what}; two experiments may not "
+                                           "claim the same field (make them variants of one experiment)")
+                claimed[what] = name
+            out.append(Experiment(name, tuple(variants)))
+        return tuple(out)
+
+    def variant(self, name: str, v: dict, path: str, tiers: list[str], providers: dict[str, ProviderSpec]) -> Variant:
+        weight = self.number(v["weight"], f"{path}.weight")
+        classifier = None
+        if "classifier" in v:
+            from .classify.base import available_classifiers
+
+            classifier = self.string(v["classifier"], f"{path}.classifier")
+            if classifier not in available_classifiers():
+                raise self.fail(f"{path}.classifier", f"unknown classifier {classifier!r}; valid classifiers: {', '.join(available_classifiers())}")
+        ml_model = None if "ml_model" not in v else self._relative(self.string(v["ml_model"], f"{path}.ml_model"))
+        thresholds = None
+        if "thresholds" in v:
+            raw = self.mapping(v["thresholds"], f"{path}.thresholds", set(tiers[:-1]))
+            thresholds = {t: self.number(x, f"{path}.thresholds.{t}", maximum=1) for t, x in raw.items()}
+        tier_models = {}
+        if "tiers" in v:
+            raw = self.mapping(v["tiers"], f"{path}.tiers", set(tiers))
+            for tier, models in raw.items():
+                tpath = f"{path}.tiers.{tier}"
+                if not isinstance(models, list) or not models:
+                    raise self.fail(tpath, f"expected a non-empty list of models, got {_kind(models)}")
+                tier_models[tier] = tuple(self.model(m, f"{tpath}[{j}]", providers) for j, m in enumerate(models))
+        return Variant(name, weight, classifier, ml_model, thresholds, tier_models)
 
     def ledger(self, value: Any) -> LedgerConfig:
         section = self.mapping(value, "ledger", {"store", "preview_chars", "busy_timeout"})

@@ -10,6 +10,7 @@ prices applied to the tokens of each request's answer.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from decimal import Decimal
 from .errors import UsageError
 from .pricing import decimal_str
 
-_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role")
+_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role", "variant")
 GROUP_KEYS = _COLUMNS + ("day", "week")
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -77,6 +78,29 @@ class CostRow:
     judging_spend: Decimal  # the gates' own judge calls
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    rated: int = 0  # answers with feedback (the latest verdict per call counts)
+    good: int = 0
+    bad_needing_higher: int = 0  # rated bad with --should-be a tier above the one that answered
+    cost_squares: float = 0.0  # sum of squared per-call costs in nano-dollars, for significance tests
+
+    @property
+    def bad(self) -> int:
+        return self.rated - self.good
+
+    @property
+    def feedback_score(self) -> float | None:
+        """Share of rated answers marked good."""
+        return self.good / self.rated if self.rated else None
+
+    @property
+    def misrouting_rate(self) -> float | None:
+        """Share of rated answers marked bad."""
+        return self.bad / self.rated if self.rated else None
+
+    @property
+    def needs_higher_share(self) -> float | None:
+        """Of the answers marked bad, the share that says a higher tier was needed."""
+        return self.bad_needing_higher / self.bad if self.bad else None
 
     @property
     def savings(self) -> Decimal:
@@ -119,7 +143,13 @@ class CostRow:
             "discarded_usd": decimal_str(self.discarded_spend), "discarded_share": round(self.discarded_share, 4),
             "judging_usd": decimal_str(self.judging_spend), "judging_share": round(self.judging_share, 4),
             "latency_p50_ms": self.latency_p50_ms, "latency_p95_ms": self.latency_p95_ms,
+            "rated": self.rated, "feedback_score": _round(self.feedback_score),
+            "misrouting_rate": _round(self.misrouting_rate), "needs_higher_share": _round(self.needs_higher_share),
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass
@@ -237,6 +267,7 @@ class CostReport:
     daily_spend: dict[str, Decimal] = field(default_factory=dict)  # local (or UTC) date -> spend
     drift: Drift | None = None
     budgets: list[dict] = field(default_factory=list)  # each budget's use in its current period
+    comparison: dict | None = None  # with --by variant: see experiments.compare
 
     BASELINE_NOTE = (
         "Baseline: the premium tier's first model at its prices, applied to the tokens of each "
@@ -250,6 +281,7 @@ class CostReport:
             "daily_spend": {day: decimal_str(v) for day, v in self.daily_spend.items()},
             "drift": self.drift.to_json() if self.drift else None,
             "budgets": self.budgets,
+            **({"comparison": self.comparison} if self.comparison is not None else {}),
             "baseline": self.BASELINE_NOTE,
         }
 
@@ -307,11 +339,13 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     other = [k for k in by if k not in ("day", "week")]
     keys = "".join(f'"{k}", ' for k in other)
     # Grouping by status is cheaper than a conditional sum per status (measured).
+    # Squared costs feed only the variant comparison's t-test; they cost ~10 % of the scan.
+    squares = "total(cost_nanousd * cost_nanousd)" if "variant" in by else "0"
     sql = (
         f"SELECT {keys}{_BUCKET} AS bucket, status, count(*), coalesce(sum(attempt = 1), 0), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
         "coalesce(sum(attempt = 1 AND escalated), 0), coalesce(sum((role = 'judge') * cost_nanousd), 0), "
-        "sum(role = 'answer') "
+        f"sum(role = 'answer'), {squares} "
         f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {keys}bucket, status"
     )
     n = len(other)
@@ -334,13 +368,56 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
                     acc = groups[key] = _Acc()
                 acc.add(bucket, status, measures)
         daily[period["day"]] = spent
+    _add_feedback(ledger, start, stop, by, other, utc, total, groups)
     rows = [acc.row(dict(zip(by, key))) for key, acc in groups.items()]
     if "day" in by or "week" in by:
         rows.sort(key=lambda r: tuple("" if v is None else str(v) for v in r.key.values()))
     else:
         rows.sort(key=lambda r: r.spend, reverse=True)
     spend = {day: Decimal(v).scaleb(-9) for day, v in daily.items()}
-    return CostReport(since, until, by, rows, total.row({}), spend)
+    report = CostReport(since, until, by, rows, total.row({}), spend)
+    if "variant" in by:
+        from .experiments import compare
+
+        report.comparison = compare(rows)
+    return report
+
+
+def _add_feedback(ledger, since: datetime, until: datetime, by: list[str], other: list[str], utc: bool,
+                  total: "_Acc", groups: dict[tuple, "_Acc"]) -> None:
+    """Add the feedback on the window's calls to the groups, in one query.
+
+    Driven from the (small) feedback table: the latest verdict of each rated call
+    (SQLite takes bare columns from the max(id) row), joined to its call by key.
+    For day and week keys the query groups by minute too (midnights fall on whole
+    minutes in every zone), and each minute is put in its day here.
+    """
+    if ledger.conn.execute("SELECT 1 FROM feedback LIMIT 1").fetchone() is None:
+        return
+    keys = "".join(f'calls."{k}", ' for k in other)
+    by_period = "day" in by or "week" in by
+    minute = "substr(calls.datetime_utc, 1, 16), " if by_period else ""
+    sql = (
+        f"SELECT {keys}{minute}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
+        "(SELECT call_id, verdict, needs_higher, max(id) FROM feedback GROUP BY call_id) AS f "
+        "CROSS JOIN calls ON calls.id = f.call_id "
+        f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {keys}{minute}f.verdict, f.needs_higher"
+    )
+    starts: list[str] = []
+    periods: list[dict] = []
+    if by_period:
+        for day_start, _, day in _days(since, until, utc):
+            starts.append(_iso(day_start)[:16])
+            periods.append({"day": day.isoformat(), "week": "{}-W{:02d}".format(*day.isocalendar()[:2])})
+    n = len(other) + (1 if by_period else 0)
+    for row in ledger.conn.execute(sql, [_iso(since), _iso(until)]):
+        verdict, higher, count = row[n], row[n + 1], row[n + 2]
+        total.add_feedback(verdict, higher, count)
+        if not by:
+            continue
+        period = periods[max(0, bisect.bisect_right(starts, row[n - 1]) - 1)] if by_period else {}
+        key = tuple(period[k] if k in ("day", "week") else row[other.index(k)] for k in by)
+        groups.setdefault(key, _Acc()).add_feedback(verdict, higher, count)
 
 
 def _days(since: datetime, until: datetime, utc: bool):
@@ -385,9 +462,19 @@ class _Acc:
     def __init__(self) -> None:
         self.sums = [0] * 11
         self.histogram: dict[int, int] = {}
+        self.feedback = [0, 0, 0]  # rated, good, bad needing a higher tier
+        self.cost_squares = 0.0
+
+    def add_feedback(self, verdict: str, higher: int, count: int) -> None:
+        self.feedback[0] += count
+        if verdict == "good":
+            self.feedback[1] += count
+        elif higher:
+            self.feedback[2] += count
 
     def add(self, bucket, status: str | None, values) -> None:
-        calls, requests, tin, tout, spend, baseline, escalated, judging, answers = values
+        calls, requests, tin, tout, spend, baseline, escalated, judging, answers, squares = values
+        self.cost_squares += squares
         s = self.sums
         s[0] += calls
         s[1] += requests
@@ -424,5 +511,6 @@ class _Acc:
         nano = [Decimal(v).scaleb(-9) for v in (spend, baseline, discarded, judging)]
         return CostRow(
             key, calls, requests, tin, tout, nano[0], nano[1], errors, escalated, cached, nano[2], nano[3],
-            self.percentile(0.5), self.percentile(0.95),
+            self.percentile(0.5), self.percentile(0.95), rated=self.feedback[0], good=self.feedback[1],
+            bad_needing_higher=self.feedback[2], cost_squares=self.cost_squares,
         )

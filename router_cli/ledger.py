@@ -26,9 +26,9 @@ from typing import Iterable
 from .errors import LedgerError
 
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
-# The number of migrations below; kept in PRAGMA user_version after they run so
-# that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
-SCHEMA_VERSION = 5
+# The number of the last migration below; kept in PRAGMA user_version after they
+# run so that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
+SCHEMA_VERSION = 6
 
 
 def user_data_dir() -> Path:
@@ -150,6 +150,21 @@ def _migrations():
             pk="key",
         )
         db["cache"].create_index(["expires_at"])
+    @migrations(name="006_experiments")
+    def m006_experiments(db):
+        # variant: "experiment/variant" pairs the request ran under (NULL: none);
+        # thresholds_json: the classifier's and the quality gate's cut-offs, for mmr explain.
+        db.execute("ALTER TABLE calls ADD COLUMN variant TEXT")
+        db.execute("ALTER TABLE calls ADD COLUMN thresholds_json TEXT")
+        # What people said about answers; several per call, the latest counts.
+        db["feedback"].create(
+            {"id": str, "call_id": str, "request_id": str, "datetime_utc": str, "verdict": str, "should_be": str,
+             "needs_higher": int, "note": str, "user": str},
+            pk="id",
+        )
+        # The latest verdict per call is the max(id) of its group: an index-only walk.
+        db.execute("CREATE INDEX idx_feedback_call ON feedback (call_id, id)")
+        db.execute("CREATE INDEX idx_feedback_request ON feedback (request_id)")
 
     return migrations
 

@@ -241,7 +241,9 @@ _COST_FIELDS = [
     ("error_rate", "errors"), ("escalation_rate", "escalated"), ("cache_hit_rate", "cached"),
     ("discarded_share", "discarded"), ("judging_share", "judging"),
     ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+    ("rated", "rated"), ("feedback_score", "good"), ("misrouting_rate", "misrouted"), ("needs_higher_share", "needs higher"),
 ]
+_FEEDBACK_FIELDS = 4  # the last entries above: shown in the table only when there is feedback or an experiment
 
 
 def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> None:
@@ -278,13 +280,19 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     # Off a terminal, rich would squeeze the table into 80 columns; let it be as wide as it needs.
     console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=None if sys.stdout.isatty() else 240)
     table = Table(title=title, title_justify="left")
+    with_feedback = report.total.rated > 0 or "variant" in report.by
+    fields = _COST_FIELDS if with_feedback else _COST_FIELDS[:-_FEEDBACK_FIELDS]
     for key in report.by:
         table.add_column(key)
-    for _, header in _COST_FIELDS:
+    for _, header in fields:
         table.add_column(header, justify="right")
+
+    def share(value: float | None) -> str:
+        return "" if value is None else f"{value:.1%}"
 
     def cells(row) -> list[str]:
         pct = row.savings_pct
+        feedback = [f"{row.rated:,}", share(row.feedback_score), share(row.misrouting_rate), share(row.needs_higher_share)]
         return [
             f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
             format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
@@ -292,7 +300,7 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
             f"{row.cache_hit_rate:.1%}", f"{row.discarded_share:.1%}", f"{row.judging_share:.1%}",
             "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
             "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
-        ]
+        ] + (feedback if with_feedback else [])
 
     for row in report.rows:
         table.add_row(*[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by], *cells(row))
@@ -303,6 +311,12 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
         table.add_row(*cells(report.total))
     console.print(table)
     console.print(report.BASELINE_NOTE, style="dim")
+    if with_feedback:
+        console.print("good / misrouted: shares of rated answers (mmr feedback; the latest verdict per call); "
+                      "needs higher: of those marked bad, the share that named a higher tier.", style="dim")
+    if report.comparison is not None:
+        console.print("\nExperiments", style="bold")
+        console.print("\n".join(report.comparison["statements"]))
     chart = _daily_chart(report.daily_spend)
     if chart:
         console.print("\nDaily spend", style="bold")
@@ -398,3 +412,107 @@ def spend_svg(daily: dict) -> str:
         parts.append(f'<text x="{x + bar / 2}" y="{height + 42}" transform="rotate(60 {x + bar / 2} {height + 42})">{escape(day[5:])}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def feedback_recorded(entry, json_output: bool) -> None:
+    """``mmr feedback``: the stored record as JSON, or a one-line confirmation on stderr."""
+    if json_output:
+        _json(entry.to_json())
+        return
+    should = f"; should be {entry.should_be}" if entry.should_be else ""
+    note(f"recorded: {entry.verdict} for call {entry.call_id} (answered by {entry.tier}){should}")
+
+
+def _usd(text: str | None) -> str:
+    from decimal import Decimal
+
+    return "" if text is None else format_usd(Decimal(text))
+
+
+def explain(report: dict, json_output: bool) -> None:
+    """``mmr explain``: the routing decision, the attempts and the feedback of one request."""
+    if json_output:
+        _json(report)
+        return
+    r = report["routing"]
+    who = " ".join(f"{k} {report[k]}" for k in ("user", "team") if report.get(k))
+    lines = [f"request    {report['request_id']}  {report['datetime_utc']}  mmr {report['command']}" + (f"  ({who})" if who else "")]
+    if report.get("prompt"):
+        text = report["prompt"].strip()
+        first = text.splitlines()[0] if text else ""
+        more = "…" if len(first) > 100 or len(first) < len(text) else ""
+        lines.append(f"prompt     {first[:100]}{more}")
+    else:
+        lines.append(f"prompt     not stored (ledger.store: {report.get('prompt_stored') or 'none'})")
+    lines.append(f"routed     {r['routed_tier']} by {r['classifier']} (score {r['score']}): {r['reason']}")
+    for kind, limits in (r.get("thresholds") or {}).items():
+        label = "classifier thresholds" if kind == "classifier" else "gate thresholds"
+        lines.append(f"           {label}: " + ", ".join(f"{t} {v:g}" for t, v in limits.items()))
+    current = {True: " (the current config)", False: " (the config has changed since)", None: ""}[r.get("config_is_current")]
+    lines.append(f"config     {r['config_hash'] or 'unknown'}{current}")
+    lines.append(f"variant    {r['variant'] or 'none (no experiment)'}")
+    if r.get("policy"):
+        lines.append(f"policy     {r['policy']}")
+    lines.append("attempts")
+    for a in report["attempts"]:
+        role = "" if a["role"] == "answer" else f" [{a['role']}]"
+        detail = a["error"] or ""
+        if a.get("quality") is not None or a.get("gate_reason"):
+            q = "" if a.get("quality") is None else f"{a['quality']:.2f}"
+            detail = f"gate {q} {a.get('gate_reason') or ''}".rstrip() if a["role"] == "answer" else f"verdict {q or a.get('gate_reason')}"
+        if a.get("policy"):
+            detail = f"{detail} · {a['policy']}".strip(" ·")
+        lines.append(f"  {a['attempt'] if a['attempt'] is not None else '-':>2}  {a['tier']:<10} {a['provider']}/{a['model']}{role}  "
+                     f"{a['status']}  {_usd(a['cost_usd'])}  {a['duration_ms'] or 0:,.0f} ms" + (f"  {detail}" if detail else ""))
+    by = report["answered_by"]
+    if by is None:
+        lines.append("answered   no: every attempt failed")
+    else:
+        escalated = f" (escalated from {r['routed_tier']})" if report["escalated"] else ""
+        lines.append(f"answered   {by['tier']} {by['provider']}/{by['model']}{escalated}; call {by['call_id']}")
+    lines.append(f"cost       {_usd(report['cost_usd'])} (premium baseline {_usd(report['baseline_cost_usd'])})")
+    for f in report["feedback"]:
+        should = f", should be {f['should_be']}" if f["should_be"] else ""
+        text = f": {f['note']!r}" if f["note"] else ""
+        latest = "" if f["latest"] else " (superseded)"
+        lines.append(f"feedback   {f['datetime_utc']} {f['verdict']}{should}{text}{latest}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def replay_report(report: dict, json_output: bool) -> None:
+    """``mmr eval --replay``: the recorded routes and each classifier's, side by side."""
+    if json_output:
+        _json(report)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=None if sys.stdout.isatty() else 200)
+    tiers = list(report["as_routed"]["tier_mix"])
+    table = Table(title=f"Replay of {report['requests']:,} requests from {report['since']} to {report['until']} (no model called)",
+                  title_justify="left")
+    table.add_column("routes")
+    for t in tiers:
+        table.add_column(t, justify="right")
+    for header in ("changed", "est. cost", "vs recorded", "labelled", "accuracy", "under", "over"):
+        table.add_column(header, justify="right")
+
+    def share(m: dict, key: str) -> str:
+        return f"{m[key]:.1%}" if m.get(key) is not None else ""
+
+    rows = [("as recorded", report["as_routed"])] + list(report["classifiers"].items())
+    for name, m in rows:
+        recorded = name == "as recorded"
+        table.add_row(
+            name, *[f"{m['tier_mix'][t]:,}" for t in tiers], "" if recorded else f"{m['changed_routes']:,}",
+            _usd(m["estimated_cost_usd"]), "" if recorded else _usd(m["vs_as_routed_usd"]),
+            f"{m['labelled']:,}", share(m, "accuracy"), share(m, "under_routing"), share(m, "over_routing"),
+            style="dim" if recorded else None,
+        )
+    console.print(table)
+    console.print(
+        f"Actually billed for these requests: {_usd(report['as_routed']['actual_cost_usd'])} (retries, escalations and judges "
+        f"included); all at the premium tier: {_usd(report['as_routed']['baseline_cost_usd'])}. Estimates price each route's "
+        "first model at the tokens the recorded answer used.", style="dim")
+    if report["skipped"]:
+        console.print("Skipped: " + ", ".join(f"{reason} ({n:,})" for reason, n in report["skipped"].items()), style="dim")

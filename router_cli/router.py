@@ -16,7 +16,9 @@ must fix the key.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -98,6 +100,7 @@ class Answer:
     ledger_error: LedgerError | None = None
     best_effort: bool = False  # a cascade where no answer passed the gate
     policy: tuple[str, ...] = ()  # what budgets, the cache and circuit breakers decided
+    variant: str | None = None  # the experiment variants it ran under
 
     @property
     def cost(self) -> Decimal:
@@ -123,6 +126,7 @@ class Answer:
             "latency_ms": round(self.latency_ms, 1),
             "cached": self.final.status == "cached",
             "stop_reason": self.final.stop_reason,
+            "variant": self.variant,
             "attempts": [a.to_json() for a in self.attempts],
             **({"policy": list(self.policy)} if self.policy else {}),
             **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
@@ -176,9 +180,11 @@ class RequestLog:
     """One request's attempts, written to the ledger together when it ends."""
 
     def __init__(self, router: "Router", command: str, decision: Decision, prompt: str, system: str | None,
-                 user: str | None, team: str | None, stream: bool, guard=None):
+                 user: str | None, team: str | None, stream: bool, guard=None, request_id: str | None = None):
         self.router = router
-        self.request_id = new_id()
+        self.request_id = request_id or new_id()
+        self.variant = router.variant
+        self.gate_thresholds: dict[str, float] | None = None  # a cascade's, per tier tried
         self.command, self.decision, self.prompt, self.system = command, decision, prompt, system
         self.user, self.team, self.stream = user, team, stream
         self.attempts: list[Attempt] = list(decision.calls)  # a classifier's own calls come first
@@ -241,6 +247,22 @@ class Router:
         self._providers: dict[str, object] = {}
         self._ledger = None
         self._breakers = None
+        self.variant: str | None = None  # the experiment variants this router runs (see for_request)
+
+    def for_request(self, user: str | None) -> tuple["Router", str]:
+        """A new request's id, and the router it runs on: this one, or, when experiments
+        are configured, a copy with the assigned variants' overrides (see experiments.py)."""
+        request_id = new_id()
+        if not self.config.experiments:
+            return self, request_id
+        from .experiments import apply, assign
+
+        assignment = assign(self.config.experiments, user or request_id)
+        if self.db_path is not None:
+            self.ledger()  # opened here, so the copy shares it and close() closes it
+        routed = copy.copy(self)
+        routed.config, routed.variant = apply(self.config, assignment), assignment.label
+        return routed, request_id
 
     # ------------------------------------------------------------ decisions
 
@@ -280,8 +302,12 @@ class Router:
         return self.env.get(spec.api_key_env) or None
 
     def estimate(self, prompt: str, *, system: str | None = None, tier: str | None = None,
-                 classifier: str | None = None, max_tokens: int | None = None) -> Estimate:
-        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone."""
+                 classifier: str | None = None, max_tokens: int | None = None, user: str | None = None) -> Estimate:
+        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone;
+        under ``user``'s experiment variants when there are experiments."""
+        if user is not None and self.config.experiments and self.variant is None:
+            return self.for_request(user)[0].estimate(prompt, system=system, tier=tier, classifier=classifier,
+                                                      max_tokens=max_tokens)
         decision = self.decide(prompt, tier, classifier)
         usable = [(t, m) for t, m in self.chain(decision.tier) if self._key_problem(m) is None]
         t, m = usable[0] if usable else self.chain(decision.tier)[0]
@@ -333,40 +359,42 @@ class Router:
         if max_tokens is not None and max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
         started = time.perf_counter()
-        decision = self.decide(prompt, tier, classifier)
-        log = self.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None,
-                                 max_cost=max_cost)
-        self._apply_budgets(log, max_tokens)
-        cache = self._cache() if use_cache else None
+        routed, request_id = self.for_request(user)
+        decision = routed.decide(prompt, tier, classifier)
+        log = routed.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None,
+                                   max_cost=max_cost, request_id=request_id)
+        routed._apply_budgets(log, max_tokens)
+        cache = routed._cache() if use_cache else None
         key = None
         if cache is not None:
             from .cache import cache_key
 
-            key = cache_key(self.config, tier=log.start_tier, prompt=prompt, system=system, max_tokens=max_tokens,
+            key = cache_key(routed.config, tier=log.start_tier, prompt=prompt, system=system, max_tokens=max_tokens,
                             temperature=temperature, user=user)
-            hit = None if refresh else self._cache_hit(cache, key, log)
+            hit = None if refresh else routed._cache_hit(cache, key, log)
             if hit is not None:
                 if on_text is not None:
                     on_text(hit.text or "")
-                return self._answer(log, hit, started)
+                return routed._answer(log, hit, started)
         with log.recording_on_interrupt():
-            failure, _ = self.try_models(log.attempts, self.chain(log.start_tier, log.request_id), prompt, system,
-                                         max_tokens, temperature, on_text, on_restart, log=log)
+            failure, _ = routed.try_models(log.attempts, routed.chain(log.start_tier, log.request_id), prompt, system,
+                                           max_tokens, temperature, on_text, on_restart, log=log)
         final = None if failure else log.attempts[-1]
         if final is not None and cache is not None and key is not None:
-            self._cache_store(cache, key, log, final)
+            routed._cache_store(cache, key, log, final)
         if failure is not None:
             ledger_error = log.finish(None)
             if ledger_error is not None:
                 failure.message += f" (and the ledger could not be written: {ledger_error})"
             raise failure
         assert final is not None
-        return self._answer(log, final, started)
+        return routed._answer(log, final, started)
 
     def _answer(self, log: "RequestLog", final: Attempt, started: float) -> Answer:
         ledger_error = log.finish(final)
         return Answer(final.text or "", log.request_id, log.decision, log.attempts, final, log.baseline,
-                      (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(log.policy))
+                      (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(log.policy),
+                      variant=log.variant)
 
     # ------------------------------------------------------------ policy: budgets, cache, breakers
 
@@ -471,7 +499,7 @@ class Router:
 
     def begin_request(self, command: str, decision: Decision, prompt: str, system: str | None,
                       user: str | None, team: str | None, stream: bool = False,
-                      max_cost: Decimal | None = None) -> "RequestLog":
+                      max_cost: Decimal | None = None, request_id: str | None = None) -> "RequestLog":
         """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
         from .budgets import BudgetGuard
 
@@ -479,7 +507,7 @@ class Router:
             raise UsageError(f"--max-cost must be 0 or more, got {max_cost}")
         ledger = self.ledger() if self.db_path is not None else None
         guard = BudgetGuard.for_request(self.config, ledger, user=user, team=team, max_cost=max_cost)
-        return RequestLog(self, command, decision, prompt, system, user, team, stream, guard)
+        return RequestLog(self, command, decision, prompt, system, user, team, stream, guard, request_id)
 
     def _key_problem(self, model: ModelSpec) -> str | None:
         spec = self.config.providers[model.provider]
@@ -670,6 +698,8 @@ class Router:
         tiers = self.config.tier_names
         escalated = int(returned is not None and returned.tier in tiers and log.start_tier in tiers
                         and tiers.index(returned.tier) > tiers.index(log.start_tier))
+        limits = {k: v for k, v in (("classifier", log.decision.thresholds), ("gate", log.gate_thresholds)) if v}
+        thresholds_json = json.dumps(limits) if limits else None
         # Attempt 1 is the request's first answer (reports count requests by it); a
         # classifier's calls, made before any answer, are attempt 0.
         numbers = iter(range(1, len(called) + 1))
@@ -694,6 +724,7 @@ class Router:
                 "config_hash": self.config.config_hash, "mmr_version": __version__,
                 "policy": "; ".join(log.policy) or None,
                 "saved_usd": decimal_str(a.saved) if a.saved else None, "saved_nanousd": to_nanousd(a.saved),
+                "variant": log.variant, "thresholds_json": thresholds_json,
             })
             if a.text is not None and store.store in ("full", "preview"):
                 responses.append({"call_id": a.call_id, "response": _stored(a.text, store)})

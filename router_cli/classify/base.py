@@ -33,6 +33,7 @@ class Decision:
     classifier: str
     latency_ms: float = 0.0
     calls: tuple = ()  # model calls the classifier made (router Attempts), billed to the request
+    thresholds: dict[str, float] | None = None  # the cut-offs the score was compared with, when there are any
 
 
 class Classifier(Protocol):

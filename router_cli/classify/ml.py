@@ -218,12 +218,19 @@ class MLClassifier:
     def __init__(self, config: Config):
         self.tiers = config.tier_names
         self.model = MLModel.load(config.ml_model or DEFAULT_MODEL, self.tiers)
+        # An experiment's variant or a replay may route by thresholds instead of the model's own lambda.
+        self.thresholds = dict(config.ml_thresholds or {})
 
     def classify(self, prompt: str) -> Decision:
         start = time.perf_counter()
         tier, quality, cost = self.model.route(prompt)
+        if self.thresholds:
+            # Threshold routing (an experiment's variant, a replay): the cheapest tier whose chance of a good
+            # enough answer reaches its threshold; tiers without one are passed over.
+            tier = next((t for t in self.tiers[:-1] if t in self.thresholds and quality[t] >= self.thresholds[t]), self.tiers[-1])
         reason = ", ".join(f"{t}: P(good enough)={quality[t]:.2f} cost~${cost[t]:.2g}" for t in self.tiers)
-        return Decision(tier, score(quality, self.tiers), reason, self.name, (time.perf_counter() - start) * 1000)
+        return Decision(tier, score(quality, self.tiers), reason, self.name, (time.perf_counter() - start) * 1000,
+                        thresholds=dict(self.thresholds) if self.thresholds else {"lambda": self.model.lam})
 
 
 def score(quality: dict[str, float], tiers: list[str]) -> float:

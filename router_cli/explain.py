@@ -1,0 +1,81 @@
+"""``mmr explain CALL_ID``: why a request went where it went, from the ledger alone.
+
+    report = explain(ledger, "01JD...")      # a call id or a request id
+
+The report covers the routing decision (classifier, score, reason, the
+thresholds it was compared with), the config hash and experiment variant it
+ran under, budget, cache or breaker decisions when the ledger has a ``policy``
+column, every attempt with its error or gate score, and the feedback given.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from .feedback import RETURNED, find_call
+from .pricing import decimal_str
+
+
+def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
+    """The explanation of the request that ``ident`` (a call or request id) belongs to."""
+    call = find_call(ledger, ident)
+    rows = ledger.rows("calls.request_id = ?", [call["request_id"]])
+    answers = [r for r in rows if r.get("role") == "answer"]
+    first = answers[0] if answers else rows[0]
+    returned = next((r for r in reversed(answers) if r.get("status") in RETURNED), None)
+    feedback = ledger.conn.execute(
+        "SELECT id, call_id, datetime_utc, verdict, should_be, note, user FROM feedback WHERE request_id = ? ORDER BY id",
+        [call["request_id"]],
+    ).fetchall()
+    latest_per_call = {f[1]: f[0] for f in feedback}
+    config_hash = first.get("config_hash")
+    return {
+        "request_id": first["request_id"],
+        "call_id": call["id"],
+        "datetime_utc": first.get("datetime_utc"),
+        "command": first.get("command"),
+        "user": first.get("user"),
+        "team": first.get("team"),
+        "prompt_stored": _stored_mode(ledger, first["request_id"]),
+        "prompt": first.get("prompt"),
+        "routing": {
+            "classifier": first.get("classifier"),
+            "score": first.get("score"),
+            "reason": first.get("reason"),
+            "routed_tier": first.get("routed_tier"),
+            "thresholds": json.loads(first["thresholds_json"]) if first.get("thresholds_json") else None,
+            "config_hash": config_hash,
+            "config_is_current": None if current_config_hash is None or config_hash is None else config_hash == current_config_hash,
+            "variant": first.get("variant"),
+            "policy": first.get("policy"),  # budget, cache and breaker decisions, on ledgers that record them
+        },
+        "answered_by": None if returned is None else {
+            "call_id": returned["id"], "tier": returned["tier"], "provider": returned["provider"],
+            "model": returned["model"], "status": returned["status"],
+        },
+        "escalated": bool(first.get("escalated")),
+        "cost_usd": decimal_str(sum((Decimal(r["cost_usd"] or "0") for r in rows), Decimal(0))),
+        "baseline_cost_usd": decimal_str(sum((Decimal(r["baseline_cost_usd"] or "0") for r in rows), Decimal(0))),
+        "attempts": [
+            {
+                "call_id": r["id"], "attempt": r.get("attempt"), "role": r.get("role"), "tier": r["tier"],
+                "provider": r["provider"], "model": r["model"], "status": r["status"], "error": r.get("error"),
+                "error_kind": r.get("error_kind"), "http_status": r.get("http_status"), "quality": r.get("quality"),
+                "gate_reason": r.get("gate_reason"), "input_tokens": r.get("input_tokens"),
+                "output_tokens": r.get("output_tokens"), "cost_usd": r.get("cost_usd"), "duration_ms": r.get("duration_ms"),
+                **({"policy": r["policy"]} if r.get("policy") and r["policy"] != first.get("policy") else {}),
+            }
+            for r in rows
+        ],
+        "feedback": [
+            {"call_id": f[1], "datetime_utc": f[2], "verdict": f[3], "should_be": f[4], "note": f[5], "user": f[6],
+             "latest": latest_per_call[f[1]] == f[0]}
+            for f in feedback
+        ],
+    }
+
+
+def _stored_mode(ledger, request_id: str) -> str | None:
+    row = ledger.conn.execute("SELECT stored FROM prompts WHERE request_id = ?", [request_id]).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,120 @@
+"""``mmr eval --replay``: route past prompts again with another classifier or thresholds,
+and price the traffic from the ledger's token counts at the config's prices.
+
+    report = replay(ledger, config, {"ml": get_classifier("ml", config)}, since, until)
+
+No model is called. For each request whose prompt was stored in full and that
+got an answer, the new route's tier is priced at its first model's prices for
+the tokens the answer actually used (the prompt's input tokens and the answer's
+output tokens as recorded), so each figure is an estimate: another model would
+have written a different number of tokens. The same arithmetic at the recorded
+routes (``as_routed``) makes the comparison like for like; ``actual`` is what
+the ledger says was billed, retries, escalations and judges included.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+
+from .classify.base import _USES_ROUTER
+from .errors import UsageError
+from .feedback import RETURNED, latest
+from .labels import NOT_STORED, label_request, requests_in
+from .pricing import cost_usd, decimal_str
+
+NO_ANSWER = "no answer (every attempt failed)"
+UNKNOWN_TIER = "routed to or answered by a tier that is not in the config"
+
+
+def check_classifiers(names: list[str]) -> None:
+    """Replays call no model, so classifiers that do are refused."""
+    calling = [n for n in names if n in _USES_ROUTER]
+    if calling:
+        raise UsageError(f"--replay makes no provider calls, but the {', '.join(calling)} classifier calls a model; "
+                         "replay with rules or ml")
+
+
+def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) -> dict:
+    """The replay report: per classifier, the tier mix, changed routes and estimated costs."""
+    tiers = config.tier_names
+    price = {t.name: t.models[0].price for t in config.tiers}
+    baseline_price = config.baseline_model.price
+    skipped: Counter = Counter()
+    requests = []  # (prompt, routed tier, input tokens, output tokens, actual nano-dollars, label)
+    batch: list = []
+
+    def flush() -> None:
+        given = latest(ledger, [rid for rid, _ in batch])
+        for rid, calls in batch:
+            first = calls[0]
+            if first["stored"] != "full" or not first["prompt"]:
+                skipped[NOT_STORED] += 1
+                continue
+            answer = next((c for c in reversed(calls) if c["role"] == "answer" and c["status"] in RETURNED), None)
+            if answer is None:
+                skipped[NO_ANSWER] += 1
+                continue
+            if first["routed_tier"] not in price:
+                skipped[UNKNOWN_TIER] += 1
+                continue
+            label, _, _ = label_request(calls, given.get(rid), tiers)
+            requests.append((first["prompt"], first["routed_tier"], answer["input_tokens"] or 0,
+                             answer["output_tokens"] or 0, sum(c["cost_nanousd"] or 0 for c in calls), label))
+        batch.clear()
+
+    for rid, calls in requests_in(ledger, since, until):
+        batch.append((rid, calls))
+        if len(batch) >= 500:
+            flush()
+    flush()
+
+    as_routed = sum((cost_usd(price[r[1]], r[2], r[3]) for r in requests), Decimal(0))
+    actual = Decimal(sum(r[4] for r in requests)).scaleb(-9)
+    baseline = sum((cost_usd(baseline_price, r[2], r[3]) for r in requests), Decimal(0))
+    report: dict = {
+        "requests": len(requests),
+        "skipped": dict(skipped.most_common()),
+        "since": _iso(since), "until": _iso(until),
+        "as_routed": {"tier_mix": _mix(Counter(r[1] for r in requests), tiers), "estimated_cost_usd": decimal_str(as_routed),
+                      "actual_cost_usd": decimal_str(actual), "baseline_cost_usd": decimal_str(baseline),
+                      **_label_metrics([r[1] for r in requests], requests, tiers)},
+        "classifiers": {},
+    }
+    for name, classifier in classifiers.items():
+        routes = [classifier.classify(r[0]).tier for r in requests]
+        estimated = sum((cost_usd(price[t], r[2], r[3]) for t, r in zip(routes, requests)), Decimal(0))
+        report["classifiers"][name] = {
+            "tier_mix": _mix(Counter(routes), tiers),
+            "changed_routes": sum(t != r[1] for t, r in zip(routes, requests)),
+            "estimated_cost_usd": decimal_str(estimated),
+            "vs_as_routed_usd": decimal_str(estimated - as_routed),
+            "savings_vs_baseline": round(float(1 - estimated / baseline), 4) if baseline else None,
+            **_label_metrics(routes, requests, tiers),
+        }
+    return report
+
+
+def _mix(counts: Counter, tiers: list[str]) -> dict[str, int]:
+    return {t: counts.get(t, 0) for t in tiers}
+
+
+def _label_metrics(routes: list[str], requests: list, tiers: list[str]) -> dict:
+    """Agreement with what cascades and feedback said a prompt needed, where they said it."""
+    known = [(tiers.index(t), tiers.index(r[5])) for t, r in zip(routes, requests) if r[5] is not None]
+    if not known:
+        return {"labelled": 0}
+    n = len(known)
+    return {
+        "labelled": n,
+        "accuracy": round(sum(a == b for a, b in known) / n, 4),
+        "under_routing": round(sum(a < b for a, b in known) / n, 4),
+        "over_routing": round(sum(a > b for a, b in known) / n, 4),
+    }
+
+
+def _iso(moment: datetime) -> str:
+    from .costs import _iso as iso
+
+    return iso(moment)
