@@ -17,6 +17,7 @@ at the same moment may together pass a limit by their in-flight calls.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -61,7 +62,10 @@ def spent_nanousd(ledger, budget: Budget, who: str | None, now: datetime) -> int
     else:
         sql = f"SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE {budget.scope} = ? AND datetime_utc >= ?"
         params = (who, since)
-    return ledger._retrying(lambda: ledger.conn.execute(sql, params).fetchone()[0])
+    try:
+        return ledger._retrying(lambda: ledger.conn.execute(sql, params).fetchone()[0])
+    except sqlite3.Error as e:
+        raise ledger._error(e) from None
 
 
 def applicable(budgets: Sequence[Budget], user: str | None, team: str | None) -> list[tuple[Budget, str | None]]:

@@ -157,7 +157,8 @@ def ask(
     cost_cap = _max_cost(max_cost)
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
-        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens, user=user)
+        estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens, user=user,
+                                   max_cost=cost_cap)
         render.estimate(estimate, json_output)
         return
     if stream is None:

@@ -83,6 +83,8 @@ def estimate(estimate, json_output: bool) -> None:
         f"tokens    ~{estimate.input_tokens} in, up to {estimate.max_output_tokens} out",
         f"cost      at most {format_usd(estimate.cost)} (premium baseline at most {format_usd(estimate.baseline_cost)})",
     ]
+    if estimate.policy:
+        lines.append(f"policy    {estimate.policy}")
     if estimate.missing_key:
         lines.append(f"warning   {estimate.missing_key} is not set: this call would fail")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -146,6 +146,7 @@ class Estimate:
     cost: Decimal
     baseline_cost: Decimal
     missing_key: str | None
+    policy: str | None = None  # a --max-cost downgrade
 
     def to_json(self) -> dict:
         return {
@@ -153,7 +154,7 @@ class Estimate:
             "classifier": self.decision.classifier, "score": self.decision.score, "reason": self.decision.reason,
             "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
             "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
-            "missing_key": self.missing_key,
+            "missing_key": self.missing_key, "policy": self.policy,
         }
 
 
@@ -302,22 +303,31 @@ class Router:
         return self.env.get(spec.api_key_env) or None
 
     def estimate(self, prompt: str, *, system: str | None = None, tier: str | None = None,
-                 classifier: str | None = None, max_tokens: int | None = None, user: str | None = None) -> Estimate:
+                 classifier: str | None = None, max_tokens: int | None = None, user: str | None = None,
+                 max_cost: Decimal | None = None) -> Estimate:
         """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone;
-        under ``user``'s experiment variants when there are experiments."""
+        under ``user``'s experiment variants when there are experiments. ``max_cost`` downgrades
+        as :meth:`ask` would (budgets need the ledger, so a dry run does not check them)."""
         if user is not None and self.config.experiments and self.variant is None:
             return self.for_request(user)[0].estimate(prompt, system=system, tier=tier, classifier=classifier,
-                                                      max_tokens=max_tokens)
+                                                      max_tokens=max_tokens, max_cost=max_cost)
         decision = self.decide(prompt, tier, classifier)
-        usable = [(t, m) for t, m in self.chain(decision.tier) if self._key_problem(m) is None]
-        t, m = usable[0] if usable else self.chain(decision.tier)[0]
+        start, note = decision.tier, None
+        if max_cost is not None:
+            from .budgets import BudgetGuard, Limit
+
+            guard = BudgetGuard([Limit("--max-cost", max_cost, Decimal(0), "downgrade", self.config.tier_names[0])])
+            start, note = guard.choose_tier(self.config.tier_names, decision.tier,
+                                            lambda name: self.tier_worst_case(name, prompt, system, max_tokens))
+        usable = [(t, m) for t, m in self.chain(start) if self._key_problem(m) is None]
+        t, m = usable[0] if usable else self.chain(start)[0]
         tokens = estimate_tokens(f"{system or ''}\n{prompt}")
         out = max_tokens or m.max_tokens
         baseline = self.config.baseline_model
         return Estimate(
             decision, t.name, m.provider, m.model, tokens, out,
             cost_usd(m.price, tokens, out), cost_usd(baseline.price, tokens, max_tokens or baseline.max_tokens),
-            None if usable else self._key_problem(m),
+            None if usable else self._key_problem(m), note,
         )
 
     # ------------------------------------------------------------ the call
@@ -402,18 +412,21 @@ class Router:
         """The most one call can cost: the prompt's estimated tokens plus every allowed output token."""
         return cost_usd(model.price, estimate_tokens(f"{system or ''}\n{prompt}"), max_tokens or model.max_tokens)
 
+    def tier_worst_case(self, tier: str, prompt: str, system: str | None, max_tokens: int | None,
+                        seed: str | None = None) -> Decimal:
+        """The worst case of a request starting at ``tier``: its first model that has a key."""
+        models = [m for t, m in self.chain(tier, seed) if t.name == tier and self._key_problem(m) is None]
+        return self.worst_case(models[0] if models else self.config.tier(tier).models[0], prompt, system, max_tokens)
+
     def _apply_budgets(self, log: "RequestLog", max_tokens: int | None) -> None:
         """Downgrade ``log.start_tier`` to what the budgets allow, or record the refusal and raise it."""
         if log.guard is None:
             return
 
-        def worst(tier_name: str) -> Decimal:
-            models = [m for _, m in self.chain(tier_name, log.request_id) if self._key_problem(m) is None]
-            first = models[0] if models else self.config.tier(tier_name).models[0]
-            return self.worst_case(first, log.prompt, log.system, max_tokens)
-
         try:
-            tier, note = log.guard.choose_tier(self.config.tier_names, log.start_tier, worst)
+            tier, note = log.guard.choose_tier(
+                self.config.tier_names, log.start_tier,
+                lambda name: self.tier_worst_case(name, log.prompt, log.system, max_tokens, log.request_id))
         except BudgetExceeded as e:
             first = self.config.tier(log.start_tier).models[0]
             log.policy.append(str(e))
@@ -436,7 +449,7 @@ class Router:
     def _cache_hit(self, cache, key: str, log: "RequestLog") -> Attempt | None:
         try:
             entry, stale = cache.get(key)
-        except LedgerError as e:
+        except (LedgerError, sqlite3.Error) as e:
             self.on_note(f"the cache could not be read ({e}); asking the model")
             return None
         if stale is not None:
@@ -456,7 +469,7 @@ class Router:
             cache.put(key, request_id=log.request_id, tier=final.tier, provider=final.provider, model=final.model,
                       text=final.text or "", input_tokens=final.input_tokens, output_tokens=final.output_tokens,
                       cost=final.cost, stop_reason=final.stop_reason)
-        except LedgerError as e:
+        except (LedgerError, sqlite3.Error) as e:
             self.on_note(f"the answer could not be cached ({e})")
 
     def breakers(self):

@@ -150,3 +150,13 @@ def test_costs_shows_budget_use(server, tmp_path, db_path, mmr):
     assert budgets[("global daily budget", None)]["spent_usd"] == "2.4"
     table = mmr("costs", "--by", "user", "--config", str(path))
     assert "Budgets" in table.stdout.decode() and "64.0%" in table.stdout.decode()
+
+
+def test_dry_run_shows_the_max_cost_downgrade(server, mmr):
+    result = mmr("ask", "--dry-run", "--json", "--tier", "complex", "--max-cost", str(WORST["medium"]), "hello")
+    out = json.loads(result.stdout)
+    assert out["tier"] == "medium" and "downgraded to medium" in out["policy"]
+    assert Decimal(out["max_cost_usd"]) == WORST["medium"]
+    refused = mmr("ask", "--dry-run", "--max-cost", "0.0000001", "hello")
+    assert refused.returncode == EXIT_BUDGET
+    assert server.calls() == []

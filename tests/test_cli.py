@@ -135,12 +135,13 @@ def test_a_ledger_that_is_not_sqlite_fails_before_anything_is_paid(server, mmr, 
     assert server.calls() == []
 
 
-def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, config_path):
+@pytest.mark.parametrize("extra", ["", "cache: {enabled: true}\nbreaker: {failures: 1}\n"])
+def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, config_path, extra):
     import sqlite3
 
     from tests.conftest import write_config
 
-    config = write_config(config_path, server.url, extra="ledger:\n  busy_timeout: 0.3\n")
+    config = write_config(config_path, server.url, extra="ledger:\n  busy_timeout: 0.3\n" + extra)
     Ledger(db_path).close()  # create it, in WAL mode: readers still get in while a writer holds it
     holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
