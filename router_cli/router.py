@@ -29,6 +29,7 @@ from typing import Callable, Mapping
 from .classify import Decision, get_classifier
 from .config import Config, ModelSpec, ProviderSpec, Tier
 from .errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, LedgerError, MissingKeyError, MmrError, UsageError
+from .pauses import ProviderPauses
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
 
 Note = Callable[[str], None]
@@ -214,7 +215,14 @@ class Router:
         self.on_note = on_note or (lambda message: None)
         self.sleep = sleep
         self._providers: dict[str, object] = {}
-        self._ledger = None
+        self._classifiers: dict[str, object] = {}
+        # One Router serves many threads (mmr ask --batch): providers, their SDK
+        # clients and classifiers are built once and shared; SQLite connections
+        # are per thread.
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._ledgers: list = []
+        self.pauses = ProviderPauses()
 
     # ------------------------------------------------------------ decisions
 
@@ -225,7 +233,13 @@ class Router:
                 raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(self.config.tier_names)}")
             score = (self.config.tier_index(tier) + 0.5) / len(self.config.tiers)
             return Decision(tier, round(score, 4), "--tier given", "override")
-        return get_classifier(classifier or self.config.classifier, self.config, router=self).classify(prompt)
+        name = classifier or self.config.classifier
+        chosen = self._classifiers.get(name)
+        if chosen is None:
+            with self._lock:
+                chosen = self._classifiers.get(name) or get_classifier(name, self.config, router=self)
+                self._classifiers[name] = chosen
+        return chosen.classify(prompt)  # type: ignore[attr-defined]
 
     def chain(self, tier: str) -> list[tuple[Tier, ModelSpec]]:
         """The fallback chain: ``tier``'s models in order, then every tier above."""
@@ -312,11 +326,17 @@ class Router:
         return None
 
     def _provider(self, spec: ProviderSpec):
-        if spec.name not in self._providers:
-            from .providers import get_provider
+        provider = self._providers.get(spec.name)
+        if provider is None:
+            with self._lock:
+                provider = self._providers.get(spec.name)
+                if provider is None:
+                    from .providers import get_provider
 
-            self._providers[spec.name] = get_provider(spec, self.api_key(spec))
-        return self._providers[spec.name]
+                    provider = get_provider(spec, self.api_key(spec))
+                    provider.client()  # built here, once: the SDK clients are thread-safe and shared
+                    self._providers[spec.name] = provider
+        return provider
 
     def try_models(self, attempts: list[Attempt], chain: list[tuple[Tier, ModelSpec]], prompt: str,
                    system: str | None, max_tokens: int | None, temperature: float | None,
@@ -361,6 +381,7 @@ class Router:
                 if streamed and on_restart is not None:
                     on_restart(f"the answer broke off; {attempt.label} answers again from the start")
                     streamed = False
+                self.pauses.wait(spec.name, self.sleep)
                 try:
                     response = provider.complete(request, on_text=sink if on_text else None)
                 except OutputFailed as e:
@@ -388,7 +409,11 @@ class Router:
                         self.on_note(f"{attempt.label} failed: {e}; trying the next model")
                         break
                     self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
-                    self.sleep(wait)
+                    if e.retry_after is not None:
+                        # The provider told us to hold off: every thread waits it out before its next call there.
+                        self.pauses.pause(spec.name, wait)
+                    else:
+                        self.sleep(wait)
                     continue
                 attempt.text = response.text
                 attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
@@ -436,11 +461,18 @@ class Router:
     # ------------------------------------------------------------ ledger
 
     def ledger(self):
-        if self._ledger is None and self.db_path is not None:
+        """This thread's ledger connection, opened on first use (None without a ledger)."""
+        if self.db_path is None:
+            return None
+        ledger = getattr(self._local, "ledger", None)
+        if ledger is None:
             from .ledger import Ledger
 
-            self._ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
-        return self._ledger
+            ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
+            self._local.ledger = ledger
+            with self._lock:
+                self._ledgers.append(ledger)
+        return ledger
 
     def _check_key(self, spec: ProviderSpec) -> None:
         key = self.api_key(spec)
@@ -492,9 +524,12 @@ class Router:
         self.ledger().record({"calls": calls, "prompts": prompts, "responses": responses})
 
     def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
+        """Close every thread's ledger connection (call when no thread is using the router)."""
+        with self._lock:
+            ledgers, self._ledgers = self._ledgers, []
+            self._local = threading.local()
+        for ledger in ledgers:
+            ledger.close()
 
     def __enter__(self) -> "Router":
         return self
