@@ -424,6 +424,8 @@ class _Batch:
             finally:
                 with self.active_lock:
                     self.active -= 1
+            if outcome.fatal is not None:
+                self.stopping.set()  # now, before this worker takes another row
             self.results.put((seq, outcome))
 
     # -- the writing thread

@@ -154,8 +154,8 @@ def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db
     if summary.fatal is not None:
         summary.fatal.message += f" (the batch stopped; rerun with --resume OUTFILE to answer the rest)"
         raise summary.fatal
-    if summary.interrupted:
-        render.error("interrupted; every finished row was written (rerun with --resume OUTFILE to answer the rest)")
+    if summary.interrupted:  # main() then says "Error: interrupted"
+        render.note("every finished row was written; rerun with --resume OUTFILE to answer the rest")
     raise typer.Exit(summary.exit_code)
 
 
