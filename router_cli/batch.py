@@ -1,9 +1,11 @@
 """Batch routing: many prompts in one process, a bounded number at a time.
 
+    import json
     from router_cli import Router, load_config
     from router_cli.batch import asker, run_batch
     with Router(load_config(), "ledger.db") as router, open("prompts.jsonl", "rb") as rows:
-        summary = run_batch(rows, asker(router), write=print, tiers=router.config.tier_names, concurrency=8)
+        summary = run_batch(rows, asker(router), lambda row: print(json.dumps(row)),
+                            tiers=router.config.tier_names, concurrency=8)
 
 Input is JSONL, one row per line: ``{"prompt": ..., "id"?, "system"?, "tier"?,
 "max_tokens"?, "user"?}``; a row without ``id`` takes its line number. Output is
@@ -209,9 +211,10 @@ def _teed(lines: Iterable[bytes], copy: IO[bytes]) -> Iterator[bytes]:
         yield line
 
 
-def count_rows(lines: Iterable[bytes]) -> int:
-    """Non-blank lines: the total shown by the progress bar."""
-    return sum(1 for line in lines if line.strip())
+def count_file_rows(path: str) -> int:
+    """Non-blank lines of ``path``: the total shown by the progress bar."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def answered_ids(lines: Iterable[bytes]) -> tuple[IdSet, int]:

@@ -121,22 +121,18 @@ def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db
     if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
         raise UsageError("--batch -: pipe the JSONL rows in on stdin")
     cfg = _load_config(config, ml_model)
+    router = Router(cfg, resolve_db_path(db), on_note=render.note if verbose else None)
+    call = make_call(router)  # checks the options once, not on every row
+    router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
     skip = None
     if resume is not None:
         skip, unreadable = batch.read_resume(resume)
         if unreadable:
             render.note(f"--resume: {unreadable} line(s) of {resume} are not JSON rows; ignored")
     rows = batch.open_input(source, strict=strict, tiers=cfg.tier_names, stdin=sys.stdin.buffer)
-    router = Router(cfg, resolve_db_path(db), on_note=render.note if verbose else None)
-    call = make_call(router)  # checks the options before any row
-    router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
     progress = None
     if render.stderr_is_terminal():
-        total = None
-        if source != "-" and not strict:
-            with open(source, "rb") as f:
-                total = batch.count_rows(f)
-        progress = render.BatchProgress(total)
+        progress = render.BatchProgress(None if source == "-" else batch.count_file_rows(source))
     summary = None
     try:
         summary = batch.run_batch(rows, call, render.jsonl_row, tiers=cfg.tier_names, concurrency=concurrency,
@@ -152,7 +148,7 @@ def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db
     if progress is not None or verbose or summary.failed or summary.interrupted or summary.fatal:
         render.batch_summary(summary)
     if summary.fatal is not None:
-        summary.fatal.message += f" (the batch stopped; rerun with --resume OUTFILE to answer the rest)"
+        summary.fatal.message += " (the batch stopped; rerun with --resume OUTFILE to answer the rest)"
         raise summary.fatal
     if summary.interrupted:  # main() then says "Error: interrupted"
         render.note("every finished row was written; rerun with --resume OUTFILE to answer the rest")

@@ -65,7 +65,7 @@ def test_row_fields_override_the_options_and_reach_the_ledger(server, mmr, db_pa
     a, b = out_rows(result)
     assert (a["tier"], a["output_tokens"], a["stop_reason"]) == ("complex", 3, "max_tokens")
     assert b["tier"] == "simple"
-    first = [c for c in server.calls() if c["prompt"].startswith("one")][0]
+    first = next(c for c in server.calls() if c["prompt"].startswith("one"))
     assert first["body"]["system"] == "be terse" and first["body"]["max_tokens"] == 3
     rows = {r["request_id"]: r for r in ledger_rows(db_path)}
     assert (rows[a["request_id"]]["user"], rows[a["request_id"]]["team"]) == ("ann", "core")
@@ -363,3 +363,31 @@ def test_batch_does_not_import_the_sdks_before_a_call():
     code = "import router_cli.batch, sys; print(any(m in sys.modules for m in ('anthropic', 'openai')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_progress_bar_on_a_terminal(server, config_path, db_path):
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "router_cli", "ask", "--batch", "-", "--tier", "simple",
+                             "--config", str(config_path), "--db", str(db_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    out, _ = proc.communicate(jsonl(*[{"prompt": f"p{i}"} for i in range(3)]).encode(), timeout=60)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert len(out.splitlines()) == 3 and all(json.loads(line)["text"] for line in out.splitlines())  # stdout: rows only
+    assert "3 rows" in terminal and "rows/s" in terminal and "0 errors" in terminal  # stdin: no total, no ETA
+    assert "3 answered" in terminal  # the summary line
+    assert "\x1b[3" not in terminal  # NO_COLOR: no colour codes
