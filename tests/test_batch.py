@@ -275,13 +275,22 @@ def _start_batch(config_path, db_path, rows: int, concurrency: int) -> subproces
     return proc
 
 
+def _finish(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    # Not communicate(): it reads the pipe itself, past lines that readline() has buffered.
+    assert proc.stdout is not None and proc.stderr is not None
+    rest = proc.stdout.read()
+    stderr = proc.stderr.read()
+    proc.wait(timeout=60)
+    return rest, stderr
+
+
 def test_ctrl_c_finishes_the_calls_in_flight_and_writes_every_finished_row(server, config_path, db_path):
     server.always("claude-small", reply(delay=0.2))
     proc = _start_batch(config_path, db_path, 200, 4)
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()  # the batch is under way
     proc.send_signal(signal.SIGINT)
-    rest, stderr = proc.communicate(timeout=60)
+    rest, stderr = _finish(proc)
     assert proc.returncode == EXIT_INTERRUPTED
     rows = [json.loads(line) for line in (first + rest).decode().splitlines()]
     assert [r["id"] for r in rows] == list(range(1, len(rows) + 1))  # whole rows, in order, none missing
@@ -311,7 +320,7 @@ def test_resume_after_an_interrupt_completes_the_batch(server, config_path, db_p
     assert proc.stdout is not None
     first = proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
+    rest, _ = _finish(proc)
     out = tmp_path / "out.jsonl"
     out.write_bytes(first + rest)
     server.always("claude-small", None)
