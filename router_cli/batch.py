@@ -312,7 +312,7 @@ def run_row(call: Callable[[Row], object], row: Row) -> Outcome:
         answer = call(row)
     except MmrError as e:
         attempts = getattr(e, "attempts", None) or []
-        error = {"id": row.id, "error": {"kind": error_kind(e), "message": str(e), "exit_code": e.exit_code, "line": row.line}}
+        error: dict = {"id": row.id, "error": {"kind": error_kind(e), "message": str(e), "exit_code": e.exit_code, "line": row.line}}
         cost = sum((a.cost for a in attempts), Decimal(0))
         if attempts:
             error["attempts"] = [a.to_json() for a in attempts]
