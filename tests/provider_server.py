@@ -182,6 +182,7 @@ class ProviderServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 resets connections when a batch opens 16 at once
 
     def handle_error(self, request, client_address):
         # Clients that hang up mid-response are part of the tests, not server errors.
