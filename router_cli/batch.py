@@ -241,7 +241,8 @@ def answered_ids(lines: Iterable[bytes]) -> tuple[IdSet, int]:
 
 def asker(router, *, system: str | None = None, tier: str | None = None, classifier: str | None = None,
           max_tokens: int | None = None, temperature: float | None = None, user: str | None = None,
-          team: str | None = None) -> Callable[[Row], object]:
+          team: str | None = None, max_cost: Decimal | None = None, use_cache: bool = True,
+          refresh: bool = False) -> Callable[[Row], object]:
     """The call for ``mmr ask --batch``: a row's own fields win over these defaults.
 
     The options are checked here, once, rather than failing every row.
@@ -256,7 +257,8 @@ def asker(router, *, system: str | None = None, tier: str | None = None, classif
     def call(row: Row):
         return router.ask(row.prompt, system=row.system if row.system is not None else system,
                           tier=row.tier or tier, classifier=classifier, max_tokens=row.max_tokens or max_tokens,
-                          temperature=temperature, user=row.user or user, team=team)
+                          temperature=temperature, user=row.user or user, team=team, max_cost=max_cost,
+                          use_cache=use_cache, refresh=refresh)
 
     return call
 
@@ -264,7 +266,7 @@ def asker(router, *, system: str | None = None, tier: str | None = None, classif
 def cascader(router, *, system: str | None = None, start_tier: str | None = None, max_tier: str | None = None,
              from_classifier: bool = False, classifier: str | None = None, threshold: float | None = None,
              gate: str | None = None, max_tokens: int | None = None, temperature: float | None = None,
-             user: str | None = None, team: str | None = None) -> Callable[[Row], object]:
+             user: str | None = None, team: str | None = None, max_cost: Decimal | None = None) -> Callable[[Row], object]:
     """The call for ``mmr cascade --batch``: a row's ``tier`` is where its cascade starts.
 
     The options are checked here, once (as a dry run checks them), rather than failing every row.
@@ -285,7 +287,7 @@ def cascader(router, *, system: str | None = None, start_tier: str | None = None
                        start_tier=row.tier or start_tier, max_tier=max_tier,
                        from_classifier=from_classifier and row.tier is None, classifier=classifier,
                        threshold=threshold, gate=gate, max_tokens=row.max_tokens or max_tokens,
-                       temperature=temperature, user=row.user or user, team=team)
+                       temperature=temperature, user=row.user or user, team=team, max_cost=max_cost)
 
     return call
 

@@ -68,8 +68,13 @@ def cascade(
     temperature: float | None = None,
     user: str | None = None,
     team: str | None = None,
+    max_cost: Decimal | None = None,
 ) -> Answer:
-    """Answer ``prompt`` from the cheapest tier whose answer passes the quality gate."""
+    """Answer ``prompt`` from the cheapest tier whose answer passes the quality gate.
+
+    Budgets and ``max_cost`` stop the escalation at the first tier they cannot
+    cover; the best answer so far is then returned as best effort.
+    """
     settings = router.config.cascade
     gate = _check(gate or settings.gate, threshold, max_tokens)
     if not prompt.strip():
@@ -77,14 +82,14 @@ def cascade(
     decision, tiers = plan(router, prompt, start_tier=start_tier, max_tier=max_tier,
                            from_classifier=from_classifier, classifier=classifier)
     started = time.perf_counter()
-    log = router.begin_request("cascade", decision, prompt, system, user, team)
+    log = router.begin_request("cascade", decision, prompt, system, user, team, max_cost=max_cost)
     returned: Attempt | None = None
     best: Attempt | None = None
     failure, fatal = None, False
     with log.recording_on_interrupt():
         for tier in tiers:
-            failure, fatal = router.try_models(log.attempts, [(tier, m) for m in tier.models], prompt, system,
-                                               max_tokens, temperature)
+            failure, fatal = router.try_models(log.attempts, [(tier, m) for m in router.models_of(tier, log.request_id)],
+                                               prompt, system, max_tokens, temperature, log=log)
             if failure is not None:
                 if fatal:
                     # An answer already paid for is still better than none.
@@ -118,7 +123,8 @@ def cascade(
             failure.message += f" (and the ledger could not be written: {ledger_error})"
         raise failure
     return Answer(returned.text or "", log.request_id, decision, log.attempts, returned, log.baseline,
-                  (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort")
+                  (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",
+                  policy=tuple(log.policy))
 
 
 def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str, answer: Attempt) -> GateResult:
@@ -129,8 +135,8 @@ def _gate(router: Router, log: RequestLog, gate: str, limit: float, prompt: str,
     judge_tier = router.config.tier(settings.judge_tier or router.config.tier_names[0])
     try:
         failure, _ = router.try_models(
-            log.attempts, [(judge_tier, m) for m in judge_tier.models], judge_prompt(prompt, answer.text or ""),
-            JUDGE_SYSTEM, settings.judge_max_tokens, 0.0, role="judge",
+            log.attempts, [(judge_tier, m) for m in router.models_of(judge_tier, log.request_id)],
+            judge_prompt(prompt, answer.text or ""), JUDGE_SYSTEM, settings.judge_max_tokens, 0.0, role="judge", log=log,
         )
     except MmrError as e:  # e.g. a malformed key for the judge's provider: the answer must survive it
         failure = e

@@ -38,6 +38,7 @@ MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", help="Ca
 TemperatureOption = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (OpenAI-compatible models).")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")]
 TeamOption = Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")]
+MaxCostOption = Annotated[Optional[str], typer.Option("--max-cost", help="Most this request may cost, in USD: cheaper tiers are used to stay under it.", show_default=False)]
 MlModelOption = Annotated[Optional[str], typer.Option("--ml-model", help="Model file for --classifier ml (default: config, else the shipped one).")]
 BatchOption = Annotated[Optional[str], typer.Option(
     "--batch", help="Answer every row of this JSONL file ('-': stdin); rows: prompt, id, system, tier, max_tokens, user. "
@@ -45,6 +46,21 @@ BatchOption = Annotated[Optional[str], typer.Option(
 ConcurrencyOption = Annotated[int, typer.Option("--concurrency", "-j", help="With --batch: rows answered at once.")]
 StrictOption = Annotated[bool, typer.Option("--strict", help="With --batch: check every line first and stop at a bad one, before any call.")]
 ResumeOption = Annotated[Optional[str], typer.Option("--resume", help="With --batch: skip the ids already answered in this earlier output.")]
+
+
+def _max_cost(value: str | None):
+    """``--max-cost`` as an exact Decimal."""
+    from decimal import Decimal, InvalidOperation
+
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.strip().lstrip("$"))
+    except InvalidOperation:
+        raise UsageError(f"--max-cost: expected an amount in USD such as 0.05, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise UsageError(f"--max-cost must be an amount of 0 USD or more, got {value!r}")
+    return amount
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -181,6 +197,9 @@ def ask(
     stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream the answer (default: when stdout is a terminal).", show_default=False)] = None,
     json_output: JsonOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the decision and a cost estimate; call nothing.")] = False,
+    max_cost: MaxCostOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ask again and replace the cached answer.")] = False,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -194,18 +213,22 @@ def ask(
 ) -> None:
     """Answer a prompt from the cheapest suitable tier.
 
-    Example: cat prompt.txt | mmr ask --json
+    Example: cat prompt.txt | mmr ask --json --max-cost 0.02
 
     Many prompts: mmr ask --batch prompts.jsonl --concurrency 16 > answers.jsonl
     """
     if max_tokens is not None and max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
+    if no_cache and refresh:
+        raise UsageError("--no-cache and --refresh contradict each other: give one")
+    cost_cap = _max_cost(max_cost)
     if batch is not None:
         from .batch import asker
 
         def make_call(router):
             return asker(router, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
-                         temperature=temperature, user=user, team=team)
+                         temperature=temperature, user=user, team=team, max_cost=cost_cap, use_cache=not no_cache,
+                         refresh=refresh)
 
         _batch(batch, make_call, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
                temperature=temperature, verbose=verbose, concurrency=concurrency, strict=strict, resume=resume,
@@ -223,7 +246,7 @@ def ask(
         router,
         lambda: router.ask(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
                            temperature=temperature, on_text=on_text, on_restart=render.stream_restart,
-                           user=user, team=team),
+                           user=user, team=team, max_cost=cost_cap, use_cache=not no_cache, refresh=refresh),
         json_output=json_output, streamed=on_text is not None, show_notes=show_notes,
     )
 
@@ -242,6 +265,7 @@ def cascade_command(
     temperature: TemperatureOption = None,
     json_output: JsonOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and its cost bounds; call nothing.")] = False,
+    max_cost: MaxCostOption = None,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -263,19 +287,19 @@ def cascade_command(
     """
     from .cascade import cascade, estimate
 
+    cost_cap = _max_cost(max_cost)
     if batch is not None:
         from .batch import cascader
 
         def make_call(router):
             return cascader(router, system=system, start_tier=start_tier, max_tier=max_tier,
                             from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
-                            max_tokens=max_tokens, temperature=temperature, user=user, team=team)
+                            max_tokens=max_tokens, temperature=temperature, user=user, team=team, max_cost=cost_cap)
 
         _batch(batch, make_call, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
                temperature=temperature, verbose=verbose, concurrency=concurrency, strict=strict, resume=resume,
                conflicts={"--dry-run": dry_run})
         return
-
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         plan = estimate(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
@@ -287,7 +311,7 @@ def cascade_command(
         router,
         lambda: cascade(router, text, system=system, start_tier=start_tier, max_tier=max_tier,
                         from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
-                        max_tokens=max_tokens, temperature=temperature, user=user, team=team),
+                        max_tokens=max_tokens, temperature=temperature, user=user, team=team, max_cost=cost_cap),
         json_output=json_output, streamed=False, show_notes=show_notes,
     )
 
@@ -414,12 +438,16 @@ def costs(
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
     drift_points: Annotated[float, typer.Option("--drift-points", help="Flag tier-mix shifts larger than this many points.")] = 10.0,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the daily spend chart to this .svg file.")] = None,
+    config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
     """Spend, premium baseline and net savings from the ledger, with drift against the previous window.
 
+    With --by user or team (or --config), also each budget's use in its current period.
+
     Example: mmr costs --since 30d --by tier,model
     """
+    from .budgets import budget_use
     from .costs import cost_report, drift, empty_report, parse_by, parse_when
     from .ledger import Ledger, resolve_db_path
 
@@ -430,14 +458,20 @@ def costs(
         raise UsageError(f"--drift-points must be above 0 and at most 100, got {drift_points:g}")
     if plot is not None and not plot.lower().endswith(".svg"):
         raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
+    # Budgets live in the config; reading it is skipped when no report needs it (start-up time).
+    budgets = _load_config(config).budgets if config or {"user", "team"} & set(keys) else None
     path = resolve_db_path(db)
     if path.exists():
         with Ledger.for_reading(path) as ledger:
             report = cost_report(ledger, start, end, keys, utc=utc)
             report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
+            if budgets is not None:
+                report.budgets = budget_use(ledger, budgets)
     else:
         render.note(f"no ledger yet at {path}: nothing has been recorded")
         report = empty_report(start, end, keys, utc, drift_points)
+        if budgets is not None:
+            report.budgets = budget_use(None, budgets)
     if plot is not None:
         try:
             with open(plot, "w", encoding="utf-8") as f:
@@ -445,6 +479,38 @@ def costs(
         except OSError as e:
             raise UsageError(f"--plot: cannot write {plot}: {e.strerror}") from None
     render.cost_report(report, json_output=json_output, csv_output=csv_output, utc=utc)
+
+
+@app.command()
+def health(
+    since: Annotated[str, typer.Option("--since", help="Window for error rates and latency: 1h, 24h, 30m...")] = "1h",
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Each provider/model: circuit state, recent error rate, p50 latency, when it will be retried.
+
+    Example: mmr health --since 24h
+    """
+    from datetime import datetime, timezone
+
+    from .costs import parse_when
+    from .health import health_report
+    from .ledger import Ledger, resolve_db_path
+
+    cfg = _load_config(config)
+    now = datetime.now(timezone.utc)
+    window = now - parse_when(since, now=now)
+    if window.total_seconds() <= 0:
+        raise UsageError(f"--since must reach into the past, got {since!r}")
+    path = resolve_db_path(db)
+    if path.exists():
+        with Ledger.for_reading(path) as ledger:
+            rows = health_report(ledger, cfg, window, now.timestamp())
+    else:
+        render.note(f"no ledger yet at {path}: nothing has been recorded")
+        rows = health_report(None, cfg, window, now.timestamp())
+    render.health(rows, json_output)
 
 
 def _print_version(value: bool) -> None:

@@ -45,12 +45,16 @@ class ModelSpec:
     price: Price
     max_tokens: int
     reasoning: bool = False
+    weight: float = 1.0  # share of first tries when the tier's strategy is "weighted"
 
 
 @dataclass(frozen=True)
 class Tier:
+    """A tier's models: tried in order, or with ``strategy: weighted`` the first try spread by weight."""
+
     name: str
     models: tuple[ModelSpec, ...]
+    strategy: str = "order"
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,45 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class BreakerConfig:
+    """Circuit breakers per provider/model: open after ``failures`` within ``window`` seconds."""
+
+    enabled: bool = True
+    failures: int = 5
+    window: float = 60.0
+    cooldown: float = 30.0  # seconds open before one probe is let through (at least any retry-after)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit in USD per calendar ``period`` (UTC) for everyone, a user or a team.
+
+    ``who`` None with scope ``user``/``team`` means each user (team) separately.
+    """
+
+    scope: str  # global | user | team
+    who: str | None
+    period: str  # day | month
+    limit: Decimal
+    policy: str  # downgrade | block
+    floor_tier: str
+
+    def label(self, who: str | None = None) -> str:
+        """``team ml monthly budget``: whom it counts (``who`` for a per-user/team budget) and its period."""
+        whom = "global" if self.scope == "global" else f"{self.scope} {self.who or who or '*'}"
+        return f"{whom} {'daily' if self.period == 'day' else 'monthly'} budget"
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The response cache: exact repeats of a request are answered from the ledger database."""
+
+    enabled: bool = False
+    ttl: float = 86400.0  # seconds
+    scope: str = "user"  # user: entries are private to the asking user; global: shared
+
+
+@dataclass(frozen=True)
 class CascadeConfig:
     """Quality gates: an answer scoring below its tier's threshold escalates."""
 
@@ -130,6 +173,9 @@ class Config:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    budgets: tuple[Budget, ...] = ()
+    cache: CacheConfig = field(default_factory=CacheConfig)
     config_hash: str = ""
 
     @property
@@ -311,7 +357,8 @@ class _Validator:
         top = self.mapping(
             data,
             "",
-            {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade"},
+            {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
+             "breaker", "budgets", "cache"},
             {"tiers", "providers"},
         )
         if "version" in top and top["version"] != 1:
@@ -335,6 +382,9 @@ class _Validator:
             retry=self.retry(top.get("retry", {})),
             ledger=self.ledger(top.get("ledger", {})),
             cascade=self.cascade(top.get("cascade", {}), names),
+            breaker=self.breaker(top.get("breaker", {})),
+            budgets=self.budgets(top.get("budgets", []), names),
+            cache=self.cache(top.get("cache", {})),
         )
 
     def providers(self, value: Any) -> dict[str, ProviderSpec]:
@@ -371,8 +421,11 @@ class _Validator:
         tiers, seen = [], set()
         for i, entry in enumerate(value):
             path = f"tiers[{i}]"
-            entry = self.mapping(entry, path, {"name", "models"}, {"name", "models"})
+            entry = self.mapping(entry, path, {"name", "models", "strategy"}, {"name", "models"})
             name = self.string(entry["name"], _join(path, "name"))
+            strategy = entry.get("strategy", "order")
+            if strategy not in ("order", "weighted"):
+                raise self.fail(_join(path, "strategy"), f"expected order or weighted, got {strategy!r}")
             if name in seen:
                 raise self.fail(_join(path, "name"), f"duplicate tier name {name!r}")
             seen.add(name)
@@ -380,11 +433,13 @@ class _Validator:
             if not isinstance(models, list) or not models:
                 raise self.fail(_join(path, "models"), f"expected a non-empty list of models, got {_kind(models)}")
             specs = tuple(self.model(m, f"{path}.models[{j}]", providers) for j, m in enumerate(models))
-            tiers.append(Tier(name, specs))
+            if strategy == "weighted" and not any(m.weight > 0 for m in specs):
+                raise self.fail(_join(path, "models"), "with strategy weighted, at least one model needs a weight above 0")
+            tiers.append(Tier(name, specs, strategy))
         return tuple(tiers)
 
     def model(self, value: Any, path: str, providers: dict[str, ProviderSpec]) -> ModelSpec:
-        entry = self.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning"}, {"provider", "model", "price"})
+        entry = self.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}, {"provider", "model", "price"})
         provider = self.string(entry["provider"], _join(path, "provider"))
         if provider not in providers:
             raise self.fail(_join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
@@ -402,6 +457,7 @@ class _Validator:
             price=Price(self.money(price["input"], _join(path, "price.input")), self.money(price["output"], _join(path, "price.output"))),
             max_tokens=max_tokens,
             reasoning=reasoning,
+            weight=self.number(entry.get("weight", 1), _join(path, "weight")),
         )
 
     def classifier(self, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]):
@@ -500,6 +556,77 @@ class _Validator:
             judge_max_tokens=self.integer(section.get("judge_max_tokens", d.judge_max_tokens), "cascade.judge_max_tokens", minimum=1),
             on_judge_error=on_error,
         )
+
+    def breaker(self, value: Any) -> BreakerConfig:
+        section = self.mapping(value, "breaker", {"enabled", "failures", "window", "cooldown"})
+        d = BreakerConfig()
+        enabled = section.get("enabled", d.enabled)
+        if not isinstance(enabled, bool):
+            raise self.fail("breaker.enabled", f"expected true or false, got {_kind(enabled)}")
+        return BreakerConfig(
+            enabled,
+            self.integer(section.get("failures", d.failures), "breaker.failures", minimum=1, maximum=10_000),
+            self.duration(section.get("window", d.window), "breaker.window"),
+            self.duration(section.get("cooldown", d.cooldown), "breaker.cooldown"),
+        )
+
+    def budgets(self, value: Any, tiers: list[str]) -> tuple[Budget, ...]:
+        if not isinstance(value, list):
+            raise self.fail("budgets", f"expected a list of budgets, got {_kind(value)}")
+        out = []
+        for i, entry in enumerate(value):
+            path = f"budgets[{i}]"
+            entry = self.mapping(entry, path, {"scope", "user", "team", "period", "limit", "policy", "floor_tier"},
+                                 {"scope", "period", "limit"})
+            scope = entry["scope"]
+            if scope not in ("global", "user", "team"):
+                raise self.fail(_join(path, "scope"), f"expected global, user or team, got {scope!r}")
+            for key in ("user", "team"):
+                if key in entry and key != scope:
+                    raise self.fail(_join(path, key), f"only a {key} budget names a {key} (this one's scope is {scope})")
+            who = entry.get(scope)
+            if who is not None:
+                who = self.string(who, _join(path, scope))
+            period = entry["period"]
+            if period not in ("day", "month"):
+                raise self.fail(_join(path, "period"), f"expected day or month, got {period!r}")
+            limit = entry["limit"]
+            if isinstance(limit, bool) or not isinstance(limit, (int, float, str)):
+                raise self.fail(_join(path, "limit"), f"expected an amount in USD, got {_kind(limit)}")
+            try:
+                amount = Decimal(getattr(limit, "text", str(limit)).strip().lstrip("$"))
+            except InvalidOperation:
+                raise self.fail(_join(path, "limit"), f"not a number: {limit!r}") from None
+            if not amount.is_finite() or amount < 0:
+                raise self.fail(_join(path, "limit"), f"must be an amount of 0 USD or more, got {limit}")
+            policy = entry.get("policy", "downgrade")
+            if policy not in ("downgrade", "block"):
+                raise self.fail(_join(path, "policy"), f"expected downgrade or block, got {policy!r}")
+            floor = entry.get("floor_tier", tiers[0])
+            if floor not in tiers:
+                raise self.fail(_join(path, "floor_tier"), f"unknown tier {floor!r}; valid tiers: {', '.join(tiers)}")
+            out.append(Budget(scope, who, period, amount, policy, floor))
+        return tuple(out)
+
+    def cache(self, value: Any) -> CacheConfig:
+        section = self.mapping(value, "cache", {"enabled", "ttl", "scope"})
+        d = CacheConfig()
+        enabled = section.get("enabled", d.enabled)
+        if not isinstance(enabled, bool):
+            raise self.fail("cache.enabled", f"expected true or false, got {_kind(enabled)}")
+        scope = section.get("scope", d.scope)
+        if scope not in ("user", "global"):
+            raise self.fail("cache.scope", f"expected user or global, got {scope!r}")
+        return CacheConfig(enabled, self.duration(section.get("ttl", d.ttl), "cache.ttl"), scope)
+
+    def duration(self, value: Any, path: str) -> float:
+        """Seconds, as a number or as text like ``90s``, ``30m``, ``24h``, ``7d``."""
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+            if not match:
+                raise self.fail(path, f"expected seconds or a duration like 30m, 24h, 7d; got {value!r}")
+            value = float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return self.number(value, path, minimum=0.0, maximum=366 * 86400)
 
     def ledger(self, value: Any) -> LedgerConfig:
         section = self.mapping(value, "ledger", {"store", "preview_chars", "busy_timeout"})

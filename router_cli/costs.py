@@ -236,6 +236,7 @@ class CostReport:
     total: CostRow
     daily_spend: dict[str, Decimal] = field(default_factory=dict)  # local (or UTC) date -> spend
     drift: Drift | None = None
+    budgets: list[dict] = field(default_factory=list)  # each budget's use in its current period
 
     BASELINE_NOTE = (
         "Baseline: the premium tier's first model at its prices, applied to the tokens of each "
@@ -248,6 +249,7 @@ class CostReport:
             "rows": [r.to_json() for r in self.rows], "total": self.total.to_json(),
             "daily_spend": {day: decimal_str(v) for day, v in self.daily_spend.items()},
             "drift": self.drift.to_json() if self.drift else None,
+            "budgets": self.budgets,
             "baseline": self.BASELINE_NOTE,
         }
 

@@ -16,6 +16,7 @@ EXIT_AUTH = 4
 EXIT_PROVIDER = 5
 EXIT_REQUEST_REJECTED = 6
 EXIT_LEDGER = 7
+EXIT_BUDGET = 8
 EXIT_ROWS_FAILED = 9  # a batch finished, but some of its output rows are error rows
 EXIT_INTERRUPTED = 130
 
@@ -67,3 +68,9 @@ class LedgerError(MmrError):
     """The ledger database cannot be opened, read or written."""
 
     exit_code = EXIT_LEDGER
+
+
+class BudgetExceeded(MmrError):
+    """A budget or ``--max-cost`` refuses the request: its worst-case cost would cross the limit."""
+
+    exit_code = EXIT_BUDGET

@@ -28,7 +28,7 @@ from .errors import LedgerError
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 # The number of migrations below; kept in PRAGMA user_version after they run so
 # that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def user_data_dir() -> Path:
@@ -123,6 +123,33 @@ def _migrations():
     def m004_embeddings(db):
         # The embedding classifier's cache: float32 vectors by model and text hash.
         db["embeddings"].create({"model": str, "text_sha256": str, "dims": int, "vector": bytes}, pk=("model", "text_sha256"))
+
+    @migrations(name="005_resilience")
+    def m005_resilience(db):
+        # policy: what budgets, the cache and circuit breakers decided for the request;
+        # saved_*: what a cache hit did not pay (the original answer's cost).
+        db.execute("ALTER TABLE calls ADD COLUMN policy TEXT")
+        db.execute("ALTER TABLE calls ADD COLUMN saved_usd TEXT")
+        db.execute("ALTER TABLE calls ADD COLUMN saved_nanousd INTEGER NOT NULL DEFAULT 0")
+        # Budget checks sum spend per period from these indexes alone.
+        db.execute("CREATE INDEX idx_calls_spend ON calls (datetime_utc, cost_nanousd)")
+        db.execute("CREATE INDEX idx_calls_user_spend ON calls (user, datetime_utc, cost_nanousd)")
+        db.execute("CREATE INDEX idx_calls_team_spend ON calls (team, datetime_utc, cost_nanousd)")
+        # One row per provider/model; times are Unix seconds (shared by every process).
+        db["breakers"].create(
+            {"provider": str, "model": str, "state": str, "failures": str, "opened_at": float, "open_until": float,
+             "probe_until": float, "last_error": str, "updated_at": float},
+            pk=("provider", "model"),
+            not_null={"state"},
+            defaults={"state": "closed", "failures": "[]"},
+        )
+        db["cache"].create(
+            {"key": str, "scope": str, "created_at": float, "expires_at": float, "request_id": str, "tier": str,
+             "provider": str, "model": str, "text": str, "input_tokens": int, "output_tokens": int,
+             "cost_usd": str, "stop_reason": str},
+            pk="key",
+        )
+        db["cache"].create_index(["expires_at"])
 
     return migrations
 

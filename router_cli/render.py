@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from decimal import Decimal
 
 from .pricing import format_usd
 from .providers.base import redact
@@ -310,6 +311,41 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     if report.drift is not None:
         console.print()
         console.print("\n".join(_drift_lines(report.drift)))
+    if report.budgets:
+        budgets = Table(title="Budgets (current period, UTC)", title_justify="left")
+        for header in ("budget", "who", "since", "spent", "limit", "used", "policy"):
+            budgets.add_column(header, justify="right" if header in ("spent", "limit", "used") else "left")
+        for b in report.budgets:
+            used = "" if b["used"] is None else f"{b['used']:.1%}"
+            budgets.add_row(b["budget"], b["who"] or "", b["period_start"][:10], format_usd(Decimal(b["spent_usd"])),
+                            format_usd(Decimal(b["limit_usd"])), used, b["policy"],
+                            style="red" if (b["used"] or 0) >= 1 else "yellow" if (b["used"] or 0) >= 0.8 else None)
+        console.print()
+        console.print(budgets)
+
+
+def health(rows, json_output: bool) -> None:
+    """The ``mmr health`` table (or JSON: one object per provider/model)."""
+    if json_output:
+        _json({"models": [r.to_json() for r in rows]})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=None if sys.stdout.isatty() else 200)
+    table = Table(title="Providers and models", title_justify="left")
+    for header in ("provider/model", "tiers", "circuit", "recent failures", "calls", "error rate", "p50 ms", "retry at", "last error"):
+        table.add_column(header, justify="right" if header in ("recent failures", "calls", "error rate", "p50 ms") else "left")
+    styles = {"open": "red", "half_open": "yellow", "probe_due": "yellow"}
+    for r in rows:
+        table.add_row(
+            f"{r.provider}/{r.model}", ",".join(r.tiers) or "(not in config)", r.state.replace("_", "-"),
+            str(r.recent_failures), f"{r.calls:,}", "" if r.error_rate is None else f"{r.error_rate:.1%}",
+            "" if r.latency_p50_ms is None else f"{r.latency_p50_ms:,.0f}",
+            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"), redact(r.last_error or "", None)[:60],
+            style=styles.get(r.state),
+        )
+    console.print(table)
 
 
 def _daily_chart(daily: dict) -> list[str]:

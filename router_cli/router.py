@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import random
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from typing import Callable, Mapping
 
 from .classify import Decision, get_classifier
 from .config import Config, ModelSpec, ProviderSpec, Tier
-from .errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, LedgerError, MissingKeyError, MmrError, UsageError
+from .errors import (
+    EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, LedgerError, MissingKeyError, MmrError, UsageError,
+)
 from .pauses import ProviderPauses
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
 
@@ -37,7 +40,12 @@ Note = Callable[[str], None]
 
 @dataclass
 class Attempt:
-    """One try of one model. ``status`` is ``ok``, ``error`` or ``skipped`` (never called)."""
+    """One try of one model.
+
+    ``status``: ``ok``, ``error``, ``skipped`` (never called: no key, circuit open,
+    over budget), ``cached`` (answered from the response cache), ``blocked`` (a
+    budget refused the request), and in cascades ``rejected`` or ``best_effort``.
+    """
 
     tier: str
     provider: str
@@ -59,6 +67,7 @@ class Attempt:
     role: str = "answer"  # or "judge": a quality gate's call
     quality: float | None = None  # the gate's score, in cascades
     gate_reason: str | None = None
+    saved: Decimal = Decimal(0)  # a cache hit: what the original answer cost
 
     @property
     def label(self) -> str:
@@ -89,6 +98,7 @@ class Answer:
     latency_ms: float
     ledger_error: LedgerError | None = None
     best_effort: bool = False  # a cascade where no answer passed the gate
+    policy: tuple[str, ...] = ()  # what budgets, the cache and circuit breakers decided
 
     @property
     def cost(self) -> Decimal:
@@ -112,9 +122,10 @@ class Answer:
             "baseline_cost_usd": decimal_str(self.baseline_cost),
             "savings_usd": decimal_str(self.baseline_cost - self.cost),
             "latency_ms": round(self.latency_ms, 1),
-            "cached": False,
+            "cached": self.final.status == "cached",
             "stop_reason": self.final.stop_reason,
             "attempts": [a.to_json() for a in self.attempts],
+            **({"policy": list(self.policy)} if self.policy else {}),
             **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
         }
 
@@ -166,13 +177,25 @@ class RequestLog:
     """One request's attempts, written to the ledger together when it ends."""
 
     def __init__(self, router: "Router", command: str, decision: Decision, prompt: str, system: str | None,
-                 user: str | None, team: str | None, stream: bool):
+                 user: str | None, team: str | None, stream: bool, guard=None):
         self.router = router
         self.request_id = new_id()
         self.command, self.decision, self.prompt, self.system = command, decision, prompt, system
         self.user, self.team, self.stream = user, team, stream
         self.attempts: list[Attempt] = list(decision.calls)  # a classifier's own calls come first
         self.baseline = Decimal(0)
+        self.start_tier = decision.tier  # where the chain starts: the decision, unless a budget downgraded it
+        self.guard = guard  # a BudgetGuard, or None when no budget applies
+        self.policy: list[str] = []
+
+    def note(self, message: str) -> None:
+        """A policy decision: shown on stderr, kept on the request's ledger rows."""
+        self.policy.append(message)
+        self.router.on_note(message)
+
+    @property
+    def billed(self) -> Decimal:
+        return sum((a.cost for a in self.attempts), Decimal(0))
 
     def finish(self, returned: Attempt | None) -> LedgerError | None:
         """Record every attempt; the baseline is one premium call at ``returned``'s tokens."""
@@ -208,12 +231,14 @@ class Router:
         env: Mapping[str, str] | None = None,
         on_note: Note | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ):
         self.config = config
         self.db_path = db_path
         self.env = os.environ if env is None else env
         self.on_note = on_note or (lambda message: None)
         self.sleep = sleep
+        self.clock = clock
         self._providers: dict[str, object] = {}
         self._classifiers: dict[str, object] = {}
         # One Router serves many threads (mmr ask --batch): providers, their SDK
@@ -241,10 +266,26 @@ class Router:
                 self._classifiers[name] = chosen
         return chosen.classify(prompt)  # type: ignore[attr-defined]
 
-    def chain(self, tier: str) -> list[tuple[Tier, ModelSpec]]:
-        """The fallback chain: ``tier``'s models in order, then every tier above."""
+    def chain(self, tier: str, seed: str | None = None) -> list[tuple[Tier, ModelSpec]]:
+        """The fallback chain: ``tier``'s models, then every tier above (see :meth:`models_of`)."""
         start = self.config.tier_index(tier)
-        return [(t, m) for t in self.config.tiers[start:] for m in t.models]
+        return [(t, m) for t in self.config.tiers[start:] for m in self.models_of(t, seed)]
+
+    @staticmethod
+    def models_of(tier: Tier, seed: str | None = None) -> list[ModelSpec]:
+        """``tier``'s models in the order to try them.
+
+        Strategy ``order``: as listed. ``weighted``: a draw without replacement
+        by weight, so each model is tried first in proportion to its weight and
+        the others stay behind it as fallbacks; ``seed`` (the request id) makes
+        the draw reproducible. Models of weight 0 are only fallbacks.
+        """
+        if tier.strategy != "weighted" or len(tier.models) < 2:
+            return list(tier.models)
+        draw = random.Random(seed)
+        # Efraimidis-Spirakis: sort by u ** (1 / w), largest first.
+        keyed = [(draw.random() ** (1 / m.weight) if m.weight > 0 else -1.0, i) for i, m in enumerate(tier.models)]
+        return [tier.models[i] for _, i in sorted(keyed, key=lambda k: (-k[0], k[1]))]
 
     def api_key(self, spec: ProviderSpec) -> str | None:
         if spec.api_key_env is None:
@@ -282,6 +323,9 @@ class Router:
         user: str | None = None,
         team: str | None = None,
         command: str = "ask",
+        max_cost: Decimal | None = None,
+        use_cache: bool = True,
+        refresh: bool = False,
     ) -> Answer:
         """Answer ``prompt`` from the cheapest suitable tier, falling back on errors.
 
@@ -291,6 +335,11 @@ class Router:
         :class:`AllAttemptsFailed` or :class:`MissingKeyError` when no model
         answered, and re-raises an exception of ``on_text`` (a closed pipe)
         after recording what was billed.
+
+        Before any call, budgets and ``max_cost`` may move the request down to a
+        cheaper tier or refuse it (:class:`BudgetExceeded`), and with the cache
+        enabled an exact repeat is answered from it (``use_cache`` False
+        bypasses it; ``refresh`` asks again and replaces the entry).
         """
         if not prompt.strip():
             raise UsageError("the prompt is empty")
@@ -298,26 +347,157 @@ class Router:
             raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
         started = time.perf_counter()
         decision = self.decide(prompt, tier, classifier)
-        log = self.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None)
+        log = self.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None,
+                                 max_cost=max_cost)
+        self._apply_budgets(log, max_tokens)
+        cache = self._cache() if use_cache else None
+        key = None
+        if cache is not None:
+            from .cache import cache_key
+
+            key = cache_key(self.config, tier=log.start_tier, prompt=prompt, system=system, max_tokens=max_tokens,
+                            temperature=temperature, user=user)
+            hit = None if refresh else self._cache_hit(cache, key, log)
+            if hit is not None:
+                if on_text is not None:
+                    on_text(hit.text or "")
+                return self._answer(log, hit, started)
         with log.recording_on_interrupt():
-            failure, _ = self.try_models(log.attempts, self.chain(decision.tier), prompt, system, max_tokens,
-                                         temperature, on_text, on_restart)
+            failure, _ = self.try_models(log.attempts, self.chain(log.start_tier, log.request_id), prompt, system,
+                                         max_tokens, temperature, on_text, on_restart, log=log)
         final = None if failure else log.attempts[-1]
-        ledger_error = log.finish(final)
+        if final is not None and cache is not None and key is not None:
+            self._cache_store(cache, key, log, final)
         if failure is not None:
+            ledger_error = log.finish(None)
             if ledger_error is not None:
                 failure.message += f" (and the ledger could not be written: {ledger_error})"
             raise failure
         assert final is not None
-        return Answer(final.text or "", log.request_id, decision, log.attempts, final, log.baseline,
-                      (time.perf_counter() - started) * 1000, ledger_error)
+        return self._answer(log, final, started)
+
+    def _answer(self, log: "RequestLog", final: Attempt, started: float) -> Answer:
+        ledger_error = log.finish(final)
+        return Answer(final.text or "", log.request_id, log.decision, log.attempts, final, log.baseline,
+                      (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(log.policy))
+
+    # ------------------------------------------------------------ policy: budgets, cache, breakers
+
+    def worst_case(self, model: ModelSpec, prompt: str, system: str | None, max_tokens: int | None) -> Decimal:
+        """The most one call can cost: the prompt's estimated tokens plus every allowed output token."""
+        return cost_usd(model.price, estimate_tokens(f"{system or ''}\n{prompt}"), max_tokens or model.max_tokens)
+
+    def _apply_budgets(self, log: "RequestLog", max_tokens: int | None) -> None:
+        """Downgrade ``log.start_tier`` to what the budgets allow, or record the refusal and raise it."""
+        if log.guard is None:
+            return
+
+        def worst(tier_name: str) -> Decimal:
+            models = [m for _, m in self.chain(tier_name, log.request_id) if self._key_problem(m) is None]
+            first = models[0] if models else self.config.tier(tier_name).models[0]
+            return self.worst_case(first, log.prompt, log.system, max_tokens)
+
+        try:
+            tier, note = log.guard.choose_tier(self.config.tier_names, log.start_tier, worst)
+        except BudgetExceeded as e:
+            first = self.config.tier(log.start_tier).models[0]
+            log.policy.append(str(e))
+            log.attempts.append(Attempt(log.start_tier, first.provider, first.model, "blocked", error=str(e), error_kind="budget"))
+            ledger_error = log.finish(None)
+            if ledger_error is not None:
+                e.message += f" (and the ledger could not be written: {ledger_error})"
+            raise
+        if note is not None:
+            log.start_tier = tier
+            log.note(note)
+
+    def _cache(self):
+        if not self.config.cache.enabled or self.db_path is None:
+            return None
+        from .cache import ResponseCache
+
+        return ResponseCache(self.ledger(), self.config, self.clock)
+
+    def _cache_hit(self, cache, key: str, log: "RequestLog") -> Attempt | None:
+        try:
+            entry, stale = cache.get(key)
+        except LedgerError as e:
+            self.on_note(f"the cache could not be read ({e}); asking the model")
+            return None
+        if stale is not None:
+            log.note(f"cache: {stale}; asking again")
+        if entry is None:
+            return None
+        log.note(f"cache: answered from a cached answer {entry.age:.0f} s old (request {entry.request_id}), "
+                 f"saving {decimal_str(entry.cost)} USD")
+        attempt = Attempt(entry.tier, entry.provider, entry.model, "cached", text=entry.text,
+                          input_tokens=entry.input_tokens, output_tokens=entry.output_tokens,
+                          stop_reason=entry.stop_reason, saved=entry.cost)
+        log.attempts.append(attempt)
+        return attempt
+
+    def _cache_store(self, cache, key: str, log: "RequestLog", final: Attempt) -> None:
+        try:
+            cache.put(key, request_id=log.request_id, tier=final.tier, provider=final.provider, model=final.model,
+                      text=final.text or "", input_tokens=final.input_tokens, output_tokens=final.output_tokens,
+                      cost=final.cost, stop_reason=final.stop_reason)
+        except LedgerError as e:
+            self.on_note(f"the answer could not be cached ({e})")
+
+    def breakers(self):
+        """The shared circuit breakers, or None without a ledger."""
+        if self.db_path is None:
+            return None
+        board = getattr(self._local, "breakers", None)
+        if board is None:
+            from .breakers import Breakers
+
+            # On this thread's ledger connection: a connection never serves two threads' transactions.
+            board = Breakers(self.ledger(), self.config.breaker,
+                             max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
+            self._local.breakers = board
+        return board
+
+    def _admit(self, spec: ProviderSpec, model: ModelSpec):
+        from .breakers import ALLOWED
+
+        board = self.breakers()
+        if board is None:
+            return ALLOWED
+        try:
+            return board.admit(spec.name, model.model, lease=spec.timeout + 5)
+        except (LedgerError, sqlite3.Error) as e:
+            # The breakers are an optimisation: a locked database must not stop the call.
+            self.on_note(f"circuit breaker state unavailable ({e}); calling anyway")
+            return ALLOWED
+
+    def _breaker_outcome(self, spec: ProviderSpec, model: ModelSpec, admission, error=None) -> None:
+        board = self.breakers()
+        if board is None:
+            return
+        try:
+            if error is None:
+                board.success(spec.name, model.model, admission)
+                if admission.state != "closed":
+                    self.on_note(f"{spec.name}/{model.model} answered; its circuit is closed again")
+            elif error.retryable:
+                if board.failure(spec.name, model.model, str(error), error.retry_after) == "open" and admission.state != "open":
+                    self.on_note(f"{spec.name}/{model.model}: circuit opened; other processes will skip it "
+                                 f"for {self.config.breaker.cooldown:g} s or its retry-after")
+        except (LedgerError, sqlite3.Error) as e:
+            self.on_note(f"circuit breaker state not saved ({e})")
 
     def begin_request(self, command: str, decision: Decision, prompt: str, system: str | None,
-                      user: str | None, team: str | None, stream: bool = False) -> "RequestLog":
+                      user: str | None, team: str | None, stream: bool = False,
+                      max_cost: Decimal | None = None) -> "RequestLog":
         """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
-        if self.db_path is not None:
-            self.ledger()
-        return RequestLog(self, command, decision, prompt, system, user, team, stream)
+        from .budgets import BudgetGuard
+
+        if max_cost is not None and max_cost < 0:
+            raise UsageError(f"--max-cost must be 0 or more, got {max_cost}")
+        ledger = self.ledger() if self.db_path is not None else None
+        guard = BudgetGuard.for_request(self.config, ledger, user=user, team=team, max_cost=max_cost)
+        return RequestLog(self, command, decision, prompt, system, user, team, stream, guard)
 
     def _key_problem(self, model: ModelSpec) -> str | None:
         spec = self.config.providers[model.provider]
@@ -340,8 +520,15 @@ class Router:
 
     def try_models(self, attempts: list[Attempt], chain: list[tuple[Tier, ModelSpec]], prompt: str,
                    system: str | None, max_tokens: int | None, temperature: float | None,
-                   on_text=None, on_restart: Note | None = None, role: str = "answer") -> tuple[MmrError | None, bool]:
+                   on_text=None, on_restart: Note | None = None, role: str = "answer",
+                   log: "RequestLog | None" = None) -> tuple[MmrError | None, bool]:
         """Try the models of ``chain`` in order with retries, appending each try to ``attempts``.
+
+        A model whose circuit is open, or whose worst-case cost the request's
+        budgets (``log.guard``) cannot cover, is skipped. A retryable failure
+        moves at once to the next model of the same tier when there is one (an
+        equivalent model elsewhere answers sooner than a backoff); the last of
+        a tier is retried with backoff before the next tier is tried.
 
         Returns ``(None, False)`` when the last attempt answered, else ``(error, fatal)``:
         ``fatal`` when no other model should be tried (a rejected key or request).
@@ -351,7 +538,7 @@ class Router:
         policy = self.config.retry
         streamed = False
         start = len(attempts)
-        for tier, model in chain:
+        for position, (tier, model) in enumerate(chain):
             spec = self.config.providers[model.provider]
             missing = self._key_problem(model)
             if missing:
@@ -359,13 +546,37 @@ class Router:
                                         error_kind="no_key", role=role))
                 continue
             self._check_key(spec)
-            if temperature is not None and spec.type == "anthropic" and role == "answer":
-                self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
-            provider = self._provider(spec)
             limit = max_tokens or model.max_tokens
             if role != "answer" and model.reasoning:
                 # Reasoning models spend output tokens thinking: a 5-token budget comes back empty.
                 limit = max(limit, model.max_tokens)
+            if log is not None and log.guard is not None:
+                worst = self.worst_case(model, prompt, system, limit)
+                over = log.guard.refusal(worst, log.billed)
+                if over is not None:
+                    why = (f"{over.label}: up to {decimal_str(worst)} USD with {decimal_str(over.left(log.billed))} USD left")
+                    attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=why, error_kind="budget", role=role))
+                    log.note(f"skipped {tier.name} {spec.name}/{model.model}: {why}")
+                    continue
+            admission = self._admit(spec, model)
+            if not admission.allowed:
+                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=admission.reason,
+                                        error_kind="circuit_open", role=role))
+                message = f"skipped {tier.name} {spec.name}/{model.model}: {admission.reason}"
+                if log is not None:
+                    log.note(message)
+                else:
+                    self.on_note(message)
+                continue
+            tier_mate_next = any(t.name == tier.name and self._key_problem(m) is None for t, m in chain[position + 1:])
+            paused = self.pauses.remaining(spec.name)
+            if paused > 0 and tier_mate_next:
+                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", role=role, error_kind="paused",
+                                        error=f"{spec.name} asked to wait {paused:.1f} s more (retry-after)"))
+                continue
+            if temperature is not None and spec.type == "anthropic" and role == "answer":
+                self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
+            provider = self._provider(spec)
             request = ChatRequest(model, prompt, system, limit, temperature)
             for retry in range(policy.max_retries + 1):
                 attempt = Attempt(tier.name, spec.name, model.model, "ok", role=role)
@@ -394,6 +605,11 @@ class Router:
                     streamed = streamed or bool(emitted)
                     self._fill_failure(attempt, model, e)
                     attempts.append(attempt)
+                    self._breaker_outcome(spec, model, admission, e)
+                    if e.retryable and e.retry_after is not None and e.retry_after <= policy.max_retry_after:
+                        # The provider told us to hold off: every thread waits it out, or uses a
+                        # tier-mate, before calling this provider again.
+                        self.pauses.pause(spec.name, e.retry_after)
                     if e.kind == "auth":
                         return MissingKeyError(
                             f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
@@ -404,16 +620,16 @@ class Router:
                             f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
                             attempts, exit_code=EXIT_REQUEST_REJECTED,
                         ), True
+                    if e.retryable and tier_mate_next:
+                        self.on_note(f"{attempt.label} failed: {e}; trying the next model of {tier.name}")
+                        break
                     wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
                     if wait is None:
                         self.on_note(f"{attempt.label} failed: {e}; trying the next model")
                         break
                     self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
-                    if e.retry_after is not None:
-                        # The provider told us to hold off: every thread waits it out before its next call there.
-                        self.pauses.pause(spec.name, wait)
-                    else:
-                        self.sleep(wait)
+                    if e.retry_after is None:
+                        self.sleep(wait)  # else the pause is slept out before the next call
                     continue
                 attempt.text = response.text
                 attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
@@ -421,6 +637,7 @@ class Router:
                 attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
                 attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
                 attempts.append(attempt)
+                self._breaker_outcome(spec, model, admission)
                 return None, False
         return self.exhausted_error(attempts[start:]), False
 
@@ -443,9 +660,12 @@ class Router:
 
     def exhausted_error(self, attempts: list[Attempt]) -> MmrError:
         """The error for a chain where no model answered, listing each attempt."""
-        if all(a.status == "skipped" for a in attempts):
+        if all(a.status == "skipped" and a.error_kind == "no_key" for a in attempts):
             names = sorted({self.config.providers[a.provider].api_key_env or a.provider for a in attempts})
             return MissingKeyError(f"no API key for any model of this route: set {' or '.join(names)}")
+        over_budget = [a for a in attempts if a.error_kind == "budget"]
+        if over_budget and not any(a.status != "skipped" for a in attempts):
+            return BudgetExceeded(f"no model of this route fits the budget: {over_budget[0].error}")
         # Consecutive identical failures (the retries of one model) are shown once, with a count.
         texts = [f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}" for a in attempts]
         counts: list[tuple[str, int]] = []
@@ -489,7 +709,9 @@ class Router:
         prompt_hash = None if store.store == "none" else hashlib.sha256(f"{log.system or ''}\0{log.prompt}".encode()).hexdigest()
         calls, responses = [], []
         called = [a for a in log.attempts if a.status != "skipped"]
-        escalated = int(returned is not None and returned.tier != log.decision.tier)
+        tiers = self.config.tier_names
+        escalated = int(returned is not None and returned.tier in tiers and log.start_tier in tiers
+                        and tiers.index(returned.tier) > tiers.index(log.start_tier))
         # Attempt 1 is the request's first answer (reports count requests by it); a
         # classifier's calls, made before any answer, are attempt 0.
         numbers = iter(range(1, len(called) + 1))
@@ -512,6 +734,8 @@ class Router:
                 "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
                 "stop_reason": a.stop_reason, "stream": int(log.stream), "user": log.user, "team": log.team,
                 "config_hash": self.config.config_hash, "mmr_version": __version__,
+                "policy": "; ".join(log.policy) or None,
+                "saved_usd": decimal_str(a.saved) if a.saved else None, "saved_nanousd": to_nanousd(a.saved),
             })
             if a.text is not None and store.store in ("full", "preview"):
                 responses.append({"call_id": a.call_id, "response": _stored(a.text, store)})

@@ -74,7 +74,7 @@ def test_row_fields_override_the_options_and_reach_the_ledger(server, mmr, db_pa
 
 def test_a_failed_row_is_an_error_row_and_the_batch_goes_on(server, mmr, db_path):
     server.script_prompt("refused", error(400, message="bad request here"))
-    server.script_prompt("down", *[error(500)] * 6)  # complex: 2 models x 3 tries
+    server.script_prompt("down", *[error(500)] * 4)  # complex: claude-big once, then gpt-big with 2 retries
     result = mmr("ask", "--batch", "-", "--tier", "complex",
                  input=jsonl({"id": 1, "prompt": "fine"}, {"id": 2, "prompt": "refused"},
                              {"id": 3, "prompt": "down"}, {"id": 4, "prompt": "also fine"}))
@@ -84,11 +84,11 @@ def test_a_failed_row_is_an_error_row_and_the_batch_goes_on(server, mmr, db_path
     assert refused["error"]["kind"] == "all_attempts_failed" and refused["error"]["exit_code"] == 6
     assert "bad request here" in refused["error"]["message"] and refused["error"]["line"] == 2
     assert down["error"]["exit_code"] == 5
-    assert [a["status"] for a in down["attempts"]] == ["error"] * 6
+    assert [a["status"] for a in down["attempts"]] == ["error"] * 4
     assert down["cost_usd"] == "0"
     assert "2 failed" in result.stderr.decode()
     # every attempt, failed ones included, is in the ledger
-    assert len(ledger_rows(db_path)) == len(server.calls()) == 1 + 1 + 6 + 1
+    assert len(ledger_rows(db_path)) == len(server.calls()) == 1 + 1 + 4 + 1
 
 
 def test_every_attempt_is_in_the_ledger_under_concurrency(server, mmr, db_path):
@@ -106,10 +106,26 @@ def test_every_attempt_is_in_the_ledger_under_concurrency(server, mmr, db_path):
     assert spend == sum((Decimal(r["cost_usd"]) for r in rows), Decimal(0))
 
 
-def test_a_retry_after_pauses_the_provider_for_every_worker(server, mmr):
+ONE_MODEL_PER_TIER = """\
+version: 1
+baseline_tier: complex
+providers:
+  anthropic: {{type: anthropic, api_key_env: TEST_ANTHROPIC_KEY, base_url: "{url}", timeout: 5}}
+tiers:
+  - name: simple
+    models: [{{provider: anthropic, model: claude-small, price: {{input: 0.80, output: 4.00}}, max_tokens: 64}}]
+  - name: complex
+    models: [{{provider: anthropic, model: claude-big, price: {{input: 15.00, output: 75.00}}, max_tokens: 256}}]
+retry: {{max_retries: 2, backoff_base: 0.001, backoff_max: 0.01, max_retry_after: 5}}
+"""
+
+
+def test_a_retry_after_pauses_the_provider_for_every_worker(server, mmr, tmp_path):
+    config = tmp_path / "one-model.yaml"
+    config.write_text(ONE_MODEL_PER_TIER.format(url=server.url))
     server.script("claude-small", error(429, retry_after=1))
     server.always("claude-small", reply(delay=0.3))
-    result = mmr("ask", "--batch", "-", "--concurrency", "4", "--tier", "simple",
+    result = mmr("ask", "--batch", "-", "--concurrency", "4", "--tier", "simple", "--config", str(config),
                  input=jsonl(*[{"prompt": f"row {i}"} for i in range(8)]))
     assert result.returncode == 0, result.stderr
     assert all(r["model"] == "claude-small" for r in out_rows(result))
@@ -119,6 +135,37 @@ def test_a_retry_after_pauses_the_provider_for_every_worker(server, mmr):
     # retry-after, though three workers were free again 0.3 s in.
     early = [t for t in arrivals if t - arrivals[0] < 0.9]
     assert len(early) <= 4
+
+
+def test_while_a_provider_is_paused_its_tier_mate_answers(server, mmr):
+    server.script("claude-small", error(429, retry_after=1))
+    server.always("claude-small", reply(delay=0.3))
+    result = mmr("ask", "--batch", "-", "--concurrency", "4", "--tier", "simple",
+                 input=jsonl(*[{"prompt": f"row {i}"} for i in range(8)]))
+    assert result.returncode == 0, result.stderr
+    rows = out_rows(result)
+    paused = [r for r in rows if r["attempts"][0]["status"] == "skipped"]
+    assert paused and all(r["model"] == "gpt-small" and "retry-after" in r["attempts"][0]["error"] for r in paused)
+    arrivals = sorted(c["time"] for c in server.calls("claude-small"))
+    early = [t for t in arrivals if t - arrivals[0] < 0.9]
+    assert len(early) <= 4  # nobody called claude-small during its pause
+
+
+def test_cache_and_budgets_apply_to_every_row(server, mmr, tmp_path, db_path):
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "policy.yaml", server.url, extra=(
+        "cache: {enabled: true, ttl: 1h, scope: global}\n"
+        "budgets:\n  - {scope: user, period: day, limit: 0.000001, policy: block}\n"))
+    result = mmr("ask", "--batch", "-", "--concurrency", "1", "--tier", "simple", "--config", str(config),
+                 input=jsonl({"id": "a", "prompt": "same question"}, {"id": "b", "prompt": "same question"},
+                             {"id": "c", "prompt": "another", "user": "broke"}))
+    assert result.returncode == EXIT_ROWS_FAILED
+    first, repeat, blocked = out_rows(result)
+    assert first["cached"] is False and repeat["cached"] is True and repeat["cost_usd"] == "0"
+    assert blocked["error"]["kind"] == "budget_exceeded" and blocked["error"]["exit_code"] == 8
+    assert [c["prompt"] for c in server.calls()] == ["same question"]
+    assert [r["status"] for r in ledger_rows(db_path)] == ["ok", "cached", "blocked"]
 
 
 def test_resume_skips_the_ids_already_answered(server, mmr, tmp_path):

@@ -44,33 +44,53 @@ def test_fallback_across_providers_then_tiers(server, router, db_path):
     server.always("gpt-small", error(404))
     answer = router.ask("hello")
     assert answer.final.model == "claude-mid" and answer.final.tier == "medium"
-    # 500 is retried (1 + max_retries), 404 is not.
-    assert [c["model"] for c in server.calls()] == ["claude-small"] * 3 + ["gpt-small", "claude-mid"]
+    # A 500 fails over at once to the tier's other model; a 404 is not retried either.
+    assert [c["model"] for c in server.calls()] == ["claude-small", "gpt-small", "claude-mid"]
     rows = ledger_rows(db_path)
     assert [(r["model"], r["status"], r["attempt"]) for r in rows] == [
-        ("claude-small", "error", 1), ("claude-small", "error", 2), ("claude-small", "error", 3),
-        ("gpt-small", "error", 4), ("claude-mid", "ok", 5),
+        ("claude-small", "error", 1), ("gpt-small", "error", 2), ("claude-mid", "ok", 3),
     ]
     assert len({r["request_id"] for r in rows}) == 1
     assert rows[0]["error_kind"] == "server" and rows[0]["http_status"] == 500
     assert {(r["routed_tier"], r["escalated"]) for r in rows} == {("simple", 1)}
-    assert rows[3]["error_kind"] == "not_found"
-    assert len(router.sleeps) == 2  # two backoffs before giving up on claude-small
+    assert rows[1]["error_kind"] == "not_found"
+    assert router.sleeps == []  # no backoff while an equivalent model was left to try
 
 
-def test_retry_then_success_on_the_same_model(server, router):
-    server.script("claude-small", error(529, error_type="overloaded_error"), error(429))
+def test_last_model_of_a_tier_is_retried_before_the_next_tier(server, router, db_path):
+    server.always("claude-mid", error(503))
+    server.always("gpt-mid", error(500))
+    answer = router.ask("hello", tier="medium")
+    assert answer.final.tier == "complex"
+    # claude-mid fails over at once; gpt-mid, the last of medium, is retried (1 + max_retries) first.
+    assert [c["model"] for c in server.calls()] == ["claude-mid", "gpt-mid", "gpt-mid", "gpt-mid", "claude-big"]
+    assert len(router.sleeps) == 2
+
+
+def test_retry_then_success_on_the_same_model(server, router, monkeypatch):
+    monkeypatch.delenv("TEST_ANTHROPIC_KEY")  # gpt-small is then simple's only model: it is retried
+    server.script("gpt-small", error(500), error(429))
     answer = router.ask("hello")
-    assert answer.final.model == "claude-small"
-    assert [a.status for a in answer.attempts] == ["error", "error", "ok"]
+    assert answer.final.model == "gpt-small"
+    assert [a.status for a in answer.attempts] == ["skipped", "error", "error", "ok"]
     assert all(0 <= s <= 0.01 for s in router.sleeps) and len(router.sleeps) == 2
 
 
-def test_retry_after_is_honoured(server, router):
-    server.script("claude-small", error(429, retry_after=1.5))
+def test_retry_after_is_honoured(server, router, monkeypatch):
+    monkeypatch.delenv("TEST_ANTHROPIC_KEY")
+    server.script("gpt-small", error(429, retry_after=1.5))
     router.ask("hello")
     # The wait is a pause of the provider, slept out before the next call (the clock moved a little since).
     assert router.sleeps == [pytest.approx(1.5, abs=0.05)]
+
+
+def test_a_rate_limited_model_hands_over_to_its_tier_mate_at_once(server, router, db_path):
+    server.script("claude-small", error(429, retry_after=1.5))
+    answer = router.ask("hello")
+    assert answer.final.model == "gpt-small" and answer.final.tier == "simple"
+    assert router.sleeps == []
+    assert [(r["model"], r["status"], r["escalated"]) for r in ledger_rows(db_path)] == [
+        ("claude-small", "error", 0), ("gpt-small", "ok", 0)]
 
 
 def test_retry_after_longer_than_allowed_moves_to_the_next_model(server, router):
@@ -89,7 +109,7 @@ def test_a_hanging_model_times_out_and_falls_back(server, tmp_path, db_path):
     with Router(config, db_path, sleep=lambda s: None) as r:
         answer = r.ask("hello")
     assert answer.final.model == "gpt-small"
-    assert [a.error_kind for a in answer.attempts[:-1]] == ["timeout"] * 3
+    assert [a.error_kind for a in answer.attempts[:-1]] == ["timeout"]  # its tier-mate takes over, no retries
 
 
 def test_bad_request_fails_fast_without_fallback(server, router, db_path):
@@ -136,11 +156,11 @@ def test_every_model_failing_lists_every_attempt(server, config, router, db_path
         router.ask("hello")
     message = str(info.value)
     assert info.value.exit_code == EXIT_PROVIDER
-    assert "18 attempts" in message
+    assert "12 attempts" in message
     for m in ("claude-small", "gpt-small", "claude-mid", "gpt-mid", "claude-big", "gpt-big"):
         assert f"{m}: HTTP 503 server: " in message and "(x3)" in message
     rows = ledger_rows(db_path)
-    assert len(rows) == 18 and {r["status"] for r in rows} == {"error"}
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"error"}
     assert all(r["baseline_cost_nanousd"] == 0 for r in rows)
 
 

@@ -1,0 +1,182 @@
+"""Circuit breakers per provider/model, shared by every ``mmr`` process through the ledger database.
+
+A CLI process lives for one request, so a provider that is down must be
+remembered on disk. Each provider/model has one row in ``breakers``:
+
+- **closed**: calls go through. Retryable failures (429, 5xx, timeouts, dropped
+  connections) are kept as timestamps; ``failures`` of them within ``window``
+  seconds open the circuit.
+- **open**: calls are skipped at once, without waiting on a timeout, until
+  ``open_until`` (the cooldown, or a longer ``retry-after`` the provider sent).
+- **half_open**: the cooldown is over and one process holds the probe lease;
+  the others keep skipping. The probe's success closes the circuit, its failure
+  opens it again. A prober that dies loses its lease when it expires.
+
+Every read-modify-write runs in ``BEGIN IMMEDIATE``, so concurrent processes
+never lose an update and only one of them probes. Times are Unix seconds (the
+one clock processes share); a clock that moved backwards cannot keep a circuit
+open longer than its cooldown, nor a failure count alive past its window.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import BreakerConfig
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Whether a call may go ahead; ``probe`` when it is the half-open trial call."""
+
+    allowed: bool
+    state: str = "closed"
+    probe: bool = False
+    reason: str | None = None
+    retry_at: float | None = None
+
+
+ALLOWED = Admission(True)
+
+
+class Breakers:
+    """The breaker table of one open ledger (see the module docstring)."""
+
+    def __init__(self, ledger, config: BreakerConfig, *, max_retry_after: float = 30.0,
+                 clock: Callable[[], float] = time.time):
+        self.ledger = ledger
+        self.config = config
+        self.clock = clock
+        # No circuit stays open longer than this, whatever a skewed clock wrote.
+        self.max_open = max(config.cooldown, max_retry_after)
+
+    def admit(self, provider: str, model: str, lease: float) -> Admission:
+        """May ``provider``/``model`` be called now? Takes the probe lease when the cooldown is over.
+
+        ``lease``: how long a probe may take before another process may probe instead.
+        """
+        if not self.config.enabled:
+            return ALLOWED
+        row = self._read(provider, model)
+        if row is None or row["state"] == "closed":
+            return ALLOWED
+        now = self.clock()
+        if (row["open_until"] or 0) > now + self.max_open or (row["probe_until"] or 0) > now + lease:
+            # Written by a clock ahead of this one: bring the deadlines within reach, once, for everyone.
+            self._write(lambda: self.ledger.conn.execute(
+                "UPDATE breakers SET open_until = min(open_until, ?), probe_until = min(probe_until, ?) "
+                "WHERE provider = ? AND model = ?", (now + self.max_open, now + lease, provider, model)))
+            row = self._read(provider, model) or row
+        waiting = self._blocked(row, now, lease)
+        if waiting is not None:
+            return waiting
+        return self._write(lambda: self._take_probe(provider, model, now, lease))
+
+    def _blocked(self, row: dict, now: float, lease: float) -> Admission | None:
+        open_until = min(row["open_until"] or now, now + self.max_open)
+        if row["state"] == "open" and now < open_until:
+            return Admission(False, "open", reason=f"circuit open until {_clock(open_until)} ({row['last_error']})",
+                             retry_at=open_until)
+        probe_until = min(row["probe_until"] or now, now + lease)
+        if row["state"] == "half_open" and now < probe_until:
+            return Admission(False, "half_open", reason="circuit half-open: another process is probing it",
+                             retry_at=probe_until)
+        return None
+
+    def _take_probe(self, provider: str, model: str, now: float, lease: float) -> Admission:
+        row = self._select(provider, model)
+        if row is None or row["state"] == "closed":
+            return ALLOWED
+        waiting = self._blocked(row, now, lease)
+        if waiting is not None:
+            return waiting
+        self.ledger.conn.execute(
+            "UPDATE breakers SET state = 'half_open', probe_until = ?, updated_at = ? WHERE provider = ? AND model = ?",
+            (now + lease, now, provider, model),
+        )
+        return Admission(True, "half_open", probe=True, reason="circuit half-open: this call is the probe")
+
+    def failure(self, provider: str, model: str, error: str, retry_after: float | None = None) -> str:
+        """Count a retryable failure; returns the state after it (``open`` when this opened the circuit)."""
+        if not self.config.enabled:
+            return "closed"
+        return self._write(lambda: self._fail(provider, model, error, retry_after))
+
+    def _fail(self, provider: str, model: str, error: str, retry_after: float | None) -> str:
+        now = self.clock()
+        row = self._select(provider, model) or {"state": "closed", "failures": "[]", "open_until": None}
+        recent = [min(t, now) for t in json.loads(row["failures"] or "[]") if now - min(t, now) < self.config.window]
+        recent = (recent + [now])[-self.config.failures:]
+        # A retry-after is remembered (in open_until) even while closed: the cooldown honours it when the circuit opens.
+        hint = min(row["open_until"] or 0.0, now + self.max_open)
+        if retry_after:
+            hint = max(hint, now + min(retry_after, self.max_open))
+        state = row["state"]
+        if state == "half_open" or (state == "closed" and len(recent) >= self.config.failures):
+            state, recent, opened_at = "open", [], now
+            open_until = max(now + self.config.cooldown, hint)
+        else:
+            opened_at = row.get("opened_at") or 0.0
+            open_until = hint if state == "closed" else max(min(row["open_until"] or now, now + self.max_open), hint)
+        self.ledger.conn.execute(
+            "INSERT INTO breakers (provider, model, state, failures, opened_at, open_until, probe_until, last_error, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (provider, model) DO UPDATE SET state = excluded.state, "
+            "failures = excluded.failures, opened_at = excluded.opened_at, open_until = excluded.open_until, "
+            "probe_until = NULL, last_error = excluded.last_error, updated_at = excluded.updated_at",
+            (provider, model, state, json.dumps(recent), opened_at, open_until or None, error[:300], now),
+        )
+        return state
+
+    def success(self, provider: str, model: str, admission: Admission) -> None:
+        """A call answered: a probe (or any success while not closed) closes the circuit."""
+        if not self.config.enabled or admission.state == "closed":
+            return
+        now = self.clock()
+        self._write(lambda: self.ledger.conn.execute(
+            "UPDATE breakers SET state = 'closed', failures = '[]', open_until = NULL, probe_until = NULL, "
+            "updated_at = ? WHERE provider = ? AND model = ?", (now, provider, model)))
+
+    def states(self) -> list[dict]:
+        """Every breaker row, for ``mmr health``."""
+        cursor = self.ledger.conn.execute("SELECT * FROM breakers ORDER BY provider, model")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # ------------------------------------------------------------ storage
+
+    def _read(self, provider: str, model: str) -> dict | None:
+        return self.ledger._retrying(lambda: self._select(provider, model))
+
+    def _select(self, provider: str, model: str) -> dict | None:
+        cursor = self.ledger.conn.execute(
+            "SELECT state, failures, opened_at, open_until, probe_until, last_error FROM breakers WHERE provider = ? AND model = ?",
+            (provider, model),
+        )
+        row = cursor.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cursor.description], row))
+
+    def _write(self, action):
+        conn = self.ledger.conn
+
+        def transaction():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = action()
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self.ledger._retrying(transaction)
+
+
+def _clock(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+__all__ = ["Admission", "Breakers"]

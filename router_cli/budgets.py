@@ -1,0 +1,161 @@
+"""Budgets and ``--max-cost``: refuse or downgrade a request before it can overspend.
+
+Before each call the request's worst-case cost (the prompt's estimated tokens at
+the input price plus ``max_tokens`` at the output price) is compared with what
+every applicable budget has left: spend so far in its calendar period (UTC) from
+the ledger, plus what this request has already been billed. A request that does
+not fit goes down, tier by tier, to the most capable tier that fits (policy
+``downgrade``, never below the budget's ``floor_tier``) or is refused (policy
+``block``, exit code 8). ``--max-cost`` caps one request the same way, with the
+cheapest tier as its floor.
+
+Spend is summed from integer nano-dollars, so boundaries are exact: a request
+whose worst case lands exactly on the limit fits; one nano-dollar more does not.
+Concurrent requests are not reserved against each other: two processes checking
+at the same moment may together pass a limit by their in-flight calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Callable, Sequence
+
+from .config import Budget, Config
+from .errors import BudgetExceeded
+from .pricing import decimal_str, format_usd
+
+NANO_PER_USD = Decimal(10) ** 9
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit that applies to this request and what it has left before this request."""
+
+    label: str
+    limit: Decimal
+    spent: Decimal
+    policy: str  # downgrade | block
+    floor_tier: str
+
+    def left(self, billed: Decimal) -> Decimal:
+        return self.limit - self.spent - billed
+
+
+def period_start(period: str, now: datetime) -> str:
+    """The start of the current UTC day or month, as the ledger writes datetimes."""
+    now = now.astimezone(timezone.utc)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = start.replace(day=1)
+    return start.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def spent_nanousd(ledger, budget: Budget, who: str | None, now: datetime) -> int:
+    """Everything billed in ``budget``'s current period for ``who`` (judge and failed calls included)."""
+    since = period_start(budget.period, now)
+    params: tuple[str | None, ...]
+    if budget.scope == "global":
+        sql, params = "SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE datetime_utc >= ?", (since,)
+    else:
+        sql = f"SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE {budget.scope} = ? AND datetime_utc >= ?"
+        params = (who, since)
+    return ledger._retrying(lambda: ledger.conn.execute(sql, params).fetchone()[0])
+
+
+def applicable(budgets: Sequence[Budget], user: str | None, team: str | None) -> list[tuple[Budget, str | None]]:
+    """The budgets that cover a request by ``user`` of ``team``, each with whom it counts."""
+    out: list[tuple[Budget, str | None]] = []
+    for budget in budgets:
+        who = {"global": None, "user": user, "team": team}[budget.scope]
+        if budget.scope != "global" and (who is None or (budget.who is not None and budget.who != who)):
+            continue
+        out.append((budget, who))
+    return out
+
+
+def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -> list[dict]:
+    """Each budget's spend in its current period: one row per user (team) for a per-user (team) budget."""
+    now = now or datetime.now(timezone.utc)
+    out = []
+    for budget in budgets:
+        since = period_start(budget.period, now)
+        if budget.scope == "global" or budget.who is not None:
+            spent = {budget.who: spent_nanousd(ledger, budget, budget.who, now)} if ledger is not None else {budget.who: 0}
+        elif ledger is None:
+            spent = {}
+        else:
+            sql = (f"SELECT {budget.scope}, sum(cost_nanousd) FROM calls WHERE {budget.scope} IS NOT NULL "
+                   f"AND datetime_utc >= ? GROUP BY {budget.scope} ORDER BY {budget.scope}")
+            spent = dict(ledger.conn.execute(sql, (since,)).fetchall())
+        for who, nanos in spent.items():
+            amount = Decimal(nanos) / NANO_PER_USD
+            out.append({
+                "budget": f"{budget.scope} {'daily' if budget.period == 'day' else 'monthly'} budget", "who": who,
+                "period_start": since, "spent_usd": decimal_str(amount), "limit_usd": decimal_str(budget.limit),
+                "used": float(amount / budget.limit) if budget.limit else None, "policy": budget.policy,
+            })
+    return out
+
+
+class BudgetGuard:
+    """The limits on one request; :meth:`choose_tier` before routing, :meth:`refusal` before each call."""
+
+    def __init__(self, limits: list[Limit]):
+        self.limits = limits
+
+    @classmethod
+    def for_request(cls, config: Config, ledger, *, user: str | None, team: str | None,
+                    max_cost: Decimal | None, now: datetime | None = None) -> "BudgetGuard | None":
+        """The guard for a request, or None when nothing limits it."""
+        now = now or datetime.now(timezone.utc)
+        limits = []
+        for budget, who in applicable(config.budgets, user, team):
+            if ledger is None:
+                raise BudgetExceeded("budgets need the ledger to know what was spent; they cannot be checked without one")
+            spent = Decimal(spent_nanousd(ledger, budget, who, now)) / NANO_PER_USD
+            limits.append(Limit(budget.label(who), budget.limit, spent, budget.policy, budget.floor_tier))
+        if max_cost is not None:
+            limits.append(Limit("--max-cost", max_cost, Decimal(0), "downgrade", config.tiers[0].name))
+        return cls(limits) if limits else None
+
+    def refusal(self, worst_case: Decimal, billed: Decimal = Decimal(0)) -> Limit | None:
+        """The first limit a call costing at most ``worst_case`` would cross, else None."""
+        for limit in self.limits:
+            if worst_case > limit.left(billed):
+                return limit
+        return None
+
+    def choose_tier(self, tiers: list[str], decided: str, worst_case: Callable[[str], Decimal]) -> tuple[str, str | None]:
+        """The most capable tier at or below ``decided`` that every limit allows, and a note when it changed.
+
+        Raises :class:`BudgetExceeded` for a ``block`` limit, or when even the floor does not fit.
+        """
+        index = tiers.index(decided)
+        first_refusal: tuple[Limit, Decimal] | None = None
+        while True:
+            tier = tiers[index]
+            cost = worst_case(tier)
+            limit = self.refusal(cost)
+            if limit is None:
+                if tier == decided:
+                    return tier, None
+                assert first_refusal is not None
+                was, was_cost = first_refusal
+                return tier, (f"{was.label}: {decided} could cost up to {format_usd(was_cost)} with "
+                              f"{format_usd(was.left(Decimal(0)))} left; downgraded to {tier}")
+            if first_refusal is None:
+                first_refusal = (limit, cost)
+            floor = tiers.index(limit.floor_tier)
+            if limit.policy == "block" or index <= floor:
+                why = ("it blocks requests over it" if limit.policy == "block"
+                       else f"not even {tier} (its floor tier is {limit.floor_tier}) fits")
+                raise BudgetExceeded(
+                    f"{limit.label} of {format_usd(limit.limit)} has {format_usd(limit.left(Decimal(0)))} left; "
+                    f"this request could cost up to {format_usd(cost)} on {tier} and {why}"
+                )
+            index -= 1
+
+
+__all__ = ["BudgetGuard", "Limit", "applicable", "budget_use", "period_start", "spent_nanousd"]

@@ -1,0 +1,107 @@
+"""The response cache: an exact repeat of a request is answered from the ledger database.
+
+The key is a hash of the normalised request: the tier it was routed to, the
+system prompt, the prompt (surrounding whitespace and line endings normalised),
+``max_tokens`` and ``temperature``, and with scope ``user`` the asking user. Only
+successful, complete answers are stored (not cut off at ``max_tokens``, not a
+cascade's best effort). Entries expire after the TTL; an entry whose model is no
+longer in the config, or that a clock moved backwards made look younger than it
+is, counts as a miss and is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+from .config import Config
+
+INCOMPLETE_STOPS = frozenset({"max_tokens", "length"})
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    key: str
+    request_id: str
+    tier: str
+    provider: str
+    model: str
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal  # what the original answer cost: what this hit saves
+    stop_reason: str | None
+    age: float  # seconds
+
+
+def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max_tokens: int | None,
+              temperature: float | None, user: str | None, mode: str = "ask") -> str:
+    """The cache key of a request (a hex digest: neither prompt nor user is readable from it)."""
+    def normal(text: str | None) -> str | None:
+        return None if text is None else text.replace("\r\n", "\n").strip()
+
+    request = {
+        "v": 1, "mode": mode, "tier": tier, "system": normal(system), "prompt": normal(prompt),
+        "max_tokens": max_tokens, "temperature": temperature,
+        "user": user if config.cache.scope == "user" else None,
+    }
+    return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class ResponseCache:
+    """Cache entries in the ``cache`` table of an open ledger."""
+
+    def __init__(self, ledger, config: Config, clock: Callable[[], float] = time.time):
+        self.ledger = ledger
+        self.config = config
+        self.clock = clock
+
+    def get(self, key: str) -> tuple[CachedAnswer | None, str | None]:
+        """The live entry for ``key``, or None with the reason an entry was not usable."""
+        cursor = self.ledger._retrying(lambda: self.ledger.conn.execute("SELECT * FROM cache WHERE key = ?", (key,)))
+        row = cursor.fetchone()
+        if row is None:
+            return None, None
+        entry = dict(zip([d[0] for d in cursor.description], row))
+        now = self.clock()
+        age = now - entry["created_at"]
+        if now >= entry["expires_at"] or age < -1 or entry["expires_at"] - now > self.config.cache.ttl + 1:
+            return None, "the cached answer expired"
+        if not any(m.provider == entry["provider"] and m.model == entry["model"] for t in self.config.tiers for m in t.models):
+            return None, f"the cached answer came from {entry['provider']}/{entry['model']}, which the config no longer has"
+        return CachedAnswer(
+            key, entry["request_id"], entry["tier"], entry["provider"], entry["model"], entry["text"],
+            entry["input_tokens"], entry["output_tokens"], Decimal(entry["cost_usd"]), entry["stop_reason"], max(age, 0.0),
+        ), None
+
+    def put(self, key: str, *, request_id: str, tier: str, provider: str, model: str, text: str,
+            input_tokens: int, output_tokens: int, cost: Decimal, stop_reason: str | None) -> bool:
+        """Store a complete answer (replacing any entry for ``key``); False when it is not cacheable."""
+        if stop_reason in INCOMPLETE_STOPS or not text:
+            return False
+        now = self.clock()
+        row = (key, self.config.cache.scope, now, now + self.config.cache.ttl, request_id, tier, provider, model,
+               text, input_tokens, output_tokens, format(cost, "f"), stop_reason)
+
+        def write() -> None:
+            conn = self.ledger.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                # Expired entries go as new ones come, so the table never grows past the live ones by much.
+                conn.execute("DELETE FROM cache WHERE expires_at < ?", (now,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        self.ledger._retrying(write)
+        return True
+
+
+__all__ = ["CachedAnswer", "ResponseCache", "cache_key"]

@@ -1,0 +1,91 @@
+"""``mmr health``: each provider/model's circuit state, recent error rate and latency.
+
+Reads the ``breakers`` table (shared state, see :mod:`router_cli.breakers`) and
+the ``calls`` of a recent window; makes no provider call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from .config import Config
+
+
+@dataclass
+class ModelHealth:
+    provider: str
+    model: str
+    tiers: list[str]
+    state: str  # closed | open | half_open | probe_due (open, cooldown over: the next call probes)
+    recent_failures: int  # counted towards opening, within the breaker window
+    calls: int
+    errors: int
+    latency_p50_ms: float | None
+    retry_at: datetime | None
+    last_error: str | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+    def to_json(self) -> dict:
+        return {
+            "provider": self.provider, "model": self.model, "tiers": self.tiers, "state": self.state,
+            "recent_failures": self.recent_failures, "calls": self.calls, "errors": self.errors,
+            "error_rate": self.error_rate, "latency_p50_ms": self.latency_p50_ms,
+            "retry_at": None if self.retry_at is None else self.retry_at.isoformat(timespec="seconds"),
+            "last_error": self.last_error,
+        }
+
+
+def health_report(ledger, config: Config, window: timedelta, now: float | None = None) -> list[ModelHealth]:
+    """One row per configured provider/model, plus any the breakers remember that the config dropped."""
+    now = time.time() if now is None else now
+    since = datetime.fromtimestamp(now - window.total_seconds(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    tiers: dict[tuple[str, str], list[str]] = {}
+    for tier in config.tiers:
+        for m in tier.models:
+            tiers.setdefault((m.provider, m.model), []).append(tier.name)
+    breakers = {}
+    if ledger is not None:
+        for row in ledger.conn.execute("SELECT provider, model, state, failures, open_until, last_error FROM breakers"):
+            breakers[(row[0], row[1])] = row
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    durations: dict[tuple[str, str], list[float]] = {}
+    if ledger is not None:
+        for provider, model, calls, errors in ledger.conn.execute(
+            "SELECT provider, model, count(*), coalesce(sum(status = 'error'), 0) FROM calls "
+            "WHERE datetime_utc >= ? AND status IN ('ok', 'error', 'rejected', 'best_effort') GROUP BY provider, model",
+            (since,),
+        ):
+            counts[(provider, model)] = (calls, errors)
+        for provider, model, duration in ledger.conn.execute(
+            "SELECT provider, model, duration_ms FROM calls "
+            "WHERE datetime_utc >= ? AND status IN ('ok', 'rejected', 'best_effort') ORDER BY duration_ms",
+            (since,),
+        ):
+            durations.setdefault((provider, model), []).append(duration)
+    out = []
+    for key in [*tiers, *[k for k in breakers if k not in tiers]]:
+        row = breakers.get(key)
+        state, failures, open_until, last_error = ("closed", "[]", None, None) if row is None else row[2:]
+        window_s = config.breaker.window
+        recent = sum(1 for t in json.loads(failures or "[]") if now - min(t, now) < window_s)
+        if state == "open" and open_until is not None and now >= open_until:
+            state = "probe_due"
+        retry_at = None
+        if state in ("open", "half_open") and open_until is not None:
+            retry_at = datetime.fromtimestamp(open_until, timezone.utc).astimezone()
+        calls, errors = counts.get(key, (0, 0))
+        times = durations.get(key, [])
+        out.append(ModelHealth(
+            key[0], key[1], tiers.get(key, []), state, recent, calls, errors,
+            times[(len(times) - 1) // 2] if times else None, retry_at, last_error,
+        ))
+    return out
+
+
+__all__ = ["ModelHealth", "health_report"]
