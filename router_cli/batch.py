@@ -419,11 +419,12 @@ class _Batch:
             if job is None:
                 return
             seq, row = job
-            if self.stopping.is_set():
+            with self.active_lock:  # checked and counted together: an abandoned call is always counted
+                started = not self.stopping.is_set()
+                self.active += started
+            if not started:
                 self.results.put((seq, None))
                 continue
-            with self.active_lock:
-                self.active += 1
             try:
                 outcome = run_row(self.call, row)
             finally:
