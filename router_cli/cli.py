@@ -340,6 +340,8 @@ def classify(
     if prompt is not None:
         raise UsageError("--jsonl reads prompts from stdin; give no PROMPT argument")
     for number, line in enumerate(sys.stdin, 1):
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the first row
         if not line.strip():
             continue
         try:
@@ -398,7 +400,7 @@ def train(
     file: Annotated[str, typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")],
     target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
-    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds for the thresholds.")] = 5,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds that pick lambda (the price of quality).")] = 5,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -406,19 +408,17 @@ def train(
 
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95
     """
-    import hashlib
-
     from .classify.ml import train as train_model
-    from .evaluate import read_labelled
+    from .evaluate import read_labelled_file
 
     if folds < 2:
         raise UsageError(f"--folds must be at least 2, got {folds}")
     cfg = _load_config(config)
-    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
-    for problem in problems:
+    data = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in data.problems:
         render.note(f"skipped {problem}")
-    digest = hashlib.sha256(open(file, "rb").read()).hexdigest()
-    model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest, on_progress=render.note)
+    model = train_model(data.rows, cfg, target_quality=target_quality, folds=folds, data_sha256=data.sha256,
+                        on_progress=render.note)
     try:
         with open(output, "w", encoding="utf-8") as f:
             json.dump(model, f, separators=(",", ":"))

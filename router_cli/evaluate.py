@@ -13,6 +13,9 @@ with the best outcome.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import itertools
 import json
 import math
 import random
@@ -43,15 +46,31 @@ class BadLine(UsageError):
 
 def read_labelled(path: str | Path, tiers: list[str], *, skip_bad: bool = False) -> tuple[list[LabelledRow], list[str]]:
     """Read a labelled JSONL file. Returns the rows and, with ``skip_bad``, the problems skipped."""
+    data = read_labelled_file(path, tiers, skip_bad=skip_bad)
+    return data.rows, data.problems
+
+
+@dataclass
+class LabelledFile:
+    rows: list[LabelledRow]
+    problems: list[str]  # lines skipped with ``skip_bad``
+    sha256: str  # of the file's bytes, as read
+
+
+def read_labelled_file(path: str | Path, tiers: list[str], *, skip_bad: bool = False) -> LabelledFile:
+    """Read a labelled JSONL file once: its rows, the lines skipped and the hash of its bytes."""
     path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    digest = hashlib.sha256()
     rows, problems = [], []
-    with handle:
-        try:
-            for number, line in enumerate(handle, 1):
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                digest.update(raw)
+                try:
+                    # A byte-order mark some editors write is not part of line 1.
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise UsageError(f"{path}:{number}: not UTF-8 text") from None
                 if not line.strip():
                     continue
                 try:
@@ -60,11 +79,11 @@ def read_labelled(path: str | Path, tiers: list[str], *, skip_bad: bool = False)
                     if not skip_bad:
                         raise BadLine(f"{path}:{number}: {e}") from None
                     problems.append(f"{path}:{number}: {e}")
-        except UnicodeDecodeError:
-            raise UsageError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     if not rows:
         raise UsageError(f"{path}: no labelled rows" + (f" ({len(problems)} bad lines skipped)" if problems else ""))
-    return rows, problems
+    return LabelledFile(rows, problems, digest.hexdigest())
 
 
 def _parse_line(line: str, number: int, tiers: list[str]) -> LabelledRow:
@@ -72,6 +91,8 @@ def _parse_line(line: str, number: int, tiers: list[str]) -> LabelledRow:
         data = json.loads(line)
     except json.JSONDecodeError as e:
         raise BadLine(f"not JSON ({e.msg})") from None
+    except ValueError as e:  # an integer longer than Python converts
+        raise BadLine(f"not usable JSON ({str(e).partition(':')[0]})") from None
     if not isinstance(data, dict):
         raise BadLine("expected a JSON object")
     prompt = data.get("prompt")
@@ -101,9 +122,10 @@ def _per_tier(value, key: str, tiers: list[str], upper: float | None) -> dict[st
     for tier, v in value.items():
         if tier not in tiers:
             raise BadLine(f"'{key}' names {tier!r}, which is not a tier of the config ({', '.join(tiers)})")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (upper is not None and v > upper):
+        if not _number_in(v, upper):
             bound = f"[0, {upper:g}]" if upper is not None else ">= 0"
-            raise BadLine(f"'{key}.{tier}' must be a number in {bound}, got {v!r}")
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            raise BadLine(f"'{key}.{tier}' must be a number in {bound}, got {shown}")
     filled: dict[str, float] = {}
     above = None
     for tier in reversed(tiers):  # a missing tier takes the next tier up that is present
@@ -115,6 +137,17 @@ def _per_tier(value, key: str, tiers: list[str], upper: float | None) -> dict[st
     if missing:
         raise BadLine(f"'{key}' has no value for {', '.join(missing)} or any tier above it")
     return filled
+
+
+def _number_in(v, upper: float | None) -> bool:
+    """A finite number >= 0 (and <= upper) that converts to float: a 400-digit integer does not."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        f = float(v)
+    except OverflowError:
+        return False
+    return math.isfinite(f) and f >= 0 and (upper is None or f <= upper)
 
 
 # ------------------------------------------------------------------ metrics
@@ -142,54 +175,72 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     baselines["random"] = [Prediction(rng.choice(tiers), rng.random(), 0.0) for _ in rows]
     baselines["oracle"] = [Prediction(row.label, None, 0.0) for row in rows]
     costs = [row_costs(row, config) for row in rows]
+    premium = config.baseline_tier
     report: dict = {
         "rows": len(rows),
-        "classifiers": {name: metrics(rows, p, tiers, costs) for name, p in predictions.items()},
-        "baselines": {name: metrics(rows, p, tiers, costs) for name, p in baselines.items()},
+        "classifiers": {name: metrics(rows, p, tiers, costs, premium) for name, p in predictions.items()},
+        "baselines": {name: metrics(rows, p, tiers, costs, premium) for name, p in baselines.items()},
     }
     for name, p in predictions.items():
-        curve = sweep(rows, p, tiers, costs, target_quality)
+        curve = sweep(rows, p, tiers, costs, target_quality, premium=premium)
         if curve is not None:
             report["classifiers"][name]["sweep"] = curve
     return report
 
 
+# The sweep evaluates at most this many threshold settings; with many tiers its grid coarsens.
+MAX_SWEEP_SETTINGS = 20_000
+
+
 def sweep(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[str], costs: list[dict[str, Decimal]],
-          target_quality: float, steps: int = 20) -> dict | None:
+          target_quality: float, steps: int = 20, premium: str | None = None) -> dict | None:
     """Route by score alone over a grid of thresholds: the cost-quality frontier, and the
-    cheapest thresholds that keep ``target_quality`` of always-premium quality.
+    cheapest thresholds that keep ``target_quality`` of the premium tier's quality
+    (``premium``: the config's baseline tier, by default the top one).
 
     With n tiers, n - 1 ascending thresholds cut the score range: a score below the first
-    goes to the cheapest tier, and so on. Needs outcomes and scores on every row.
+    goes to the cheapest tier, and so on. The candidate cuts are score quantiles; every
+    ascending combination of them is scored, each in O(tiers) from prefix sums over the
+    rows sorted by score. With many tiers the quantile grid coarsens so that at most
+    ``MAX_SWEEP_SETTINGS`` combinations are scored. Needs outcomes and scores on every row.
     """
-    import itertools
-
-    data = [(p.score, r.outcomes, cost) for r, p, cost in zip(rows, predictions, costs)
-            if r.outcomes is not None and p.score is not None]
+    data = sorted(((p.score, r.outcomes, cost) for r, p, cost in zip(rows, predictions, costs)
+                   if r.outcomes is not None and p.score is not None), key=lambda d: d[0])
     if len(data) != len(rows):
         return None
-    n = len(rows)
-    scores = sorted(score for score, _, _ in data)
+    premium = premium or tiers[-1]
+    n, gaps = len(rows), len(tiers) - 1
+    scores = [score for score, _, _ in data]
+    while steps > 1 and math.comb(steps + 3 + gaps - 1, gaps) > MAX_SWEEP_SETTINGS:
+        steps -= 1
     cuts = sorted({scores[min(n - 1, round(i * (n - 1) / steps))] for i in range(steps + 1)} | {0.0, 1.01})
-    premium_q = sum(outcomes[tiers[-1]] for _, outcomes, _ in data)
-    premium_c = sum((cost[tiers[-1]] for _, _, cost in data), Decimal(0))
+    # prefix[t][i]: quality and cost of sending the i lowest scores to tier t. Costs are
+    # floats here: they only rank settings and give rounded ratios; nothing is billed.
+    prefix_q = {t: list(itertools.accumulate((o[t] for _, o, _ in data), initial=0.0)) for t in tiers}
+    prefix_c = {t: list(itertools.accumulate((float(c[t]) for _, _, c in data), initial=0.0)) for t in tiers}
+    below = [bisect.bisect_left(scores, cut) for cut in cuts]  # rows with a score under each cut
+    premium_q, premium_c = prefix_q[premium][n], prefix_c[premium][n]
     points = []
-    for combo in itertools.combinations_with_replacement(cuts, len(tiers) - 1):
-        q, c = 0.0, Decimal(0)
-        for score, outcomes, cost in data:
-            tier = tiers[sum(score >= cut for cut in combo)]
-            q += outcomes[tier]
-            c += cost[tier]
-        points.append((float(c / premium_c) if premium_c else 0.0, q / premium_q if premium_q else 1.0, combo))
+    for combo in itertools.combinations_with_replacement(range(len(cuts)), gaps):
+        q = c = 0.0
+        start = 0
+        for tier, end in zip(tiers, [below[i] for i in combo] + [n]):
+            q += prefix_q[tier][end] - prefix_q[tier][start]
+            c += prefix_c[tier][end] - prefix_c[tier][start]
+            start = end
+        points.append((c / premium_c if premium_c else 0.0, q / premium_q if premium_q else 1.0, combo))
     frontier: list[dict] = []
+    cheapest = None
     best_q = -1.0
     for relative_cost, quality, combo in sorted(points, key=lambda x: (x[0], -x[1])):
         if quality > best_q:
-            frontier.append({"thresholds": [round(t, 4) for t in combo], "cost_vs_premium": round(relative_cost, 4),
-                             "quality_vs_premium": round(quality, 4)})
+            point = {"thresholds": [round(cuts[i], 4) for i in combo], "cost_vs_premium": round(relative_cost, 4),
+                     "quality_vs_premium": round(quality, 4)}
+            frontier.append(point)
+            if cheapest is None and quality >= target_quality:  # exact, not the rounded value
+                cheapest = point
             best_q = quality
-    reaching = [f for f in frontier if f["quality_vs_premium"] >= target_quality]
-    return {"target_quality": target_quality, "frontier": frontier, "cheapest_at_target": reaching[0] if reaching else None}
+    return {"target_quality": target_quality, "frontier": frontier, "cheapest_at_target": cheapest}
 
 
 def row_costs(row: LabelledRow, config) -> dict[str, Decimal]:
@@ -200,8 +251,11 @@ def row_costs(row: LabelledRow, config) -> dict[str, Decimal]:
     return {t.name: cost_usd(t.models[0].price, tokens, ASSUMED_OUTPUT_TOKENS) for t in config.tiers}
 
 
-def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[str], costs: list[dict[str, Decimal]]) -> dict:
-    """Agreement with labels, routing errors and, with outcomes, quality and cost."""
+def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[str], costs: list[dict[str, Decimal]],
+            premium: str | None = None) -> dict:
+    """Agreement with labels, routing errors and, with outcomes, quality and cost against
+    always-``premium`` (the config's baseline tier, by default the top one)."""
+    premium = premium or tiers[-1]
     n = len(rows)
     index = {t: i for i, t in enumerate(tiers)}
     confusion = {t: {u: 0 for u in tiers} for t in tiers}
@@ -216,7 +270,8 @@ def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_tier[t] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": actual}
-    present = [t for t in tiers if per_tier[t]["support"]]
+    # scikit-learn's convention: every tier that is a label or a prediction counts.
+    present = [t for t in tiers if per_tier[t]["support"] or any(confusion[u][t] for u in tiers)]
     latencies = sorted(p.latency_ms for p in predictions)
     out = {
         "accuracy": round(sum(confusion[t][t] for t in tiers) / n, 4),
@@ -227,45 +282,44 @@ def metrics(rows: list[LabelledRow], predictions: list[Prediction], tiers: list[
         "confusion": confusion,
         "latency_ms_p50": round(latencies[math.ceil(0.5 * n) - 1], 4),
         "latency_ms_p95": round(latencies[math.ceil(0.95 * n) - 1], 4),
-        "premium_share": round(sum(p.tier == tiers[-1] for p in predictions) / n, 4),
+        "premium_share": round(sum(p.tier == premium for p in predictions) / n, 4),
     }
     spent = sum((c[p.tier] for c, p in zip(costs, predictions)), Decimal(0))
-    premium = sum((c[tiers[-1]] for c in costs), Decimal(0))
+    premium_cost = sum((c[premium] for c in costs), Decimal(0))
     out["cost_per_call"] = decimal_str((spent / n).quantize(Decimal("1e-12")))
-    out["savings_vs_premium"] = round(float(1 - spent / premium), 4) if premium else 0.0
+    out["savings_vs_premium"] = round(float(1 - spent / premium_cost), 4) if premium_cost else 0.0
     judged = [(r.outcomes, p) for r, p in zip(rows, predictions) if r.outcomes is not None]
     if judged:
         quality = sum(o[p.tier] for o, p in judged) / len(judged)
-        best_possible = sum(o[tiers[-1]] for o, _ in judged) / len(judged)
+        best_possible = sum(o[premium] for o, _ in judged) / len(judged)
         out["quality"] = round(quality, 4)
         out["quality_vs_premium"] = round(quality / best_possible, 4) if best_possible else None
-        scored = [(p.score, o[tiers[0]], o[tiers[-1]]) for o, p in judged if p.score is not None]
+        scored = [(p.score, o[tiers[0]], o[premium]) for o, p in judged if p.score is not None]
         if len(scored) == len(judged):
             out["apgr"] = apgr(scored)
     return out
 
 
 def apgr(rows: list[tuple[float, float, float]]) -> float | None:
-    """RouteLLM's average performance gap recovered, between the cheapest and the top tier.
+    """RouteLLM's average performance gap recovered, between the cheapest and the premium tier.
 
     ``rows`` are (score, weak outcome, strong outcome). Sending the k highest
     scores to the strong tier, for every k from 0 to n, recovers
     (quality - weak) / (strong - weak) of the gap; APGR is the mean over k
     (0.5 for a random order, 1 for a perfect one). None when there is no gap.
+    Prompts with the same score cannot be told apart by a threshold: within a
+    tie group the gain is interpolated linearly (the expected gain of taking
+    them in a random order), so the order of the rows never changes the result.
     """
     n = len(rows)
     weak = sum(r[1] for r in rows)
     strong = sum(r[2] for r in rows)
     if strong <= weak:
         return None
-    # Ties in score are sent together, in the order of the data, as a threshold would.
-    ordered = sorted(rows, key=lambda r: -r[0])
-    total, quality = 0.0, weak
-    gains = [quality]
-    for _, w, s in ordered:
-        quality += s - w
-        gains.append(quality)
-    for i in range(n):  # trapezoid over the fraction sent to the strong tier
-        total += ((gains[i] + gains[i + 1]) / 2 - weak) / (strong - weak)
-    return round(total / n, 4)
-
+    gains = [0.0]  # gap recovered after k calls to the strong tier, k = 0..n
+    for _, group in itertools.groupby(sorted(rows, key=lambda r: -r[0]), key=lambda r: r[0]):
+        deltas = [s - w for _, w, s in group]
+        base, step = gains[-1], sum(deltas) / len(deltas)
+        gains.extend(base + step * i for i in range(1, len(deltas) + 1))
+    total = sum((gains[i] + gains[i + 1]) / 2 for i in range(n))  # trapezoid over the share sent up
+    return round(total / n / (strong - weak), 4)

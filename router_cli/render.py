@@ -122,8 +122,7 @@ def trained(model: dict, path: str) -> None:
     held = t["held_out"]
     reached = "" if held["reached_target"] else f" (short of the {t['target_quality']:.0%} target: the best it could do)"
     note(
-        f"wrote {path}: {t['rows']} rows; thresholds "
-        + ", ".join(f"{k} {v:g}" for k, v in model["thresholds"].items())
+        f"wrote {path}: {t['rows']} rows; lambda {model['lambda']:.4g} (quality per USD)"
         + f"; held out: {held['quality_vs_premium']:.1%} of premium quality, {held['savings_vs_premium']:.1%} cheaper{reached}"
     )
 

@@ -77,6 +77,11 @@ def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, sto
                 seconds=delay, extra={"usage": usage})
 
 
+def embeddings(*, drop_last: int = 0) -> Step:
+    """Embeddings for every input but the last ``drop_last`` (a server that loses some)."""
+    return Step("reply", extra={"drop_last": drop_last})
+
+
 def error(status: int, *, error_type: str | None = None, message: str | None = None, retry_after: float | None = None) -> Step:
     return Step("error", status=status, error_type=error_type, message=message or f"injected {status}", retry_after=retry_after)
 
@@ -250,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
         if step.seconds:
             time.sleep(step.seconds)
         if protocol == "embeddings":
-            return self._embeddings(body)
+            return self._embeddings(body, step)
         if protocol == "anthropic":
             return self._anthropic(body, step)
         return self._openai(body, step)
@@ -331,9 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
         events.append((None, "[DONE]"))
         return self._sse(events)
 
-    def _embeddings(self, body: dict):
+    def _embeddings(self, body: dict, step: Step):
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else texts
+        texts = texts[: len(texts) - step.extra.get("drop_last", 0)]
         data = [{"object": "embedding", "index": i, "embedding": fake_embedding(t)} for i, t in enumerate(texts)]
         tokens = sum(count_tokens(t) for t in texts)
         return self._json(200, {"object": "list", "data": data, "model": body.get("model"),

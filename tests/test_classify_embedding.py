@@ -11,7 +11,7 @@ from router_cli.config import load_config
 from router_cli.errors import ConfigError
 from router_cli.router import Router
 from tests.conftest import write_config
-from tests.provider_server import error
+from tests.provider_server import embeddings, error
 
 LABELLED = [
     ("hello there friend", "simple"), ("hi there how are you", "simple"), ("good morning friend", "simple"),
@@ -62,6 +62,13 @@ def test_embedding_endpoint_failure_is_a_clear_error(server, embedding_config, d
     server.always("embed-small", error(404, message="no such model"))
     config = embedding_config()
     with Router(config, db_path) as router, pytest.raises(ConfigError, match="embeddings from openai/embed-small failed"):
+        get_classifier("embedding", config, router)
+
+
+def test_fewer_vectors_than_texts_is_a_clear_error(server, embedding_config, db_path):
+    server.script("embed-small", embeddings(drop_last=1))
+    config = embedding_config()
+    with Router(config, db_path) as router, pytest.raises(ConfigError, match=f"asked for {len(LABELLED)} vectors, got {len(LABELLED) - 1}"):
         get_classifier("embedding", config, router)
 
 

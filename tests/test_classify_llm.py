@@ -61,3 +61,19 @@ def test_cli_classify_and_ask_with_llm(server, mmr, db_path):
     out = json.loads(result.stdout)
     assert out["classifier"] == "llm" and out["tier"] == "medium"
     assert [a.get("role", "answer") for a in out["attempts"]] == ["classifier", "answer"]
+
+
+def test_capitalised_tier_names(server, tmp_path):
+    from router_cli.config import load_config
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "caps.yaml", server.url)
+    text = path.read_text().replace("baseline_tier: complex", "baseline_tier: Complex")
+    for name in ("simple", "medium", "complex"):
+        text = text.replace(f"- name: {name}", f"- name: {name.capitalize()}")
+    path.write_text(text)
+    config = load_config(path)
+    assert config.tier_names == ["Simple", "Medium", "Complex"]
+    server.script("claude-small", reply("COMPLEX"))
+    decision = get_classifier("llm", config).classify("Prove Fermat's little theorem")
+    assert decision.tier == "Complex" and decision.score == round(2.5 / 3, 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from decimal import Decimal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,11 @@ import pytest
 
 from router_cli.classify import get_classifier
 from router_cli.config import load_config
-from router_cli.errors import EXIT_CONFIG, ConfigError
+from router_cli.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
 from router_cli.evaluate import LabelledRow
 
 sklearn = pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
-from router_cli.classify.ml import MLModel, fit, predict_proba, to_json, train  # noqa: E402
+from router_cli.classify.ml import MLModel, fit, predict, to_json, train  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 TIERS = ["simple", "medium", "complex"]
@@ -45,29 +46,30 @@ def model_data():
     return train(synthetic_rows(), load_config(EXAMPLE), target_quality=0.95, folds=4, data_sha256="abc")
 
 
-def test_pure_python_probabilities_equal_scikit_learns():
+def test_pure_python_predictions_equal_scikit_learns():
     import numpy as np
 
     rows = synthetic_rows()
     texts = [r.prompt for r in rows]
     good = np.array([[int(TIERS.index(t) >= TIERS.index(r.label)) for t in TIERS] for r in rows], dtype=float)
-    vectorizer, models = fit(texts, good, TIERS)
-    data = to_json(vectorizer, models, TIERS, {"simple": 0.5, "medium": 0.5}, {})
-    model = MLModel(data, "test")
-    probe = texts[:10] + ["completely new words here", "Prove that the sum of two odd numbers is even.", ""]
-    expected = predict_proba(vectorizer, models, probe, TIERS)
-    for text, row in zip(probe, expected):
-        got = model.probabilities(text)
+    costs = np.array([[1e-4 * (1 + len(r.prompt) / 50) * 10 ** j for j in range(3)] for r in rows])
+    fitted = fit(texts, good, costs, TIERS)
+    model = MLModel(to_json(fitted, TIERS, 100.0, {}), "test")
+    probe = texts[:10] + ["completely new words here", "Prove that the sum of two odd numbers is even.", "", "  x  ", "Ünïcode  wörds\tand\n\nspaces"]
+    expected_q, expected_c = predict(fitted, probe)
+    for text, q_row, c_row in zip(probe, expected_q, expected_c):
+        quality, cost = model.predict(text)
         for j, tier in enumerate(TIERS):
-            assert got[tier] == pytest.approx(row[j], abs=1e-5)  # coefficients are stored to 6 decimals
+            assert quality[tier] == pytest.approx(q_row[j], abs=1e-4)  # weights are stored to 6 decimals
+            assert cost[tier] == pytest.approx(c_row[j], rel=1e-3)
 
 
 def test_training_record_and_routing(model_data, tmp_path):
     t = model_data["training"]
-    assert t["rows"] == 120 and t["data_sha256"] == "abc" and t["label_set"] == TIERS
+    assert t["rows"] == 120 and t["data_sha256"] == "abc" and t["label_set"] == TIERS and t["premium"] == "complex"
     assert t["labels"] == {"simple": 40, "medium": 40, "complex": 40}
     assert set(t["held_out"]) == {"quality_vs_premium", "savings_vs_premium", "reached_target"}
-    assert set(model_data["thresholds"]) == {"simple", "medium"}
+    assert model_data["lambda"] >= 0 and set(model_data["quality"]) == set(model_data["cost"]) == set(TIERS)
     path = tmp_path / "m.json"
     path.write_text(json.dumps(model_data))
     config = load_config(EXAMPLE)
@@ -76,12 +78,57 @@ def test_training_record_and_routing(model_data, tmp_path):
     classifier = get_classifier("ml", replace(config, ml_model=str(path)))
     assert classifier.classify("hello there rome music").tier == "simple"
     decision = classifier.classify("prove that the sum of stars engines\ndef f(x): return {x: [x]}")
-    assert decision.tier == "complex" and decision.score > 0.5 and "P(simple good enough)" in decision.reason
+    assert decision.tier == "complex" and decision.score > 0.5 and "simple: P(good enough)=" in decision.reason
+
+
+def test_cheap_calls_make_a_large_lambda_that_still_loads(tmp_path):
+    import numpy as np
+
+    rows = synthetic_rows()
+    for r in rows:  # a local model and a cheap API: micro-dollars per call
+        r.costs = {"simple": Decimal("0"), "medium": Decimal("0.000001"), "complex": Decimal("0.000003")}
+    data = train(rows, load_config(EXAMPLE), target_quality=0.9, folds=3)
+    good = np.array([[int(TIERS.index(t) >= TIERS.index(r.label)) for t in TIERS] for r in rows], dtype=float)
+    costs = np.array([[float(r.costs[t]) for t in TIERS] for r in rows])
+    big = to_json(fit([r.prompt for r in rows], good, costs, TIERS), TIERS, 1e9, {})
+    for i, content in enumerate((data, big)):
+        path = tmp_path / f"m{i}.json"
+        path.write_text(json.dumps(content))
+        assert MLModel.load(path, TIERS).lam == content["lambda"]
+    model = MLModel.load(tmp_path / "m1.json", TIERS)
+    assert model.predict("hello there")[1]["simple"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_routing_follows_quality_net_of_cost(model_data):
+    model = MLModel(json.loads(json.dumps(model_data)), "test")
+    text = "summarise this article about rome"
+    model.lam = 0.0  # cost does not matter: the most likely good tier (the top one: always good)
+    assert model.route(text)[0] == "complex"
+    model.lam = 1e9  # only cost matters: the cheapest tier
+    assert model.route(text)[0] == "simple"
+
+
+def test_calibration_scales_with_tiers():
+    import numpy as np
+
+    from router_cli.classify.ml import calibrate
+
+    rng = np.random.default_rng(0)
+    n, t = 400, 6
+    need = rng.integers(0, t, n)  # row i is answered well by tier need[i] and above
+    quality = (np.arange(t)[None, :] >= need[:, None]).astype(float)
+    costs = np.tile(2.0 ** np.arange(t), (n, 1))
+    pred_q = np.clip(quality + rng.normal(0, 0.05, quality.shape), 0, 1)
+    _, held = calibrate(pred_q, costs, quality, costs, t - 1, 0.95)
+    assert held["reached_target"] and held["quality_vs_premium"] >= 0.95
+    assert held["savings_vs_premium"] > 0.5  # most rows need less than the top tier, and the router sees it
 
 
 @pytest.mark.parametrize("mutate,message", [
     (lambda d: d.update(version=99), "made by a newer mmr"),
-    (lambda d: d["thresholds"].update(simple=0.01), "checksum does not match"),
+    (lambda d: d.update(version=1), "made by an older mmr"),
+    (lambda d: d.update(version="2"), "not an mmr model file"),
+    (lambda d: d.update({"lambda": 0.0}), "checksum does not match"),
     (lambda d: d.update(format="pickle"), "not an mmr model file"),
 ])
 def test_bad_model_files(model_data, tmp_path, mutate, message):
@@ -91,6 +138,105 @@ def test_bad_model_files(model_data, tmp_path, mutate, message):
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=message):
         MLModel.load(path, TIERS)
+
+
+def _resigned(data: dict) -> dict:
+    """A tampered model whose checksum was recomputed, as a forger would."""
+    from router_cli.classify.ml import _checksum
+
+    data = {k: v for k, v in data.items() if k != "checksum"}
+    data["checksum"] = _checksum(data)
+    return data
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d.update({"lambda": "0.5"}), "lambda: expected a number, got str"),
+    (lambda d: d.update({"lambda": -1.0}), "lambda: must be >= 0"),
+    (lambda d: d.update({"lambda": True}), "lambda: expected a number, got bool"),
+    (lambda d: d.update(tiers="simple"), "tiers: expected list"),
+    (lambda d: d.update(tiers=["simple", "simple", "complex"]), "tiers: expected two or more distinct"),
+    (lambda d: d.update(vectorizer=[]), "vectorizer: expected dict, got list"),
+    (lambda d: d["vectorizer"].update(analyzer="eval"), "vectorizer: unknown analyzer"),
+    (lambda d: d["vectorizer"].update(idf=d["vectorizer"]["idf"][:-1]), "vectorizer.vocabulary"),
+    (lambda d: d["vectorizer"]["idf"].__setitem__(0, None), "vectorizer.idf[0]: expected a number, got NoneType"),
+    (lambda d: d["vectorizer"]["vocabulary"].update(hello=-1), "vectorizer.vocabulary['hello']: index out of range"),
+    (lambda d: d["vectorizer"]["vocabulary"].update(hello=1.5), "vectorizer.vocabulary['hello']"),
+    (lambda d: d["quality"].pop("medium"), "quality.medium: expected dict, got NoneType"),
+    (lambda d: d["quality"]["simple"].update(coef=d["quality"]["simple"]["coef"][:-1]), "quality.simple.coef: "),
+    (lambda d: d["quality"]["simple"]["coef"].__setitem__(3, "1"), "quality.simple.coef[3]: expected a number, got str"),
+    (lambda d: d["cost"]["complex"].update(intercept=10 ** 400), "cost.complex.intercept: number out of range"),
+    (lambda d: d["cost"]["complex"].update(intercept=1e300), "cost.complex.intercept: number out of range"),
+    (lambda d: d["quality"]["simple"]["coef"].__setitem__(0, 1e7), "quality.simple.coef[0]: number out of range"),
+    (lambda d: d["quality"].update(simple=[1, 2]), "quality.simple: expected dict, got list"),
+])
+def test_tampered_models_with_a_valid_checksum(model_data, tmp_path, mutate, message):
+    data = json.loads(json.dumps(model_data))
+    mutate(data)
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps(_resigned(data)))
+    with pytest.raises(ConfigError) as caught:
+        MLModel.load(path, TIERS)
+    assert f"malformed model: {message}" in str(caught.value)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_in_a_model(model_data, tmp_path, literal):
+    text = json.dumps(_resigned(json.loads(json.dumps(model_data))), separators=(",", ":"))
+    first = json.dumps(model_data["quality"]["simple"]["coef"][0])
+    text = text.replace(f'"coef":[{first},', f'"coef":[{literal},', 1)
+    path = tmp_path / "nan.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="not an mmr model file|checksum does not match|number out of range"):
+        MLModel.load(path, TIERS)
+
+
+def test_cli_tampered_model_is_one_line_and_exit_3(model_data, tmp_path, mmr):
+    data = json.loads(json.dumps(model_data))
+    data["cost"]["simple"]["coef"] = {"0": 1}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(_resigned(data)))
+    result = mmr("classify", "--classifier", "ml", "--ml-model", str(path), "--config", str(EXAMPLE), "hi", db=False)
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr.decode() == f"Error: {path}: malformed model: cost.simple.coef: expected list, got dict\n"
+
+
+def test_train_with_nothing_to_learn_from(tmp_path, mmr):
+    data = tmp_path / "punct.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "label": t}) + "\n" for p, t in
+                            [("?!", "simple"), ("...", "complex"), ("!", "medium"), ("?", "simple")] * 10))
+    result = mmr("train", str(data), "-o", str(tmp_path / "m.json"), "--config", str(EXAMPLE), db=False)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    err = result.stderr.decode().splitlines()
+    assert err[-1].startswith("Error: nothing to learn from") and not any("Traceback" in line for line in err)
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_train_measures_against_the_baseline_tier(tmp_path):
+    from dataclasses import replace
+
+    config = replace(load_config(EXAMPLE), baseline_tier="medium")
+    rows = synthetic_rows()
+    for r in rows:  # only medium and complex answer well; medium is the premium the router must keep
+        r.outcomes = {"simple": 0.0, "medium": 1.0, "complex": 1.0}
+    data = train(rows, config, target_quality=0.95, folds=4)
+    assert data["training"]["premium"] == "medium" and data["training"]["held_out"]["reached_target"]
+    # Savings against medium: nearly nothing to save (against complex it would be over 70 %).
+    assert data["training"]["held_out"]["savings_vs_premium"] < 0.1
+
+
+def test_cli_train_hashes_the_file_it_read_and_closes_it(tmp_path):
+    import hashlib
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps({"prompt": r.prompt, "label": r.label}) + "\n"
+                                                  for r in synthetic_rows()).encode())
+    model = tmp_path / "router.json"
+    result = subprocess.run([sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-m", "router_cli", "train", str(data),
+                             "-o", str(model), "--folds", "3", "--config", str(EXAMPLE)], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert "ResourceWarning" not in result.stderr
+    assert json.loads(model.read_text())["training"]["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
 
 
 def test_model_for_other_tiers_and_unreadable_files(model_data, tmp_path):

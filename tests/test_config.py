@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -119,3 +120,34 @@ def test_prices_keep_the_digits_written():
     config = parse_config(BASE.replace("{input: 0.25, output: 2.00}", '{input: "0.075", output: 0.3}', 1), "t.yaml")
     price = config.tier("simple").models[1].price
     assert (price.input, price.output) == (Decimal("0.075"), Decimal("0.3"))
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ("breaker: {failures: 0}\n", "breaker.failures: must be between 1 and 10000"),
+    ("breaker: {cooldown: soon}\n", "breaker.cooldown: expected seconds or a duration"),
+    ("breaker: {enabled: maybe}\n", "breaker.enabled: expected true or false"),
+    ("cache: {scope: team}\n", "cache.scope: expected user or global"),
+    ("cache: {ttl: -5}\n", "cache.ttl: must be a number between 0"),
+    ("cache: {ttl: 2x}\n", "cache.ttl: expected seconds or a duration"),
+    ("budgets: {scope: global}\n", "budgets: expected a list of budgets"),
+])
+def test_resilience_sections_are_validated(tmp_path, extra, problem):
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "r.yaml", "http://127.0.0.1:1", extra=extra)
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(path)
+
+
+def test_resilience_sections_parse(tmp_path):
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "r.yaml", "http://127.0.0.1:1", extra=(
+        "breaker: {failures: 3, window: 2m, cooldown: 45s}\ncache: {enabled: true, ttl: 7d, scope: global}\n"
+        "budgets:\n  - {scope: team, team: ml, period: month, limit: '500.10', policy: block}\n"))
+    config = load_config(path)
+    assert (config.breaker.failures, config.breaker.window, config.breaker.cooldown) == (3, 120.0, 45.0)
+    assert (config.cache.enabled, config.cache.ttl, config.cache.scope) == (True, 7 * 86400.0, "global")
+    (budget,) = config.budgets
+    assert budget.limit == Decimal("500.10") and budget.who == "ml" and budget.floor_tier == "simple"
+    assert budget.label() == "team ml monthly budget"

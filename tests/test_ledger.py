@@ -73,6 +73,8 @@ def test_a_ledger_from_an_older_schema_upgrades_in_place(tmp_path):
     assert upgraded == {"a1": ("simple", 1, 7), "a2": ("simple", 1, 7), "b1": ("complex", 0, 7)}
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"breakers", "cache", "embeddings"} <= tables
 
 
 def test_default_location_follows_xdg(tmp_path, monkeypatch):

@@ -245,3 +245,24 @@ def test_openai_compatible_servers_without_usage_get_estimates(server, router, d
 def test_413_moves_to_a_model_that_may_take_a_longer_prompt(server, router):
     server.script("claude-small", error(413, message="request too large"))
     assert router.ask("hello").final.model == "gpt-small"
+
+
+def test_weighted_strategy_spreads_first_tries_by_weight_and_keeps_fallbacks(server, tmp_path, db_path):
+    from router_cli.config import load_config
+    from tests.conftest import write_config
+
+    text = write_config(tmp_path / "w.yaml", server.url).read_text().replace(
+        "  - name: simple\n    models:\n", "  - name: simple\n    strategy: weighted\n    models:\n").replace(
+        "max_tokens: 64}\n      - {provider: openai, model: gpt-small, price: {input: 0.15, output: 0.60}, max_tokens: 64}",
+        "max_tokens: 64, weight: 3}\n      - {provider: openai, model: gpt-small, price: {input: 0.15, output: 0.60}, max_tokens: 64, weight: 1}")
+    (tmp_path / "w.yaml").write_text(text)
+    config = load_config(tmp_path / "w.yaml")
+    simple = config.tier("simple")
+    assert simple.strategy == "weighted" and [m.weight for m in simple.models] == [3.0, 1.0]
+    firsts = [Router.models_of(simple, f"request-{i}")[0].model for i in range(4000)]
+    assert 0.72 < firsts.count("claude-small") / 4000 < 0.78
+    assert Router.models_of(simple, "same") == Router.models_of(simple, "same")  # reproducible per request
+    assert all(len(Router.models_of(simple, f"r{i}")) == 2 for i in range(50))  # the other stays as fallback
+    with Router(config, db_path, sleep=lambda s: None) as router:
+        answered = {router.ask("hello", tier="simple").final.model for _ in range(30)}
+    assert answered == {"claude-small", "gpt-small"}

@@ -93,7 +93,13 @@ class EmbeddingClassifier:
         except Exception as e:
             error = map_sdk_error(openai, e, self.router.api_key(self.router.config.providers[self.settings.provider]), 0.0)
             raise ConfigError(f"embeddings from {self.settings.provider}/{self.settings.model} failed: {error}") from None
-        return [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+        vectors = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+        if len(vectors) != len(texts):
+            raise ConfigError(
+                f"embeddings from {self.settings.provider}/{self.settings.model}: asked for {len(texts)} vectors, "
+                f"got {len(vectors)}; check that the endpoint serves embeddings"
+            )
+        return vectors
 
     def classify(self, prompt: str) -> Decision:
         start = time.perf_counter()

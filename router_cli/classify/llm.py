@@ -43,6 +43,7 @@ class LLMClassifier:
         # Without a router (mmr classify, mmr eval) the call is made but not logged here.
         self.router = router or Router(config)
         self.system = system_prompt(self.tiers)
+        self._by_lower = {t.lower(): t for t in self.tiers}
         self._word = re.compile(r"^\s*(" + "|".join(re.escape(t) for t in self.tiers) + r")\s*\.?\s*$", re.IGNORECASE)
 
     def classify(self, prompt: str) -> Decision:
@@ -59,7 +60,7 @@ class LLMClassifier:
             answer = attempts[-1].text or ""
             match = self._word.match(answer)
             if match:
-                tier, reason = match.group(1).lower(), f"{attempts[-1].model} said {answer.strip()!r}"
+                tier, reason = self._by_lower[match.group(1).lower()], f"{attempts[-1].model} said {answer.strip()!r}"
             else:
                 tier, reason = fallback, f"unparseable classifier answer {answer.strip()[:30]!r}; routed to {fallback}"
         score = (self.tiers.index(tier) + 0.5) / len(self.tiers)

@@ -1,0 +1,98 @@
+"""Benchmark what circuit breakers and the response cache save.
+
+Run: python bench/resilience.py [--timeout 2] [--latency 0.05] [--requests 20]
+
+Against the local provider server (fixed latency per call):
+1. A hung provider: claude-small accepts requests and never answers, so each
+   request waits the provider timeout before its tier-mate answers. With the
+   breaker open, the hung model is skipped without a call. Mean wall time per
+   request, in process (Router.ask) and through the CLI (`mmr ask`).
+2. The response cache: a miss (a real call) against a hit, in process and
+   through the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from router_cli.config import load_config  # noqa: E402
+from router_cli.router import Router  # noqa: E402
+from tests.conftest import TEST_CONFIG  # noqa: E402
+from tests.provider_server import ProviderServer, hang  # noqa: E402
+
+
+def timed(action, n: int) -> float:
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        action(i)
+        times.append(time.perf_counter() - start)
+    return statistics.mean(times) * 1000
+
+
+def cli(config: Path, db: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "router_cli", "ask", "--config", str(config), "--db", str(db), *args],
+                   check=True, capture_output=True, cwd=ROOT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=2.0, help="provider timeout (s): how long a hung call waits")
+    parser.add_argument("--latency", type=float, default=0.05, help="server latency per call (s)")
+    parser.add_argument("--requests", type=int, default=20)
+    args = parser.parse_args()
+    os.environ.update({"TEST_ANTHROPIC_KEY": "sk-bench", "TEST_OPENAI_KEY": "sk-bench"})
+    server = ProviderServer(latency=args.latency).start()
+    work = Path(tempfile.mkdtemp(prefix="mmr-resilience-"))
+    rows: list[tuple[str, float, float]] = []
+    try:
+        # 1. Hung provider: breaker never opens (failures: 10000) vs opened after the first timeout.
+        server.always("claude-small", hang(args.timeout + 5))
+        closed = work / "closed.yaml"
+        closed.write_text(TEST_CONFIG.format(url=server.url, timeout=args.timeout) + "breaker: {enabled: false}\n")
+        opened = work / "open.yaml"
+        opened.write_text(TEST_CONFIG.format(url=server.url, timeout=args.timeout) + "breaker: {failures: 1, cooldown: 1h}\n")
+        n_slow = max(3, args.requests // 4)
+        with Router(load_config(closed), work / "a.db") as router:
+            wait_ms = timed(lambda i: router.ask(f"hello {i}", tier="simple"), n_slow)
+        with Router(load_config(opened), work / "b.db") as router:
+            router.ask("open the circuit", tier="simple")
+            skip_ms = timed(lambda i: router.ask(f"hello {i}", tier="simple"), args.requests)
+        wait_cli = timed(lambda i: cli(closed, work / "c.db", "--tier", "simple", f"hello {i}"), n_slow)
+        cli(opened, work / "d.db", "--tier", "simple", "open the circuit")
+        skip_cli = timed(lambda i: cli(opened, work / "d.db", "--tier", "simple", f"hello {i}"), args.requests)
+        rows.append(("hung model: wait for the timeout", wait_ms, wait_cli))
+        rows.append(("hung model: circuit open, skipped", skip_ms, skip_cli))
+        server.always("claude-small", None)
+
+        # 2. Cache: a miss makes the call; a hit reads the ledger database.
+        cached = work / "cache.yaml"
+        cached.write_text(TEST_CONFIG.format(url=server.url, timeout=args.timeout) + "cache: {enabled: true}\n")
+        with Router(load_config(cached), work / "e.db") as router:
+            miss_ms = timed(lambda i: router.ask(f"question {i}"), args.requests)
+            hit_ms = timed(lambda i: router.ask(f"question {i}"), args.requests)
+        miss_cli = timed(lambda i: cli(cached, work / "f.db", f"question {i}"), args.requests // 2)
+        hit_cli = timed(lambda i: cli(cached, work / "f.db", f"question {i}"), args.requests // 2)
+        rows.append((f"cache miss (server latency {args.latency * 1000:.0f} ms)", miss_ms, miss_cli))
+        rows.append(("cache hit", hit_ms, hit_cli))
+    finally:
+        server.stop()
+    print(f"{'case':<44} {'in process':>12} {'mmr ask':>12}")
+    for name, in_process, through_cli in rows:
+        print(f"{name:<44} {in_process:>9.1f} ms {through_cli:>9.1f} ms")
+    print(f"\ntime saved per request by skipping the open circuit: {rows[0][1] - rows[1][1]:.0f} ms in process "
+          f"({args.timeout:g} s provider timeout)")
+
+
+if __name__ == "__main__":
+    main()
