@@ -40,6 +40,12 @@ UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", 
 TeamOption = Annotated[Optional[str], typer.Option("--team", envvar="MMR_TEAM", help="Their team.")]
 MaxCostOption = Annotated[Optional[str], typer.Option("--max-cost", help="Most this request may cost, in USD: cheaper tiers are used to stay under it.", show_default=False)]
 MlModelOption = Annotated[Optional[str], typer.Option("--ml-model", help="Model file for --classifier ml (default: config, else the shipped one).")]
+BatchOption = Annotated[Optional[str], typer.Option(
+    "--batch", help="Answer every row of this JSONL file ('-': stdin); rows: prompt, id, system, tier, max_tokens, user. "
+    "One JSON row out per row in, in input order.")]
+ConcurrencyOption = Annotated[int, typer.Option("--concurrency", "-j", help="With --batch: rows answered at once.")]
+StrictOption = Annotated[bool, typer.Option("--strict", help="With --batch: check every line first and stop at a bad one, before any call.")]
+ResumeOption = Annotated[Optional[str], typer.Option("--resume", help="With --batch: skip the ids already answered in this earlier output.")]
 
 
 def _max_cost(value: str | None):
@@ -110,6 +116,61 @@ def _prepare(config: str | None, db: str | None, prompt: str | None, system: str
     return router, text, show_notes
 
 
+def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db: str | None, ml_model: str | None,
+           system: str | None, temperature: float | None, verbose: bool, concurrency: int, strict: bool,
+           resume: str | None, conflicts: dict[str, bool]) -> None:
+    """``--batch``: answer every row of ``source`` with ``make_call(router)``; exit with the batch's code."""
+    from . import batch
+    from .ledger import resolve_db_path
+    from .router import Router
+
+    for option, given in conflicts.items():
+        if given:
+            raise UsageError(f"{option} does not combine with --batch")
+    if prompt is not None:
+        raise UsageError("--batch reads the prompts from its file; give no PROMPT argument")
+    if not 1 <= concurrency <= batch.MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be between 1 and {batch.MAX_CONCURRENCY}, got {concurrency}")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
+    _check_text(system, "--system")
+    if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
+        raise UsageError("--batch -: pipe the JSONL rows in on stdin")
+    cfg = _load_config(config, ml_model)
+    router = Router(cfg, resolve_db_path(db), on_note=render.note if verbose else None)
+    call = make_call(router)  # checks the options once, not on every row
+    router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
+    skip = None
+    if resume is not None:
+        skip, unreadable = batch.read_resume(resume)
+        if unreadable:
+            render.note(f"--resume: {unreadable} line(s) of {resume} are not JSON rows; ignored")
+    rows = batch.open_input(source, strict=strict, tiers=cfg.tier_names, stdin=sys.stdin.buffer)
+    progress = None
+    if render.stderr_is_terminal():
+        progress = render.BatchProgress(None if source == "-" else batch.count_file_rows(source))
+    summary = None
+    try:
+        summary = batch.run_batch(rows, call, render.jsonl_row, tiers=cfg.tier_names, concurrency=concurrency,
+                                  resume=skip, progress=progress)
+    finally:
+        if progress is not None:
+            progress.stop()
+        if summary is None or not summary.abandoned:
+            router.close()  # a call abandoned in flight may still be using its connection
+        rows.close()
+    if summary.output_closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if progress is not None or verbose or summary.failed or summary.interrupted or summary.fatal:
+        render.batch_summary(summary)
+    if summary.fatal is not None:
+        summary.fatal.message += " (the batch stopped; rerun with --resume OUTFILE to answer the rest)"
+        raise summary.fatal
+    if summary.interrupted:  # main() then says "Error: interrupted"
+        render.note("every finished row was written; rerun with --resume OUTFILE to answer the rest")
+    raise typer.Exit(summary.exit_code)
+
+
 def _deliver(router, produce, *, json_output: bool, streamed: bool, show_notes: bool) -> None:
     """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly."""
     try:
@@ -145,16 +206,34 @@ def ask(
     config: ConfigOption = None,
     db: DbOption = None,
     verbose: VerboseOption = False,
+    batch: BatchOption = None,
+    concurrency: ConcurrencyOption = 8,
+    strict: StrictOption = False,
+    resume: ResumeOption = None,
 ) -> None:
     """Answer a prompt from the cheapest suitable tier.
 
     Example: cat prompt.txt | mmr ask --json --max-cost 0.02
+
+    Many prompts: mmr ask --batch prompts.jsonl --concurrency 16 > answers.jsonl
     """
     if max_tokens is not None and max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
     if no_cache and refresh:
         raise UsageError("--no-cache and --refresh contradict each other: give one")
     cost_cap = _max_cost(max_cost)
+    if batch is not None:
+        from .batch import asker
+
+        def make_call(router):
+            return asker(router, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
+                         temperature=temperature, user=user, team=team, max_cost=cost_cap, use_cache=not no_cache,
+                         refresh=refresh)
+
+        _batch(batch, make_call, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
+               temperature=temperature, verbose=verbose, concurrency=concurrency, strict=strict, resume=resume,
+               conflicts={"--dry-run": dry_run, "--stream": bool(stream)})
+        return
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         estimate = router.estimate(text, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens, user=user,
@@ -194,16 +273,34 @@ def cascade_command(
     config: ConfigOption = None,
     db: DbOption = None,
     verbose: VerboseOption = False,
+    batch: BatchOption = None,
+    concurrency: ConcurrencyOption = 8,
+    strict: StrictOption = False,
+    resume: ResumeOption = None,
 ) -> None:
     """Answer from the cheapest tier whose answer passes the quality gate, escalating otherwise.
 
     The answer is printed once, when accepted (no streaming: it may still be rejected).
 
     Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
+
+    Many prompts: mmr cascade --batch prompts.jsonl > answers.jsonl (a row's tier is where it starts)
     """
     from .cascade import cascade, estimate
 
     cost_cap = _max_cost(max_cost)
+    if batch is not None:
+        from .batch import cascader
+
+        def make_call(router):
+            return cascader(router, system=system, start_tier=start_tier, max_tier=max_tier,
+                            from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
+                            max_tokens=max_tokens, temperature=temperature, user=user, team=team, max_cost=cost_cap)
+
+        _batch(batch, make_call, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
+               temperature=temperature, verbose=verbose, concurrency=concurrency, strict=strict, resume=resume,
+               conflicts={"--dry-run": dry_run})
+        return
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
         plan = estimate(router, text, system=system, start_tier=start_tier, max_tier=max_tier,

@@ -17,6 +17,7 @@ EXIT_PROVIDER = 5
 EXIT_REQUEST_REJECTED = 6
 EXIT_LEDGER = 7
 EXIT_BUDGET = 8
+EXIT_ROWS_FAILED = 9  # a batch finished, but some of its output rows are error rows
 EXIT_INTERRUPTED = 130
 
 

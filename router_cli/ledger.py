@@ -185,7 +185,8 @@ class Ledger:
                     raise LedgerError(f"{self.path}: the ledger's schema is older than this mmr and it cannot be upgraded read-only")
                 return
             self._create_private_file()
-            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None)
+            # A Router keeps one connection per thread, and closes them all from the thread that closes it.
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._retrying(self._prepare)
         except sqlite3.Error as e:

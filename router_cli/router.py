@@ -34,6 +34,7 @@ from .config import Config, ModelSpec, ProviderSpec, Tier
 from .errors import (
     EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, LedgerError, MissingKeyError, MmrError, UsageError,
 )
+from .pauses import ProviderPauses
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
 
 Note = Callable[[str], None]
@@ -246,8 +247,14 @@ class Router:
         self.sleep = sleep
         self.clock = clock
         self._providers: dict[str, object] = {}
-        self._ledger = None
-        self._breakers = None
+        self._classifiers: dict[str, object] = {}
+        # One Router serves many threads (mmr ask --batch): providers, their SDK
+        # clients and classifiers are built once and shared; SQLite connections
+        # are per thread.
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._ledgers: list = []
+        self.pauses = ProviderPauses()
         self.variant: str | None = None  # the experiment variants this router runs (see for_request)
 
     def for_request(self, user: str | None) -> tuple["Router", str]:
@@ -263,6 +270,7 @@ class Router:
             self.ledger()  # opened here, so the copy shares it and close() closes it
         routed = copy.copy(self)
         routed.config, routed.variant = apply(self.config, assignment), assignment.label
+        routed._classifiers = {}  # a variant may set another classifier or thresholds under the same name
         return routed, request_id
 
     # ------------------------------------------------------------ decisions
@@ -274,7 +282,13 @@ class Router:
                 raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(self.config.tier_names)}")
             score = (self.config.tier_index(tier) + 0.5) / len(self.config.tiers)
             return Decision(tier, round(score, 4), "--tier given", "override")
-        return get_classifier(classifier or self.config.classifier, self.config, router=self).classify(prompt)
+        name = classifier or self.config.classifier
+        chosen = self._classifiers.get(name)
+        if chosen is None:
+            with self._lock:
+                chosen = self._classifiers.get(name) or get_classifier(name, self.config, router=self)
+                self._classifiers[name] = chosen
+        return chosen.classify(prompt)  # type: ignore[attr-defined]
 
     def chain(self, tier: str, seed: str | None = None) -> list[tuple[Tier, ModelSpec]]:
         """The fallback chain: ``tier``'s models, then every tier above (see :meth:`models_of`)."""
@@ -474,12 +488,17 @@ class Router:
 
     def breakers(self):
         """The shared circuit breakers, or None without a ledger."""
-        if self._breakers is None and self.db_path is not None:
+        if self.db_path is None:
+            return None
+        board = getattr(self._local, "breakers", None)
+        if board is None:
             from .breakers import Breakers
 
-            self._breakers = Breakers(self.ledger(), self.config.breaker,
-                                      max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
-        return self._breakers
+            # On this thread's ledger connection: a connection never serves two threads' transactions.
+            board = Breakers(self.ledger(), self.config.breaker,
+                             max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
+            self._local.breakers = board
+        return board
 
     def _admit(self, spec: ProviderSpec, model: ModelSpec):
         from .breakers import ALLOWED
@@ -529,11 +548,17 @@ class Router:
         return None
 
     def _provider(self, spec: ProviderSpec):
-        if spec.name not in self._providers:
-            from .providers import get_provider
+        provider = self._providers.get(spec.name)
+        if provider is None:
+            with self._lock:
+                provider = self._providers.get(spec.name)
+                if provider is None:
+                    from .providers import get_provider
 
-            self._providers[spec.name] = get_provider(spec, self.api_key(spec))
-        return self._providers[spec.name]
+                    provider = get_provider(spec, self.api_key(spec))
+                    provider.client()  # built here, once: the SDK clients are thread-safe and shared
+                    self._providers[spec.name] = provider
+        return provider
 
     def try_models(self, attempts: list[Attempt], chain: list[tuple[Tier, ModelSpec]], prompt: str,
                    system: str | None, max_tokens: int | None, temperature: float | None,
@@ -586,6 +611,11 @@ class Router:
                     self.on_note(message)
                 continue
             tier_mate_next = any(t.name == tier.name and self._key_problem(m) is None for t, m in chain[position + 1:])
+            paused = self.pauses.remaining(spec.name)
+            if paused > 0 and tier_mate_next:
+                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", role=role, error_kind="paused",
+                                        error=f"{spec.name} asked to wait {paused:.1f} s more (retry-after)"))
+                continue
             if temperature is not None and spec.type == "anthropic" and role == "answer":
                 self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
             provider = self._provider(spec)
@@ -604,6 +634,7 @@ class Router:
                 if streamed and on_restart is not None:
                     on_restart(f"the answer broke off; {attempt.label} answers again from the start")
                     streamed = False
+                self.pauses.wait(spec.name, self.sleep)
                 try:
                     response = provider.complete(request, on_text=sink if on_text else None)
                 except OutputFailed as e:
@@ -617,6 +648,10 @@ class Router:
                     self._fill_failure(attempt, model, e)
                     attempts.append(attempt)
                     self._breaker_outcome(spec, model, admission, e)
+                    if e.retryable and e.retry_after is not None and e.retry_after <= policy.max_retry_after:
+                        # The provider told us to hold off: every thread waits it out, or uses a
+                        # tier-mate, before calling this provider again.
+                        self.pauses.pause(spec.name, e.retry_after)
                     if e.kind == "auth":
                         return MissingKeyError(
                             f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
@@ -635,7 +670,8 @@ class Router:
                         self.on_note(f"{attempt.label} failed: {e}; trying the next model")
                         break
                     self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
-                    self.sleep(wait)
+                    if e.retry_after is None:
+                        self.sleep(wait)  # else the pause is slept out before the next call
                     continue
                 attempt.text = response.text
                 attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
@@ -687,11 +723,18 @@ class Router:
     # ------------------------------------------------------------ ledger
 
     def ledger(self):
-        if self._ledger is None and self.db_path is not None:
+        """This thread's ledger connection, opened on first use (None without a ledger)."""
+        if self.db_path is None:
+            return None
+        ledger = getattr(self._local, "ledger", None)
+        if ledger is None:
             from .ledger import Ledger
 
-            self._ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
-        return self._ledger
+            ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
+            self._local.ledger = ledger
+            with self._lock:
+                self._ledgers.append(ledger)
+        return ledger
 
     def _check_key(self, spec: ProviderSpec) -> None:
         key = self.api_key(spec)
@@ -750,9 +793,12 @@ class Router:
         self.ledger().record({"calls": calls, "prompts": prompts, "responses": responses})
 
     def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
+        """Close every thread's ledger connection (call when no thread is using the router)."""
+        with self._lock:
+            ledgers, self._ledgers = self._ledgers, []
+            self._local = threading.local()
+        for ledger in ledgers:
+            ledger.close()
 
     def __enter__(self) -> "Router":
         return self

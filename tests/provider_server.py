@@ -111,15 +111,17 @@ _ANTHROPIC_ERROR_TYPES = {
 class ProviderServer:
     """The server and its script; thread-safe."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, record: bool = True):
         self.host = host
         self.port = port
         self.latency = latency
+        self.record = record  # False: keep no log of requests (long benchmark runs)
         self.api_key: str | None = None  # when set, other keys get 401
         self.reasoning_models: set[str] = set()  # these reject max_tokens and temperature like OpenAI's o-series
         self.requests: list[dict] = []
         self._scripts: dict[str, collections.deque[Step]] = collections.defaultdict(collections.deque)
         self._always: dict[str, Step] = {}
+        self._by_prompt: dict[str, collections.deque[Step]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -129,6 +131,11 @@ class ProviderServer:
         """Queue steps for ``model``, consumed one per request."""
         with self._lock:
             self._scripts[model].extend(steps)
+
+    def script_prompt(self, prompt: str, *steps: Step) -> None:
+        """Queue steps for requests whose user prompt is ``prompt``, whatever the model (before model scripts)."""
+        with self._lock:
+            self._by_prompt[prompt].extend(steps)
 
     def always(self, model: str, step: Step | None) -> None:
         """Answer every request to ``model`` with ``step`` (None clears it)."""
@@ -142,6 +149,7 @@ class ProviderServer:
         with self._lock:
             self._scripts.clear()
             self._always.clear()
+            self._by_prompt.clear()
             self.requests.clear()
             self.api_key = None
             self.reasoning_models.clear()
@@ -150,9 +158,9 @@ class ProviderServer:
         with self._lock:
             return [r for r in self.requests if model is None or r["model"] == model]
 
-    def _next_step(self, model: str) -> Step:
+    def _next_step(self, model: str, prompt: str = "") -> Step:
         with self._lock:
-            queue = self._scripts.get(model)
+            queue = self._by_prompt.get(prompt) or self._scripts.get(model)
             if queue:
                 return queue.popleft()
             return self._always.get(model) or Step("reply")
@@ -179,6 +187,7 @@ class ProviderServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 resets connections when a batch opens 16 at once
 
     def handle_error(self, request, client_address):
         # Clients that hang up mid-response are part of the tests, not server errors.
@@ -188,6 +197,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes; with Nagle on, the body waits for the
+    # client's delayed ACK (40 ms on Linux), which would swamp a 50 ms latency setting.
+    disable_nagle_algorithm = True
     server_state: ProviderServer
 
     def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
@@ -210,9 +222,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(protocol, 400, None, "request body is not JSON")
         state = self.server_state
         model = body.get("model", "")
-        record = {"protocol": protocol, "path": self.path, "model": model, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
-        with state._lock:
-            state.requests.append(record)
+        prompt = _user_prompt(body)
+        record = {"protocol": protocol, "path": self.path, "model": model, "body": body, "prompt": prompt,
+                  "headers": {k.lower(): v for k, v in self.headers.items()}, "time": time.monotonic()}
+        if state.record:
+            with state._lock:
+                state.requests.append(record)
         if state.latency:
             time.sleep(state.latency)
         # Anthropic's SDK 2.x sends the key as a bearer token; the API prefers x-api-key when both are there.
@@ -228,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             for bad in ("max_tokens", "temperature"):
                 if bad in body:
                     return self._error(protocol, 400, None, f"Unsupported parameter: '{bad}' is not supported with this model.")
-        step = state._next_step(model)
+        step = state._next_step(model, prompt)
         if step.action == "error":
             return self._error(protocol, step.status, step.error_type, step.message, step.retry_after)
         if step.action == "hang":
@@ -248,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answers
     def _answer(self, body: dict, step: Step, protocol: str):
         messages = body.get("messages") or []
-        prompt = " ".join(m.get("content", "") for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str))
+        prompt = _user_prompt(body)
         system_parts = [body.get("system") or ""] + [m.get("content", "") for m in messages if m.get("role") in ("system", "developer")]
         system = " ".join(p for p in system_parts if isinstance(p, str) and p)
         text = step.text if step.text is not None else reply_text(prompt)
@@ -389,6 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
+def _user_prompt(body: dict) -> str:
+    messages = body.get("messages") or []
+    return " ".join(m.get("content", "") for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str))
+
+
 def _chunks(text: str) -> list[str]:
     """Split text into streaming deltas of one word each (keeping the spaces)."""
     if not text:
@@ -401,8 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--no-record", action="store_true", help="keep no log of requests (long benchmark runs)")
     args = parser.parse_args(argv)
-    server = ProviderServer(port=args.port, latency=args.latency).start()
+    server = ProviderServer(port=args.port, latency=args.latency, record=not args.no_record).start()
     print(f"listening on {server.url} (Anthropic: {server.url}, OpenAI: {server.url}/v1)", flush=True)
     try:
         threading.Event().wait()

@@ -156,6 +156,10 @@ class Provider:
         self._api_key = api_key
         self._client: Any = None
 
+    def client(self) -> Any:
+        """The SDK client, built on first use and shared by every thread."""
+        raise NotImplementedError
+
     def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
         """Make the call; stream text chunks to ``on_text`` when it is given.
 
