@@ -13,6 +13,8 @@ connection yes        after retries refused, reset, dropped mid-stream
 malformed  yes        after retries a response that is not valid JSON / SSE
 not_found  no         yes          404: the model does not exist there
 permission no         yes          402/403: this key may not use this model
+too_long   no         yes          the prompt does not fit this model's context
+load_error no         yes          a local model that cannot load (no file, not GGUF)
 bad_request no        no (fail)    400/413/422: the request itself is wrong
 auth       no         no (fail)    401: the key is wrong
 ========== ========== ============ ==========================================
@@ -28,7 +30,7 @@ from typing import Any
 from ..config import ModelSpec, ProviderSpec
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"})
-MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission"}
+MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "load_error"}
 _KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
 
 
