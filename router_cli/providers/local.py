@@ -9,6 +9,7 @@ is not thread-safe).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
@@ -26,6 +27,16 @@ _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d
 
 _loaded: dict[tuple, tuple[Any, threading.Lock]] = {}
 _loading = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Freed by the garbage collector at interpreter exit, a model's C handles
+    # outlive the module that frees them and print a traceback on stderr.
+    with _loading:
+        for llama, _ in _loaded.values():
+            llama.close()
+        _loaded.clear()
 
 
 def default_model_path() -> str | None:
@@ -128,8 +139,9 @@ class LocalProvider(Provider):
                     raise self.failure(None, ProviderError("load_error", f"llama.cpp: {e}"), request, tokens, parts, start) from None
                 prompt_tokens, n_ctx = overflow.groups()
                 raise self.failure(None, ProviderError(
-                    "too_long", f"the prompt is {prompt_tokens} tokens; {spec.where}.n_ctx is {n_ctx}: raise it, "
-                    "or let a model with a larger context answer"), request, tokens, parts, start) from None
+                    "too_long", f"the prompt is {prompt_tokens} tokens and the context window holds {n_ctx} "
+                    f"({spec.where}.n_ctx: {spec.n_ctx}): raise n_ctx, or let a model with a larger context answer"),
+                    request, tokens, parts, start) from None
             except RuntimeError as e:  # llama_decode failed (out of memory, a damaged tensor)
                 raise self.failure(None, ProviderError("load_error", f"llama.cpp: {e}"), request, tokens, parts, start) from None
 
