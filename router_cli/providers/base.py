@@ -13,7 +13,7 @@ connection yes        after retries refused, reset, dropped mid-stream
 malformed  yes        after retries a response that is not valid JSON / SSE
 not_found  no         yes          404: the model does not exist there
 permission no         yes          402/403: this key may not use this model
-too_long   no         yes          the prompt does not fit this model's context
+too_long   no         yes          400 context_length_exceeded; a local model's n_ctx
 load_error no         yes          a local model that cannot load (no file, not GGUF)
 bad_request no        no (fail)    400/413/422: the request itself is wrong
 auth       no         no (fail)    401: the key is wrong
@@ -210,6 +210,8 @@ def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: floa
         error: dict = body["error"] if isinstance(body.get("error"), dict) else body
         detail = error.get("message") or str(exc)
         kind = kind_for_status(exc.status_code, error.get("type"))
+        if kind == "bad_request" and error.get("code") == "context_length_exceeded":
+            kind = "too_long"  # OpenAI and llama.cpp's server: a model with a larger context may take it
         return make(kind, detail, status=exc.status_code, retry_after=parse_retry_after(exc.response.headers))
     if isinstance(exc, (sdk.APITimeoutError, httpx2.TimeoutException)):
         return make("timeout", "no response before the timeout")
