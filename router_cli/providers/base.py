@@ -14,7 +14,7 @@ malformed  yes        after retries a response that is not valid JSON / SSE
 not_found  no         yes          404: the model does not exist there
 permission no         yes          402/403: this key may not use this model
 too_long   no         yes          400 context_length_exceeded; a local model's n_ctx
-load_error no         yes          a local model that cannot load (no file, not GGUF)
+load_error no         yes          a local model that cannot load or run (no file, not GGUF)
 bad_request no        no (fail)    400/413/422: the request itself is wrong
 auth       no         no (fail)    401: the key is wrong
 ========== ========== ============ ==========================================

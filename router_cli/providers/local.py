@@ -136,14 +136,15 @@ class LocalProvider(Provider):
             except ValueError as e:
                 overflow = _OVERFLOW.search(str(e))
                 if overflow is None:
-                    raise self.failure(None, ProviderError("load_error", f"llama.cpp: {e}"), request, tokens, parts, start) from None
-                prompt_tokens, n_ctx = overflow.groups()
-                raise self.failure(None, ProviderError(
-                    "too_long", f"the prompt is {prompt_tokens} tokens and the context window holds {n_ctx} "
-                    f"({spec.where}.n_ctx: {spec.n_ctx}): raise n_ctx, or let a model with a larger context answer"),
-                    request, tokens, parts, start) from None
+                    error = ProviderError("load_error", f"llama.cpp: {e}")
+                else:
+                    error = ProviderError(
+                        "too_long", f"the prompt is {overflow[1]} tokens and the context window holds {overflow[2]} "
+                        f"({spec.where}.n_ctx: {spec.n_ctx}): raise n_ctx, or let a model with a larger context answer")
             except RuntimeError as e:  # llama_decode failed (out of memory, a damaged tensor)
-                raise self.failure(None, ProviderError("load_error", f"llama.cpp: {e}"), request, tokens, parts, start) from None
+                error = ProviderError("load_error", f"llama.cpp: {e}")
+        error.duration_ms = elapsed_ms(start)
+        raise self.failure(None, error, request, tokens, parts, start)
 
     def _stream(self, llama, params: dict, on_text, start: float, tokens: list[int], parts: list[str]) -> ChatResponse:
         # llama.cpp's stream carries no usage. A one-token call first counts the
