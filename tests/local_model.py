@@ -51,7 +51,6 @@ def need(*checks) -> None:
             pytest.skip(missing)
 
 
-need_llama = (_missing_llama,)
 need_model = (_missing_llama, _missing_model)
 need_server = (_missing_llama, _missing_model, _missing_server)
 
@@ -72,7 +71,7 @@ class LlamaServer:
         self.n_ctx = n_ctx
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90.0) -> "LlamaServer":
+    def start(self, timeout: float = 90.0) -> LlamaServer:
         model = default_model_path()
         assert model is not None
         argv = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "smollm2",

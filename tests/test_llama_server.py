@@ -70,7 +70,7 @@ def _ask(config, prompt, provider="llama", on_text=None, **request):
 
 def test_plain_answer_with_exact_usage(tmp_path, llama_server, server):
     config = _config(tmp_path, llama_server, server.url)
-    messages = dict(system="You are terse.", max_tokens=24)
+    messages = {"system": "You are terse.", "max_tokens": 24}
     response = _ask(config, "What is the capital of France?", **messages)
     assert response.text.strip()
     assert response.stop_reason in ("stop", "length") and not response.usage_estimated

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from router_cli.config import load_config, parse_config
+from router_cli.pricing import decimal_str
 from router_cli.providers import ChatRequest, ProviderError, get_provider
 from router_cli.providers.local import default_model_path, load_model
-from router_cli.pricing import decimal_str
 from router_cli.router import Router
 from tests.conftest import KEYS, ROOT, ledger_rows
 from tests.local_model import need, need_model
@@ -100,6 +100,19 @@ def test_stream_counts_the_same_tokens_as_a_plain_call(tmp_path):
     assert streamed.input_tokens == plain.input_tokens
     assert streamed.output_tokens == plain.output_tokens == 12
     assert streamed.ttft_ms is not None and 0 < streamed.ttft_ms <= streamed.duration_ms
+
+
+@pytest.mark.parametrize("prompt", ["Hi!", "Hello"])
+def test_stream_counts_a_natural_stop_like_a_plain_call(tmp_path, prompt):
+    need(*need_model)
+    config = load_config(local_config(tmp_path))
+    provider = _provider(config)
+    plain = provider.complete(_request(config, prompt, max_tokens=48, temperature=0))
+    streamed = provider.complete(_request(config, prompt, max_tokens=48, temperature=0), on_text=lambda text: None)
+    assert plain.stop_reason == streamed.stop_reason == "stop"  # the model ended its answer (end-of-turn token)
+    assert streamed.text == plain.text  # greedy decoding of a short greeting: the same answer
+    assert (streamed.input_tokens, streamed.output_tokens) == (plain.input_tokens, plain.output_tokens)
+    assert 0 < plain.output_tokens < 48
 
 
 def test_a_system_prompt_is_part_of_the_input(tmp_path):
