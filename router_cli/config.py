@@ -360,7 +360,9 @@ class _Validator:
             path = f"providers.{name}"
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
                 raise self.fail(path, "a provider name must be a word (letters, digits, _ . -)")
-            ptype = self.mapping(entry, path, set(entry) if isinstance(entry, dict) else ()).get("type", name)
+            if not isinstance(entry, dict):
+                raise self.fail(path, f"expected a mapping, got {_kind(entry)}")
+            ptype = entry.get("type", name)
             if ptype not in PROVIDER_TYPES:
                 raise self.fail(_join(path, "type"), f"unknown provider type {ptype!r}; valid types: {', '.join(PROVIDER_TYPES)}")
             if ptype == "local":
