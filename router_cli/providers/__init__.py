@@ -10,6 +10,7 @@ from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderErr
 _CLASSES = {
     "anthropic": "router_cli.providers.anthropic:AnthropicProvider",
     "openai": "router_cli.providers.openai:OpenAIProvider",
+    "local": "router_cli.providers.local:LocalProvider",
 }
 
 

@@ -13,6 +13,8 @@ connection yes        after retries refused, reset, dropped mid-stream
 malformed  yes        after retries a response that is not valid JSON / SSE
 not_found  no         yes          404: the model does not exist there
 permission no         yes          402/403: this key may not use this model
+too_long   no         yes          400 context_length_exceeded; a local model's n_ctx
+load_error no         yes          a local model that cannot load or run (no file, not GGUF)
 bad_request no        no (fail)    400/413/422: the request itself is wrong
 auth       no         no (fail)    401: the key is wrong
 ========== ========== ============ ==========================================
@@ -28,7 +30,7 @@ from typing import Any
 from ..config import ModelSpec, ProviderSpec
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"})
-MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission"}
+MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "load_error"}
 _KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
 
 
@@ -157,8 +159,8 @@ class Provider:
         self._client: Any = None
 
     def client(self) -> Any:
-        """The SDK client, built on first use and shared by every thread."""
-        raise NotImplementedError
+        """The SDK client, built on first use and shared by every thread (None for a provider without one)."""
+        return None
 
     def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
         """Make the call; stream text chunks to ``on_text`` when it is given.
@@ -212,6 +214,8 @@ def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: floa
         error: dict = body["error"] if isinstance(body.get("error"), dict) else body
         detail = error.get("message") or str(exc)
         kind = kind_for_status(exc.status_code, error.get("type"))
+        if kind == "bad_request" and error.get("code") == "context_length_exceeded":
+            kind = "too_long"  # OpenAI and llama.cpp's server: a model with a larger context may take it
         return make(kind, detail, status=exc.status_code, retry_after=parse_retry_after(exc.response.headers))
     if isinstance(exc, (sdk.APITimeoutError, httpx2.TimeoutException)):
         return make("timeout", "no response before the timeout")
