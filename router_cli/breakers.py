@@ -159,18 +159,9 @@ class Breakers:
         return None if row is None else dict(zip([d[0] for d in cursor.description], row))
 
     def _write(self, action):
-        conn = self.ledger.conn
-
         def transaction():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = action()
-                conn.execute("COMMIT")
-                return result
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            with self.ledger.transaction():
+                return action()
 
         return self.ledger._retrying(transaction)
 

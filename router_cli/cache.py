@@ -88,17 +88,10 @@ class ResponseCache:
                text, input_tokens, output_tokens, format(cost, "f"), stop_reason)
 
         def write() -> None:
-            conn = self.ledger.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self.ledger.transaction() as conn:
                 conn.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 # Expired entries go as new ones come, so the table never grows past the live ones by much.
                 conn.execute("DELETE FROM cache WHERE expires_at < ?", (now,))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
         self.ledger._retrying(write)
         return True

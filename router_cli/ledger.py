@@ -17,8 +17,10 @@ so that SQL sums are exact too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Iterable
@@ -150,6 +152,7 @@ def _migrations():
             pk="key",
         )
         db["cache"].create_index(["expires_at"])
+
     @migrations(name="006_experiments")
     def m006_experiments(db):
         # variant: "experiment/variant" pairs the request ran under (NULL: none);
@@ -169,12 +172,24 @@ def _migrations():
     return migrations
 
 
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    """One lock per database file for the threads of this process (see :meth:`Ledger.transaction`)."""
+    key = os.path.realpath(path)
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.Lock())
+
+
 class Ledger:
     """An open ledger database. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, readonly: bool = False):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self._write_lock = _write_lock(self.path)
         try:
             if readonly:
                 # Reports must work on a ledger the user may not write to.
@@ -188,9 +203,32 @@ class Ledger:
             # A Router keeps one connection per thread, and closes them all from the thread that closes it.
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._retrying(self._prepare)
+            self._retrying(self._prepare_once)
         except sqlite3.Error as e:
             raise self._error(e) from None
+
+    def _prepare_once(self) -> None:
+        with self._write_lock:
+            self._prepare()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error).
+
+        Threads of one process (``mmr ask --batch``) take turns on a Python lock
+        first: contending inside SQLite would put them in its busy handler, which
+        sleeps in steps of up to 100 ms however short the other write is.
+        Processes still wait on each other through SQLite's busy timeout.
+        """
+        with self._write_lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
     def _prepare(self) -> None:
         self.conn.execute("PRAGMA journal_mode = WAL")
@@ -241,7 +279,7 @@ class Ledger:
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             return
         # BEGIN IMMEDIATE takes the write lock first, so two processes opening a
-        # fresh ledger at once apply each migration exactly once.
+        # fresh ledger at once apply each migration exactly once. (_prepare_once holds the thread lock.)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             migrations.apply(db)
@@ -268,8 +306,7 @@ class Ledger:
             raise self._error(e) from None
 
     def _insert(self, tables: dict[str, list[dict]]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             for table, table_rows in tables.items():
                 if not table_rows:
                     continue
@@ -279,11 +316,6 @@ class Ledger:
                     f"VALUES ({', '.join('?' for _ in columns)})"
                 )
                 self.conn.executemany(sql, [[row.get(c) for c in columns] for row in table_rows])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
 
     def cached_embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:
         """Vectors already stored for ``model``, by text hash."""
@@ -303,14 +335,8 @@ class Ledger:
         rows = [(model, digest, len(v), array("f", v).tobytes()) for digest, v in vectors.items()]
 
         def insert() -> None:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self.transaction():
                 self.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
 
         try:
             self._retrying(insert)
