@@ -11,21 +11,26 @@ cheapest tier as its floor.
 
 Spend is summed from integer nano-dollars, so boundaries are exact: a request
 whose worst case lands exactly on the limit fits; one nano-dollar more does not.
-Concurrent requests are not reserved against each other: two processes checking
-at the same moment may together pass a limit by their in-flight calls.
+
+Concurrent requests (other processes, ``--batch`` workers) cannot together pass
+a limit: before each call, a request checks and *holds* its worst case (what it
+was billed so far plus the call's worst case) in ``budget_holds``, in one
+transaction; other requests count those holds as spent. A hold is released
+when the request's calls are recorded, and expires on its own (after the
+provider timeout of every retry) if the process dies.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Sequence
 
 from .config import Budget, Config
 from .errors import BudgetExceeded
-from .pricing import decimal_str, format_usd
+from .pricing import decimal_str, format_usd, to_nanousd
 
 NANO_PER_USD = Decimal(10) ** 9
 
@@ -36,9 +41,11 @@ class Limit:
 
     label: str
     limit: Decimal
-    spent: Decimal
+    spent: Decimal  # in the period so far, other requests' holds included
     policy: str  # downgrade | block
     floor_tier: str
+    budget: Budget | None = None  # None: --max-cost, which only this request spends against
+    who: str | None = None
 
     def left(self, billed: Decimal) -> Decimal:
         return self.limit - self.spent - billed
@@ -66,6 +73,15 @@ def spent_nanousd(ledger, budget: Budget, who: str | None, now: datetime) -> int
         return ledger._retrying(lambda: ledger.conn.execute(sql, params).fetchone()[0])
     except sqlite3.Error as e:
         raise ledger._error(e) from None
+
+
+def held_nanousd(ledger, budget: Budget, who: str | None, request_id: str, now: float) -> int:
+    """What other requests under ``budget`` hold for their calls in flight."""
+    where = "" if budget.scope == "global" else f" AND {budget.scope} = ?"
+    params = [request_id, now] + ([] if budget.scope == "global" else [who])
+    return ledger.conn.execute(
+        f"SELECT coalesce(sum(nanousd), 0) FROM budget_holds WHERE request_id != ? AND expires_at > ?{where}", params,
+    ).fetchone()[0]
 
 
 def applicable(budgets: Sequence[Budget], user: str | None, team: str | None) -> list[tuple[Budget, str | None]]:
@@ -103,26 +119,85 @@ def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -
     return out
 
 
+def _spent(ledger, budget: Budget, who: str | None, request_id: str, now: datetime) -> Decimal:
+    nanos = spent_nanousd(ledger, budget, who, now) + held_nanousd(ledger, budget, who, request_id, now.timestamp())
+    return Decimal(nanos) / NANO_PER_USD
+
+
 class BudgetGuard:
     """The limits on one request; :meth:`choose_tier` before routing, :meth:`refusal` before each call."""
 
-    def __init__(self, limits: list[Limit]):
+    def __init__(self, limits: list[Limit], *, ledger=None, request_id: str = "", user: str | None = None,
+                 team: str | None = None):
         self.limits = limits
+        self.ledger = ledger
+        self.request_id, self.user, self.team = request_id, user, team
+        self.holding = False
 
     @classmethod
     def for_request(cls, config: Config, ledger, *, user: str | None, team: str | None,
-                    max_cost: Decimal | None, now: datetime | None = None) -> "BudgetGuard | None":
+                    max_cost: Decimal | None, request_id: str = "", now: datetime | None = None) -> "BudgetGuard | None":
         """The guard for a request, or None when nothing limits it."""
         now = now or datetime.now(timezone.utc)
         limits = []
         for budget, who in applicable(config.budgets, user, team):
             if ledger is None:
                 raise BudgetExceeded("budgets need the ledger to know what was spent; they cannot be checked without one")
-            spent = Decimal(spent_nanousd(ledger, budget, who, now)) / NANO_PER_USD
-            limits.append(Limit(budget.label(who), budget.limit, spent, budget.policy, budget.floor_tier))
+            limits.append(Limit(budget.label(who), budget.limit, _spent(ledger, budget, who, request_id, now),
+                                budget.policy, budget.floor_tier, budget, who))
         if max_cost is not None:
             limits.append(Limit("--max-cost", max_cost, Decimal(0), "downgrade", config.tiers[0].name))
-        return cls(limits) if limits else None
+        if not limits:
+            return None
+        return cls(limits, ledger=ledger, request_id=request_id, user=user, team=team)
+
+    def hold(self, worst_case: Decimal, billed: Decimal, lease: float) -> Limit | None:
+        """Check a call against every limit with fresh figures and, when it fits, hold
+        ``billed + worst_case`` against the budgets until :meth:`release` (or ``lease`` seconds).
+
+        Returns the first limit the call would cross (nothing is held then), else None.
+        """
+        if self.ledger is None or not any(limit.budget for limit in self.limits):
+            return self.refusal(worst_case, billed)
+        ledger = self.ledger
+
+        def check_and_hold() -> Limit | None:
+            with ledger.transaction() as conn:
+                now = datetime.now(timezone.utc)
+                self.limits = [
+                    limit if limit.budget is None
+                    else replace(limit, spent=_spent(ledger, limit.budget, limit.who, self.request_id, now))
+                    for limit in self.limits
+                ]
+                over = self.refusal(worst_case, billed)
+                conn.execute("DELETE FROM budget_holds WHERE expires_at < ?", (now.timestamp(),))  # left by dead processes
+                if over is None:
+                    conn.execute("INSERT OR REPLACE INTO budget_holds VALUES (?, ?, ?, ?, ?)",
+                                 (self.request_id, self.user, self.team, to_nanousd(billed + worst_case),
+                                  now.timestamp() + lease))
+                    self.holding = True
+                return over
+
+        try:
+            return ledger._retrying(check_and_hold)
+        except sqlite3.Error as e:
+            raise ledger._error(e) from None
+
+    def release(self) -> None:
+        """Drop this request's hold: its calls are in the ledger now (or it ended without any)."""
+        if not self.holding or self.ledger is None:
+            return
+        ledger = self.ledger
+
+        def drop() -> None:
+            with ledger.transaction() as conn:
+                conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (self.request_id,))
+
+        try:
+            ledger._retrying(drop)
+            self.holding = False
+        except sqlite3.Error:
+            pass  # the hold expires on its own; the answer must not be lost over it
 
     def refusal(self, worst_case: Decimal, billed: Decimal = Decimal(0)) -> Limit | None:
         """The first limit a call costing at most ``worst_case`` would cross, else None."""

@@ -30,7 +30,7 @@ from .errors import LedgerError
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 # The number of the last migration below; kept in PRAGMA user_version after they
 # run so that opening an up-to-date ledger needs no sqlite-utils import (~0.1 s).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def user_data_dir() -> Path:
@@ -168,6 +168,13 @@ def _migrations():
         # The latest verdict per call is the max(id) of its group: an index-only walk.
         db.execute("CREATE INDEX idx_feedback_call ON feedback (call_id, id)")
         db.execute("CREATE INDEX idx_feedback_request ON feedback (request_id)")
+
+    @migrations(name="007_budget_holds")
+    def m007_budget_holds(db):
+        # A request's worst case, held against the budgets that cover it while its
+        # calls are in flight, so concurrent requests cannot together pass a limit.
+        db["budget_holds"].create(
+            {"request_id": str, "user": str, "team": str, "nanousd": int, "expires_at": float}, pk="request_id")
 
     return migrations
 

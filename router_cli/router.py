@@ -212,6 +212,9 @@ class RequestLog:
             self.router._record(self, returned)
         except LedgerError as e:
             return e
+        finally:
+            if self.guard is not None:
+                self.guard.release()
         return None
 
     @contextlib.contextmanager
@@ -538,7 +541,8 @@ class Router:
         if max_cost is not None and max_cost < 0:
             raise UsageError(f"--max-cost must be 0 or more, got {max_cost}")
         ledger = self.ledger() if self.db_path is not None else None
-        guard = BudgetGuard.for_request(self.config, ledger, user=user, team=team, max_cost=max_cost)
+        request_id = request_id or new_id()
+        guard = BudgetGuard.for_request(self.config, ledger, user=user, team=team, max_cost=max_cost, request_id=request_id)
         return RequestLog(self, command, decision, prompt, system, user, team, stream, guard, request_id)
 
     def _key_problem(self, model: ModelSpec) -> str | None:
@@ -594,7 +598,7 @@ class Router:
                 limit = max(limit, model.max_tokens)
             if log is not None and log.guard is not None:
                 worst = self.worst_case(model, prompt, system, limit)
-                over = log.guard.refusal(worst, log.billed)
+                over = log.guard.hold(worst, log.billed, lease=(spec.timeout + 5) * (self.config.retry.max_retries + 1))
                 if over is not None:
                     why = (f"{over.label}: up to {decimal_str(worst)} USD with {decimal_str(over.left(log.billed))} USD left")
                     attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=why, error_kind="budget", role=role))

@@ -160,3 +160,43 @@ def test_dry_run_shows_the_max_cost_downgrade(server, mmr):
     refused = mmr("ask", "--dry-run", "--max-cost", "0.0000001", "hello")
     assert refused.returncode == EXIT_BUDGET
     assert server.calls() == []
+
+
+def test_concurrent_requests_cannot_together_pass_a_budget(server, mmr, tmp_path, db_path):
+    """Sixteen batch workers, each call 100 ms: without holds they would all pass the check at once."""
+    # Every call costs exactly its worst case: 2 input tokens and all 64 output tokens of claude-small.
+    server.always("claude-small", reply("ok", input_tokens=2, output_tokens=64, delay=0.1))
+    server.always("gpt-small", reply("ok", input_tokens=2, output_tokens=64, delay=0.1))
+    limit = WORST["simple"] * 5
+    path = write_config(tmp_path / "b.yaml", server.url,
+                        extra=f"budgets:\n  - {{scope: global, period: day, limit: '{limit}', policy: block}}\n")
+    rows = "".join(json.dumps({"id": i, "prompt": "hello"}) + "\n" for i in range(24))
+    result = mmr("ask", "--batch", "-", "--concurrency", "16", "--tier", "simple", "--config", str(path), input=rows)
+    out = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    answered = [r for r in out if "error" not in r]
+    spent = sum(Decimal(r["cost_nanousd"]) for r in ledger_rows(db_path)) / 10**9
+    assert spent <= limit
+    assert len(answered) >= 5 and all(r["error"]["kind"] == "budget_exceeded" for r in out if "error" in r)
+    with Router(load_config(path), db_path) as router:  # every hold was released
+        assert router.ledger().conn.execute("SELECT count(*) FROM budget_holds").fetchone()[0] == 0
+
+
+def test_a_hold_counts_for_others_until_released(server, tmp_path, db_path):
+    from router_cli.budgets import BudgetGuard
+
+    path = write_config(tmp_path / "b.yaml", server.url, extra=f"budgets:\n  - {{scope: team, period: day, limit: '{WORST['simple'] * 3 / 2}'}}\n")
+    config = load_config(path)
+    with Router(config, db_path) as router:
+        ledger = router.ledger()
+        first = BudgetGuard.for_request(config, ledger, user=None, team="ml", max_cost=None, request_id="r1")
+        second = BudgetGuard.for_request(config, ledger, user=None, team="ml", max_cost=None, request_id="r2")
+        other_team = BudgetGuard.for_request(config, ledger, user=None, team="web", max_cost=None, request_id="r3")
+        assert first.hold(WORST["simple"], Decimal(0), lease=60) is None
+        assert second.hold(WORST["simple"], Decimal(0), lease=60) is not None  # first's hold leaves too little
+        assert other_team.hold(WORST["simple"], Decimal(0), lease=60) is None  # another team's budget
+        first.release()
+        assert second.hold(WORST["simple"], Decimal(0), lease=60) is None
+        expired = BudgetGuard.for_request(config, ledger, user=None, team="ml", max_cost=None, request_id="r4")
+        assert expired.hold(WORST["simple"], Decimal(0), lease=60) is not None
+        ledger.conn.execute("UPDATE budget_holds SET expires_at = 0 WHERE request_id = 'r2'")  # its process died
+        assert expired.hold(WORST["simple"], Decimal(0), lease=60) is None
