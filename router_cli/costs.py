@@ -356,18 +356,22 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
         period = {"day": day.isoformat(), "week": "{}-W{:02d}".format(*day.isocalendar()[:2])}
         # Where each --by key comes from: this day's period, or a column of the row.
         sources = [(True, period[k]) if k in period else (False, other.index(k)) for k in by]
-        spent = 0
+        day_acc = _Acc()
         for row in ledger.conn.execute(sql, [_iso(day_start), _iso(day_end)]):
             bucket, status, measures = row[n], row[n + 1], row[n + 2:]
-            total.add(bucket, status, measures)
-            spent += measures[4]
-            if by:
+            day_acc.add(bucket, status, measures)
+            if other:
                 key = tuple(value if fixed else row[value] for fixed, value in sources)
                 acc = groups.get(key)
                 if acc is None:
                     acc = groups[key] = _Acc()
                 acc.add(bucket, status, measures)
-        daily[period["day"]] = spent
+        # A day's rows go into the total (and, grouped by day or week alone, their group) in one merge.
+        total.merge(day_acc)
+        if by and not other and day_acc.sums[0]:
+            key = tuple(period[k] for k in by)
+            groups.setdefault(key, _Acc()).merge(day_acc)
+        daily[period["day"]] = day_acc.sums[4]
     _add_feedback(ledger, start, stop, by, other, utc, total, groups)
     rows = [acc.row(dict(zip(by, key))) for key, acc in groups.items()]
     if "day" in by or "week" in by:
@@ -493,6 +497,13 @@ class _Acc:
         # Latency: answers only (not judge calls, errors or cache hits).
         if bucket is not None and answers and status not in ("error", "cached"):
             self.histogram[bucket] = self.histogram.get(bucket, 0) + answers
+
+    def merge(self, other: "_Acc") -> None:
+        self.sums = [a + b for a, b in zip(self.sums, other.sums)]
+        for bucket, count in other.histogram.items():
+            self.histogram[bucket] = self.histogram.get(bucket, 0) + count
+        self.feedback = [a + b for a, b in zip(self.feedback, other.feedback)]
+        self.cost_squares += other.cost_squares
 
     def percentile(self, fraction: float) -> float | None:
         """Nearest rank: the smallest bucket holding at least ``fraction`` of answered calls."""
