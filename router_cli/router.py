@@ -390,19 +390,20 @@ class Router:
         decision = routed.decide(prompt, tier, classifier)
         log = routed.begin_request(command, decision, prompt, system, user, team, stream=on_text is not None,
                                    max_cost=max_cost, request_id=request_id)
-        routed._apply_budgets(log, max_tokens)
         cache = routed._cache() if use_cache else None
-        key = None
-        if cache is not None:
-            from .cache import cache_key
-
-            key = cache_key(routed.config, tier=log.start_tier, prompt=prompt, system=system, max_tokens=max_tokens,
-                            temperature=temperature, user=user)
-            hit = None if refresh else routed._cache_hit(cache, key, log)
-            if hit is not None:
-                if on_text is not None:
-                    on_text(hit.text or "")
-                return routed._answer(log, hit, started)
+        cached = (lambda: routed._lookup(cache, log, max_tokens, temperature, refresh)) if cache is not None else None
+        # A cached answer costs nothing: it is looked up before budgets may refuse or
+        # downgrade the request, and again at the tier a downgrade chose.
+        key, hit = cached() if cached else (None, None)
+        if hit is None:
+            decided = log.start_tier
+            routed._apply_budgets(log, max_tokens)
+            if cached and log.start_tier != decided:
+                key, hit = cached()
+        if hit is not None:
+            if on_text is not None:
+                on_text(hit.text or "")
+            return routed._answer(log, hit, started)
         with log.recording_on_interrupt():
             failure, _ = routed.try_models(log.attempts, routed.chain(log.start_tier, log.request_id), prompt, system,
                                            max_tokens, temperature, on_text, on_restart, log=log)
@@ -462,6 +463,15 @@ class Router:
         from .cache import ResponseCache
 
         return ResponseCache(self.ledger(), self.config, self.clock)
+
+    def _lookup(self, cache, log: "RequestLog", max_tokens: int | None, temperature: float | None,
+                refresh: bool) -> tuple[str, Attempt | None]:
+        """The request's cache key at ``log.start_tier``, and the cached answer (None on a miss or ``refresh``)."""
+        from .cache import cache_key
+
+        key = cache_key(self.config, tier=log.start_tier, prompt=log.prompt, system=log.system, max_tokens=max_tokens,
+                        temperature=temperature, user=log.user)
+        return key, None if refresh else self._cache_hit(cache, key, log)
 
     def _cache_hit(self, cache, key: str, log: "RequestLog") -> Attempt | None:
         try:

@@ -140,3 +140,17 @@ def test_cache_is_off_unless_enabled(server, router):
     router.ask("hello")
     assert router.ask("hello").final.status == "ok"
     assert len(server.calls()) == 2
+
+
+def test_a_cached_answer_is_served_even_when_the_budget_is_spent(server, tmp_path, db_path):
+    path = write_config(tmp_path / "cb.yaml", server.url, extra=(
+        "cache: {enabled: true}\nbudgets:\n  - {scope: global, period: day, limit: 0.001, policy: block}\n"))
+    server.script("claude-small", reply("kept", input_tokens=1000, output_tokens=50))  # $0.001: the whole budget
+    from router_cli.errors import BudgetExceeded
+
+    with Router(load_config(path), db_path) as router:
+        assert router.ask("hello").cost == Decimal("0.001")
+        assert router.ask("hello").final.status == "cached"  # free: not refused
+        with pytest.raises(BudgetExceeded):
+            router.ask("something new")
+    assert len(server.calls()) == 1
