@@ -130,10 +130,25 @@ class Breakers:
         )
         return state
 
+    def is_open(self, provider: str, model: str) -> bool:
+        """Would a call be skipped now? A read only: no probe lease is taken."""
+        if not self.config.enabled:
+            return False
+        row = self._read(provider, model)
+        if row is None or row["state"] == "closed":
+            return False
+        now = self.clock()
+        return self._blocked(row, now, lease=self.max_open) is not None
+
     def success(self, provider: str, model: str, admission: Admission) -> None:
-        """A call answered: a probe (or any success while not closed) closes the circuit."""
-        if not self.config.enabled or admission.state == "closed":
+        """A call answered: a circuit that is not closed (a probe's, or one opened by this model's
+        earlier failures while it was retried) closes."""
+        if not self.config.enabled:
             return
+        if admission.state == "closed":
+            row = self._read(provider, model)
+            if row is None or row["state"] == "closed":
+                return
         now = self.clock()
         self._write(lambda: self.ledger.conn.execute(
             "UPDATE breakers SET state = 'closed', failures = '[]', open_until = NULL, probe_until = NULL, "

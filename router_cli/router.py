@@ -606,14 +606,13 @@ class Router:
             if role != "answer" and model.reasoning:
                 # Reasoning models spend output tokens thinking: a 5-token budget comes back empty.
                 limit = max(limit, model.max_tokens)
-            if log is not None and log.guard is not None:
-                worst = self.worst_case(model, prompt, system, limit)
-                over = log.guard.hold(worst, log.billed, lease=(spec.timeout + 5) * (self.config.retry.max_retries + 1))
-                if over is not None:
-                    why = (f"{over.label}: up to {decimal_str(worst)} USD with {decimal_str(over.left(log.billed))} USD left")
-                    attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=why, error_kind="budget", role=role))
-                    log.note(f"skipped {tier.name} {spec.name}/{model.model}: {why}")
-                    continue
+            paused = self.pauses.remaining(spec.name)
+            if paused > 0 and self._mate_after(chain, position):
+                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", role=role, error_kind="paused",
+                                        error=f"{spec.name} asked to wait {paused:.1f} s more (retry-after)"))
+                continue
+            if not self._budget_allows(log, attempts, tier, spec, model, prompt, system, limit, role):
+                continue
             admission = self._admit(spec, model)
             if not admission.allowed:
                 attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=admission.reason,
@@ -623,12 +622,6 @@ class Router:
                     log.note(message)
                 else:
                     self.on_note(message)
-                continue
-            tier_mate_next = any(t.name == tier.name and self._key_problem(m) is None for t, m in chain[position + 1:])
-            paused = self.pauses.remaining(spec.name)
-            if paused > 0 and tier_mate_next:
-                attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", role=role, error_kind="paused",
-                                        error=f"{spec.name} asked to wait {paused:.1f} s more (retry-after)"))
                 continue
             if temperature is not None and spec.type == "anthropic" and role == "answer":
                 self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
@@ -645,6 +638,8 @@ class Router:
                         raise OutputFailed(e) from e
                     emitted.append(text)
 
+                if retry and not self._budget_allows(log, attempts, tier, spec, model, prompt, system, limit, role):
+                    break  # a retry may bill another worst case: it must fit too
                 if streamed and on_restart is not None:
                     on_restart(f"the answer broke off; {attempt.label} answers again from the start")
                     streamed = False
@@ -676,7 +671,7 @@ class Router:
                             f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
                             attempts, exit_code=EXIT_REQUEST_REJECTED,
                         ), True
-                    if e.retryable and tier_mate_next:
+                    if e.retryable and self._mate_after(chain, position):
                         self.on_note(f"{attempt.label} failed: {e}; trying the next model of {tier.name}")
                         break
                     wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
@@ -696,6 +691,35 @@ class Router:
                 self._breaker_outcome(spec, model, admission)
                 return None, False
         return self.exhausted_error(attempts[start:]), False
+
+    def _mate_after(self, chain: list[tuple[Tier, ModelSpec]], position: int) -> bool:
+        """Is a later model of the same tier ready to take over now (a key, no pause, circuit not open)?"""
+        tier = chain[position][0].name
+        board = self.breakers()
+        for t, m in chain[position + 1:]:
+            if t.name != tier:
+                return False
+            if self._key_problem(m) is None and self.pauses.remaining(m.provider) <= 0:
+                try:
+                    if board is None or not board.is_open(m.provider, m.model):
+                        return True
+                except (LedgerError, sqlite3.Error):
+                    return True
+        return False
+
+    def _budget_allows(self, log: "RequestLog | None", attempts: list[Attempt], tier: Tier, spec: ProviderSpec,
+                       model: ModelSpec, prompt: str, system: str | None, limit: int, role: str) -> bool:
+        """Check the next call's worst case against the budgets and hold it; a refusal is a ``budget`` skip."""
+        if log is None or log.guard is None:
+            return True
+        worst = self.worst_case(model, prompt, system, limit)
+        over = log.guard.hold(worst, log.billed, lease=(spec.timeout + 5) * (self.config.retry.max_retries + 1))
+        if over is None:
+            return True
+        why = f"{over.label}: up to {decimal_str(worst)} USD with {decimal_str(over.left(log.billed))} USD left"
+        attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=why, error_kind="budget", role=role))
+        log.note(f"skipped {tier.name} {spec.name}/{model.model}: {why}")
+        return False
 
     @staticmethod
     def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:

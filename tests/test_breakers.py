@@ -213,3 +213,24 @@ def test_ok_replies_keep_a_closed_breaker_unwritten(server, breaker_config_path,
     with make(breaker_config_path, db_path, Clock()) as router:
         router.ask("hello")
         assert router.breakers().states() == []
+
+
+def test_a_model_that_answers_on_a_retry_closes_the_circuit_its_failures_opened(server, breaker_config_path, db_path, monkeypatch):
+    monkeypatch.delenv("TEST_OPENAI_KEY")  # claude-small is simple's only model, so it is retried
+    server.script("claude-small", error(500), error(500), reply("fine"))
+    with make(breaker_config_path, db_path, Clock()) as router:
+        assert router.ask("hello").final.model == "claude-small"
+        (row,) = router.breakers().states()
+    assert row["state"] == "closed"
+
+
+def test_no_hand_over_to_a_tier_mate_whose_circuit_is_open(server, breaker_config_path, db_path):
+    clock = Clock()
+    with make(breaker_config_path, db_path, clock) as router:
+        for _ in range(2):
+            router.breakers().failure("openai", "gpt-small", "HTTP 500")
+        server.script("claude-small", error(500))
+        answer = router.ask("hello")
+    # claude-small is retried instead of escalating to medium past an open gpt-small.
+    assert answer.final.model == "claude-small" and answer.final.tier == "simple"
+    assert [c["model"] for c in server.calls()] == ["claude-small", "claude-small"]

@@ -200,3 +200,16 @@ def test_a_hold_counts_for_others_until_released(server, tmp_path, db_path):
         assert expired.hold(WORST["simple"], Decimal(0), lease=60) is not None
         ledger.conn.execute("UPDATE budget_holds SET expires_at = 0 WHERE request_id = 'r2'")  # its process died
         assert expired.hold(WORST["simple"], Decimal(0), lease=60) is None
+
+
+def test_each_retry_must_fit_the_budget_too(server, tmp_path, db_path, monkeypatch):
+    from tests.provider_server import drop
+
+    monkeypatch.delenv("TEST_OPENAI_KEY")  # claude-small alone in simple: it is retried
+    limit = Decimal("0.00027")  # one worst case ($0.0002576) fits, a second billed try does not
+    server.script("claude-small", drop(after_chunks=3), drop(after_chunks=3), reply("done"))
+    with budget_router(server, tmp_path, db_path, f"  - {{scope: global, period: day, limit: '{limit}', policy: block}}\n") as router:
+        with pytest.raises((AllAttemptsFailed, BudgetExceeded)):
+            router.ask("hello", tier="simple", on_text=lambda text: None, on_restart=lambda message: None)
+    spent = sum(Decimal(r["cost_usd"]) for r in ledger_rows(db_path))
+    assert 0 < spent <= limit
