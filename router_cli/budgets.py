@@ -108,7 +108,10 @@ def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -
         else:
             sql = (f"SELECT {budget.scope}, sum(cost_nanousd) FROM calls WHERE {budget.scope} IS NOT NULL "
                    f"AND datetime_utc >= ? GROUP BY {budget.scope} ORDER BY {budget.scope}")
-            spent = dict(ledger.conn.execute(sql, (since,)).fetchall())
+            try:
+                spent = dict(ledger._retrying(lambda sql=sql: ledger.conn.execute(sql, (since,)).fetchall()))
+            except sqlite3.Error as e:
+                raise ledger._error(e) from None
         for who, nanos in spent.items():
             amount = Decimal(nanos) / NANO_PER_USD
             out.append({
@@ -120,8 +123,11 @@ def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -
 
 
 def _spent(ledger, budget: Budget, who: str | None, request_id: str, now: datetime) -> Decimal:
-    nanos = spent_nanousd(ledger, budget, who, now) + held_nanousd(ledger, budget, who, request_id, now.timestamp())
-    return Decimal(nanos) / NANO_PER_USD
+    try:
+        held = ledger._retrying(lambda: held_nanousd(ledger, budget, who, request_id, now.timestamp()))
+    except sqlite3.Error as e:
+        raise ledger._error(e) from None
+    return Decimal(spent_nanousd(ledger, budget, who, now) + held) / NANO_PER_USD
 
 
 class BudgetGuard:

@@ -39,7 +39,7 @@ class CachedAnswer:
 
 
 def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max_tokens: int | None,
-              temperature: float | None, user: str | None, mode: str = "ask") -> str:
+              temperature: float | None, user: str | None, mode: str = "ask", variant: str | None = None) -> str:
     """The cache key of a request (a hex digest: neither prompt nor user is readable from it)."""
     def normal(text: str | None) -> str | None:
         return None if text is None else text.replace("\r\n", "\n").strip()
@@ -48,6 +48,8 @@ def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max
         "v": 1, "mode": mode, "tier": tier, "system": normal(system), "prompt": normal(prompt),
         "max_tokens": max_tokens, "temperature": temperature,
         "user": user if config.cache.scope == "user" else None,
+        # Experiment variants may give a tier other models: each keeps its own answers.
+        **({"variant": variant} if variant else {}),
     }
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -71,8 +73,10 @@ class ResponseCache:
         age = now - entry["created_at"]
         if now >= entry["expires_at"] or age < -1 or entry["expires_at"] - now > self.config.cache.ttl + 1:
             return None, "the cached answer expired"
-        if not any(m.provider == entry["provider"] and m.model == entry["model"] for t in self.config.tiers for m in t.models):
-            return None, f"the cached answer came from {entry['provider']}/{entry['model']}, which the config no longer has"
+        tiers = [t for t in self.config.tiers if t.name == entry["tier"]]
+        if not any(m.provider == entry["provider"] and m.model == entry["model"] for t in tiers for m in t.models):
+            return None, (f"the cached answer came from {entry['provider']}/{entry['model']}, which the config's "
+                          f"{entry['tier']} tier no longer has")
         return CachedAnswer(
             key, entry["request_id"], entry["tier"], entry["provider"], entry["model"], entry["text"],
             entry["input_tokens"], entry["output_tokens"], Decimal(entry["cost_usd"]), entry["stop_reason"], max(age, 0.0),

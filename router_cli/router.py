@@ -211,10 +211,9 @@ class RequestLog:
         try:
             self.router._record(self, returned)
         except LedgerError as e:
-            return e
-        finally:
-            if self.guard is not None:
-                self.guard.release()
+            return e  # the hold stays until it expires: the billed calls are not in the ledger to count
+        if self.guard is not None:
+            self.guard.release()
         return None
 
     @contextlib.contextmanager
@@ -250,7 +249,7 @@ class Router:
         self.sleep = sleep
         self.clock = clock
         self._providers: dict[str, object] = {}
-        self._classifiers: dict[str, object] = {}
+        self._classifiers: dict[tuple[str, str | None], object] = {}
         # One Router serves many threads (mmr ask --batch): providers, their SDK
         # clients and classifiers are built once and shared; SQLite connections
         # are per thread.
@@ -273,7 +272,6 @@ class Router:
             self.ledger()  # opened here, so the copy shares it and close() closes it
         routed = copy.copy(self)
         routed.config, routed.variant = apply(self.config, assignment), assignment.label
-        routed._classifiers = {}  # a variant may set another classifier or thresholds under the same name
         return routed, request_id
 
     # ------------------------------------------------------------ decisions
@@ -286,11 +284,13 @@ class Router:
             score = (self.config.tier_index(tier) + 0.5) / len(self.config.tiers)
             return Decision(tier, round(score, 4), "--tier given", "override")
         name = classifier or self.config.classifier
-        chosen = self._classifiers.get(name)
+        # Keyed by variant too: a variant may set other thresholds or another model file under the same name.
+        slot = (name, self.variant)
+        chosen = self._classifiers.get(slot)
         if chosen is None:
             with self._lock:
-                chosen = self._classifiers.get(name) or get_classifier(name, self.config, router=self)
-                self._classifiers[name] = chosen
+                chosen = self._classifiers.get(slot) or get_classifier(name, self.config, router=self)
+                self._classifiers[slot] = chosen
         return chosen.classify(prompt)  # type: ignore[attr-defined]
 
     def chain(self, tier: str, seed: str | None = None) -> list[tuple[Tier, ModelSpec]]:
@@ -402,7 +402,8 @@ class Router:
                 key, hit = cached()
         if hit is not None:
             if on_text is not None:
-                on_text(hit.text or "")
+                with log.recording_on_interrupt():
+                    on_text(hit.text or "")
             return routed._answer(log, hit, started)
         with log.recording_on_interrupt():
             failure, _ = routed.try_models(log.attempts, routed.chain(log.start_tier, log.request_id), prompt, system,
@@ -470,7 +471,7 @@ class Router:
         from .cache import cache_key
 
         key = cache_key(self.config, tier=log.start_tier, prompt=log.prompt, system=log.system, max_tokens=max_tokens,
-                        temperature=temperature, user=log.user)
+                        temperature=temperature, user=log.user, variant=log.variant)
         return key, None if refresh else self._cache_hit(cache, key, log)
 
     def _cache_hit(self, cache, key: str, log: "RequestLog") -> Attempt | None:
@@ -682,6 +683,16 @@ class Router:
                     if e.retry_after is None:
                         self.sleep(wait)  # else the pause is slept out before the next call
                     continue
+                except BaseException:
+                    # Ctrl-C (or a bug) mid-call: keep the attempt; text already streamed was billed.
+                    attempt.status, attempt.error, attempt.error_kind = "error", "interrupted", "interrupted"
+                    if emitted:
+                        attempt.input_tokens = estimate_tokens(f"{system or ''}\n{prompt}")
+                        attempt.output_tokens = estimate_tokens("".join(emitted))
+                        attempt.usage_estimated = True
+                        attempt.cost = cost_usd(model.price, attempt.input_tokens, attempt.output_tokens)
+                    attempts.append(attempt)
+                    raise
                 attempt.text = response.text
                 attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
                 attempt.cost = cost_usd(model.price, response.input_tokens, response.output_tokens)

@@ -154,3 +154,25 @@ def test_a_cached_answer_is_served_even_when_the_budget_is_spent(server, tmp_pat
         with pytest.raises(BudgetExceeded):
             router.ask("something new")
     assert len(server.calls()) == 1
+
+
+def test_experiment_variants_keep_their_own_entries(server, tmp_path):
+    from router_cli.cache import cache_key
+
+    config = load_config(write_config(tmp_path / "v.yaml", server.url, extra="cache: {enabled: true}\n"))
+    same = dict(tier="medium", prompt="hello", system=None, max_tokens=None, temperature=None, user="u")
+    keys = {cache_key(config, **same, variant=v) for v in (None, "mid-models/control", "mid-models/gpt")}
+    assert len(keys) == 3
+
+
+def test_an_entry_from_a_model_outside_its_tier_is_a_miss(server, tmp_path, db_path):
+    import time
+
+    with cache_router(server, tmp_path, db_path, clock=time.time) as router:
+        router.ask("hello", tier="simple")
+        # The entry now claims a model of another tier: not a valid answer for simple.
+        router.ledger().conn.execute("UPDATE cache SET model = 'claude-big', provider = 'anthropic'")
+        notes: list[str] = []
+        router.on_note = notes.append
+        assert router.ask("hello", tier="simple").final.status == "ok"
+    assert any("simple tier no longer has" in n for n in notes)

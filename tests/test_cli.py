@@ -201,7 +201,9 @@ def test_interrupt_keeps_the_attempts_already_billed(server, mmr, db_path, confi
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert err.decode().strip() == "Error: interrupted"
-    assert [(r["status"], r["http_status"]) for r in ledger_rows(db_path)] == [("error", 500)]
+    # The call in flight when Ctrl-C came is kept too (nothing was streamed, so no tokens are assumed).
+    assert [(r["model"], r["status"], r["http_status"], r["error_kind"]) for r in ledger_rows(db_path)] == [
+        ("claude-small", "error", 500, "server"), ("gpt-small", "error", None, "interrupted")]
 
 
 def test_a_key_with_a_newline_is_refused_and_never_echoed(server, mmr, db_path):
