@@ -78,6 +78,23 @@ def requests_in(ledger, since: datetime, until: datetime):
         yield current, calls
 
 
+def requests_with_feedback(ledger, since: datetime, until: datetime, chunk: int = 500):
+    """:func:`requests_in` with each request's latest feedback (or None), looked up ``chunk`` requests at a time."""
+    batch: list[tuple[str, list[dict]]] = []
+
+    def with_feedback():
+        given = latest(ledger, [rid for rid, _ in batch])
+        for rid, calls in batch:
+            yield rid, calls, given.get(rid)
+
+    for item in requests_in(ledger, since, until):
+        batch.append(item)
+        if len(batch) >= chunk:
+            yield from with_feedback()
+            batch = []
+    yield from with_feedback()
+
+
 def label_request(calls: list[dict], feedback: dict | None, tiers: list[str]) -> tuple[str | None, str, dict]:
     """``(label, source, evidence)`` of one request, or ``(None, reason, {})`` when it teaches nothing."""
     answers = [c for c in calls if c["role"] == "answer"]
@@ -112,35 +129,24 @@ def ledger_labels(ledger, tiers: list[str], since: datetime, until: datetime) ->
     """Labelled rows for the requests of [since, until); see the module docstring for the rules."""
     out = LedgerLabels()
     chosen: dict[str, tuple[int, str, dict]] = {}  # prompt hash -> (rank, request id, row)
-    batch: list[tuple[str, list[dict]]] = []
-
-    def flush() -> None:
-        given = latest(ledger, [rid for rid, _ in batch])
-        for rid, calls in batch:
-            out.requests += 1
-            first = calls[0]
-            if first["stored"] != "full" or not first["prompt"]:
-                out.skipped[NOT_STORED] += 1
+    for rid, calls, feedback in requests_with_feedback(ledger, since, until):
+        out.requests += 1
+        first = calls[0]
+        if first["stored"] != "full" or not first["prompt"]:
+            out.skipped[NOT_STORED] += 1
+            continue
+        label, source, evidence = label_request(calls, feedback, tiers)
+        if label is None:
+            out.skipped[source] += 1
+            continue
+        rank = 1 if source == "feedback" else 0
+        key = first["prompt_hash"] or first["prompt"]
+        previous = chosen.get(key)
+        if previous is not None:
+            out.skipped[DUPLICATE] += 1
+            if previous[0] > rank:
                 continue
-            label, source, evidence = label_request(calls, given.get(rid), tiers)
-            if label is None:
-                out.skipped[source] += 1
-                continue
-            rank = 1 if source == "feedback" else 0
-            key = first["prompt_hash"] or first["prompt"]
-            previous = chosen.get(key)
-            if previous is not None:
-                out.skipped[DUPLICATE] += 1
-                if previous[0] > rank:
-                    continue
-            chosen[key] = (rank, rid, {"prompt": first["prompt"], "label": label, "id": rid, "source": source,
-                                       "evidence": evidence})
-        batch.clear()
-
-    for rid, calls in requests_in(ledger, since, until):
-        batch.append((rid, calls))
-        if len(batch) >= 500:
-            flush()
-    flush()
+        chosen[key] = (rank, rid, {"prompt": first["prompt"], "label": label, "id": rid, "source": source,
+                                   "evidence": evidence})
     out.rows = [row for _, _, row in sorted(chosen.values(), key=lambda item: item[1])]
     return out

@@ -20,8 +20,8 @@ from decimal import Decimal
 
 from .classify.base import _USES_ROUTER
 from .errors import UsageError
-from .feedback import RETURNED, latest
-from .labels import NOT_STORED, label_request, requests_in
+from .feedback import RETURNED
+from .labels import NOT_STORED, label_request, requests_with_feedback
 from .pricing import cost_usd, decimal_str
 
 NO_ANSWER = "no answer (every attempt failed)"
@@ -43,32 +43,21 @@ def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) 
     baseline_price = config.baseline_model.price
     skipped: Counter = Counter()
     requests = []  # (prompt, routed tier, input tokens, output tokens, actual nano-dollars, label)
-    batch: list = []
-
-    def flush() -> None:
-        given = latest(ledger, [rid for rid, _ in batch])
-        for rid, calls in batch:
-            first = calls[0]
-            if first["stored"] != "full" or not first["prompt"]:
-                skipped[NOT_STORED] += 1
-                continue
-            answer = next((c for c in reversed(calls) if c["role"] == "answer" and c["status"] in RETURNED), None)
-            if answer is None:
-                skipped[NO_ANSWER] += 1
-                continue
-            if first["routed_tier"] not in price:
-                skipped[UNKNOWN_TIER] += 1
-                continue
-            label, _, _ = label_request(calls, given.get(rid), tiers)
-            requests.append((first["prompt"], first["routed_tier"], answer["input_tokens"] or 0,
-                             answer["output_tokens"] or 0, sum(c["cost_nanousd"] or 0 for c in calls), label))
-        batch.clear()
-
-    for rid, calls in requests_in(ledger, since, until):
-        batch.append((rid, calls))
-        if len(batch) >= 500:
-            flush()
-    flush()
+    for _, calls, feedback in requests_with_feedback(ledger, since, until):
+        first = calls[0]
+        if first["stored"] != "full" or not first["prompt"]:
+            skipped[NOT_STORED] += 1
+            continue
+        answer = next((c for c in reversed(calls) if c["role"] == "answer" and c["status"] in RETURNED), None)
+        if answer is None:
+            skipped[NO_ANSWER] += 1
+            continue
+        if first["routed_tier"] not in price:
+            skipped[UNKNOWN_TIER] += 1
+            continue
+        label, _, _ = label_request(calls, feedback, tiers)
+        requests.append((first["prompt"], first["routed_tier"], answer["input_tokens"] or 0,
+                         answer["output_tokens"] or 0, sum(c["cost_nanousd"] or 0 for c in calls), label))
 
     as_routed = sum((cost_usd(price[r[1]], r[2], r[3]) for r in requests), Decimal(0))
     actual = Decimal(sum(r[4] for r in requests)).scaleb(-9)
