@@ -39,7 +39,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import IO, Callable, Iterable, Iterator, Protocol
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 from .errors import (
     EXIT_INTERRUPTED,
@@ -52,6 +52,9 @@ from .errors import (
     UsageError,
 )
 from .pricing import decimal_str
+
+if TYPE_CHECKING:
+    from .batch_pool import WorkerPool
 
 MAX_CONCURRENCY = 256
 WINDOW_PER_WORKER = 4  # reorder window: a row 4x slower than the rest does not stall the pool
@@ -292,6 +295,17 @@ def cascader(router, *, system: str | None = None, start_tier: str | None = None
     return call
 
 
+CALLS: dict[str, Callable[..., Callable[[Row], object]]] = {"ask": asker, "cascade": cascader}
+
+
+def make_call(router, kind: str, options: dict) -> Callable[[Row], object]:
+    """The call for ``mmr <kind> --batch`` from JSON-ready options (``max_cost`` may be a string):
+    the form in which a worker process receives them."""
+    if options.get("max_cost") is not None:
+        options = {**options, "max_cost": Decimal(options["max_cost"])}
+    return CALLS[kind](router, **options)
+
+
 def error_kind(e: MmrError) -> str:
     """``AllAttemptsFailed`` -> ``all_attempts_failed``, ``UsageError`` -> ``usage``."""
     name = type(e).__name__.removesuffix("Error") or "error"
@@ -365,8 +379,9 @@ class Summary:
 
 
 class _Batch:
-    def __init__(self, lines: Iterable[bytes], call: Callable[[Row], object], write: Callable[[dict], None], *,
-                 tiers: list[str], concurrency: int, resume: IdSet | None, progress: Progress | None, window: int | None):
+    def __init__(self, lines: Iterable[bytes], call: Callable[[Row], object] | None, write: Callable[[dict], None], *,
+                 tiers: list[str], concurrency: int, resume: IdSet | None, progress: Progress | None, window: int | None,
+                 pool: WorkerPool | None = None, on_note: Callable[[str], None] | None = None):
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
         self.lines, self.call, self.write, self.tiers = lines, call, write, tiers
@@ -381,6 +396,8 @@ class _Batch:
         self.active_lock = threading.Lock()
         self.active = 0  # rows being answered right now
         self.interrupts = 0
+        self.abandoning = False  # a second Ctrl-C: what is in flight is left behind
+        self.pool, self.on_note = pool, on_note
         self.summary = Summary()
 
     # -- threads
@@ -413,23 +430,35 @@ class _Batch:
             for _ in range(self.concurrency):
                 self.jobs.put(None)
 
+    def begin(self) -> bool:
+        """Count a row as in flight, unless the batch is stopping (then it must not start)."""
+        with self.active_lock:  # checked and counted together: an abandoned call is always counted
+            started = not self.stopping.is_set()
+            self.active += started
+        return started
+
+    def end(self) -> None:
+        with self.active_lock:
+            self.active -= 1
+
+    def note(self, message: str) -> None:
+        if self.on_note is not None:
+            self.on_note(message)
+
     def _work(self) -> None:
+        assert self.call is not None
         while True:
             job = self.jobs.get()
             if job is None:
                 return
             seq, row = job
-            with self.active_lock:  # checked and counted together: an abandoned call is always counted
-                started = not self.stopping.is_set()
-                self.active += started
-            if not started:
+            if not self.begin():
                 self.results.put((seq, None))
                 continue
             try:
                 outcome = run_row(self.call, row)
             finally:
-                with self.active_lock:
-                    self.active -= 1
+                self.end()
             if outcome.fatal is not None:
                 self.stopping.set()  # now, before this worker takes another row
             self.results.put((seq, outcome))
@@ -469,15 +498,21 @@ class _Batch:
     def run(self) -> Summary:
         started = time.perf_counter()
         threads = [threading.Thread(target=self._read, name="mmr-batch-reader", daemon=True)]
-        threads += [threading.Thread(target=self._work, name=f"mmr-batch-{i}", daemon=True) for i in range(self.concurrency)]
+        if self.pool is None:
+            threads += [threading.Thread(target=self._work, name=f"mmr-batch-{i}", daemon=True)
+                        for i in range(self.concurrency)]
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             for thread in threads:
                 thread.start()
+            if self.pool is not None:
+                self.pool.serve(self)
             self._collect()
         finally:
+            if self.pool is not None:
+                self.pool.finish(abandon=self.abandoning)
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         self.summary.seconds = time.perf_counter() - started
@@ -493,6 +528,7 @@ class _Batch:
                 if told == 1 and self.progress is not None:
                     self.progress.note("stopping: no new rows; finishing the calls in flight (Ctrl-C again to quit now)")
                 if told > 1:
+                    self.abandoning = True
                     break
             last = end
             if self.stopping.is_set():
@@ -535,13 +571,20 @@ class _Batch:
             s.abandoned = self.active
 
 
-def run_batch(lines: Iterable[bytes], call: Callable[[Row], object], write: Callable[[dict], None], *,
+def run_batch(lines: Iterable[bytes], call: Callable[[Row], object] | None, write: Callable[[dict], None], *,
               tiers: list[str], concurrency: int = 8, resume: IdSet | None = None,
-              progress: Progress | None = None, window: int | None = None) -> Summary:
+              progress: Progress | None = None, window: int | None = None, pool: WorkerPool | None = None,
+              on_note: Callable[[str], None] | None = None) -> Summary:
     """Answer every row of ``lines`` with ``call``, ``concurrency`` at a time, and ``write`` one
-    result per row in input order. Ctrl-C (SIGINT, when run on the main thread) stops cleanly."""
+    result per row in input order. Ctrl-C (SIGINT, when run on the main thread) stops cleanly.
+
+    With ``pool`` (a started :class:`~router_cli.batch_pool.WorkerPool`), its worker processes
+    answer the rows instead of ``call`` in threads here; ``on_note`` hears their notes.
+    """
+    if (call is None) == (pool is None):
+        raise ValueError("give call or pool")
     return _Batch(lines, call, write, tiers=tiers, concurrency=concurrency, resume=resume,
-                  progress=progress, window=window).run()
+                  progress=progress, window=window, pool=pool, on_note=on_note).run()
 
 
 # ------------------------------------------------------------------ files

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -44,6 +44,9 @@ BatchOption = Annotated[Optional[str], typer.Option(
     "--batch", help="Answer every row of this JSONL file ('-': stdin); rows: prompt, id, system, tier, max_tokens, user. "
     "One JSON row out per row in, in input order.")]
 ConcurrencyOption = Annotated[int, typer.Option("--concurrency", "-j", help="With --batch: rows answered at once.")]
+ProcessesOption = Annotated[Optional[int], typer.Option(
+    "--processes", help="With --batch: processes answering rows (default: one per 16 concurrent rows from 32 on, up to "
+    "the CPUs and 4; 1: this process only).", show_default=False)]
 StrictOption = Annotated[bool, typer.Option("--strict", help="With --batch: check every line first and stop at a bad one, before any call.")]
 ResumeOption = Annotated[Optional[str], typer.Option("--resume", help="With --batch: skip the ids already answered in this earlier output.")]
 
@@ -116,13 +119,13 @@ def _prepare(config: str | None, db: str | None, prompt: str | None, system: str
     return router, text, show_notes
 
 
-def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db: str | None, ml_model: str | None,
-           system: str | None, temperature: float | None, verbose: bool, concurrency: int, strict: bool,
-           resume: str | None, conflicts: dict[str, bool]) -> None:
-    """``--batch``: answer every row of ``source`` with ``make_call(router)``; exit with the batch's code."""
-    from . import batch
+def _batch(source: str, kind: str, options: dict, *, prompt: str | None, config: str | None, db: str | None,
+           ml_model: str | None, system: str | None, temperature: float | None, verbose: bool, concurrency: int,
+           processes: int | None, strict: bool, resume: str | None, conflicts: dict[str, bool]) -> None:
+    """``--batch``: answer every row of ``source`` with ``kind`` (ask or cascade) and ``options``;
+    exit with the batch's code."""
+    from . import batch, batch_pool
     from .ledger import resolve_db_path
-    from .router import Router
 
     for option, given in conflicts.items():
         if given:
@@ -131,14 +134,38 @@ def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db
         raise UsageError("--batch reads the prompts from its file; give no PROMPT argument")
     if not 1 <= concurrency <= batch.MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be between 1 and {batch.MAX_CONCURRENCY}, got {concurrency}")
+    if processes is None:
+        processes = batch_pool.auto_processes(concurrency)
+    elif not 1 <= processes <= min(concurrency, batch_pool.MAX_PROCESSES):
+        raise UsageError(f"--processes must be between 1 and --concurrency (at most {batch_pool.MAX_PROCESSES}), "
+                         f"got {processes}")
     if temperature is not None and not 0 <= temperature <= 2:
         raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
     _check_text(system, "--system")
     if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
         raise UsageError("--batch -: pipe the JSONL rows in on stdin")
+    db_path = str(resolve_db_path(db))
+    pool = None
+    if processes > 1:  # started first: their SDK imports overlap everything below
+        spec = {"kind": kind, "options": options, "config": config, "ml_model": ml_model, "db": db_path,
+                "verbose": verbose}
+        pool = batch_pool.WorkerPool(spec, processes, concurrency)
+    try:
+        _run_batch(source, kind, options, pool, config=config, db_path=db_path, ml_model=ml_model, verbose=verbose,
+                   concurrency=concurrency, strict=strict, resume=resume)
+    finally:
+        if pool is not None:
+            pool.finish(abandon=True)  # a no-op when the batch ran: they have exited
+
+
+def _run_batch(source: str, kind: str, options: dict, pool, *, config: str | None, db_path: str,
+               ml_model: str | None, verbose: bool, concurrency: int, strict: bool, resume: str | None) -> None:
+    from . import batch
+    from .router import Router
+
     cfg = _load_config(config, ml_model)
-    router = Router(cfg, resolve_db_path(db), on_note=render.note if verbose else None)
-    call = make_call(router)  # checks the options once, not on every row
+    router = Router(cfg, db_path, on_note=render.note if verbose else None)
+    call = batch.make_call(router, kind, options)  # checks the options once, not on every row
     router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
     skip = None
     if resume is not None:
@@ -151,8 +178,9 @@ def _batch(source: str, make_call, *, prompt: str | None, config: str | None, db
         progress = render.BatchProgress(None if source == "-" else batch.count_file_rows(source))
     summary = None
     try:
-        summary = batch.run_batch(rows, call, render.jsonl_row, tiers=cfg.tier_names, concurrency=concurrency,
-                                  resume=skip, progress=progress)
+        summary = batch.run_batch(rows, None if pool else call, render.jsonl_row, tiers=cfg.tier_names,
+                                  concurrency=concurrency, resume=skip, progress=progress, pool=pool,
+                                  on_note=render.note if verbose else None)
     finally:
         if progress is not None:
             progress.stop()
@@ -208,6 +236,7 @@ def ask(
     verbose: VerboseOption = False,
     batch: BatchOption = None,
     concurrency: ConcurrencyOption = 8,
+    processes: ProcessesOption = None,
     strict: StrictOption = False,
     resume: ResumeOption = None,
 ) -> None:
@@ -223,16 +252,12 @@ def ask(
         raise UsageError("--no-cache and --refresh contradict each other: give one")
     cost_cap = _max_cost(max_cost)
     if batch is not None:
-        from .batch import asker
-
-        def make_call(router):
-            return asker(router, system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
-                         temperature=temperature, user=user, team=team, max_cost=cost_cap, use_cache=not no_cache,
-                         refresh=refresh)
-
-        _batch(batch, make_call, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
-               temperature=temperature, verbose=verbose, concurrency=concurrency, strict=strict, resume=resume,
-               conflicts={"--dry-run": dry_run, "--stream": bool(stream)})
+        options = {"system": system, "tier": tier, "classifier": classifier, "max_tokens": max_tokens,
+                   "temperature": temperature, "user": user, "team": team,
+                   "max_cost": None if cost_cap is None else str(cost_cap), "use_cache": not no_cache, "refresh": refresh}
+        _batch(batch, "ask", options, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
+               temperature=temperature, verbose=verbose, concurrency=concurrency, processes=processes, strict=strict,
+               resume=resume, conflicts={"--dry-run": dry_run, "--stream": bool(stream)})
         return
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
@@ -275,6 +300,7 @@ def cascade_command(
     verbose: VerboseOption = False,
     batch: BatchOption = None,
     concurrency: ConcurrencyOption = 8,
+    processes: ProcessesOption = None,
     strict: StrictOption = False,
     resume: ResumeOption = None,
 ) -> None:
@@ -290,16 +316,13 @@ def cascade_command(
 
     cost_cap = _max_cost(max_cost)
     if batch is not None:
-        from .batch import cascader
-
-        def make_call(router):
-            return cascader(router, system=system, start_tier=start_tier, max_tier=max_tier,
-                            from_classifier=from_classifier, classifier=classifier, threshold=threshold, gate=gate,
-                            max_tokens=max_tokens, temperature=temperature, user=user, team=team, max_cost=cost_cap)
-
-        _batch(batch, make_call, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
-               temperature=temperature, verbose=verbose, concurrency=concurrency, strict=strict, resume=resume,
-               conflicts={"--dry-run": dry_run})
+        options = {"system": system, "start_tier": start_tier, "max_tier": max_tier,
+                   "from_classifier": from_classifier, "classifier": classifier, "threshold": threshold, "gate": gate,
+                   "max_tokens": max_tokens, "temperature": temperature, "user": user, "team": team,
+                   "max_cost": None if cost_cap is None else str(cost_cap)}
+        _batch(batch, "cascade", options, prompt=prompt, config=config, db=db, ml_model=ml_model, system=system,
+               temperature=temperature, verbose=verbose, concurrency=concurrency, processes=processes, strict=strict,
+               resume=resume, conflicts={"--dry-run": dry_run})
         return
     router, text, show_notes = _prepare(config, db, prompt, system, temperature, verbose, dry_run, ml_model)
     if dry_run:
@@ -762,4 +785,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush the output, run the exit handlers and end the process without the interpreter's teardown.
+
+    Once an SDK is loaded, tearing down its thousands of modules and classes one by one
+    takes longer than most requests spend in mmr (0.3 s after a batch); the OS frees it all at once.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be written anyway
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()  # what normal exit would run: flushes, closing local models, tracing exporters
+    os._exit(code)

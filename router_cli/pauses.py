@@ -20,13 +20,20 @@ class ProviderPauses:
         self._clock = clock
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Told of every pause set here, so that a batch can pass it on to its other worker processes.
+        self.listener: Callable[[str, float], None] | None = None
 
-    def pause(self, name: str, seconds: float) -> None:
-        """Hold off ``name`` until ``seconds`` from now (a longer pause already set is kept)."""
+    def pause(self, name: str, seconds: float, *, tell: bool = True) -> None:
+        """Hold off ``name`` until ``seconds`` from now (a longer pause already set is kept).
+
+        ``tell=False``: the pause came from another process; the listener has heard of it.
+        """
         until = self._clock() + seconds
         with self._lock:
             if until > self._until.get(name, 0.0):
                 self._until[name] = until
+        if tell and self.listener is not None:
+            self.listener(name, seconds)
 
     def remaining(self, name: str) -> float:
         """Seconds left in the pause of ``name`` (0 when it is not paused)."""

@@ -575,6 +575,14 @@ class Router:
                     self._providers[spec.name] = provider
         return provider
 
+    def preload_sdks(self) -> None:
+        """Import the SDKs that the first model of each tier needs (a batch worker does this while
+        its rows are on their way: the Anthropic SDK alone takes about a second)."""
+        from .providers import import_sdk
+
+        for kind in dict.fromkeys(self.config.providers[tier.models[0].provider].type for tier in self.config.tiers):
+            import_sdk(kind)
+
     def try_models(self, attempts: list[Attempt], chain: list[tuple[Tier, ModelSpec]], prompt: str,
                    system: str | None, max_tokens: int | None, temperature: float | None,
                    on_text=None, on_restart: Note | None = None, role: str = "answer",

@@ -29,11 +29,15 @@ def out_rows(result) -> list[dict]:
     return [json.loads(line) for line in result.stdout.decode().splitlines()]
 
 
-def test_rows_come_out_in_input_order_while_they_finish_out_of_order(server, mmr, db_path):
+PROCESSES = pytest.mark.parametrize("processes", ["1", "2"], ids=["threads", "2-processes"])
+
+
+@PROCESSES
+def test_rows_come_out_in_input_order_while_they_finish_out_of_order(server, mmr, db_path, processes):
     prompts = [f"question {i}" for i in range(12)]
     for i, prompt in enumerate(prompts):
         server.script_prompt(prompt, reply(delay=(12 - i) * 0.03))  # later rows answer sooner
-    result = mmr("ask", "--batch", "-", "--concurrency", "6", "--tier", "simple",
+    result = mmr("ask", "--batch", "-", "--concurrency", "6", "--processes", processes, "--tier", "simple",
                  input=jsonl(*[{"id": f"r{i}", "prompt": p} for i, p in enumerate(prompts)]))
     assert result.returncode == 0, result.stderr
     rows = out_rows(result)
@@ -91,10 +95,11 @@ def test_a_failed_row_is_an_error_row_and_the_batch_goes_on(server, mmr, db_path
     assert len(ledger_rows(db_path)) == len(server.calls()) == 1 + 1 + 4 + 1
 
 
-def test_every_attempt_is_in_the_ledger_under_concurrency(server, mmr, db_path):
+@PROCESSES
+def test_every_attempt_is_in_the_ledger_under_concurrency(server, mmr, db_path, processes):
     for i in range(0, 60, 7):
         server.script_prompt(f"p{i}", error(500), error(529))  # two retries, then an answer
-    result = mmr("ask", "--batch", "-", "--concurrency", "12", "--tier", "simple",
+    result = mmr("ask", "--batch", "-", "--concurrency", "12", "--processes", processes, "--tier", "simple",
                  input=jsonl(*[{"prompt": f"p{i}"} for i in range(60)]))
     assert result.returncode == 0, result.stderr
     rows = out_rows(result)
@@ -120,12 +125,14 @@ retry: {{max_retries: 2, backoff_base: 0.001, backoff_max: 0.01, max_retry_after
 """
 
 
-def test_a_retry_after_pauses_the_provider_for_every_worker(server, mmr, tmp_path):
+@PROCESSES
+def test_a_retry_after_pauses_the_provider_for_every_worker(server, mmr, tmp_path, processes):
     config = tmp_path / "one-model.yaml"
     config.write_text(ONE_MODEL_PER_TIER.format(url=server.url))
     server.script("claude-small", error(429, retry_after=1))
     server.always("claude-small", reply(delay=0.3))
-    result = mmr("ask", "--batch", "-", "--concurrency", "4", "--tier", "simple", "--config", str(config),
+    result = mmr("ask", "--batch", "-", "--concurrency", "4", "--processes", processes, "--tier", "simple",
+                 "--config", str(config),
                  input=jsonl(*[{"prompt": f"row {i}"} for i in range(8)]))
     assert result.returncode == 0, result.stderr
     assert all(r["model"] == "claude-small" for r in out_rows(result))
@@ -254,6 +261,8 @@ def test_bad_options_fail_before_any_call(server, mmr, tmp_path):
         (["--batch", "-", "--stream"], b"--stream does not combine with --batch"),
         (["--batch", "-", "--dry-run"], b"--dry-run does not combine with --batch"),
         (["--batch", "-", "--concurrency", "0"], b"--concurrency must be between 1 and 256"),
+        (["--batch", "-", "--concurrency", "2", "--processes", "3"], b"--processes must be between 1 and --concurrency"),
+        (["--batch", "-", "--processes", "0"], b"--processes must be between 1"),
         (["--batch", "-", "--tier", "huge"], b"unknown tier 'huge'"),
         (["--batch", "-", "--classifier", "nope"], b"unknown classifier 'nope'"),
         (["--batch", str(tmp_path / "missing.jsonl")], b"--batch: cannot read"),
@@ -271,20 +280,23 @@ def test_a_ledger_that_cannot_be_opened_stops_the_batch_before_any_call(server, 
     assert server.calls() == []
 
 
-def test_a_missing_key_stops_the_batch(server, mmr):
-    result = mmr("ask", "--batch", "-", "--concurrency", "1",
+@pytest.mark.parametrize("concurrency, processes", [("1", "1"), ("2", "2")], ids=["threads", "2-processes"])
+def test_a_missing_key_stops_the_batch(server, mmr, concurrency, processes):
+    result = mmr("ask", "--batch", "-", "--concurrency", concurrency, "--processes", processes,
                  env={"TEST_ANTHROPIC_KEY": "", "TEST_OPENAI_KEY": ""},
                  input=jsonl(*[{"prompt": f"p{i}"} for i in range(5)]))
     assert result.returncode == 4
     rows = out_rows(result)
-    assert len(rows) == 1 and rows[0]["error"]["kind"] == "missing_key"
+    # the rows already started when the first failed (one per worker) fail alike; no others start
+    assert 1 <= len(rows) <= int(concurrency) and all(r["error"]["kind"] == "missing_key" for r in rows)
     assert b"TEST_ANTHROPIC_KEY" in result.stderr and b"--resume" in result.stderr
     assert server.calls() == []
 
 
-def test_cascade_batch(server, mmr, db_path):
+@PROCESSES
+def test_cascade_batch(server, mmr, db_path, processes):
     server.script_prompt("hard one", reply(""), reply("A full and proper answer to the hard one."))
-    result = mmr("cascade", "--batch", "-", "--gate", "heuristic",
+    result = mmr("cascade", "--batch", "-", "--gate", "heuristic", "--processes", processes,
                  input=jsonl({"id": "e", "prompt": "easy one"}, {"id": "h", "prompt": "hard one"},
                              {"id": "m", "prompt": "start high", "tier": "medium"}))
     assert result.returncode == 0, result.stderr
@@ -311,9 +323,10 @@ def test_a_closed_stdout_ends_the_batch_quietly(server, config_path, db_path):
     assert len(ledger_rows(db_path)) == len(server.calls()) < 100
 
 
-def _start_batch(config_path, db_path, rows: int, concurrency: int) -> subprocess.Popen:
+def _start_batch(config_path, db_path, rows: int, concurrency: int, processes: str = "1") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "router_cli", "ask", "--batch", "-", "--tier", "simple",
-                             "--concurrency", str(concurrency), "--config", str(config_path), "--db", str(db_path)],
+                             "--concurrency", str(concurrency), "--processes", processes, "--config", str(config_path),
+                             "--db", str(db_path)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(jsonl(*[{"prompt": f"p{i}"} for i in range(rows)]).encode())
@@ -331,9 +344,10 @@ def _finish(proc: subprocess.Popen) -> tuple[bytes, bytes]:
     return rest, stderr
 
 
-def test_ctrl_c_finishes_the_calls_in_flight_and_writes_every_finished_row(server, config_path, db_path):
+@PROCESSES
+def test_ctrl_c_finishes_the_calls_in_flight_and_writes_every_finished_row(server, config_path, db_path, processes):
     server.always("claude-small", reply(delay=0.2))
-    proc = _start_batch(config_path, db_path, 200, 4)
+    proc = _start_batch(config_path, db_path, 200, 4, processes)
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()  # the batch is under way
     proc.send_signal(signal.SIGINT)
@@ -347,9 +361,10 @@ def test_ctrl_c_finishes_the_calls_in_flight_and_writes_every_finished_row(serve
     assert b"Error: interrupted" in stderr and b"--resume" in stderr and b"Traceback" not in stderr
 
 
-def test_a_second_ctrl_c_stops_at_once(server, config_path, db_path):
+@PROCESSES
+def test_a_second_ctrl_c_stops_at_once(server, config_path, db_path, processes):
     server.always("claude-small", reply(delay=30))
-    proc = _start_batch(config_path, db_path, 10, 2)
+    proc = _start_batch(config_path, db_path, 10, 2, processes)
     deadline = time.monotonic() + 30
     while len(server.calls()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -378,7 +393,102 @@ def test_resume_after_an_interrupt_completes_the_batch(server, config_path, db_p
     assert sorted(ids) == list(range(1, 41))
 
 
+def _workers_of(proc: subprocess.Popen, count: int) -> list[int]:
+    """The pids of ``proc``'s worker processes, once ``count`` of them are running."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+        if len(children) >= count:
+            return children
+        time.sleep(0.05)
+    raise AssertionError("the worker processes did not start")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finding worker processes needs Linux's /proc")
+def test_a_worker_that_dies_stops_the_batch_and_its_rows_become_error_rows(server, config_path, db_path):
+    server.always("claude-small", reply(delay=0.5))
+    proc = _start_batch(config_path, db_path, 40, 4, "2")
+    assert proc.stdout is not None
+    workers = _workers_of(proc, 2)
+    deadline = time.monotonic() + 30
+    while len(server.calls()) < 4 and time.monotonic() < deadline:  # both workers are answering
+        time.sleep(0.02)
+    os.kill(workers[0], signal.SIGKILL)
+    out, stderr = _finish(proc)
+    assert proc.returncode == 1
+    assert b"a batch worker process stopped unexpectedly" in stderr and b"--resume" in stderr
+    assert b"Traceback" not in stderr
+    rows = [json.loads(line) for line in out.decode().splitlines()]
+    assert [r["id"] for r in rows] == list(range(1, len(rows) + 1))
+    lost = [r for r in rows if "error" in r]
+    assert lost and all(r["error"]["kind"] == "internal" and "see the ledger" in r["error"]["message"] for r in lost)
+    assert len(rows) < 40  # the batch stopped
+    # the other worker finished what it had and recorded it
+    answered = [r for r in rows if "text" in r]
+    assert {r["call_id"] for r in answered} <= {r["id"] for r in ledger_rows(db_path)}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finding worker processes needs Linux's /proc")
+def test_workers_finish_and_record_their_calls_when_mmr_is_killed(server, config_path, db_path):
+    server.always("claude-small", reply(delay=0.5))
+    proc = _start_batch(config_path, db_path, 40, 4, "2")
+    workers = _workers_of(proc, 2)
+    deadline = time.monotonic() + 30
+    while len(server.calls()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    _finish(proc)
+    for pid in workers:  # each sees its input end, finishes its calls and exits
+        deadline = time.monotonic() + 30
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(pid)
+    assert len(ledger_rows(db_path)) == len(server.calls()) >= 4
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphaned worker is reaped by init, not by us)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_worker_notes_reach_stderr_with_verbose(server, mmr):
+    server.script("claude-small", error(500))
+    result = mmr("ask", "--batch", "-", "--concurrency", "2", "--processes", "2", "--tier", "simple", "-v",
+                 input=jsonl(*[{"prompt": f"p{i}"} for i in range(4)]))
+    assert result.returncode == 0, result.stderr
+    assert b"claude-small failed" in result.stderr and b"4 answered" in result.stderr
+
+
 # ------------------------------------------------------------------ the parts
+
+
+def test_processes_by_default_one_per_16_concurrent_rows_from_32_up_to_the_cpus_and_4():
+    from router_cli.batch_pool import auto_processes, shares
+
+    assert auto_processes(8, cpus=8) == 1 and auto_processes(31, cpus=8) == 1 and auto_processes(32, cpus=8) == 2
+    assert auto_processes(64, cpus=8) == 4 and auto_processes(64, cpus=2) == 2 and auto_processes(64, cpus=1) == 1
+    assert auto_processes(256, cpus=64) == 4
+    assert shares(5, 2) == [3, 2] and shares(16, 2) == [8, 8] and sum(shares(7, 3)) == 7
+
+
+def test_errors_cross_the_pipe_with_their_class_and_exit_code():
+    from router_cli.batch import Outcome
+    from router_cli.batch_pool import decode_error, decode_outcome, encode_error, encode_outcome
+    from router_cli.errors import AllAttemptsFailed, LedgerError, MissingKeyError, MmrError
+
+    for sent in (LedgerError("disk full"), MissingKeyError("set TEST_KEY"), AllAttemptsFailed("no", exit_code=6)):
+        back = decode_error(json.loads(json.dumps(encode_error(sent))))
+        assert type(back) is type(sent) and back.message == sent.message and back.exit_code == sent.exit_code
+    assert type(decode_error({"type": "SystemExit", "message": "x", "exit_code": 3})) is MmrError  # only our classes
+    outcome = Outcome({"id": 1, "text": "é"}, True, Decimal("0.000001234"), LedgerError("locked"))
+    back = decode_outcome(json.loads(json.dumps(encode_outcome(outcome))))
+    assert (back.row, back.ok, back.cost) == (outcome.row, True, Decimal("0.000001234"))
+    assert isinstance(back.fatal, LedgerError)
 
 
 def test_id_set_holds_many_ids_exactly():

@@ -1,0 +1,366 @@
+"""Worker processes for ``--batch``: both ends of the pipe between the batch and its workers.
+
+One Python process answers some 300-350 rows a second at most: each call
+spends 1.5-2.5 ms of CPU in the SDK, its HTTP client and the ledger, all under
+one GIL. A fast local server at high concurrency needs more. With
+``--processes N`` (by default one per 16 concurrent rows from 32 on, up to the
+CPU count and at most 4), the ``mmr`` process reads, orders and writes the rows and N
+worker processes (``python -m router_cli.batch_pool``) answer them, each with
+its share of ``--concurrency`` as threads. Below 32 concurrent rows a second
+process costs more than it gives: each imports its own SDK (about a second of
+CPU for Anthropic's) and every row crosses two pipes. The workers start first,
+so that their SDK import runs while ``mmr`` checks the config, opens the
+ledger and reads the input.
+
+The protocol is JSON lines. To a worker: its spec (first line), then
+``{"seq", "row"}`` rows and ``{"pause", "seconds"}`` provider pauses; end of
+input means no more rows. From a worker: ``{"seq", "outcome"}`` per row,
+``{"pause", "seconds"}`` when a provider asked to wait (the batch passes it on
+to every other worker), ``{"note"}`` (with ``-v``) and ``{"fatal"}`` when it
+cannot start. Rows are sent only to a worker with a free thread, so a row
+handed over is a row started.
+
+Workers run in their own session: Ctrl-C reaches only ``mmr``, which stops
+handing out rows and lets the workers finish their calls (a second Ctrl-C
+terminates them). A worker whose ``mmr`` went away finishes its calls, records
+them and exits. API keys reach workers through the environment, never the
+spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from decimal import Decimal
+from typing import IO, TYPE_CHECKING
+
+from . import errors
+from .errors import MmrError
+
+if TYPE_CHECKING:
+    from .batch import Outcome, Row
+
+MAX_PROCESSES = 16
+ROWS_PER_PROCESS = 16  # measured: 2 processes lose at concurrency 16 and win at 32 (bench/batch.py)
+AUTO_MAX_PROCESSES = 4  # each worker holds its own SDKs (~100 MB)
+
+
+def auto_processes(concurrency: int, cpus: int | None = None) -> int:
+    """How many processes ``--batch`` uses when ``--processes`` is not given (1: this one only)."""
+    return max(1, min(cpus or os.cpu_count() or 1, AUTO_MAX_PROCESSES, concurrency // ROWS_PER_PROCESS))
+
+
+def shares(concurrency: int, processes: int) -> list[int]:
+    """``concurrency`` threads spread over ``processes`` workers as evenly as whole threads allow."""
+    return [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+
+
+# ------------------------------------------------------------------ wire format
+
+
+def encode_error(e: MmrError) -> dict:
+    return {"type": type(e).__name__, "message": e.message, "exit_code": e.exit_code}
+
+
+def decode_error(data: dict) -> MmrError:
+    """The same class when it is one of ours (the batch stops on some classes), else MmrError."""
+    cls = getattr(errors, str(data.get("type")), MmrError)
+    if not (isinstance(cls, type) and issubclass(cls, MmrError)):
+        cls = MmrError
+    error = MmrError.__new__(cls)
+    MmrError.__init__(error, str(data.get("message")))
+    error.exit_code = int(data.get("exit_code", errors.EXIT_INTERNAL))
+    return error
+
+
+def encode_outcome(outcome: Outcome) -> dict:
+    return {"row": outcome.row, "ok": outcome.ok, "cost": str(outcome.cost),
+            "fatal": None if outcome.fatal is None else encode_error(outcome.fatal)}
+
+
+def decode_outcome(data: dict) -> Outcome:
+    from .batch import Outcome
+
+    return Outcome(data["row"], bool(data["ok"]), Decimal(data["cost"]),
+                   None if data.get("fatal") is None else decode_error(data["fatal"]))
+
+
+def _line(message: dict) -> bytes:
+    return (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
+
+
+# ------------------------------------------------------------------ the batch's side
+
+
+class _Worker:
+    def __init__(self, index: int, proc: subprocess.Popen, threads: int):
+        self.index, self.proc, self.threads = index, proc, threads
+        self.in_flight: dict[int, Row] = {}
+        self.alive = True
+        self.input_closed = False  # no more rows for it: from here on, exiting is what it should do
+        self.failed_to_start = False  # it sent {"fatal"}: nothing it was given was called
+        self.send_lock = threading.Lock()
+
+    def send(self, message: dict) -> bool:
+        """False when the worker is gone (its reader thread accounts for the rows it had)."""
+        with self.send_lock:
+            if self.proc.stdin is None or self.proc.stdin.closed:
+                return False
+            try:
+                self.proc.stdin.write(_line(message))
+                self.proc.stdin.flush()
+                return True
+            except (BrokenPipeError, OSError, ValueError):
+                return False
+
+    def close_input(self) -> None:
+        with self.send_lock:
+            self.input_closed = True
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                try:
+                    self.proc.stdin.close()
+                except OSError:
+                    pass
+
+
+class WorkerPool:
+    """``processes`` worker processes sharing ``concurrency`` rows at a time.
+
+    Started early (see the module docstring); :meth:`serve` then feeds them a
+    batch's rows and :meth:`finish` waits for them (or ends them at once).
+    """
+
+    def __init__(self, spec: dict, processes: int, concurrency: int):
+        if not 2 <= processes <= MAX_PROCESSES:
+            raise ValueError(f"processes must be between 2 and {MAX_PROCESSES}")
+        self.workers: list[_Worker] = []
+        self.changed = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        try:
+            for i, threads in enumerate(shares(concurrency, processes)):
+                proc = subprocess.Popen([sys.executable, "-m", "router_cli.batch_pool"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, start_new_session=True)
+                worker = _Worker(i, proc, threads)
+                self.workers.append(worker)
+                worker.send({**spec, "threads": threads})
+        except OSError as e:
+            self.finish(abandon=True)
+            raise MmrError(f"cannot start the batch's worker processes: {e.strerror or e}") from None
+
+    def serve(self, batch) -> None:
+        """Hand ``batch``'s rows to the workers and its results back, in background threads.
+
+        ``batch`` is a ``batch._Batch``: rows come from ``batch.jobs`` (``None``
+        ends them), results go to ``batch.results``, and ``batch.begin()`` /
+        ``batch.end()`` count the rows in flight.
+        """
+        for worker in self.workers:
+            self._spawn(self._read, batch, worker)
+        self._spawn(self._dispatch, batch)
+
+    def _spawn(self, target: Callable, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name="mmr-batch-pool", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _free_worker(self, batch) -> _Worker | None:
+        with self.changed:
+            while True:
+                if batch.stopping.is_set():
+                    return None
+                live = [w for w in self.workers if w.alive]
+                if not live:
+                    return None
+                free = [w for w in live if len(w.in_flight) < w.threads]
+                if free:
+                    return min(free, key=lambda w: len(w.in_flight) / w.threads)
+                self.changed.wait(0.1)
+
+    def _dispatch(self, batch) -> None:
+        try:
+            while True:
+                job = batch.jobs.get()
+                if job is None:
+                    return
+                seq, row = job
+                worker = self._free_worker(batch)
+                if worker is None or not batch.begin():
+                    batch.results.put((seq, None))
+                    continue
+                with self.changed:
+                    worker.in_flight[seq] = row
+                worker.send({"seq": seq, "row": encode_row(row)})  # a failed send: the reader reports the row
+        finally:
+            for worker in self.workers:
+                worker.close_input()
+
+    def _read(self, batch, worker: _Worker) -> None:
+        assert worker.proc.stdout is not None
+        for raw in worker.proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue  # not ours (a library printing to stdout): ignore it
+            if "seq" in message:
+                seq = message["seq"]
+                outcome = decode_outcome(message["outcome"])
+                if outcome.fatal is not None:
+                    batch.stopping.set()  # now, before another row is handed out
+                with self.changed:
+                    worker.in_flight.pop(seq, None)
+                    self.changed.notify_all()
+                batch.end()
+                batch.results.put((seq, outcome))
+            elif "pause" in message:
+                for other in self.workers:
+                    if other is not worker and other.alive:
+                        other.send(message)
+            elif "note" in message:
+                batch.note(str(message["note"]))
+            elif "fatal" in message:
+                worker.failed_to_start = True
+                batch.results.put(("fatal", decode_error(message["fatal"])))
+        code = worker.proc.wait()
+        with self.changed:
+            worker.alive = False
+            lost, worker.in_flight = worker.in_flight, {}
+            self.changed.notify_all()
+        if not batch.abandoning and not worker.failed_to_start and (code != 0 or not worker.input_closed):
+            batch.results.put(("fatal", MmrError(f"a batch worker process stopped unexpectedly (exit code {code})")))
+        for seq, row in sorted(lost.items()):
+            batch.end()
+            if worker.failed_to_start:
+                batch.results.put((seq, None))  # it never got as far as a call
+                continue
+            from .batch import Outcome
+
+            message = (f"the worker process answering this row stopped (exit code {code}); "
+                       "the call may have been made: see the ledger")
+            batch.results.put((seq, Outcome({"id": row.id, "error": {"kind": "internal", "message": message,
+                                                                    "exit_code": errors.EXIT_INTERNAL,
+                                                                    "line": row.line}}, False)))
+
+    def finish(self, *, abandon: bool) -> None:
+        """Wait for the workers to finish and exit; with ``abandon``, end them now."""
+        for worker in self.workers:
+            worker.close_input()
+            if abandon and worker.proc.poll() is None:
+                try:
+                    worker.proc.terminate()
+                except OSError:
+                    pass
+        for worker in self.workers:
+            try:
+                worker.proc.wait(timeout=None if not abandon else 5)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def encode_row(row: Row) -> dict:
+    return asdict(row)
+
+
+def decode_row(data: dict) -> Row:
+    from .batch import Row
+
+    return Row(**data)
+
+
+# ------------------------------------------------------------------ the worker's side
+
+
+def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
+    """A worker's life: read the spec, answer rows until the input ends, return the exit code."""
+    from dataclasses import replace
+
+    from .batch import make_call, run_row
+    from .config import load_config
+    from .router import Router
+
+    out_lock = threading.Lock()
+    gone = threading.Event()  # the batch process went away: finish the calls, record them, stop talking
+
+    def send(message: dict) -> None:
+        if gone.is_set():
+            return
+        data = _line(message)
+        with out_lock:
+            try:
+                stdout.write(data)
+                stdout.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                gone.set()
+
+    spec = json.loads(stdin.readline() or "null")
+    if not isinstance(spec, dict):
+        return errors.EXIT_INTERNAL
+    try:
+        config = load_config(spec["config"])
+        if spec.get("ml_model") is not None:
+            config = replace(config, ml_model=spec["ml_model"])
+        router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
+        call = make_call(router, spec["kind"], spec["options"])
+        router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})
+        router.preload_sdks()
+    except MmrError as e:
+        send({"fatal": encode_error(e)})
+        return e.exit_code
+
+    jobs: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        while (job := jobs.get()) is not None:
+            seq, row = job
+            send({"seq": seq, "outcome": encode_outcome(run_row(call, row))})
+
+    threads = [threading.Thread(target=work, name=f"mmr-worker-{i}") for i in range(int(spec["threads"]))]
+    for thread in threads:
+        thread.start()
+    try:
+        for raw in stdin:
+            message = json.loads(raw)
+            if "row" in message:
+                jobs.put((message["seq"], decode_row(message["row"])))
+            elif "pause" in message:
+                router.pauses.pause(message["pause"], float(message["seconds"]), tell=False)
+    finally:
+        for _ in threads:
+            jobs.put(None)
+        for thread in threads:
+            thread.join()
+        router.close()
+    return errors.EXIT_OK
+
+
+def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the batch process decides what Ctrl-C means
+    try:
+        code = serve_rows(sys.stdin.buffer, sys.stdout.buffer)
+    except Exception as e:
+        if os.environ.get("MMR_DEBUG"):
+            raise
+        try:
+            sys.stdout.buffer.write(_line({"fatal": {"type": "MmrError", "message": f"internal error in a batch "
+                                                     f"worker: {type(e).__name__}: {e}", "exit_code": 1}}))
+            sys.stdout.buffer.flush()
+        except OSError:
+            pass
+        code = errors.EXIT_INTERNAL
+    from .cli import exit_now
+
+    exit_now(code)
+
+
+if __name__ == "__main__":
+    main()
