@@ -531,13 +531,14 @@ def test_batch_does_not_import_the_sdks_before_a_call():
     assert out.stdout.strip() == "False"
 
 
-def test_progress_bar_on_a_terminal(server, config_path, db_path):
+@PROCESSES
+def test_progress_bar_on_a_terminal(server, config_path, db_path, processes):
     import pty
 
     master, slave = pty.openpty()
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
     proc = subprocess.Popen([sys.executable, "-m", "router_cli", "ask", "--batch", "-", "--tier", "simple",
-                             "--config", str(config_path), "--db", str(db_path)],
+                             "--processes", processes, "--config", str(config_path), "--db", str(db_path)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
     out, _ = proc.communicate(jsonl(*[{"prompt": f"p{i}"} for i in range(3)]).encode(), timeout=60)

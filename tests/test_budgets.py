@@ -162,8 +162,10 @@ def test_dry_run_shows_the_max_cost_downgrade(server, mmr):
     assert server.calls() == []
 
 
-def test_concurrent_requests_cannot_together_pass_a_budget(server, mmr, tmp_path, db_path):
-    """Sixteen batch workers, each call 100 ms: without holds they would all pass the check at once."""
+@pytest.mark.parametrize("processes", ["1", "4"], ids=["threads", "4-processes"])
+def test_concurrent_requests_cannot_together_pass_a_budget(server, mmr, tmp_path, db_path, processes):
+    """Sixteen batch workers (threads, or threads in 4 processes), each call 100 ms: without holds
+    they would all pass the check at once."""
     # Every call costs exactly its worst case: 2 input tokens and all 64 output tokens of claude-small.
     server.always("claude-small", reply("ok", input_tokens=2, output_tokens=64, delay=0.1))
     server.always("gpt-small", reply("ok", input_tokens=2, output_tokens=64, delay=0.1))
@@ -171,7 +173,8 @@ def test_concurrent_requests_cannot_together_pass_a_budget(server, mmr, tmp_path
     path = write_config(tmp_path / "b.yaml", server.url,
                         extra=f"budgets:\n  - {{scope: global, period: day, limit: '{limit}', policy: block}}\n")
     rows = "".join(json.dumps({"id": i, "prompt": "hello"}) + "\n" for i in range(24))
-    result = mmr("ask", "--batch", "-", "--concurrency", "16", "--tier", "simple", "--config", str(path), input=rows)
+    result = mmr("ask", "--batch", "-", "--concurrency", "16", "--processes", processes, "--tier", "simple",
+                 "--config", str(path), input=rows)
     out = [json.loads(line) for line in result.stdout.decode().splitlines()]
     answered = [r for r in out if "error" not in r]
     spent = sum(Decimal(r["cost_nanousd"]) for r in ledger_rows(db_path)) / 10**9
