@@ -162,7 +162,8 @@ def main() -> None:
             write_rows(big, args.large)
             print(f"memory run: {args.large:,} rows at concurrency {args.concurrency} "
                   f"(about {args.large / args.concurrency * LATENCY / 60:.0f} min at best)...", file=sys.stderr, flush=True)
-            large = run_batch(env, big, args.concurrency, tmp / "large.db")
+            # the ledger of the runs above: a new one would also load sqlite-utils (and numpy) to create it
+            large = run_batch(env, big, args.concurrency, tmp / "anthropic.db")
     finally:
         server.terminate()
         server.wait()
