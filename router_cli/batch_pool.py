@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from .batch import Outcome, Row
 
 MAX_PROCESSES = 16
+# ``python -m`` and ``-c`` put the working directory first on the import path, where any
+# queue.py or yaml.py of the user's would shadow the real one: the workers import from
+# where this mmr's own package was found instead.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_WORKER_MAIN = f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; from router_cli.batch_pool import main; main()"
 ROWS_PER_PROCESS = 16  # measured: 2 processes lose at concurrency 16 and win at 32 (bench/batch.py)
 AUTO_MAX_PROCESSES = 4  # each worker holds its own SDKs (~100 MB)
 
@@ -104,7 +109,7 @@ class _Worker:
         self.in_flight: dict[int, Row] = {}
         self.alive = True
         self.input_closed = False  # no more rows for it: from here on, exiting is what it should do
-        self.failed_to_start = False  # it sent {"fatal"}: nothing it was given was called
+        self.ready = False  # it said {"ready"}: before that, nothing it was given was called
         self.send_lock = threading.Lock()
 
     def send(self, message: dict) -> bool:
@@ -136,7 +141,8 @@ class WorkerPool:
     batch's rows and :meth:`finish` waits for them (or ends them at once).
     """
 
-    def __init__(self, spec: dict, processes: int, concurrency: int):
+    def __init__(self, spec: dict, processes: int, concurrency: int, *, command: list[str] | None = None):
+        """``command`` starts a worker (default: this mmr's ``batch_pool.main``)."""
         if not 2 <= processes <= MAX_PROCESSES:
             raise ValueError(f"processes must be between 2 and {MAX_PROCESSES}")
         self.workers: list[_Worker] = []
@@ -144,7 +150,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         try:
             for i, threads in enumerate(shares(concurrency, processes)):
-                proc = subprocess.Popen([sys.executable, "-m", "router_cli.batch_pool"], stdin=subprocess.PIPE,
+                proc = subprocess.Popen(command or [sys.executable, "-c", _WORKER_MAIN], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, start_new_session=True)
                 worker = _Worker(i, proc, threads)
                 self.workers.append(worker)
@@ -189,27 +195,39 @@ class WorkerPool:
                 if job is None:
                     return
                 seq, row = job
-                worker = self._free_worker(batch)
-                if worker is None or not batch.begin():
+                worker = self._hand_over(batch, seq, row)
+                if worker is None:
                     batch.results.put((seq, None))
                     continue
-                with self.changed:
-                    worker.in_flight[seq] = row
                 worker.send({"seq": seq, "row": encode_row(row)})  # a failed send: the reader reports the row
         finally:
             for worker in self.workers:
                 worker.close_input()
+
+    def _hand_over(self, batch, seq: int, row: Row) -> _Worker | None:
+        """Count ``row`` as in flight at a live worker with a free thread; None when the batch stops."""
+        if not batch.begin():
+            return None
+        while (worker := self._free_worker(batch)) is not None:
+            with self.changed:
+                if worker.alive:  # it may have died since it was chosen: its reader has taken its rows
+                    worker.in_flight[seq] = row
+                    return worker
+        batch.end()
+        return None
 
     def _read(self, batch, worker: _Worker) -> None:
         assert worker.proc.stdout is not None
         for raw in worker.proc.stdout:
             try:
                 message = json.loads(raw)
-            except ValueError:
-                continue  # not ours (a library printing to stdout): ignore it
+                if "seq" in message:
+                    seq, outcome = int(message["seq"]), decode_outcome(message["outcome"])
+                elif "pause" in message:
+                    pause = {"pause": str(message["pause"]), "seconds": float(message["seconds"])}
+            except (ValueError, TypeError, KeyError):
+                break  # not our protocol: the worker is broken; end it, and its rows are reported below
             if "seq" in message:
-                seq = message["seq"]
-                outcome = decode_outcome(message["outcome"])
                 if outcome.fatal is not None:
                     batch.stopping.set()  # now, before another row is handed out
                 with self.changed:
@@ -220,22 +238,25 @@ class WorkerPool:
             elif "pause" in message:
                 for other in self.workers:
                     if other is not worker and other.alive:
-                        other.send(message)
+                        other.send(pause)
             elif "note" in message:
                 batch.note(str(message["note"]))
+            elif "ready" in message:
+                worker.ready = True
             elif "fatal" in message:
-                worker.failed_to_start = True
                 batch.results.put(("fatal", decode_error(message["fatal"])))
+        if worker.proc.poll() is None:
+            worker.proc.kill()
         code = worker.proc.wait()
         with self.changed:
             worker.alive = False
             lost, worker.in_flight = worker.in_flight, {}
             self.changed.notify_all()
-        if not batch.abandoning and not worker.failed_to_start and (code != 0 or not worker.input_closed):
+        if not batch.abandoning and (code != 0 or not worker.input_closed):
             batch.results.put(("fatal", MmrError(f"a batch worker process stopped unexpectedly (exit code {code})")))
         for seq, row in sorted(lost.items()):
             batch.end()
-            if worker.failed_to_start:
+            if not worker.ready:
                 batch.results.put((seq, None))  # it never got as far as a call
                 continue
             from .batch import Outcome
@@ -249,12 +270,12 @@ class WorkerPool:
     def finish(self, *, abandon: bool) -> None:
         """Wait for the workers to finish and exit; with ``abandon``, end them now."""
         for worker in self.workers:
-            worker.close_input()
-            if abandon and worker.proc.poll() is None:
+            if abandon and worker.proc.poll() is None:  # first: a send blocked on a full pipe then fails
                 try:
                     worker.proc.terminate()
                 except OSError:
                     pass
+            worker.close_input()
         for worker in self.workers:
             try:
                 worker.proc.wait(timeout=None if not abandon else 5)
@@ -283,7 +304,7 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     from dataclasses import replace
 
     from .batch import make_call, run_row
-    from .config import load_config
+    from .config import parse_config
     from .router import Router
 
     out_lock = threading.Lock()
@@ -304,7 +325,7 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     if not isinstance(spec, dict):
         return errors.EXIT_INTERNAL
     try:
-        config = load_config(spec["config"])
+        config = parse_config(spec["config_text"], spec["config_source"])
         if spec.get("ml_model") is not None:
             config = replace(config, ml_model=spec["ml_model"])
         router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
@@ -314,6 +335,7 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     except MmrError as e:
         send({"fatal": encode_error(e)})
         return e.exit_code
+    send({"ready": True})
 
     jobs: queue.Queue = queue.Queue()
 
@@ -342,22 +364,27 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
 
 
 def main() -> None:
+    """A worker process (started by :class:`WorkerPool`, never by hand)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the batch process decides what Ctrl-C means
+    # The protocol gets its own copy of stdout; anything else printing there (a library, a
+    # stray print) goes to stderr instead of corrupting it.
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
-        code = serve_rows(sys.stdin.buffer, sys.stdout.buffer)
-    except Exception as e:
+        code = serve_rows(sys.stdin.buffer, protocol)
+    except Exception as e:  # reported to the batch as one line, never a traceback
         if os.environ.get("MMR_DEBUG"):
             raise
         try:
-            sys.stdout.buffer.write(_line({"fatal": {"type": "MmrError", "message": f"internal error in a batch "
-                                                     f"worker: {type(e).__name__}: {e}", "exit_code": 1}}))
-            sys.stdout.buffer.flush()
+            protocol.write(_line({"fatal": {"type": "MmrError", "message": f"internal error in a batch "
+                                            f"worker: {type(e).__name__}: {e}", "exit_code": 1}}))
+            protocol.flush()
         except OSError:
             pass
         code = errors.EXIT_INTERNAL
-    from .cli import exit_now
+    from .process import exit_now
 
     exit_now(code)
 

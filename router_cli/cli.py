@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -124,7 +124,10 @@ def _batch(source: str, kind: str, options: dict, *, prompt: str | None, config:
            processes: int | None, strict: bool, resume: str | None, conflicts: dict[str, bool]) -> None:
     """``--batch``: answer every row of ``source`` with ``kind`` (ask or cascade) and ``options``;
     exit with the batch's code."""
+    from dataclasses import replace
+
     from . import batch, batch_pool
+    from .config import parse_config, read_config
     from .ledger import resolve_db_path
 
     for option, given in conflicts.items():
@@ -144,26 +147,29 @@ def _batch(source: str, kind: str, options: dict, *, prompt: str | None, config:
     _check_text(system, "--system")
     if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
         raise UsageError("--batch -: pipe the JSONL rows in on stdin")
+    text, source_name = read_config(config)
+    cfg = parse_config(text, source_name)
+    if ml_model is not None:
+        cfg = replace(cfg, ml_model=ml_model)
     db_path = str(resolve_db_path(db))
     pool = None
-    if processes > 1:  # started first: their SDK imports overlap everything below
-        spec = {"kind": kind, "options": options, "config": config, "ml_model": ml_model, "db": db_path,
-                "verbose": verbose}
+    if processes > 1:  # started before the ledger and the input: their SDK imports overlap those
+        spec = {"kind": kind, "options": options, "config_text": text, "config_source": source_name,
+                "ml_model": ml_model, "db": db_path, "verbose": verbose}
         pool = batch_pool.WorkerPool(spec, processes, concurrency)
     try:
-        _run_batch(source, kind, options, pool, config=config, db_path=db_path, ml_model=ml_model, verbose=verbose,
-                   concurrency=concurrency, strict=strict, resume=resume)
+        _run_batch(source, cfg, kind, options, pool, db_path=db_path, verbose=verbose, concurrency=concurrency,
+                   strict=strict, resume=resume)
     finally:
         if pool is not None:
             pool.finish(abandon=True)  # a no-op when the batch ran: they have exited
 
 
-def _run_batch(source: str, kind: str, options: dict, pool, *, config: str | None, db_path: str,
-               ml_model: str | None, verbose: bool, concurrency: int, strict: bool, resume: str | None) -> None:
+def _run_batch(source: str, cfg, kind: str, options: dict, pool, *, db_path: str, verbose: bool, concurrency: int,
+               strict: bool, resume: str | None) -> None:
     from . import batch
     from .router import Router
 
-    cfg = _load_config(config, ml_model)
     router = Router(cfg, db_path, on_note=render.note if verbose else None)
     call = batch.make_call(router, kind, options)  # checks the options once, not on every row
     router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
@@ -186,7 +192,8 @@ def _run_batch(source: str, kind: str, options: dict, pool, *, config: str | Non
             progress.stop()
         if summary is None or not summary.abandoned:
             router.close()  # a call abandoned in flight may still be using its connection
-        rows.close()
+        if rows is not sys.stdin.buffer:  # closing stdin would wait for the reader thread blocked reading it
+            rows.close()
     if summary.output_closed:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if progress is not None or verbose or summary.failed or summary.interrupted or summary.fatal:
@@ -785,21 +792,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
+    from .process import exit_now
+
     exit_now(main())
-
-
-def exit_now(code: int) -> NoReturn:
-    """Flush the output, run the exit handlers and end the process without the interpreter's teardown.
-
-    Once an SDK is loaded, tearing down its thousands of modules and classes one by one
-    takes longer than most requests spend in mmr (0.3 s after a batch); the OS frees it all at once.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be written anyway
-            pass
-    import atexit
-
-    atexit._run_exitfuncs()  # what normal exit would run: flushes, closing local models, tracing exporters
-    os._exit(code)

@@ -257,6 +257,12 @@ def resolve_config_path(explicit: str | os.PathLike | None = None) -> Path:
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Read, parse and validate a tiers file (see :func:`resolve_config_path`)."""
+    return parse_config(*read_config(path))
+
+
+def read_config(path: str | os.PathLike | None = None) -> tuple[str, str]:
+    """The text of a tiers file and the name its errors give it (a pipe can be read only once:
+    :func:`parse_config` can then parse the text again, in another process)."""
     resolved = resolve_config_path(path)
     label = "built-in default config" if resolved == DEFAULT_CONFIG else str(resolved)
     try:
@@ -266,10 +272,9 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     except OSError as e:
         raise ConfigError(f"{label}: cannot read: {e.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8"), label
     except UnicodeDecodeError:
         raise ConfigError(f"{label}: not UTF-8 text") from None
-    return parse_config(text, label)
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -456,6 +457,76 @@ def _running(pid: int) -> bool:
         return False
 
 
+def test_a_retry_after_reaches_the_other_worker_processes(server, mmr, tmp_path):
+    config = tmp_path / "one-model.yaml"
+    config.write_text(ONE_MODEL_PER_TIER.format(url=server.url))
+    server.always("claude-small", reply(delay=0.3))
+    server.script_prompt("row 6", error(429, retry_after=1.5))  # by then both workers are calling
+    result = mmr("ask", "--batch", "-", "--concurrency", "4", "--processes", "2", "--tier", "simple",
+                 "--config", str(config), input=jsonl(*[{"prompt": f"row {i}"} for i in range(16)]))
+    assert result.returncode == 0, result.stderr
+    calls = server.calls("claude-small")
+    told = next(c["time"] for c in calls if c["prompt"] == "row 6")
+    # Calls started before the pause was passed on may still arrive just after it; then none
+    # from either worker until the retry-after is over.
+    assert not [c for c in calls if told + 0.15 < c["time"] < told + 1.3]
+    assert len(calls) == 17
+
+
+def test_a_user_module_in_the_working_directory_is_not_imported_by_workers(server, config_path, db_path, tmp_path):
+    (tmp_path / "queue.py").write_text("open('imported', 'w').close()\nraise SystemExit(3)\n")
+    mmr_script = Path(sys.executable).parent / "mmr"  # as users run it: `python -m` would put the directory first
+    result = subprocess.run([str(mmr_script), "ask", "--batch", "-", "--concurrency", "2", "--processes", "2",
+                             "--tier", "simple", "--config", str(config_path), "--db", str(db_path)],
+                            input=jsonl({"prompt": "a"}, {"prompt": "b"}).encode(), capture_output=True, cwd=tmp_path,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "imported").exists()
+
+
+def test_a_config_read_from_a_pipe_reaches_the_workers(server, config_path, db_path):
+    script = (f'"{sys.executable}" -m router_cli ask --batch - --concurrency 2 --processes 2 --tier simple '
+              f'--config <(cat "{config_path}") --db "{db_path}"')
+    result = subprocess.run(["bash", "-c", script], input=jsonl({"prompt": "a"}, {"prompt": "b"}).encode(),
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert [r["text"] for r in out_rows(result)] == [reply_text("a"), reply_text("b")]
+
+
+def test_ctrl_c_ends_a_batch_whose_stdin_stays_open(server, config_path, db_path):
+    proc = subprocess.Popen([sys.executable, "-m", "router_cli", "ask", "--batch", "-", "--tier", "simple",
+                             "--config", str(config_path), "--db", str(db_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(jsonl({"prompt": "first"}).encode())
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["text"] == reply_text("first")  # stdin is still open
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == EXIT_INTERRUPTED
+    proc.stdin.close()
+
+
+def test_a_worker_speaking_nonsense_ends_the_batch_instead_of_hanging_it(tmp_path):
+    import threading
+
+    from router_cli.batch import run_batch
+    from router_cli.batch_pool import WorkerPool
+
+    fake = "import sys; sys.stdin.readline(); print('1'); print('loading...'); sys.stdout.flush(); sys.stdin.read()"
+    pool = WorkerPool({}, 2, 2, command=[sys.executable, "-c", fake])
+    written: list[dict] = []
+    done: list = []
+    lines = [json.dumps({"prompt": f"p{i}"}).encode() for i in range(3)]
+    runner = threading.Thread(target=lambda: done.append(run_batch(lines, None, written.append, tiers=TIERS,
+                                                                   concurrency=2, pool=pool)))
+    runner.start()
+    runner.join(timeout=30)
+    assert done, "the batch hung"
+    summary = done[0]
+    assert summary.fatal is not None and "stopped unexpectedly" in summary.fatal.message
+    assert written == [] and summary.not_started == 3  # no worker ever said it was ready: nothing was called
+
+
 def test_worker_notes_reach_stderr_with_verbose(server, mmr):
     server.script("claude-small", error(500))
     result = mmr("ask", "--batch", "-", "--concurrency", "2", "--processes", "2", "--tier", "simple", "-v",
@@ -478,8 +549,18 @@ def test_processes_by_default_one_per_16_concurrent_rows_from_32_up_to_the_cpus_
 
 def test_errors_cross_the_pipe_with_their_class_and_exit_code():
     from router_cli.batch import Outcome
-    from router_cli.batch_pool import decode_error, decode_outcome, encode_error, encode_outcome
-    from router_cli.errors import AllAttemptsFailed, LedgerError, MissingKeyError, MmrError
+    from router_cli.batch_pool import (
+        decode_error,
+        decode_outcome,
+        encode_error,
+        encode_outcome,
+    )
+    from router_cli.errors import (
+        AllAttemptsFailed,
+        LedgerError,
+        MissingKeyError,
+        MmrError,
+    )
 
     for sent in (LedgerError("disk full"), MissingKeyError("set TEST_KEY"), AllAttemptsFailed("no", exit_code=6)):
         back = decode_error(json.loads(json.dumps(encode_error(sent))))
