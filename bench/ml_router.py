@@ -35,13 +35,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--target-quality", type=float, default=0.95)
+    parser.add_argument("--data", choices=["routerbench", "routellm"], action="append",
+                        help="one data set only (repeatable; default: both)")
     args = parser.parse_args()
     config = load_config(ROOT / "tiers.example.yaml")
     tiers = config.tier_names
     premium = config.baseline_tier
     rules = RulesClassifier(config)
     lines = []
-    for name in ("routerbench", "routellm"):
+    for name in args.data or ("routerbench", "routellm"):
         rows, _ = read_labelled(DATA / f"{name}.train.jsonl", tiers)
         results: dict[str, list] = {"ml": [Decimal(0), 0.0, []], "rules": [Decimal(0), 0.0, []]}
         premium_q, premium_c = 0.0, Decimal(0)

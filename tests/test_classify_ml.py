@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from decimal import Decimal
 import subprocess
@@ -62,6 +63,26 @@ def test_pure_python_predictions_equal_scikit_learns():
         for j, tier in enumerate(TIERS):
             assert quality[tier] == pytest.approx(q_row[j], abs=1e-4)  # weights are stored to 6 decimals
             assert cost[tier] == pytest.approx(c_row[j], rel=1e-3)
+
+
+def test_request_features_describe_the_last_paragraph():
+    from router_cli.classify.ml import N_SHAPE, request_features, shape_features
+
+    examples = "Which number is even?\nA) 3\nB) 4\nAnswer: B\n\n" * 5
+    question = "Which gas do plants take in?\nA) oxygen\nB) carbon dioxide\nC) nitrogen\nD) helium"
+    features = request_features(examples + question)
+    # The examples before the request change the whole-prompt shape, not the request's.
+    assert features == request_features("Some context.\n\n" + question)
+    assert shape_features(examples + question)[:5] != shape_features("Some context.\n\n" + question)[:5]
+    assert len(shape_features(question)) == N_SHAPE
+    # A prompt of one paragraph is described by the whole-prompt features alone.
+    assert request_features(question) == [0.0] * 10
+    assert features[5] == pytest.approx(math.log1p(4) / 2.0)  # four answer options
+    assert features[6] == pytest.approx(math.log1p((9 + 17 + 11 + 9) / 4) / 5.0)  # their mean length
+    assert features[7] == pytest.approx(math.log1p(len("Which gas do plants take in?")) / 7.0)
+    assert features[9] == 1.0  # it asks a question
+    assert request_features("Context.\n\nWrite a haiku about rain")[5:7] == [0.0, 0.0]  # no options
+    assert request_features("") == [0.0] * 10
 
 
 def test_training_record_and_routing(model_data, tmp_path):

@@ -3,7 +3,11 @@
 Training (``mmr train``, needs the ``ml`` extra: scikit-learn) fits, for every
 tier, a logistic regression for "this tier's answer is good enough" and a
 ridge regression for the log of its cost, on TF-IDF word 1-2-grams plus a
-few shape features (length, lines, code-like characters, digits, words). The
+few shape features of the whole prompt (length, lines, code-like characters,
+digits, words) and, when examples or context come before it, of the request
+itself, the text after the last blank line (its length and lines, how long its
+lines and words are, how many answer options it lists and how long they are,
+the length of the question, digits, a question mark). The
 quality target comes from ``outcomes`` (>= 0.5) when rows have them, else from the label
 (every tier at or above the label is good enough); the cost target from the
 row's ``costs``, else from the config's prices at a token estimate.
@@ -30,6 +34,7 @@ import json
 import math
 import operator
 import re
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,13 +45,14 @@ from ..evaluate import row_costs
 from .base import Decision
 
 FORMAT = "mmr-ml-router"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.json"
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
 _CODE_CHARS = "{}()[];=<>_`$#\\/|"
+_OPTION = re.compile(r"\s*(?:[A-Ha-h]|[1-8])[).:]\s")  # "A) ...", "b. ...", "3: ..."
 # Word 1-2-grams: character n-grams scored no better in cross-validation and cost 10x the time per prompt.
 VECTORIZER = {"analyzer": "word", "ngram": [1, 2]}
-N_SHAPE = 5
+N_SHAPE = 15
 # No weight, idf or intercept of a model we train comes near this; a file that has one was not made by mmr train.
 _LIMIT = 1e6
 # lambda is quality per USD: with calls costing a millionth of a dollar it is legitimately large.
@@ -55,7 +61,8 @@ _COST_SCALE = 1e6  # cost models predict log1p(USD * 1e6): micro-dollars, and fr
 
 
 def shape_features(text: str) -> list[float]:
-    """Length, line count, share of code-like characters and of digits, word count; about [0, 1]."""
+    """Length, line count, share of code-like characters and of digits, word count; then
+    :func:`request_features`; each about [0, 1]."""
     n = len(text)
     return [
         math.log1p(n) / 8.0,
@@ -63,6 +70,42 @@ def shape_features(text: str) -> list[float]:
         min(1.0, 10.0 * sum(map(text.count, _CODE_CHARS)) / n) if n else 0.0,
         min(1.0, 5.0 * sum(map(text.count, "0123456789")) / n) if n else 0.0,
         math.log1p(len(text.split())) / 7.0,
+    ] + request_features(text)
+
+
+N_REQUEST = 10
+
+
+def request_features(text: str) -> list[float]:
+    """Shape of the request when examples or context come before it (the text after the last
+    blank line): length, lines, mean and median line length, mean word length, number of answer
+    options and their mean length, length of the question (its first line that is not an option),
+    share of digits, a question mark; each about [0, 1]. All zero for a prompt of one paragraph,
+    which the whole-prompt features already describe.
+
+    Few-shot prompts repeat the same examples before every question, so whole-prompt features
+    barely vary within a task; these do.
+    """
+    _, blank, request = text.strip().rpartition("\n\n")
+    if not blank:
+        return [0.0] * N_REQUEST
+    lines = [line for line in request.split("\n") if line.strip()]
+    lengths = [len(line) for line in lines]
+    words = request.split()
+    options = [length for line, length in zip(lines, lengths) if _OPTION.match(line)]
+    question = next((length for line, length in zip(lines, lengths) if not _OPTION.match(line)), 0)
+    n = len(request)
+    return [
+        math.log1p(n) / 8.0,
+        math.log1p(len(lines)) / 4.0,
+        math.log1p(statistics.fmean(lengths)) / 6.0 if lines else 0.0,
+        math.log1p(statistics.median(lengths)) / 6.0 if lines else 0.0,
+        statistics.fmean(map(len, words)) / 10.0 if words else 0.0,
+        math.log1p(len(options)) / 2.0,
+        math.log1p(statistics.fmean(options)) / 5.0 if options else 0.0,
+        math.log1p(question) / 7.0,
+        min(1.0, 5.0 * sum(map(request.count, "0123456789")) / n) if n else 0.0,
+        1.0 if "?" in request else 0.0,
     ]
 
 
