@@ -5,7 +5,7 @@ spends 1.5-2.5 ms of CPU in the SDK, its HTTP client and the ledger, all under
 one GIL. A fast local server at high concurrency needs more. With
 ``--processes N`` (by default one per 16 concurrent rows from 32 on, up to the
 CPU count and at most 4), the ``mmr`` process reads, orders and writes the rows and N
-worker processes (``python -m router_cli.batch_pool``) answer them, each with
+worker processes (:func:`main`, started by :class:`WorkerPool`) answer them, each with
 its share of ``--concurrency`` as threads. Below 32 concurrent rows a second
 process costs more than it gives: each imports its own SDK (about a second of
 CPU for Anthropic's) and every row crosses two pipes. The workers start first,
@@ -104,8 +104,8 @@ def _line(message: dict) -> bytes:
 
 
 class _Worker:
-    def __init__(self, index: int, proc: subprocess.Popen, threads: int):
-        self.index, self.proc, self.threads = index, proc, threads
+    def __init__(self, proc: subprocess.Popen, threads: int):
+        self.proc, self.threads = proc, threads
         self.in_flight: dict[int, Row] = {}
         self.alive = True
         self.input_closed = False  # no more rows for it: from here on, exiting is what it should do
@@ -149,10 +149,10 @@ class WorkerPool:
         self.changed = threading.Condition()
         self._threads: list[threading.Thread] = []
         try:
-            for i, threads in enumerate(shares(concurrency, processes)):
+            for threads in shares(concurrency, processes):
                 proc = subprocess.Popen(command or [sys.executable, "-c", _WORKER_MAIN], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, start_new_session=True)
-                worker = _Worker(i, proc, threads)
+                worker = _Worker(proc, threads)
                 self.workers.append(worker)
                 worker.send({**spec, "threads": threads})
         except OSError as e:
@@ -387,7 +387,3 @@ def main() -> None:
     from .process import exit_now
 
     exit_now(code)
-
-
-if __name__ == "__main__":
-    main()
