@@ -58,10 +58,8 @@ class Breakers:
 
         ``lease``: how long a probe may take before another process may probe instead.
         """
-        if not self.config.enabled:
-            return ALLOWED
-        row = self._read(provider, model)
-        if row is None or row["state"] == "closed":
+        row = self._tripped(provider, model)
+        if row is None:
             return ALLOWED
         now = self.clock()
         if (row["open_until"] or 0) > now + self.max_open or (row["probe_until"] or 0) > now + lease:
@@ -130,12 +128,17 @@ class Breakers:
         )
         return state
 
+    def _tripped(self, provider: str, model: str):
+        """The circuit's row when breakers are on and it is not closed; else None."""
+        if not self.config.enabled:
+            return None
+        row = self._read(provider, model)
+        return None if row is None or row["state"] == "closed" else row
+
     def is_open(self, provider: str, model: str) -> bool:
         """Would a call be skipped now? A read only: no probe lease is taken."""
-        if not self.config.enabled:
-            return False
-        row = self._read(provider, model)
-        if row is None or row["state"] == "closed":
+        row = self._tripped(provider, model)
+        if row is None:
             return False
         now = self.clock()
         return self._blocked(row, now, lease=self.max_open) is not None
