@@ -51,7 +51,7 @@ def interleaved(cases: list[tuple[str, list[str]]], runs: int, env: dict) -> lis
 
 def ledger_writes(path: Path, n: int) -> list[float]:
     from router_cli.ledger import Ledger
-    from router_cli.router import new_id
+    from router_cli.ids import new_id
 
     times = []
     with Ledger(path) as ledger:

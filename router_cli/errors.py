@@ -7,6 +7,8 @@ traceback only when ``MMR_DEBUG=1``).
 
 from __future__ import annotations
 
+import re
+
 # Exit codes, documented in the README. 2 is Click's own code for usage errors.
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -74,3 +76,14 @@ class BudgetExceeded(MmrError):
     """A budget or ``--max-cost`` refuses the request: its worst-case cost would cross the limit."""
 
     exit_code = EXIT_BUDGET
+
+
+_KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove an API key (and anything key-shaped) from a message."""
+    if secret:
+        for form in {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
+            text = text.replace(form, "[redacted]")
+    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-[redacted]", text)

@@ -61,7 +61,7 @@ def record(ledger, ident: str, verdict: str, *, should_be: str | None = None, no
            user: str | None = None, tiers: list[str] | None = None, allow_unstored: bool = False) -> Feedback:
     """Store one verdict on an answer. ``tiers`` (cheapest first) checks ``should_be`` and tells
     whether it is above the tier that answered."""
-    from .router import new_id
+    from .ids import new_id
 
     if verdict not in VERDICTS:
         raise UsageError(f"the verdict must be good or bad, got {verdict!r}")

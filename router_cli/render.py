@@ -10,7 +10,7 @@ import sys
 from decimal import Decimal
 
 from .pricing import format_usd
-from .providers.base import redact
+from .errors import redact
 
 
 def stderr_is_terminal() -> bool:

@@ -34,6 +34,7 @@ from .config import Config, ModelSpec, ProviderSpec, Tier
 from .errors import (
     EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, LedgerError, MissingKeyError, MmrError, UsageError,
 )
+from .ids import new_id
 from .pauses import ProviderPauses
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
 
@@ -157,25 +158,6 @@ class Estimate:
             "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
             "missing_key": self.missing_key, "policy": self.policy,
         }
-
-
-_last_id = 0
-_id_lock = threading.Lock()
-
-
-def new_id() -> str:
-    """A sortable unique id: 48-bit millisecond time + 80 random bits, Crockford base32.
-
-    Monotonic within a process, so the attempts of one request sort in order.
-    """
-    global _last_id
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    with _id_lock:
-        value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-        if value <= _last_id:
-            value = _last_id + 1
-        _last_id = value
-    return "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 class RequestLog:

@@ -22,16 +22,15 @@ auth       no         no (fail)    401: the key is wrong
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import ModelSpec, ProviderSpec
+from ..errors import redact
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"})
 MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "load_error"}
-_KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
 
 
 @dataclass(frozen=True)
@@ -135,14 +134,6 @@ def parse_retry_after(headers) -> float | None:
         if seconds >= 0:
             return seconds
     return None
-
-
-def redact(text: str, secret: str | None) -> str:
-    """Remove an API key (and anything key-shaped) from a message."""
-    if secret:
-        for form in {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
-            text = text.replace(form, "[redacted]")
-    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-[redacted]", text)
 
 
 def elapsed_ms(start: float) -> float:
