@@ -1,0 +1,108 @@
+"""One request's options, validated once: the same object for ``ask``, ``cascade``,
+a ``--batch`` row and the message a batch worker process receives.
+
+    from router_cli.engine.options import RequestOptions
+    options = RequestOptions(max_tokens=200, max_cost=Decimal("0.01"))
+    options.with_row(system=None, tier="complex", max_tokens=None, user="ana")
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from decimal import Decimal, InvalidOperation
+
+from ..errors import UsageError
+from ..quality import GATES
+
+
+def parse_max_cost(value: str | Decimal | None) -> Decimal | None:
+    """``--max-cost`` (``0.05`` or ``$0.05``) as an exact Decimal; None stays None."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    try:
+        amount = Decimal(value.strip().lstrip("$"))
+    except InvalidOperation:
+        raise UsageError(f"--max-cost: expected an amount in USD such as 0.05, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise UsageError(f"--max-cost must be an amount of 0 USD or more, got {value!r}")
+    return amount
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What a caller may ask of one request, checked where it is defined.
+
+    ``tier`` skips classification for ``ask``; for ``cascade`` it is where the
+    cascade starts (``--start-tier``). Tier and classifier names are checked
+    against the config by the engine, which knows it.
+    """
+
+    system: str | None = None
+    tier: str | None = None
+    classifier: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    max_cost: Decimal | None = None
+    user: str | None = None
+    team: str | None = None
+    use_cache: bool = True
+    refresh: bool = False
+    # cascade only
+    max_tier: str | None = None
+    from_classifier: bool = False
+    threshold: float | None = None
+    gate: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            raise UsageError(f"--temperature must be between 0 and 2, got {self.temperature}")
+        if not isinstance(self.max_cost, (Decimal, type(None))):
+            object.__setattr__(self, "max_cost", parse_max_cost(self.max_cost))
+        if self.max_cost is not None and (not self.max_cost.is_finite() or self.max_cost < 0):
+            raise UsageError(f"--max-cost must be 0 or more, got {self.max_cost}")
+        if not self.use_cache and self.refresh:
+            raise UsageError("--no-cache and --refresh contradict each other: give one")
+        if self.tier is not None and self.from_classifier:
+            raise UsageError("--start-tier and --from-classifier both choose where to start; give one")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold:g}")
+        if self.gate is not None and self.gate not in GATES:
+            raise UsageError(f"--gate: unknown gate {self.gate!r}; valid gates: {', '.join(GATES)}")
+        for name in ("system", "user", "team"):
+            _check_text(getattr(self, name), f"--{name}")
+
+    def with_row(self, *, system: str | None, tier: str | None, max_tokens: int | None, user: str | None) -> "RequestOptions":
+        """A batch row's own fields win over these defaults (a row's tier starts a cascade there)."""
+        return replace(
+            self,
+            system=system if system is not None else self.system,
+            tier=tier or self.tier,
+            from_classifier=self.from_classifier and tier is None,
+            max_tokens=max_tokens or self.max_tokens,
+            user=user or self.user,
+        )
+
+    def to_json(self) -> dict:
+        """JSON-ready (money as a decimal string): how a batch worker process receives them."""
+        out = asdict(self)
+        out["max_cost"] = None if self.max_cost is None else str(self.max_cost)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RequestOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown request options: {', '.join(unknown)}")
+        return cls(**{**data, "max_cost": parse_max_cost(data.get("max_cost"))})
+
+
+def _check_text(text: str | None, what: str) -> None:
+    """Arguments that are not valid UTF-8 reach Python as lone surrogates; refuse them here."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{what} is not valid UTF-8 text") from None
