@@ -56,6 +56,7 @@ def plan(router: Router, prompt: str, *, start_tier: str | None = None, max_tier
 def cascade(
     router: Router,
     prompt: str,
+    options=None,
     *,
     system: str | None = None,
     start_tier: str | None = None,
@@ -75,6 +76,9 @@ def cascade(
     Budgets and ``max_cost`` stop the escalation at the first tier they cannot
     cover; the best answer so far is then returned as best effort.
     """
+    if options is not None:
+        return cascade(router, prompt, **_cascade_fields(options), user=options.user, team=options.team,
+                       temperature=options.temperature, max_cost=options.max_cost)
     settings = router.config.cascade
     gate = _check(gate or settings.gate, threshold, max_tokens)
     if not prompt.strip():
@@ -178,10 +182,12 @@ class CascadeEstimate:
         }
 
 
-def estimate(router: Router, prompt: str, *, system: str | None = None, start_tier: str | None = None,
+def estimate(router: Router, prompt: str, options=None, *, system: str | None = None, start_tier: str | None = None,
              max_tier: str | None = None, from_classifier: bool = False, classifier: str | None = None,
              threshold: float | None = None, gate: str | None = None, max_tokens: int | None = None) -> CascadeEstimate:
     """The cascade's plan: the first call's estimate, and the worst case if every tier escalates."""
+    if options is not None:
+        return estimate(router, prompt, **_cascade_fields(options))
     settings = router.config.cascade
     gate = _check(gate or settings.gate, threshold, max_tokens)
     decision, tiers = plan(router, prompt, start_tier=start_tier, max_tier=max_tier,
@@ -209,3 +215,10 @@ def _check(gate: str, threshold: float | None, max_tokens: int | None) -> str:
     if max_tokens is not None and max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {max_tokens}")
     return gate
+
+
+def _cascade_fields(options) -> dict:
+    """A RequestOptions as this module's keywords (``tier`` is where the cascade starts)."""
+    return {"system": options.system, "start_tier": options.tier, "max_tier": options.max_tier,
+            "from_classifier": options.from_classifier, "classifier": options.classifier,
+            "threshold": options.threshold, "gate": options.gate, "max_tokens": options.max_tokens}

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from .classify import Decision, get_classifier
 from .config import Config, ModelSpec, ProviderSpec, Tier
@@ -37,6 +37,9 @@ from .errors import (
 from .ids import new_id
 from .pauses import ProviderPauses
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
+
+if TYPE_CHECKING:
+    from .engine.options import RequestOptions
 
 Note = Callable[[str], None]
 
@@ -301,12 +304,15 @@ class Router:
             return None
         return self.env.get(spec.api_key_env) or None
 
-    def estimate(self, prompt: str, *, system: str | None = None, tier: str | None = None,
+    def estimate(self, prompt: str, options: "RequestOptions | None" = None, *, system: str | None = None, tier: str | None = None,
                  classifier: str | None = None, max_tokens: int | None = None, user: str | None = None,
                  max_cost: Decimal | None = None) -> Estimate:
         """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone;
         under ``user``'s experiment variants when there are experiments. ``max_cost`` downgrades
         as :meth:`ask` would (budgets need the ledger, so a dry run does not check them)."""
+        if options is not None:
+            return self.estimate(prompt, system=options.system, tier=options.tier, classifier=options.classifier,
+                                 max_tokens=options.max_tokens, user=options.user, max_cost=options.max_cost)
         if user is not None and self.config.experiments and self.variant is None:
             return self.for_request(user)[0].estimate(prompt, system=system, tier=tier, classifier=classifier,
                                                       max_tokens=max_tokens, max_cost=max_cost)
@@ -334,6 +340,7 @@ class Router:
     def ask(
         self,
         prompt: str,
+        options: "RequestOptions | None" = None,
         *,
         system: str | None = None,
         tier: str | None = None,
@@ -363,6 +370,8 @@ class Router:
         enabled an exact repeat is answered from it (``use_cache`` False
         bypasses it; ``refresh`` asks again and replaces the entry).
         """
+        if options is not None:
+            return self.ask(prompt, on_text=on_text, on_restart=on_restart, command=command, **_ask_fields(options))
         if not prompt.strip():
             raise UsageError("the prompt is empty")
         if max_tokens is not None and max_tokens < 1:
@@ -852,6 +861,12 @@ def _stored(text: str | None, store) -> str | None:
     if store.store == "preview" and len(text) > store.preview_chars:
         return text[: store.preview_chars] + "…"
     return text
+
+
+def _ask_fields(options) -> dict:
+    return {"system": options.system, "tier": options.tier, "classifier": options.classifier,
+            "max_tokens": options.max_tokens, "temperature": options.temperature, "user": options.user,
+            "team": options.team, "max_cost": options.max_cost, "use_cache": options.use_cache, "refresh": options.refresh}
 
 
 __all__ = ["Answer", "Attempt", "Estimate", "Router", "new_id"]
