@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from router_cli.cascade import cascade  # noqa: E402
+from router_cli import cascade  # noqa: E402
 from router_cli.config import parse_config  # noqa: E402
-from router_cli.router import Router  # noqa: E402
+from router_cli import Router  # noqa: E402
 from tests.conftest import TEST_CONFIG  # noqa: E402
 from tests.provider_server import ProviderServer, reply  # noqa: E402
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from router_cli.config import load_config  # noqa: E402
-from router_cli.router import Router  # noqa: E402
+from router_cli import Router  # noqa: E402
 from tests.conftest import TEST_CONFIG  # noqa: E402
 from tests.provider_server import ProviderServer, hang  # noqa: E402
 

@@ -15,7 +15,7 @@ row's ``id`` first, or ``{"id", "error": {kind, message, exit_code, line}}``
 failed.
 
 How it runs: a reader thread parses rows and hands them to the worker
-threads, which share one :class:`~router_cli.router.Router` (routing,
+threads, which share one :class:`~router_cli.engine.router.Router` (routing,
 fallback, retries, provider pauses and the ledger behave exactly as in single
 ``ask``). The calling thread writes results in input order. A row may start
 only when it is within ``window`` rows of the oldest row not yet written, so
@@ -274,7 +274,7 @@ def cascader(router, *, system: str | None = None, start_tier: str | None = None
 
     The options are checked here, once (as a dry run checks them), rather than failing every row.
     """
-    from .cascade import cascade, estimate
+    from .engine.cascade import cascade, estimate
 
     if start_tier is not None and from_classifier:
         raise UsageError("--start-tier and --from-classifier both choose where to start; give one")

@@ -305,7 +305,7 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
 
     from .batch import make_call, run_row
     from .config import parse_config
-    from .router import Router
+    from .engine.router import Router
 
     out_lock = threading.Lock()
     gone = threading.Event()  # the batch process went away: finish the calls, record them, stop talking

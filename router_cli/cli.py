@@ -107,7 +107,7 @@ def _prepare(config: str | None, db: str | None, prompt: str | None, system: str
              temperature: float | None, verbose: bool, dry_run: bool = False, ml_model: str | None = None):
     """Check the shared options, load the config and the prompt, make the router."""
     from .ledger import resolve_db_path
-    from .router import Router
+    from .engine.router import Router
 
     if temperature is not None and not 0 <= temperature <= 2:
         raise UsageError(f"--temperature must be between 0 and 2, got {temperature}")
@@ -168,7 +168,7 @@ def _batch(source: str, kind: str, options: dict, *, prompt: str | None, config:
 def _run_batch(source: str, cfg, kind: str, options: dict, pool, *, db_path: str, verbose: bool, concurrency: int,
                strict: bool, resume: str | None) -> None:
     from . import batch
-    from .router import Router
+    from .engine.router import Router
 
     router = Router(cfg, db_path, on_note=render.note if verbose else None)
     call = batch.make_call(router, kind, options)  # checks the options once, not on every row
@@ -319,7 +319,7 @@ def cascade_command(
 
     Many prompts: mmr cascade --batch prompts.jsonl > answers.jsonl (a row's tier is where it starts)
     """
-    from .cascade import cascade, estimate
+    from .engine.cascade import cascade, estimate
 
     cost_cap = _max_cost(max_cost)
     if batch is not None:

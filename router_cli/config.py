@@ -600,7 +600,7 @@ class _Validator:
         )
 
     def cascade(self, value: Any, tiers: list[str]) -> CascadeConfig:
-        from .quality import GATES
+        from .engine.gates import GATES
 
         section = self.mapping(value, "cascade", {"gate", "threshold", "thresholds", "judge_tier", "judge_max_tokens", "on_judge_error"})
         d = CascadeConfig()

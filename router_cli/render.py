@@ -49,7 +49,7 @@ def _json(obj: dict) -> None:
 
 
 def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> None:
-    """Print an :class:`~router_cli.router.Answer`, and the routing note when wanted."""
+    """Print an :class:`~router_cli.engine.types.Answer`, and the routing note when wanted."""
     if json_output:
         _json(answer.to_json())
     elif streamed:

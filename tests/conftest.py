@@ -103,7 +103,7 @@ def db_path(tmp_path) -> Path:
 
 @pytest.fixture
 def router(config, db_path):
-    from router_cli.router import Router
+    from router_cli import Router
 
     sleeps: list[float] = []
     r = Router(config, db_path, sleep=sleeps.append)

@@ -12,7 +12,7 @@ import pytest
 from router_cli.breakers import Breakers
 from router_cli.config import BreakerConfig, load_config
 from router_cli.ledger import Ledger
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import ROOT, ledger_rows, write_config
 from tests.provider_server import error, reply
 

@@ -9,7 +9,7 @@ import pytest
 
 from router_cli.config import load_config
 from router_cli.errors import EXIT_BUDGET, AllAttemptsFailed, BudgetExceeded
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import reply
 
@@ -107,7 +107,7 @@ def test_max_cost_on_the_command_line(server, mmr, db_path):
 
 
 def test_cascade_stops_escalating_at_the_budget(server, tmp_path, db_path):
-    from router_cli.cascade import cascade
+    from router_cli import cascade
 
     router = Router(load_config(write_config(tmp_path / "c.yaml", server.url)), db_path)
     server.script("claude-small", reply("no"))  # fails the heuristic gate for this question

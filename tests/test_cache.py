@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from router_cli.config import load_config
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import error, reply
 

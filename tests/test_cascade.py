@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from router_cli.cascade import cascade
+from router_cli import cascade
 from router_cli.config import load_config
 from router_cli.errors import EXIT_PROVIDER, EXIT_USAGE, AllAttemptsFailed, UsageError
 from router_cli.pricing import cost_usd
-from router_cli.quality import heuristic_gate, parse_judge_score
-from router_cli.router import Router
+from router_cli.engine.gates import heuristic_gate, parse_judge_score
+from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import error, reply
 

@@ -9,7 +9,7 @@ import pytest
 from router_cli.classify import get_classifier
 from router_cli.config import load_config
 from router_cli.errors import ConfigError
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import write_config
 from tests.provider_server import embeddings, error
 

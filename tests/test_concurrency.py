@@ -19,7 +19,7 @@ def test_eight_processes_hammering_one_ledger_lose_no_rows(server, tmp_path, db_
     script = textwrap.dedent(f"""
         import sys
         from router_cli.config import load_config
-        from router_cli.router import Router
+        from router_cli import Router
         worker = sys.argv[1]
         with Router(load_config({str(config)!r}), {str(db_path)!r}, sleep=lambda s: None) as router:
             for i in range(10):

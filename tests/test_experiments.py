@@ -9,13 +9,13 @@ from decimal import Decimal
 
 import pytest
 
-from router_cli.cascade import cascade
+from router_cli import cascade
 from router_cli.config import load_config, parse_config
 from router_cli.costs import cost_report
 from router_cli.errors import ConfigError
 from router_cli.experiments import apply, assign, bucket, pick
 from router_cli.ledger import Ledger
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import TEST_CONFIG, ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply

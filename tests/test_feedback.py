@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from router_cli.cascade import cascade
+from router_cli import cascade
 from router_cli.config import load_config
 from router_cli.costs import cost_report
 from router_cli.errors import EXIT_USAGE, UsageError
 from router_cli.feedback import record
 from router_cli.ledger import Ledger
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply

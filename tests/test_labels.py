@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from router_cli.cascade import cascade
+from router_cli import cascade
 from router_cli.config import load_config
 from router_cli.errors import AllAttemptsFailed
 from router_cli.evaluate import read_labelled
@@ -21,7 +21,7 @@ from router_cli.labels import (
     ledger_labels,
 )
 from router_cli.ledger import Ledger
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply

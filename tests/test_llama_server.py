@@ -7,7 +7,7 @@ import pytest
 
 from router_cli.config import load_config
 from router_cli.providers import ChatRequest, ProviderError, get_provider
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import ledger_rows
 from tests.local_model import LlamaServer, need, need_server
 

@@ -14,7 +14,7 @@ from router_cli.config import load_config, parse_config
 from router_cli.pricing import decimal_str
 from router_cli.providers import ChatRequest, ProviderError, get_provider
 from router_cli.providers.local import default_model_path, load_model
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import KEYS, ROOT, ledger_rows
 from tests.local_model import need, need_model
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from router_cli.errors import EXIT_PROVIDER, EXIT_REQUEST_REJECTED, AllAttemptsFailed, MissingKeyError, UsageError
-from router_cli.router import Router
+from router_cli import Router
 from tests.conftest import ledger_rows
 from tests.provider_server import count_tokens, drop, error, hang, reply
 

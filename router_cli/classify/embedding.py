@@ -40,7 +40,7 @@ class EmbeddingClassifier:
 
     def __init__(self, config: Config, router=None):
         from ..evaluate import read_labelled
-        from ..router import Router
+        from ..engine.router import Router
 
         settings = config.embedding
         if settings is None:

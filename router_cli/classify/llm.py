@@ -36,7 +36,7 @@ class LLMClassifier:
     name = "llm"
 
     def __init__(self, config: Config, router=None):
-        from ..router import Router
+        from ..engine.router import Router
 
         self.config = config
         self.tiers = config.tier_names

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 
 from ..errors import UsageError
-from ..quality import GATES
+from .gates import GATES
 
 
 def parse_max_cost(value: str | Decimal | None) -> Decimal | None:
@@ -106,3 +106,10 @@ def _check_text(text: str | None, what: str) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"{what} is not valid UTF-8 text") from None
+
+
+def resolve(options: RequestOptions | None, fields: dict) -> RequestOptions:
+    """``options``, or one built from keyword fields (``ask("...", tier="simple")``); not both."""
+    if options is not None and fields:
+        raise TypeError(f"give a RequestOptions or keywords, not both (got {', '.join(sorted(fields))})")
+    return options if options is not None else RequestOptions(**fields)

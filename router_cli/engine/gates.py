@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .request import Request
+    from .router import Router
+    from .types import Attempt
 
 GATES = ("heuristic", "judge", "both")
 
@@ -81,3 +87,42 @@ def parse_judge_score(text: str | None) -> float | None:
             return None
         value /= scale
     return value if 0 <= value <= 1 else None
+
+
+def judge_answer(router: "Router", request: "Request", gate: str, limit: float, answer: "Attempt") -> GateResult:
+    """``answer``'s verdict under ``gate``: the free heuristic, the judge tier's score, or both.
+
+    The judge's own call is one of the request's attempts (role ``judge``). A judge
+    that fails never costs the answer: the heuristic stands in, or with
+    ``cascade.on_judge_error: fail`` the gate counts as failed.
+    """
+    from ..errors import MmrError
+    from .attempts import Call
+
+    prompt = request.prompt
+    heuristic = heuristic_gate(prompt, answer.text or "", answer.stop_reason)
+    if gate == "heuristic" or (gate == "both" and heuristic.score < limit):
+        return heuristic  # a failed free check needs no paid judge
+    settings = request.config.cascade
+    judge_tier = request.config.tier(settings.judge_tier or request.config.tier_names[0])
+    call = Call(judge_prompt(prompt, answer.text or ""), JUDGE_SYSTEM, settings.judge_max_tokens, 0.0, role="judge")
+    try:
+        failure, _ = router.runner.run(request.attempts, [(judge_tier, m) for m in router.models_of(judge_tier, request.request_id)],
+                                       call, request)
+    except MmrError as e:  # e.g. a malformed key for the judge's provider: the answer must survive it
+        failure = e
+    verdict = request.attempts[-1]
+    if failure is None and verdict.stop_reason in ("max_tokens", "length") and not (verdict.text or "").strip():
+        failure = MmrError("the judge ran out of tokens before answering")
+    if failure is not None:
+        if settings.on_judge_error == "fail":
+            router.on_note(f"the judge failed ({failure}); counting the gate as failed")
+            return GateResult(0.0, "judge failed; gate counted as failed (cascade.on_judge_error: fail)")
+        router.on_note(f"the judge failed ({failure}); using the heuristic gate")
+        return GateResult(heuristic.score, f"judge failed; heuristic gate used: {heuristic.reason}")
+    score = parse_judge_score(verdict.text)
+    if score is None:
+        verdict.gate_reason = "unparseable"
+        return GateResult(0.0, f"judge answer not understood: {(verdict.text or '')[:40]!r}")
+    verdict.quality = score
+    return GateResult(score, f"judge scored {score:g}")

@@ -1,0 +1,152 @@
+"""May this model be called now? The one place that asks, in order: the key, the
+provider's retry-after pause, the request's budgets, and the circuit breaker.
+
+A refusal is a ``skipped`` attempt with its reason (``no_key``, ``paused``,
+``budget``, ``circuit_open``), appended to the request's attempts so that the
+ledger and the error message both say why a model was passed over.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from ..config import Config, ModelSpec, ProviderSpec, Tier
+from ..errors import LedgerError, MissingKeyError
+from ..pauses import ProviderPauses
+from ..pricing import cost_usd, decimal_str, estimate_tokens
+from .types import Attempt
+
+if TYPE_CHECKING:
+    from .request import Request
+
+Chain = list[tuple[Tier, ModelSpec]]
+
+
+def worst_case(model: ModelSpec, prompt: str, system: str | None, max_tokens: int | None) -> Decimal:
+    """The most one call can cost: the prompt's estimated tokens plus every allowed output token."""
+    return cost_usd(model.price, estimate_tokens(f"{system or ''}\n{prompt}"), max_tokens or model.max_tokens)
+
+
+class Admitter:
+    """Admission for every model a router calls; shared by the threads of a batch.
+
+    ``board`` returns the circuit breakers (None without a ledger).
+    """
+
+    def __init__(self, config: Config, env: Mapping[str, str], pauses: ProviderPauses,
+                 board: Callable[[], object | None], on_note: Callable[[str], None]):
+        self.config, self.env, self.pauses, self.board, self.on_note = config, env, pauses, board, on_note
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        """The provider's key from the environment, or None (also when it needs none)."""
+        if spec.api_key_env is None:
+            return None
+        return self.env.get(spec.api_key_env) or None
+
+    def key_problem(self, model: ModelSpec) -> str | None:
+        """The name of the unset variable that ``model``'s provider needs, else None."""
+        spec = self.config.providers[model.provider]
+        if spec.api_key_env and not self.api_key(spec):
+            return spec.api_key_env
+        return None
+
+    def admit(self, request: "Request | None", attempts: list[Attempt], chain: Chain, position: int,
+              call: tuple[str, str | None, int], role: str):
+        """The breaker's ticket for ``chain[position]``, or None after recording why it is skipped.
+
+        ``call`` is (prompt, system, output token limit), for the budget's worst case.
+        """
+        tier, model = chain[position]
+        spec = self.config.providers[model.provider]
+
+        def skip(kind: str, why: str) -> None:
+            attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=why, error_kind=kind, role=role))
+
+        missing = self.key_problem(model)
+        if missing:
+            skip("no_key", f"{missing} is not set")
+            return None
+        self._check_key(spec)
+        paused = self.pauses.remaining(spec.name)
+        if paused > 0 and self.mate_ready(chain, position):
+            skip("paused", f"{spec.name} asked to wait {paused:.1f} s more (retry-after)")
+            return None
+        if not self.budget_allows(request, attempts, tier, model, call, role):
+            return None
+        ticket = self._breaker_ticket(spec, model)
+        if not ticket.allowed:
+            skip("circuit_open", ticket.reason)
+            message = f"skipped {tier.name} {spec.name}/{model.model}: {ticket.reason}"
+            (request.note if request is not None else self.on_note)(message)
+            return None
+        return ticket
+
+    def budget_allows(self, request: "Request | None", attempts: list[Attempt], tier: Tier, model: ModelSpec,
+                      call: tuple[str, str | None, int], role: str) -> bool:
+        """Check the next call's worst case against the budgets and hold it; a refusal is a ``budget`` skip."""
+        if request is None or request.guard is None:
+            return True
+        spec = self.config.providers[model.provider]
+        worst = worst_case(model, *call)
+        lease = (spec.timeout + 5) * (self.config.retry.max_retries + 1)
+        over = request.guard.hold(worst, request.billed, lease=lease)  # type: ignore[attr-defined]
+        if over is None:
+            return True
+        why = f"{over.label}: up to {decimal_str(worst)} USD with {decimal_str(over.left(request.billed))} USD left"
+        attempts.append(Attempt(tier.name, spec.name, model.model, "skipped", error=why, error_kind="budget", role=role))
+        request.note(f"skipped {tier.name} {spec.name}/{model.model}: {why}")
+        return False
+
+    def mate_ready(self, chain: Chain, position: int) -> bool:
+        """Is a later model of the same tier ready to take over now (a key, no pause, circuit not open)?"""
+        tier = chain[position][0].name
+        board = self.board()
+        for t, m in chain[position + 1:]:
+            if t.name != tier:
+                return False
+            if self.key_problem(m) is None and self.pauses.remaining(m.provider) <= 0:
+                try:
+                    if board is None or not board.is_open(m.provider, m.model):  # type: ignore[attr-defined]
+                        return True
+                except (LedgerError, sqlite3.Error):
+                    return True
+        return False
+
+    def outcome(self, spec: ProviderSpec, model: ModelSpec, ticket, error=None) -> None:
+        """Tell the breaker how the call went (``error`` None: it answered)."""
+        board = self.board()
+        if board is None:
+            return
+        try:
+            if error is None:
+                board.success(spec.name, model.model, ticket)  # type: ignore[attr-defined]
+                if ticket.state != "closed":
+                    self.on_note(f"{spec.name}/{model.model} answered; its circuit is closed again")
+            elif error.retryable:
+                state = board.failure(spec.name, model.model, str(error), error.retry_after)  # type: ignore[attr-defined]
+                if state == "open" and ticket.state != "open":
+                    self.on_note(f"{spec.name}/{model.model}: circuit opened; other processes will skip it "
+                                 f"for {self.config.breaker.cooldown:g} s or its retry-after")
+        except (LedgerError, sqlite3.Error) as e:
+            self.on_note(f"circuit breaker state not saved ({e})")
+
+    def _breaker_ticket(self, spec: ProviderSpec, model: ModelSpec):
+        from ..breakers import ALLOWED
+
+        board = self.board()
+        if board is None:
+            return ALLOWED
+        try:
+            return board.admit(spec.name, model.model, lease=spec.timeout + 5)  # type: ignore[attr-defined]
+        except (LedgerError, sqlite3.Error) as e:
+            # The breakers are an optimisation: a locked database must not stop the call.
+            self.on_note(f"circuit breaker state unavailable ({e}); calling anyway")
+            return ALLOWED
+
+    def _check_key(self, spec: ProviderSpec) -> None:
+        key = self.api_key(spec)
+        if key is not None and (key != key.strip() or not key.isprintable()):
+            # An HTTP library would put such a key, escaped, into its error message.
+            raise MissingKeyError(f"the value of {spec.api_key_env} contains spaces or control characters; set it to the bare key")

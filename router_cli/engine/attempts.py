@@ -1,0 +1,228 @@
+"""The fallback chain: try each model in order, with retries, appending every try.
+
+Retryable errors (429, 5xx, overloaded, timeouts, dropped connections) are
+retried on the same model with exponential backoff and full jitter, honouring
+``retry-after``; a retryable failure moves at once to the next model of the
+same tier when one is ready (an equivalent model elsewhere answers sooner than
+a backoff), and the last of a tier is retried before the next tier is tried.
+A 404 or 402/403 moves straight to the next model. A 400 (the request itself
+is wrong) and a 401 (the key is wrong) stop at once: every other model would
+fail the same way, or the user must fix the key.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from ..config import Config, ModelSpec, ProviderSpec
+from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
+from ..pricing import cost_usd, estimate_tokens
+from .admission import Admitter, Chain
+from .types import Attempt
+
+if TYPE_CHECKING:
+    from .request import Request
+
+Note = Callable[[str], None]
+
+
+@dataclass
+class Call:
+    """What every model of a chain is asked, and where its text goes."""
+
+    prompt: str
+    system: str | None
+    max_tokens: int | None
+    temperature: float | None
+    role: str = "answer"  # "classifier" or "judge" for a call made on the answer's behalf
+    on_text: Callable[[str], None] | None = None
+    on_restart: Note | None = None
+    streamed: bool = field(default=False, init=False)  # text already went out on_text
+
+    def limit(self, model: ModelSpec) -> int:
+        limit = self.max_tokens or model.max_tokens
+        if self.role != "answer" and model.reasoning:
+            # Reasoning models spend output tokens thinking: a 5-token budget comes back empty.
+            limit = max(limit, model.max_tokens)
+        return limit
+
+
+class ChainRunner:
+    """Walks fallback chains for a router; shared by the threads of a batch.
+
+    ``provider`` returns the (shared, thread-safe) provider for a spec.
+    """
+
+    def __init__(self, config: Config, admitter: Admitter, provider: Callable[[ProviderSpec], object],
+                 sleep: Callable[[float], None], on_note: Note):
+        self.config, self.admitter, self.provider, self.sleep, self.on_note = config, admitter, provider, sleep, on_note
+
+    def run(self, attempts: list[Attempt], chain: Chain, call: Call,
+            request: "Request | None" = None) -> tuple[MmrError | None, bool]:
+        """Try the models of ``chain`` in order, appending each try to ``attempts``.
+
+        Returns ``(None, False)`` when the last attempt answered, else ``(error, fatal)``:
+        ``fatal`` when no other model should be tried (a rejected key or request).
+        """
+        start = len(attempts)
+        for position, (tier, model) in enumerate(chain):
+            spec = self.config.providers[model.provider]
+            ticket = self.admitter.admit(request, attempts, chain, position,
+                                         (call.prompt, call.system, call.limit(model)), call.role)
+            if ticket is None:
+                continue
+            if call.temperature is not None and spec.type == "anthropic" and call.role == "answer":
+                self.on_note(f"{spec.name}/{model.model}: the Anthropic API takes no temperature; ignored")
+            outcome = self._with_retries(attempts, chain, position, call, request, ticket)
+            if outcome != "next":
+                return outcome  # type: ignore[return-value]
+        return self.exhausted_error(attempts[start:]), False
+
+    def _with_retries(self, attempts: list[Attempt], chain: Chain, position: int, call: Call,
+                      request: "Request | None", ticket):
+        """One model, retried while that is worth it: ``(None, False)``, ``(error, fatal)`` or ``"next"``."""
+        from ..providers import ChatRequest, OutputFailed, ProviderError
+
+        tier, model = chain[position]
+        spec = self.config.providers[model.provider]
+        provider = self.provider(spec)
+        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature)
+        for retry in range(self.config.retry.max_retries + 1):
+            attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
+            if retry and not self.admitter.budget_allows(request, attempts, tier, model,
+                                                         (call.prompt, call.system, call.limit(model)), call.role):
+                return "next"  # a retry may bill another worst case: it must fit too
+            if call.streamed and call.on_restart is not None:
+                call.on_restart(f"the answer broke off; {attempt.label} answers again from the start")
+                call.streamed = False
+            self.admitter.pauses.wait(spec.name, self.sleep)
+            emitted: list[str] = []
+            try:
+                response = provider.complete(chat, on_text=_sink(call.on_text, emitted) if call.on_text else None)  # type: ignore[attr-defined]
+            except OutputFailed as e:
+                attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
+                attempt.input_tokens, attempt.output_tokens, attempt.usage_estimated = e.usage
+                attempt.cost = cost_usd(model.price, e.usage[0], e.usage[1])
+                attempts.append(attempt)
+                raise e.error from None
+            except ProviderError as e:
+                call.streamed = call.streamed or bool(emitted)
+                _fill_failure(attempt, model, e)
+                attempts.append(attempt)
+                action = self._after_failure(e, attempts, chain, position, retry, ticket)
+                if action == "retry":
+                    continue
+                return action
+            except BaseException:
+                # Ctrl-C (or a bug) mid-call: keep the attempt; text already streamed was billed.
+                _fill_interrupted(attempt, model, call, emitted)
+                attempts.append(attempt)
+                raise
+            _fill_answer(attempt, model, response)
+            attempts.append(attempt)
+            self.admitter.outcome(spec, model, ticket)
+            return None, False
+        return "next"
+
+    def _after_failure(self, e, attempts: list[Attempt], chain: Chain, position: int, retry: int, ticket):
+        """After a failed try (the last of ``attempts``): ``"retry"`` (having slept), ``"next"``, or ``(error, True)``."""
+        attempt = attempts[-1]
+        tier, model = chain[position]
+        spec = self.config.providers[model.provider]
+        policy = self.config.retry
+        self.admitter.outcome(spec, model, ticket, e)
+        if e.retryable and e.retry_after is not None and e.retry_after <= policy.max_retry_after:
+            # The provider told us to hold off: every thread waits it out, or uses a
+            # tier-mate, before calling this provider again.
+            self.admitter.pauses.pause(spec.name, e.retry_after)
+        if e.kind == "auth":
+            return MissingKeyError(
+                f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
+                f"(HTTP {e.status}): check or replace the key in that variable"
+            ), True
+        if not e.model_fault:
+            return AllAttemptsFailed(
+                f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
+                attempts, exit_code=EXIT_REQUEST_REJECTED,
+            ), True
+        if e.retryable and self.admitter.mate_ready(chain, position):
+            self.on_note(f"{attempt.label} failed: {e}; trying the next model of {tier.name}")
+            return "next"
+        wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
+        if wait is None:
+            self.on_note(f"{attempt.label} failed: {e}; trying the next model")
+            return "next"
+        self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
+        if e.retry_after is None:
+            self.sleep(wait)  # else the pause is slept out before the next call
+        return "retry"
+
+    def _retry_wait(self, e, retry: int) -> float | None:
+        """Seconds before the next try, or None to move on to the next model."""
+        policy = self.config.retry
+        if e.retry_after is not None:
+            return e.retry_after if e.retry_after <= policy.max_retry_after else None
+        return random.uniform(0, min(policy.backoff_max, policy.backoff_base * 2**retry))
+
+    def exhausted_error(self, attempts: list[Attempt]) -> MmrError:
+        """The error for a chain where no model answered, listing each attempt."""
+        if all(a.status == "skipped" and a.error_kind == "no_key" for a in attempts):
+            names = sorted({self.config.providers[a.provider].api_key_env or a.provider for a in attempts})
+            return MissingKeyError(f"no API key for any model of this route: set {' or '.join(names)}")
+        over_budget = [a for a in attempts if a.error_kind == "budget"]
+        if over_budget and not any(a.status != "skipped" for a in attempts):
+            return BudgetExceeded(f"no model of this route fits the budget: {over_budget[0].error}")
+        # Consecutive identical failures (the retries of one model) are shown once, with a count.
+        counts: list[tuple[str, int]] = []
+        for a in attempts:
+            text = f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}"
+            if counts and counts[-1][0] == text:
+                counts[-1] = (text, counts[-1][1] + 1)
+            else:
+                counts.append((text, 1))
+        parts = [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
+        tried = sum(1 for a in attempts if a.status != "skipped")
+        return AllAttemptsFailed(f"every model failed ({tried} attempts): " + "; ".join(parts), attempts)
+
+
+def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str], None]:
+    """``on_text``, keeping what went out; its own failure (a closed pipe) is an OutputFailed."""
+    from ..providers import OutputFailed
+
+    def sink(text: str) -> None:
+        try:
+            on_text(text)
+        except Exception as e:
+            raise OutputFailed(e) from e
+        emitted.append(text)
+
+    return sink
+
+
+def _fill_answer(attempt: Attempt, model: ModelSpec, response) -> None:
+    attempt.text = response.text
+    attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
+    attempt.cost = cost_usd(model.price, response.input_tokens, response.output_tokens)
+    attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
+    attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
+
+
+def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
+    attempt.status = "error"
+    attempt.error, attempt.error_kind, attempt.http_status = str(e), e.kind, e.status
+    attempt.duration_ms = e.duration_ms
+    # Tokens the provider reported before failing (a dropped stream) were billed.
+    attempt.input_tokens, attempt.output_tokens = e.input_tokens, e.output_tokens
+    attempt.usage_estimated = e.usage_estimated
+    attempt.cost = cost_usd(model.price, e.input_tokens, e.output_tokens)
+
+
+def _fill_interrupted(attempt: Attempt, model: ModelSpec, call: Call, emitted: list[str]) -> None:
+    attempt.status, attempt.error, attempt.error_kind = "error", "interrupted", "interrupted"
+    if emitted:
+        attempt.input_tokens = estimate_tokens(f"{call.system or ''}\n{call.prompt}")
+        attempt.output_tokens = estimate_tokens("".join(emitted))
+        attempt.usage_estimated = True
+        attempt.cost = cost_usd(model.price, attempt.input_tokens, attempt.output_tokens)

@@ -1,0 +1,169 @@
+"""Cascades: the cheapest tier first; an answer that fails its quality gate escalates.
+
+    from router_cli import Router, RequestOptions, cascade, load_config
+    answer = cascade(Router(load_config()), "Prove that sqrt(2) is irrational", RequestOptions(gate="both"))
+
+Every answer and every judge's call is an attempt of the one request, recorded
+with its gate verdict; the answer that passed (or, when none did, the best one
+as ``best_effort``) is returned.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from ..classify import Decision
+from ..config import Tier
+from ..errors import UsageError
+from ..pricing import cost_usd, decimal_str
+from .attempts import Call
+from .gates import judge_answer
+from .options import RequestOptions, resolve
+from .router import Route, Router
+from .types import Answer, Attempt, Estimate
+
+
+def plan(router: Router, prompt: str, options: RequestOptions, route: Route | None = None) -> tuple[Decision, list[Tier]]:
+    """The starting decision and the tiers to try, after checking the options.
+
+    ``options.tier`` is where the cascade starts (default: the cheapest tier), or with
+    ``from_classifier`` where the classifier routes; ``options.max_tier`` caps it.
+    """
+    config = route.config if route is not None else router.config
+    names = config.tier_names
+    for option, tier in (("--start-tier", options.tier), ("--max-tier", options.max_tier)):
+        if tier is not None and tier not in names:
+            raise UsageError(f"{option}: unknown tier {tier!r}; valid tiers: {', '.join(names)}")
+    if options.from_classifier:
+        decision = router.decide(prompt, classifier=options.classifier, route=route)
+    elif options.tier is not None:
+        decision = router.decide(prompt, tier=options.tier, route=route)
+    else:
+        decision = Decision(names[0], round(0.5 / len(names), 4), "cascade starts at the cheapest tier", "cascade")
+    start = names.index(decision.tier)
+    stop = names.index(options.max_tier) if options.max_tier is not None else len(names) - 1
+    if stop < start:
+        if not options.from_classifier:
+            raise UsageError(f"--max-tier {names[stop]} is below the starting tier {names[start]}")
+        # The classifier aimed higher than the user allows: the cap wins.
+        router.on_note(f"the classifier chose {names[start]}; starting at --max-tier {names[stop]}")
+        start = stop
+    return decision, list(config.tiers[start: stop + 1])
+
+
+def cascade(router: Router, prompt: str, options: RequestOptions | None = None, *, command: str = "cascade",
+            **fields) -> Answer:
+    """Answer ``prompt`` from the cheapest tier whose answer passes the quality gate.
+
+    ``options`` (or its fields as keywords; ``start_tier`` is ``tier``) say how. Budgets
+    and ``max_cost`` stop the escalation at the first tier they cannot cover; the best
+    answer so far is then returned as best effort.
+    """
+    options = _options(options, fields)
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    route = router.route(options.user)
+    settings = route.config.cascade
+    gate = options.gate or settings.gate
+    decision, tiers = plan(router, prompt, options, route)
+    started = time.perf_counter()
+    request = router.open(command, route, decision, prompt, options)
+    request.gate_thresholds = {t.name: _threshold(options, settings, t) for t in tiers}
+    returned, failure, fatal = None, None, False
+    with request.recording_on_interrupt():
+        returned, failure, fatal = _escalate(router, request, options, gate, tiers)
+    if returned is None and not fatal:
+        failure = router.runner.exhausted_error([a for a in request.attempts if a.role == "answer"])
+    ledger_error = request.finish(returned)
+    if returned is None:
+        assert failure is not None
+        if ledger_error is not None:
+            failure.message += f" (and the ledger could not be written: {ledger_error})"
+        raise failure
+    return Answer(returned.text or "", request.request_id, decision, request.attempts, returned, request.baseline,
+                  (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",
+                  policy=tuple(request.policy), variant=request.variant)
+
+
+def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers: list[Tier]):
+    """Tier by tier until an answer passes: ``(returned, failure, fatal)``."""
+    settings = request.config.cascade
+    best: Attempt | None = None
+    failure, fatal = None, False
+    for tier in tiers:
+        call = Call(request.prompt, options.system, options.max_tokens, options.temperature)
+        chain = [(tier, m) for m in router.models_of(tier, request.request_id)]
+        failure, fatal = router.runner.run(request.attempts, chain, call, request)
+        if failure is not None:
+            if fatal:
+                # An answer already paid for is still better than none.
+                if best is not None:
+                    router.on_note(f"{tier.name} refused the request ({failure}); returning the best answer so far")
+                    best.status = "best_effort"
+                return best, failure, True
+            router.on_note(f"every model of {tier.name} failed; escalating")
+            continue
+        answer = request.attempts[-1]
+        limit = _threshold(options, settings, tier)
+        verdict = judge_answer(router, request, gate, limit, answer)
+        answer.quality, answer.gate_reason = verdict.score, verdict.reason
+        if verdict.score >= limit:
+            return answer, None, False
+        answer.status = "rejected"
+        router.on_note(f"{answer.label} scored {verdict.score:.2f} < {limit:g} ({verdict.reason}); escalating")
+        if best is None or verdict.score >= (best.quality or 0):
+            best = answer
+    if best is not None:
+        best.status = "best_effort"
+    return best, failure, fatal
+
+
+def _threshold(options: RequestOptions, settings, tier: Tier) -> float:
+    return options.threshold if options.threshold is not None else settings.threshold_for(tier.name)
+
+
+@dataclass(frozen=True)
+class CascadeEstimate:
+    """What ``mmr cascade --dry-run`` reports: the plan and its cost bounds, no call made."""
+
+    first: Estimate  # the starting tier's call
+    tiers: list[str]
+    gate: str
+    thresholds: dict[str, float]
+    worst_cost: Decimal  # every tier answers and, with a judge, is judged
+
+    def to_json(self) -> dict:
+        return {
+            **self.first.to_json(), "tiers": self.tiers, "gate": self.gate, "thresholds": self.thresholds,
+            "worst_case_cost_usd": decimal_str(self.worst_cost),
+        }
+
+
+def estimate(router: Router, prompt: str, options: RequestOptions | None = None, **fields) -> CascadeEstimate:
+    """The cascade's plan: the first call's estimate, and the worst case if every tier escalates."""
+    options = _options(options, fields)
+    settings = router.config.cascade
+    gate = options.gate or settings.gate
+    decision, tiers = plan(router, prompt, options)
+    first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
+                                                           max_tokens=options.max_tokens)), decision=decision)
+    tokens = first.input_tokens
+    judge = router.config.tier(settings.judge_tier or router.config.tier_names[0]).models[0]
+    worst = Decimal(0)
+    for tier in tiers:
+        model = tier.models[0]
+        out = options.max_tokens or model.max_tokens
+        worst += cost_usd(model.price, tokens, out)
+        if gate != "heuristic":
+            worst += cost_usd(judge.price, tokens + out + 60, settings.judge_max_tokens)  # prompt + answer + rubric
+    limits = {t.name: _threshold(options, settings, t) for t in tiers}
+    return CascadeEstimate(first, [t.name for t in tiers], gate, limits, worst)
+
+
+
+def _options(options: RequestOptions | None, fields: dict) -> RequestOptions:
+    if "start_tier" in fields:  # the CLI's name for where a cascade starts
+        fields = {("tier" if k == "start_tier" else k): v for k, v in fields.items()}
+    return resolve(options, fields)

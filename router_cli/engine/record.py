@@ -1,0 +1,84 @@
+"""A finished request as ledger rows: ``calls`` (one per attempt), ``prompts`` and ``responses``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from ..ids import new_id
+from ..pricing import decimal_str, to_nanousd
+from .types import Attempt
+
+if TYPE_CHECKING:
+    from ..config import LedgerConfig
+    from .request import Request
+
+
+def record_request(store, request: "Request", returned: Attempt | None) -> None:
+    """Write ``request``'s attempts that reached a provider to ``store``, in one transaction.
+
+    Attempt 1 is the request's first answer (reports count requests by it); a
+    classifier's calls, made before any answer, are attempt 0.
+    """
+    keep = request.config.ledger
+    called = [a for a in request.attempts if a.status != "skipped"]
+    if not called:
+        return
+    shared = _request_columns(request, returned)
+    calls, responses = [], []
+    numbers = iter(range(1, len(called) + 1))
+    for a in called:
+        a.call_id = new_id()
+        baseline = request.baseline if a is returned else Decimal(0)
+        calls.append({
+            **shared, "id": a.call_id, "attempt": 0 if a.role == "classifier" else next(numbers),
+            "datetime_utc": a.started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "tier": a.tier, "provider": a.provider, "model": a.model, "role": a.role,
+            "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
+            "quality": a.quality, "gate_reason": a.gate_reason,
+            "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
+            "cost_usd": decimal_str(a.cost), "cost_nanousd": to_nanousd(a.cost),
+            "baseline_cost_usd": decimal_str(baseline), "baseline_cost_nanousd": to_nanousd(baseline),
+            "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
+            "stop_reason": a.stop_reason,
+            "saved_usd": decimal_str(a.saved) if a.saved else None, "saved_nanousd": to_nanousd(a.saved),
+        })
+        if a.text is not None and keep.store in ("full", "preview"):
+            responses.append({"call_id": a.call_id, "response": _stored(a.text, keep)})
+    prompts = []
+    if keep.store != "none":
+        digest = hashlib.sha256(f"{request.system or ''}\0{request.prompt}".encode()).hexdigest()
+        prompts.append({"request_id": request.request_id, "prompt_hash": digest, "stored": keep.store,
+                        "prompt": _stored(request.prompt, keep), "system": _stored(request.system, keep)})
+    store.record({"calls": calls, "prompts": prompts, "responses": responses})
+
+
+def _request_columns(request: "Request", returned: Attempt | None) -> dict:
+    """The columns every row of one request shares."""
+    from .. import __version__
+
+    tiers = request.config.tier_names
+    escalated = int(returned is not None and returned.tier in tiers and request.start_tier in tiers
+                    and tiers.index(returned.tier) > tiers.index(request.start_tier))
+    limits = {k: v for k, v in (("classifier", request.decision.thresholds), ("gate", request.gate_thresholds)) if v}
+    decision = request.decision
+    return {
+        "request_id": request.request_id, "command": request.command,
+        "classifier": decision.classifier, "score": decision.score, "reason": decision.reason,
+        "routed_tier": decision.tier, "escalated": escalated,
+        "stream": int(request.stream), "user": request.user, "team": request.team,
+        "config_hash": request.config.config_hash, "mmr_version": __version__,
+        "policy": "; ".join(request.policy) or None,
+        "variant": request.variant, "thresholds_json": json.dumps(limits) if limits else None,
+    }
+
+
+def _stored(text: str | None, keep: "LedgerConfig") -> str | None:
+    """``text`` as ``ledger.store`` keeps it: whole, a preview, or not at all."""
+    if text is None or keep.store in ("hash", "none"):
+        return None
+    if keep.store == "preview" and len(text) > keep.preview_chars:
+        return text[: keep.preview_chars] + "…"
+    return text

@@ -1,0 +1,345 @@
+"""The router: a prompt in, an answer out, every attempt in the ledger.
+
+    from router_cli import Router, load_config
+    with Router(load_config(), db_path="ledger.db") as router:
+        answer = router.ask("What is a monad?")
+        print(answer.text, answer.cost)
+
+One request flows one way: :meth:`Router.route` (its id, and the config it runs
+under: the base config or its experiment variants'), :meth:`Router.decide` (the
+classifier's tier), :meth:`Router.open` (budgets, the explicit
+:class:`~router_cli.engine.request.Request`), the cache, the fallback chain
+(engine/attempts.py, each model admitted by engine/admission.py), then the
+request's rows in the ledger (engine/record.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable, Mapping
+
+from ..classify import Decision, get_classifier
+from ..config import Config, ModelSpec, ProviderSpec, Tier
+from ..errors import BudgetExceeded, UsageError
+from ..ids import new_id
+from ..pauses import ProviderPauses
+from ..pricing import cost_usd, estimate_tokens
+from . import caching
+from .admission import Admitter, worst_case
+from .attempts import Call, ChainRunner
+from .options import RequestOptions, resolve
+from .request import Note, Request
+from .types import Answer, Attempt, Estimate
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a new request runs: its id, and the config it reads from then on."""
+
+    request_id: str
+    config: Config
+    variant: str | None = None  # "experiment/variant" pairs, under experiments
+
+
+class Router:
+    """Routes prompts through the tiers of ``config`` and logs every attempt.
+
+    ``db_path`` None disables the ledger (for library use and dry runs). One
+    router serves many threads (``mmr ask --batch``): providers, their SDK
+    clients and classifiers are built once and shared.
+    """
+
+    def __init__(self, config: Config, db_path: str | os.PathLike | None = None, *,
+                 env: Mapping[str, str] | None = None, on_note: Note | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.db_path = db_path
+        self.on_note = on_note or (lambda message: None)
+        self.sleep = sleep
+        self.clock = clock
+        self.pauses = ProviderPauses()
+        self._providers: dict[str, object] = {}
+        self._classifiers: dict[tuple[str, str | None], object] = {}
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._ledgers: list = []
+        self.admitter = Admitter(config, os.environ if env is None else env, self.pauses, self.breakers,
+                                 lambda message: self.on_note(message))
+        self.runner = ChainRunner(config, self.admitter, self.provider, lambda seconds: self.sleep(seconds),
+                                  lambda message: self.on_note(message))
+
+    # ------------------------------------------------------------ one request, step by step
+
+    def route(self, user: str | None = None) -> Route:
+        """A new request's id and config: under experiments, ``user``'s variants (else the request's own draw)."""
+        request_id = new_id()
+        if not self.config.experiments:
+            return Route(request_id, self.config)
+        from ..experiments import apply, assign
+
+        assignment = assign(self.config.experiments, user or request_id)
+        return Route(request_id, apply(self.config, assignment), assignment.label)
+
+    def decide(self, prompt: str, tier: str | None = None, classifier: str | None = None,
+               route: Route | None = None) -> Decision:
+        """The tier for ``prompt``: ``tier`` if given, else the classifier's choice (under ``route``'s config)."""
+        config = route.config if route is not None else self.config
+        if tier is not None:
+            if tier not in config.tier_names:
+                raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(config.tier_names)}")
+            score = (config.tier_index(tier) + 0.5) / len(config.tiers)
+            return Decision(tier, round(score, 4), "--tier given", "override")
+        return self.classifier(classifier or config.classifier, route).classify(prompt)  # type: ignore[attr-defined]
+
+    def classifier(self, name: str, route: Route | None = None):
+        """The classifier ``name`` under ``route``'s config, built once per experiment variant."""
+        slot = (name, route.variant if route is not None else None)
+        chosen = self._classifiers.get(slot)
+        if chosen is None:
+            with self._lock:
+                chosen = self._classifiers.get(slot) or get_classifier(
+                    name, route.config if route is not None else self.config, router=self)
+                self._classifiers[slot] = chosen
+        return chosen
+
+    def open(self, command: str, route: Route, decision: Decision, prompt: str, options: RequestOptions,
+             stream: bool = False) -> Request:
+        """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
+        from ..budgets import BudgetGuard
+
+        ledger = self.ledger()
+        guard = BudgetGuard.for_request(route.config, ledger, user=options.user, team=options.team,
+                                        max_cost=options.max_cost, request_id=route.request_id)
+        return Request(route.config, route.request_id, command, decision, prompt, options.system, options.user,
+                       options.team, stream, route.variant, guard, ledger, self.on_note)
+
+    def ask(self, prompt: str, options: RequestOptions | None = None, *, on_text: Callable[[str], None] | None = None,
+            on_restart: Note | None = None, command: str = "ask", **fields) -> Answer:
+        """Answer ``prompt`` from the cheapest suitable tier, falling back on errors.
+
+        ``options`` (or the same fields as keywords: ``tier="simple"``) say how. Streams
+        text to ``on_text`` when given; when a stream breaks after text went out and
+        another model takes over, ``on_restart`` is told first. Every attempt is written
+        to the ledger, failed ones included; raises :class:`AllAttemptsFailed` or
+        :class:`MissingKeyError` when no model answered, and re-raises an exception of
+        ``on_text`` (a closed pipe) after recording what was billed.
+
+        Before any call, budgets and ``max_cost`` may move the request down to a
+        cheaper tier or refuse it (:class:`BudgetExceeded`), and with the cache enabled
+        an exact repeat is answered from it (``use_cache`` False bypasses it;
+        ``refresh`` asks again and replaces the entry).
+        """
+        options = resolve(options, fields)
+        if not prompt.strip():
+            raise UsageError("the prompt is empty")
+        started = time.perf_counter()
+        route = self.route(options.user)
+        decision = self.decide(prompt, options.tier, options.classifier, route)
+        request = self.open(command, route, decision, prompt, options, stream=on_text is not None)
+        cache = self._cache(request.config) if options.use_cache else None
+        key, hit = self._before_calls(request, options, cache)
+        if hit is not None:
+            if on_text is not None:
+                with request.recording_on_interrupt():
+                    on_text(hit.text or "")
+            return self._answer(request, hit, started)
+        call = Call(prompt, options.system, options.max_tokens, options.temperature,
+                    on_text=on_text, on_restart=on_restart)
+        with request.recording_on_interrupt():
+            failure, _ = self.runner.run(request.attempts, self.chain(request.start_tier, request.request_id,
+                                                                      request.config), call, request)
+        if failure is not None:
+            ledger_error = request.finish(None)
+            if ledger_error is not None:
+                failure.message += f" (and the ledger could not be written: {ledger_error})"
+            raise failure
+        final = request.attempts[-1]
+        if cache is not None and key is not None:
+            caching.store(cache, key, request, final)
+        return self._answer(request, final, started)
+
+    def _before_calls(self, request: Request, options: RequestOptions, cache) -> tuple[str | None, Attempt | None]:
+        """The cache key and a cached answer, budgets applied in between.
+
+        A cached answer costs nothing: it is looked up before budgets may refuse or
+        downgrade the request, and again at the tier a downgrade chose.
+        """
+        key, hit = caching.lookup(cache, request, options) if cache is not None else (None, None)
+        if hit is None:
+            decided = request.start_tier
+            self._apply_budgets(request, options.max_tokens)
+            if cache is not None and request.start_tier != decided:
+                key, hit = caching.lookup(cache, request, options)
+        return key, hit
+
+    def _answer(self, request: Request, final: Attempt, started: float) -> Answer:
+        ledger_error = request.finish(final)
+        return Answer(final.text or "", request.request_id, request.decision, request.attempts, final, request.baseline,
+                      (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(request.policy),
+                      variant=request.variant)
+
+    def _apply_budgets(self, request: Request, max_tokens: int | None) -> None:
+        """Downgrade ``request.start_tier`` to what the budgets allow, or record the refusal and raise it."""
+        if request.guard is None:
+            return
+        config = request.config
+        try:
+            tier, note = request.guard.choose_tier(  # type: ignore[attr-defined]
+                config.tier_names, request.start_tier,
+                lambda name: self.tier_worst_case(name, request.prompt, request.system, max_tokens,
+                                                  request.request_id, config))
+        except BudgetExceeded as e:
+            first = config.tier(request.start_tier).models[0]
+            request.policy.append(str(e))
+            request.attempts.append(Attempt(request.start_tier, first.provider, first.model, "blocked",
+                                            error=str(e), error_kind="budget"))
+            ledger_error = request.finish(None)
+            if ledger_error is not None:
+                e.message += f" (and the ledger could not be written: {ledger_error})"
+            raise
+        if note is not None:
+            request.start_tier = tier
+            request.note(note)
+
+    # ------------------------------------------------------------ chains and costs
+
+    def chain(self, tier: str, seed: str | None = None, config: Config | None = None) -> list[tuple[Tier, ModelSpec]]:
+        """The fallback chain: ``tier``'s models, then every tier above (see :meth:`models_of`)."""
+        config = config or self.config
+        start = config.tier_index(tier)
+        return [(t, m) for t in config.tiers[start:] for m in self.models_of(t, seed)]
+
+    @staticmethod
+    def models_of(tier: Tier, seed: str | None = None) -> list[ModelSpec]:
+        """``tier``'s models in the order to try them.
+
+        Strategy ``order``: as listed. ``weighted``: a draw without replacement
+        by weight, so each model is tried first in proportion to its weight and
+        the others stay behind it as fallbacks; ``seed`` (the request id) makes
+        the draw reproducible. Models of weight 0 are only fallbacks.
+        """
+        if tier.strategy != "weighted" or len(tier.models) < 2:
+            return list(tier.models)
+        draw = random.Random(seed)
+        # Efraimidis-Spirakis: sort by u ** (1 / w), largest first.
+        keyed = [(draw.random() ** (1 / m.weight) if m.weight > 0 else -1.0, i) for i, m in enumerate(tier.models)]
+        return [tier.models[i] for _, i in sorted(keyed, key=lambda k: (-k[0], k[1]))]
+
+    def tier_worst_case(self, tier: str, prompt: str, system: str | None, max_tokens: int | None,
+                        seed: str | None = None, config: Config | None = None) -> Decimal:
+        """The worst case of a request starting at ``tier``: its first model that has a key."""
+        config = config or self.config
+        models = [m for t, m in self.chain(tier, seed, config) if t.name == tier and self.admitter.key_problem(m) is None]
+        return worst_case(models[0] if models else config.tier(tier).models[0], prompt, system, max_tokens)
+
+    def estimate(self, prompt: str, options: RequestOptions | None = None, **fields) -> Estimate:
+        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone;
+        under the user's experiment variants when there are experiments. ``max_cost`` downgrades
+        as :meth:`ask` would (budgets need the ledger, so a dry run does not check them)."""
+        options = resolve(options, fields)
+        route = self.route(options.user) if options.user is not None else Route("", self.config)
+        config, max_tokens, system = route.config, options.max_tokens, options.system
+        decision = self.decide(prompt, options.tier, options.classifier, route)
+        start, note = decision.tier, None
+        if options.max_cost is not None:
+            from ..budgets import BudgetGuard, Limit
+
+            guard = BudgetGuard([Limit("--max-cost", options.max_cost, Decimal(0), "downgrade", config.tier_names[0])])
+            start, note = guard.choose_tier(config.tier_names, decision.tier,
+                                            lambda name: self.tier_worst_case(name, prompt, system, max_tokens,
+                                                                              config=config))
+        chain = self.chain(start, config=config)
+        usable = [(t, m) for t, m in chain if self.admitter.key_problem(m) is None]
+        t, m = usable[0] if usable else chain[0]
+        tokens = estimate_tokens(f"{system or ''}\n{prompt}")
+        out = max_tokens or m.max_tokens
+        baseline = config.baseline_model
+        return Estimate(
+            decision, t.name, m.provider, m.model, tokens, out,
+            cost_usd(m.price, tokens, out), cost_usd(baseline.price, tokens, max_tokens or baseline.max_tokens),
+            None if usable else self.admitter.key_problem(m), note,
+        )
+
+    # ------------------------------------------------------------ shared parts
+
+    def provider(self, spec: ProviderSpec):
+        """The provider for ``spec``, built once: the SDK clients are thread-safe and shared."""
+        provider = self._providers.get(spec.name)
+        if provider is None:
+            with self._lock:
+                provider = self._providers.get(spec.name)
+                if provider is None:
+                    from ..providers import get_provider
+
+                    provider = get_provider(spec, self.admitter.api_key(spec))
+                    provider.client()
+                    self._providers[spec.name] = provider
+        return provider
+
+    def preload_sdks(self) -> None:
+        """Import the SDKs that the first model of each tier needs (a batch worker does this while
+        its rows are on their way: the Anthropic SDK alone takes about a second)."""
+        from ..providers import import_sdk
+
+        for kind in dict.fromkeys(self.config.providers[tier.models[0].provider].type for tier in self.config.tiers):
+            import_sdk(kind)
+
+    def ledger(self):
+        """This thread's ledger connection, opened on first use (None without a ledger)."""
+        if self.db_path is None:
+            return None
+        ledger = getattr(self._local, "ledger", None)
+        if ledger is None:
+            from ..ledger import Ledger
+
+            ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
+            self._local.ledger = ledger
+            with self._lock:
+                self._ledgers.append(ledger)
+        return ledger
+
+    def breakers(self):
+        """The shared circuit breakers, or None without a ledger."""
+        if self.db_path is None:
+            return None
+        board = getattr(self._local, "breakers", None)
+        if board is None:
+            from ..breakers import Breakers
+
+            board = Breakers(self.ledger(), self.config.breaker,
+                             max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
+            self._local.breakers = board
+        return board
+
+    def _cache(self, config: Config):
+        if not config.cache.enabled or self.db_path is None:
+            return None
+        from ..cache import ResponseCache
+
+        return ResponseCache(self.ledger(), config, self.clock)
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        return self.admitter.api_key(spec)
+
+    def try_models(self, attempts, chain, prompt, system, max_tokens, temperature, role="answer"):
+        return self.runner.run(attempts, chain, Call(prompt, system, max_tokens, temperature, role=role))
+
+    def close(self) -> None:
+        """Close every thread's ledger connection (call when no thread is using the router)."""
+        with self._lock:
+            ledgers, self._ledgers = self._ledgers, []
+            self._local = threading.local()
+        for ledger in ledgers:
+            ledger.close()
+
+    def __enter__(self) -> "Router":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -1,0 +1,130 @@
+"""What a request produces: its attempts, its answer, and a dry run's estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from ..classify import Decision
+from ..errors import LedgerError
+from ..pricing import decimal_str
+
+
+@dataclass
+class Attempt:
+    """One try of one model.
+
+    ``status``: ``ok``, ``error``, ``skipped`` (never called: no key, circuit open,
+    over budget), ``cached`` (answered from the response cache), ``blocked`` (a
+    budget refused the request), and in cascades ``rejected`` or ``best_effort``.
+    """
+
+    tier: str
+    provider: str
+    model: str
+    status: str
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    error: str | None = None
+    error_kind: str | None = None
+    http_status: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    stop_reason: str | None = None
+    usage_estimated: bool = False
+    text: str | None = None
+    call_id: str | None = None
+    role: str = "answer"  # or "judge": a quality gate's call
+    quality: float | None = None  # the gate's score, in cascades
+    gate_reason: str | None = None
+    saved: Decimal = Decimal(0)  # a cache hit: what the original answer cost
+
+    @property
+    def label(self) -> str:
+        return f"{self.tier} {self.provider}/{self.model}"
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "tier": self.tier, "provider": self.provider, "model": self.model, "status": self.status,
+            "error": self.error, "cost_usd": decimal_str(self.cost),
+        }
+        if self.role != "answer":
+            out["role"] = self.role
+        if self.quality is not None or self.gate_reason is not None:
+            out["quality"] = {"score": self.quality, "reason": self.gate_reason}
+        return out
+
+
+@dataclass
+class Answer:
+    """The result of :meth:`Router.ask`: the answer and everything it cost."""
+
+    text: str
+    request_id: str
+    decision: Decision
+    attempts: list[Attempt]
+    final: Attempt
+    baseline_cost: Decimal
+    latency_ms: float
+    ledger_error: LedgerError | None = None
+    best_effort: bool = False  # a cascade where no answer passed the gate
+    policy: tuple[str, ...] = ()  # what budgets, the cache and circuit breakers decided
+    variant: str | None = None  # the experiment variants it ran under
+
+    @property
+    def cost(self) -> Decimal:
+        """Everything this request was billed, failed attempts included."""
+        return sum((a.cost for a in self.attempts), Decimal(0))
+
+    def to_json(self) -> dict:
+        """The ``--json`` object (a contract: see DESIGN.md)."""
+        return {
+            "text": self.text,
+            "call_id": self.final.call_id,
+            "request_id": self.request_id,
+            "tier": self.final.tier,
+            "provider": self.final.provider,
+            "model": self.final.model,
+            "classifier": self.decision.classifier,
+            "score": self.decision.score,
+            "input_tokens": self.final.input_tokens,
+            "output_tokens": self.final.output_tokens,
+            "cost_usd": decimal_str(self.cost),
+            "baseline_cost_usd": decimal_str(self.baseline_cost),
+            "savings_usd": decimal_str(self.baseline_cost - self.cost),
+            "latency_ms": round(self.latency_ms, 1),
+            "cached": self.final.status == "cached",
+            "stop_reason": self.final.stop_reason,
+            "variant": self.variant,
+            "attempts": [a.to_json() for a in self.attempts],
+            **({"policy": list(self.policy)} if self.policy else {}),
+            **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What ``--dry-run`` reports: the decision and the worst-case cost, no call made."""
+
+    decision: Decision
+    tier: str
+    provider: str
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    cost: Decimal
+    baseline_cost: Decimal
+    missing_key: str | None
+    policy: str | None = None  # a --max-cost downgrade
+
+    def to_json(self) -> dict:
+        return {
+            "dry_run": True, "tier": self.tier, "provider": self.provider, "model": self.model,
+            "classifier": self.decision.classifier, "score": self.decision.score, "reason": self.decision.reason,
+            "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
+            "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
+            "missing_key": self.missing_key, "policy": self.policy,
+        }
