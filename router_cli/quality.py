@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-GATES = ("heuristic", "judge", "both")
+from .config import GATES  # noqa: F401 - the gate names are config data; cascades import them from here too
 
 JUDGE_SYSTEM = (
     "You grade answers to questions. Score the answer from 0 to 1: 1 when it is correct, complete and "

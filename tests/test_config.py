@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -151,3 +153,13 @@ def test_resilience_sections_parse(tmp_path):
     (budget,) = config.budgets
     assert budget.limit == Decimal("500.10") and budget.who == "ml" and budget.floor_tier == "simple"
     assert budget.label() == "team ml monthly budget"
+
+
+def test_config_imports_nothing_above_it():
+    """Loading a config never imports a classifier, a quality gate or the request path."""
+    code = ("import sys; from router_cli.config import load_config; load_config(); "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('router_cli'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(result.stdout.split())
+    assert "router_cli.config.validate" in loaded
+    assert loaded <= {"router_cli", "router_cli.errors"} | {m for m in loaded if m.startswith("router_cli.config")}
