@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from .classify import Decision, get_classifier
+from .classify import Decision, ModelReply, get_classifier
 from .config import Config, ModelSpec, ProviderSpec, Tier
 from .errors import (
     EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, LedgerError, MissingKeyError, MmrError, UsageError,
@@ -274,7 +274,7 @@ class Router:
         chosen = self._classifiers.get(slot)
         if chosen is None:
             with self._lock:
-                chosen = self._classifiers.get(slot) or get_classifier(name, self.config, router=self)
+                chosen = self._classifiers.get(slot) or get_classifier(name, self.config, caller=self)
                 self._classifiers[slot] = chosen
         return chosen.classify(prompt)  # type: ignore[attr-defined]
 
@@ -298,6 +298,17 @@ class Router:
         # Efraimidis-Spirakis: sort by u ** (1 / w), largest first.
         keyed = [(draw.random() ** (1 / m.weight) if m.weight > 0 else -1.0, i) for i, m in enumerate(tier.models)]
         return [tier.models[i] for _, i in sorted(keyed, key=lambda k: (-k[0], k[1]))]
+
+    def ask_cheapest(self, prompt: str, system: str, max_tokens: int) -> ModelReply:
+        """For a classifier that calls a model (it takes this router as its ModelCaller): the
+        cheapest tier's models with the usual retries and fallbacks, at temperature 0."""
+        attempts: list[Attempt] = []
+        cheapest = self.config.tiers[0]
+        failure, _ = self.try_models(attempts, [(cheapest, m) for m in cheapest.models], prompt, system, max_tokens, 0.0,
+                                     role="classifier")
+        if failure is not None:
+            return ModelReply(None, None, str(failure), tuple(attempts))
+        return ModelReply(attempts[-1].text, attempts[-1].model, None, tuple(attempts))
 
     def api_key(self, spec: ProviderSpec) -> str | None:
         if spec.api_key_env is None:
