@@ -466,7 +466,7 @@ def train(
 
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
     """
-    from .classify.ml import train as train_model
+    from .classify.ml_train import train as train_model
     from .evaluate import read_labelled_file
 
     if folds < 2:
