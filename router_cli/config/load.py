@@ -10,6 +10,7 @@ Every problem is reported as ``FILE: key.path[index]: problem``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from .schema import Config
 from .validate import validate
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tiers.default.yaml"
+PREBUILT_DEFAULT = DEFAULT_CONFIG.with_suffix(".json")
 DEFAULT_LABEL = "built-in default config"
 
 
@@ -65,8 +67,24 @@ def read_config(path: str | os.PathLike | None = None) -> tuple[str, str]:
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate YAML text; ``source`` names the file in error messages."""
-    config = validate(parse_yaml(text, source), source)
-    return replace(config, config_hash=hashlib.sha256(text.encode()).hexdigest()[:16])
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    data = prebuilt_default(digest)
+    config = validate(parse_yaml(text, source) if data is None else data, source)
+    return replace(config, config_hash=digest[:16])
+
+
+def prebuilt_default(digest: str) -> Any:
+    """The data of the built-in default config when ``digest`` is its text's, else None.
+
+    tiers.default.json holds it parsed (a test keeps it in step with the YAML), so
+    that the default config, or an unchanged copy of it, is read without a YAML parser:
+    importing one costs more than everything else the rules classifier does.
+    """
+    try:
+        prebuilt = json.loads(PREBUILT_DEFAULT.read_bytes(), parse_float=exact_float)
+    except (OSError, ValueError):
+        return None
+    return prebuilt["data"] if prebuilt.get("sha256") == digest else None
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -88,6 +106,12 @@ class ExactFloat(float):
     """A float that remembers the digits written, so prices stay exact (see checks.exact_text)."""
 
     text: str
+
+
+def exact_float(text: str) -> ExactFloat:
+    value = ExactFloat(text)
+    value.text = text
+    return value
 
 
 _LOADER = None
