@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .schema import Config
 from .validate import validate
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "tiers.default.yaml"
+DEFAULT_CONFIG = Path(__file__).parent.parent / "tiers.default.yaml"
 PREBUILT_DEFAULT = DEFAULT_CONFIG.with_suffix(".json")
 DEFAULT_LABEL = "built-in default config"
 
