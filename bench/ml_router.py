@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from router_cli.classify.ml import MLModel, score, train  # noqa: E402
+from router_cli.classify.ml import MLModel, score  # noqa: E402
+from router_cli.classify.ml_train import train  # noqa: E402
 from router_cli.classify.rules import RulesClassifier  # noqa: E402
 from router_cli.config import load_config  # noqa: E402
 from router_cli.evaluate import apgr, read_labelled, row_costs  # noqa: E402

@@ -8,15 +8,33 @@
 ``cascade(router, prompt, options)`` escalates on a failed quality gate;
 ``open_ledger(path)`` opens the ledger that both write to. Importing this
 package never imports a provider SDK; each is imported when its provider is
-first called.
+first called. The names below are imported on first use, so that ``mmr
+classify`` and ``mmr costs`` never load the request path.
 """
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .config import Config, load_config  # noqa: E402
-from .engine.cascade import cascade  # noqa: E402
-from .engine.options import RequestOptions  # noqa: E402
-from .engine.router import Router  # noqa: E402
-from .engine.types import Answer  # noqa: E402
+if TYPE_CHECKING:
+    from .config import Config, load_config
+    from .engine.cascade import cascade
+    from .engine.options import RequestOptions
+    from .engine.router import Router
+    from .engine.types import Answer
 
-__all__ = ["Answer", "Config", "RequestOptions", "Router", "__version__", "cascade", "load_config"]
+_WHERE = {
+    "Answer": "engine.types", "Config": "config", "RequestOptions": "engine.options", "Router": "engine.router",
+    "cascade": "engine.cascade", "load_config": "config",
+}
+__all__ = sorted([*_WHERE, "__version__"])
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -255,7 +255,7 @@ def asker(router, *, system: str | None = None, tier: str | None = None, classif
     if tier is not None:
         router.decide("", tier=tier)
     if classifier is not None:
-        get_classifier(classifier, router.config, router=router)
+        get_classifier(classifier, router.config, caller=router)
 
     def call(row: Row):
         return router.ask(row.prompt, system=row.system if row.system is not None else system,
@@ -283,7 +283,7 @@ def cascader(router, *, system: str | None = None, start_tier: str | None = None
     if classifier is not None:
         from .classify import get_classifier
 
-        get_classifier(classifier, router.config, router=router)
+        get_classifier(classifier, router.config, caller=router)
 
     def call(row: Row):
         return cascade(router, row.prompt, system=row.system if row.system is not None else system,

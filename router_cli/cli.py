@@ -94,6 +94,18 @@ def _check_text(text: str | None, what: str) -> None:
             raise UsageError(f"{what} is not valid UTF-8 text") from None
 
 
+def _classifiers(cfg, names: list[str]) -> dict:
+    """The named classifiers; those that call a model share one router, without a ledger."""
+    from .classify import NEEDS_CALLER, get_classifier
+
+    caller = None
+    if NEEDS_CALLER.intersection(names):
+        from .engine.router import Router
+
+        caller = Router(cfg)
+    return {name: get_classifier(name, cfg, caller) for name in dict.fromkeys(names)}
+
+
 def _load_config(config: str | None, ml_model: str | None = None):
     from dataclasses import replace
 
@@ -361,10 +373,9 @@ def classify(
 
     Example: mmr classify "Write code to parse a CSV file"  # -> complex
     """
-    from .classify import get_classifier
-
     cfg = _load_config(config, ml_model)
-    chosen = get_classifier(classifier or cfg.classifier, cfg)
+    name = classifier or cfg.classifier
+    chosen = _classifiers(cfg, [name])[name]
     if not jsonl:
         render.decision(chosen.classify(_read_prompt(prompt)), json_output)
         return
@@ -409,7 +420,6 @@ def eval_command(
 
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
-    from .classify import get_classifier
     from .evaluate import evaluate, read_labelled
 
     cfg = _load_config(config, ml_model)
@@ -421,7 +431,7 @@ def eval_command(
         return
     if file is None:
         raise UsageError("give a labelled FILE, or --replay to re-route the ledger's past prompts")
-    chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
+    chosen = _classifiers(cfg, names)
     if not 0 < target_quality <= 1:
         raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
     if plot is not None and not plot.lower().endswith(".svg"):
@@ -456,7 +466,7 @@ def train(
 
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
     """
-    from .classify.ml import train as train_model
+    from .classify.ml_train import train as train_model
     from .evaluate import read_labelled_file
 
     if folds < 2:

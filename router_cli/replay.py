@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 
-from .classify.base import _USES_ROUTER
+from .classify.base import NEEDS_CALLER
 from .errors import UsageError
 from .feedback import RETURNED
 from .labels import NOT_STORED, label_request, requests_with_feedback
@@ -30,7 +30,7 @@ UNKNOWN_TIER = "routed to or answered by a tier that is not in the config"
 
 def check_classifiers(names: list[str]) -> None:
     """Replays call no model, so classifiers that do are refused."""
-    calling = [n for n in names if n in _USES_ROUTER]
+    calling = [n for n in names if n in NEEDS_CALLER]
     if calling:
         raise UsageError(f"--replay makes no provider calls, but the {', '.join(calling)} classifier calls a model; "
                          "replay with rules or ml")

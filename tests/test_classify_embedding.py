@@ -74,7 +74,7 @@ def test_fewer_vectors_than_texts_is_a_clear_error(server, embedding_config, db_
 
 def test_not_configured(config):
     with pytest.raises(ConfigError, match="classifier.embedding: not configured"):
-        get_classifier("embedding", config)
+        get_classifier("embedding", config, Router(config))
 
 
 def test_ask_with_the_embedding_classifier(server, embedding_config, db_path):

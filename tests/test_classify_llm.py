@@ -7,6 +7,7 @@ import json
 import pytest
 
 from router_cli.classify import get_classifier
+from router_cli import Router
 from tests.conftest import ledger_rows
 from tests.provider_server import error, reply
 
@@ -17,7 +18,7 @@ from tests.provider_server import error, reply
 ])
 def test_strict_parsing(server, config, said, tier):
     server.script("claude-small", reply(said))
-    decision = get_classifier("llm", config).classify("What is 2+2?")
+    decision = get_classifier("llm", config, Router(config)).classify("What is 2+2?")
     assert decision.tier == tier and decision.classifier == "llm"
     if tier == "medium" and said.strip().lower() != "medium.":
         assert "unparseable" in decision.reason
@@ -29,14 +30,14 @@ def test_strict_parsing(server, config, said, tier):
 def test_openai_classifier_runs_at_temperature_zero(server, config):
     server.script("claude-small", error(404))
     server.script("gpt-small", reply("complex"))
-    assert get_classifier("llm", config).classify("Prove Fermat's little theorem").tier == "complex"
+    assert get_classifier("llm", config, Router(config)).classify("Prove Fermat's little theorem").tier == "complex"
     assert server.calls("gpt-small")[0]["body"]["temperature"] == 0
 
 
 def test_a_failed_classifier_call_routes_to_the_middle_tier(server, config):
     server.always("claude-small", error(500))
     server.always("gpt-small", error(503))
-    decision = get_classifier("llm", config).classify("hello")
+    decision = get_classifier("llm", config, Router(config)).classify("hello")
     assert decision.tier == "medium" and "classifier call failed" in decision.reason
 
 
@@ -75,5 +76,10 @@ def test_capitalised_tier_names(server, tmp_path):
     config = load_config(path)
     assert config.tier_names == ["Simple", "Medium", "Complex"]
     server.script("claude-small", reply("COMPLEX"))
-    decision = get_classifier("llm", config).classify("Prove Fermat's little theorem")
+    decision = get_classifier("llm", config, Router(config)).classify("Prove Fermat's little theorem")
     assert decision.tier == "Complex" and decision.score == round(2.5 / 3, 4)
+
+
+def test_a_classifier_that_calls_a_model_needs_a_caller(config):
+    with pytest.raises(TypeError, match="the llm classifier calls a model: get_classifier needs a caller"):
+        get_classifier("llm", config)

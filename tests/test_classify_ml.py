@@ -18,7 +18,8 @@ from router_cli.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
 from router_cli.evaluate import LabelledRow
 
 sklearn = pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
-from router_cli.classify.ml import MLModel, fit, predict, to_json, train  # noqa: E402
+from router_cli.classify.ml import MLModel  # noqa: E402
+from router_cli.classify.ml_train import fit, predict, to_json, train  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 TIERS = ["simple", "medium", "complex"]
@@ -132,7 +133,7 @@ def test_routing_follows_quality_net_of_cost(model_data):
 def test_calibration_scales_with_tiers():
     import numpy as np
 
-    from router_cli.classify.ml import calibrate
+    from router_cli.classify.ml_train import calibrate
 
     rng = np.random.default_rng(0)
     n, t = 400, 6
@@ -163,10 +164,10 @@ def test_bad_model_files(model_data, tmp_path, mutate, message):
 
 def _resigned(data: dict) -> dict:
     """A tampered model whose checksum was recomputed, as a forger would."""
-    from router_cli.classify.ml import _checksum
+    from router_cli.classify.ml import checksum
 
     data = {k: v for k, v in data.items() if k != "checksum"}
-    data["checksum"] = _checksum(data)
+    data["checksum"] = checksum(data)
     return data
 
 

@@ -44,3 +44,10 @@ def test_patterns_and_cutoff_are_configurable():
     classifier = get_classifier("rules", parse_config(text, "t.yaml"))
     assert classifier.classify("A recipe for bread").tier == "medium"
     assert classifier.classify("Tell me a joke").tier == "medium"  # no longer short
+
+
+def test_every_classifier_name_the_config_accepts_is_registered():
+    from router_cli.classify import base
+    from router_cli.config import CLASSIFIERS
+
+    assert sorted(base._REGISTRY) == sorted(CLASSIFIERS) == base.available_classifiers()

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from router_cli.config import DEFAULT_CONFIG, load_config, parse_config, resolve_config_path
+from router_cli.config.load import PREBUILT_DEFAULT, ExactFloat, parse_yaml, prebuilt_default
+from router_cli.config.validate import validate
 from router_cli.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,3 +158,53 @@ def test_resilience_sections_parse(tmp_path):
     (budget,) = config.budgets
     assert budget.limit == Decimal("500.10") and budget.who == "ml" and budget.floor_tier == "simple"
     assert budget.label() == "team ml monthly budget"
+
+
+def test_config_imports_nothing_above_it():
+    """Loading a config never imports a classifier, a quality gate or the request path."""
+    code = ("import sys; from router_cli.config import load_config; load_config(); "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('router_cli'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(result.stdout.split())
+    assert "router_cli.config.validate" in loaded
+    assert loaded <= {"router_cli", "router_cli.errors"} | {m for m in loaded if m.startswith("router_cli.config")}
+
+
+def _prebuilt_text() -> str:
+    """What tiers.default.json must hold: the default's YAML parsed, each float as written."""
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8")
+
+    def mark_floats(value):
+        if isinstance(value, ExactFloat):
+            assert isinstance(json.loads(value.text), float), f"not a JSON number: {value.text}"
+            return f"\0{value.text}\0"
+        if isinstance(value, dict):
+            return {k: mark_floats(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mark_floats(v) for v in value]
+        return value
+
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    dumped = json.dumps({"sha256": digest, "data": mark_floats(parse_yaml(text, "default"))}, indent=1)
+    return re.sub(r'"\\u0000(.*?)\\u0000"', r"\1", dumped) + "\n"
+
+
+def test_the_prebuilt_default_is_the_default_parsed():
+    """tiers.default.json is tiers.default.yaml parsed; after editing the YAML, run this test with
+    MMR_WRITE_PREBUILT=1 to write it again."""
+    expected = _prebuilt_text()
+    if os.environ.get("MMR_WRITE_PREBUILT"):
+        PREBUILT_DEFAULT.write_text(expected, encoding="utf-8")
+    assert PREBUILT_DEFAULT.read_text(encoding="utf-8") == expected, "rerun with MMR_WRITE_PREBUILT=1"
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8")
+    data = prebuilt_default(hashlib.sha256(text.encode()).hexdigest())
+    assert data is not None and repr(validate(data, "d")) == repr(validate(parse_yaml(text, "d"), "d"))
+    assert prebuilt_default(hashlib.sha256((text + "\n").encode()).hexdigest()) is None
+    assert load_config(DEFAULT_CONFIG).config_hash == hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_the_default_config_loads_without_a_yaml_parser():
+    code = ("import sys; from router_cli.config import DEFAULT_CONFIG, load_config; load_config(DEFAULT_CONFIG); "
+            "print('yaml' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,5 +1,5 @@
 """Classifiers turn a prompt into a :class:`Decision` (tier, score, reason)."""
 
-from .base import Classifier, Decision, available_classifiers, get_classifier
+from .base import NEEDS_CALLER, Classifier, Decision, ModelCaller, ModelReply, available_classifiers, get_classifier
 
-__all__ = ["Classifier", "Decision", "available_classifiers", "get_classifier"]
+__all__ = ["NEEDS_CALLER", "Classifier", "Decision", "ModelCaller", "ModelReply", "available_classifiers", "get_classifier"]

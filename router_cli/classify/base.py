@@ -1,4 +1,5 @@
-"""The classifier protocol and the registry of classifiers by name."""
+"""The classifier protocol, what a classifier that calls a model may ask of its caller,
+and the registry of classifiers by name."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..config import Config
+from ..config import CLASSIFIERS, Config, ProviderSpec
 from ..errors import UsageError
 
 # name -> "module:Class"; modules are imported only when that classifier is used.
@@ -16,8 +17,8 @@ _REGISTRY = {
     "ml": "router_cli.classify.ml:MLClassifier",
     "embedding": "router_cli.classify.embedding:EmbeddingClassifier",
 }
-# Classifiers that call models: they take the router for its providers, retries and ledger.
-_USES_ROUTER = {"llm", "embedding"}
+# Classifiers that call a model: they are built with a ModelCaller.
+NEEDS_CALLER = frozenset({"llm", "embedding"})
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,56 @@ class Classifier(Protocol):
     def classify(self, prompt: str) -> Decision: ...
 
 
+@dataclass(frozen=True)
+class ModelReply:
+    """What :meth:`ModelCaller.ask_cheapest` brings back."""
+
+    text: str | None  # the answer; None when no model answered
+    model: str | None  # the model that answered
+    failure: str | None  # why no model answered
+    calls: tuple = ()  # every try in order (the engine's attempt records), to bill to the request
+
+
+class EmbeddingCache(Protocol):
+    """Embedding vectors kept by model and text hash (the ledger database keeps them)."""
+
+    def cached_embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]: ...
+
+    def store_embeddings(self, model: str, vectors: dict[str, list[float]]) -> None: ...
+
+
+class ModelCaller(Protocol):
+    """All that a classifier which calls a model may ask of the engine (the Router is one)."""
+
+    def ask_cheapest(self, prompt: str, system: str, max_tokens: int) -> ModelReply:
+        """The cheapest tier's models in order with the usual retries and fallbacks, at temperature 0
+        where the provider takes one; the calls are the classifier's (role ``classifier``)."""
+        ...
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        """The key to call provider ``spec`` with; None when it needs none or none is set."""
+        ...
+
+    def ledger(self) -> EmbeddingCache | None:
+        """Where embedding vectors are cached; None without a ledger."""
+        ...
+
+
 def available_classifiers() -> list[str]:
-    return sorted(_REGISTRY)
+    return list(CLASSIFIERS)
 
 
-def get_classifier(name: str, config: Config, router=None) -> Classifier:
+def get_classifier(name: str, config: Config, caller: ModelCaller | None = None) -> Classifier:
     """The classifier registered as ``name``, built from ``config``.
 
-    ``router`` lends classifiers that call a model its providers and retries.
+    Classifiers in :data:`NEEDS_CALLER` call a model through ``caller``, which is then required.
     """
     if name not in _REGISTRY:
         raise UsageError(f"unknown classifier {name!r}; valid classifiers: {', '.join(available_classifiers())}")
     module, _, cls = _REGISTRY[name].partition(":")
     factory = getattr(importlib.import_module(module), cls)
-    return factory(config, router) if name in _USES_ROUTER else factory(config)
+    if name not in NEEDS_CALLER:
+        return factory(config)
+    if caller is None:
+        raise TypeError(f"the {name} classifier calls a model: get_classifier needs a caller (a ModelCaller such as a Router)")
+    return factory(config, caller)

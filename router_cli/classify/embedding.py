@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError
-from .base import Decision
+from .base import Decision, ModelCaller
 
 DEFAULT_LABELLED = Path(__file__).resolve().parent.parent / "data" / "labelled.jsonl"
 BATCH = 128
@@ -38,9 +38,8 @@ def _normalise(v: list[float]) -> list[float]:
 class EmbeddingClassifier:
     name = "embedding"
 
-    def __init__(self, config: Config, router=None):
+    def __init__(self, config: Config, caller: ModelCaller):
         from ..evaluate import read_labelled
-        from ..engine.router import Router
 
         settings = config.embedding
         if settings is None:
@@ -50,11 +49,12 @@ class EmbeddingClassifier:
             )
         self.settings = settings
         self.tiers = config.tier_names
-        self.router = router or Router(config)
+        self.caller = caller
         spec = config.providers[settings.provider]
+        self._key = caller.api_key(spec)
         from ..providers.openai import OpenAIProvider
 
-        self.client = OpenAIProvider(spec, self.router.api_key(spec)).client()
+        self.client = OpenAIProvider(spec, self._key).client()
         self._memory: dict[str, list[float]] = {}
         rows, _ = read_labelled(settings.labelled or DEFAULT_LABELLED, self.tiers)
         vectors = self.embed([r.prompt for r in rows])
@@ -70,17 +70,17 @@ class EmbeddingClassifier:
         model = self.settings.model
         hashes = [text_hash(t) for t in texts]
         missing = [h for h in dict.fromkeys(hashes) if h not in self._memory]
-        ledger = self.router.ledger()
-        if missing and ledger is not None:
-            self._memory.update(ledger.cached_embeddings(model, missing))
+        cache = self.caller.ledger()  # per call: the ledger's connection is per thread
+        if missing and cache is not None:
+            self._memory.update(cache.cached_embeddings(model, missing))
         todo = [(h, t) for h, t in dict(zip(hashes, texts)).items() if h not in self._memory]
         for start in range(0, len(todo), BATCH):
             batch = todo[start:start + BATCH]
             vectors = self._request([t for _, t in batch])
             fresh = {h: _normalise(v) for (h, _), v in zip(batch, vectors)}
             self._memory.update(fresh)
-            if ledger is not None:
-                ledger.store_embeddings(model, fresh)
+            if cache is not None:
+                cache.store_embeddings(model, fresh)
         return [self._memory[h] for h in hashes]
 
     def _request(self, texts: list[str]) -> list[list[float]]:
@@ -91,7 +91,7 @@ class EmbeddingClassifier:
         try:
             response = self.client.embeddings.create(model=self.settings.model, input=texts, encoding_format="float")
         except Exception as e:
-            error = map_sdk_error(openai, e, self.router.api_key(self.router.config.providers[self.settings.provider]), 0.0)
+            error = map_sdk_error(openai, e, self._key, 0.0)
             raise ConfigError(f"embeddings from {self.settings.provider}/{self.settings.model} failed: {error}") from None
         vectors = [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
         if len(vectors) != len(texts):

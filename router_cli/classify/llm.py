@@ -1,8 +1,8 @@
 """A small model as the judge of complexity: it answers with one tier name.
 
-By default the cheapest tier's models answer (with the usual fallbacks), at
-temperature 0 where the provider takes one, with a few output tokens. The
-answer is parsed strictly (one tier name, any case, an optional full stop);
+The cheapest tier's models answer, through a :class:`~.base.ModelCaller` (with
+the usual fallbacks), at temperature 0 where the provider takes one, with a
+few output tokens. The answer is parsed strictly (one tier name, any case, an optional full stop);
 anything else, or a failed call, routes to the middle tier and says why. The
 call is returned with the decision so that it is recorded in the ledger, with
 its cost, as part of the request it routed.
@@ -14,7 +14,7 @@ import re
 import time
 
 from ..config import Config
-from .base import Decision
+from .base import Decision, ModelCaller
 
 MAX_TOKENS = 5
 _DESCRIPTIONS = {
@@ -35,33 +35,25 @@ def system_prompt(tiers: list[str]) -> str:
 class LLMClassifier:
     name = "llm"
 
-    def __init__(self, config: Config, router=None):
-        from ..engine.router import Router
-
-        self.config = config
+    def __init__(self, config: Config, caller: ModelCaller):
         self.tiers = config.tier_names
-        # Without a router (mmr classify, mmr eval) the call is made but not logged here.
-        self.router = router or Router(config)
+        self.caller = caller
         self.system = system_prompt(self.tiers)
         self._by_lower = {t.lower(): t for t in self.tiers}
         self._word = re.compile(r"^\s*(" + "|".join(re.escape(t) for t in self.tiers) + r")\s*\.?\s*$", re.IGNORECASE)
 
     def classify(self, prompt: str) -> Decision:
         start = time.perf_counter()
-        attempts: list = []
-        cheapest = self.config.tiers[0]
-        failure, _ = self.router.try_models(
-            attempts, [(cheapest, m) for m in cheapest.models], prompt, self.system, MAX_TOKENS, 0.0, role="classifier"
-        )
+        reply = self.caller.ask_cheapest(prompt, self.system, MAX_TOKENS)
         fallback = self.tiers[len(self.tiers) // 2]
-        if failure is not None:
-            tier, reason = fallback, f"the classifier call failed ({failure}); routed to {fallback}"
+        if reply.failure is not None:
+            tier, reason = fallback, f"the classifier call failed ({reply.failure}); routed to {fallback}"
         else:
-            answer = attempts[-1].text or ""
+            answer = reply.text or ""
             match = self._word.match(answer)
             if match:
-                tier, reason = self._by_lower[match.group(1).lower()], f"{attempts[-1].model} said {answer.strip()!r}"
+                tier, reason = self._by_lower[match.group(1).lower()], f"{reply.model} said {answer.strip()!r}"
             else:
                 tier, reason = fallback, f"unparseable classifier answer {answer.strip()[:30]!r}; routed to {fallback}"
         score = (self.tiers.index(tier) + 0.5) / len(self.tiers)
-        return Decision(tier, round(score, 4), reason, self.name, (time.perf_counter() - start) * 1000, tuple(attempts))
+        return Decision(tier, round(score, 4), reason, self.name, (time.perf_counter() - start) * 1000, reply.calls)

@@ -1,4 +1,4 @@
-"""Keyword rules: the seed's regexes plus a length cut-off, all configurable.
+"""Keyword rules: the seed's regexes (config.schema) plus a length cut-off, all configurable.
 
 Tiers are checked from the most capable down and the first pattern that
 matches wins; a short prompt with no match goes to ``short_prompt_tier`` and
@@ -13,15 +13,6 @@ import time
 
 from ..config import Config
 from .base import Decision
-
-SEED_COMPLEX_PATTERNS = (
-    r"analyz", r"compar.*and.*contrast", r"step.by.step", r"explain.*why", r"write.*code",
-    r"debug", r"legal", r"contract", r"math.*proof",
-)
-# The seed's greeting rule is anchored with \b so that "history" is not a greeting.
-SEED_SIMPLE_PATTERNS = (
-    r"^(hi|hello|hey)\b", r"^what is", r"^define", r"translate", r"summarize this", r"^(yes|no)$",
-)
 
 
 class RulesClassifier:

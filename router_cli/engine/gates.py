@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from .router import Router
     from .types import Attempt
 
-GATES = ("heuristic", "judge", "both")
 
 JUDGE_SYSTEM = (
     "You grade answers to questions. Score the answer from 0 to 1: 1 when it is correct, complete and "

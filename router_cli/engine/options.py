@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 
+from ..config import GATES
 from ..errors import UsageError
-from .gates import GATES
 
 
 def parse_max_cost(value: str | Decimal | None) -> Decimal | None:

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Callable, Mapping
 
 from ..classify import Decision, get_classifier
+from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import BudgetExceeded, UsageError
 from ..ids import new_id
@@ -103,7 +104,7 @@ class Router:
         if chosen is None:
             with self._lock:
                 chosen = self._classifiers.get(slot) or get_classifier(
-                    name, route.config if route is not None else self.config, router=self)
+                    name, route.config if route is not None else self.config, caller=self)
                 self._classifiers[slot] = chosen
         return chosen
 
@@ -323,11 +324,22 @@ class Router:
 
         return ResponseCache(self.ledger(), config, self.clock)
 
-    def api_key(self, spec: ProviderSpec) -> str | None:
-        return self.admitter.api_key(spec)
+    # ------------------------------------------------------------ a classifier's ModelCaller
 
-    def try_models(self, attempts, chain, prompt, system, max_tokens, temperature, role="answer"):
-        return self.runner.run(attempts, chain, Call(prompt, system, max_tokens, temperature, role=role))
+    def ask_cheapest(self, prompt: str, system: str, max_tokens: int) -> ModelReply:
+        """For a classifier that calls a model: the cheapest tier's models with the usual
+        retries and fallbacks, at temperature 0; its calls are billed to the request it routes."""
+        attempts: list[Attempt] = []
+        cheapest = self.config.tiers[0]
+        failure, _ = self.runner.run(attempts, [(cheapest, m) for m in cheapest.models],
+                                     Call(prompt, system, max_tokens, 0.0, role="classifier"))
+        if failure is not None:
+            return ModelReply(None, None, str(failure), tuple(attempts))
+        return ModelReply(attempts[-1].text, attempts[-1].model, None, tuple(attempts))
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        """The provider's key from the environment (a classifier's ModelCaller needs it too)."""
+        return self.admitter.api_key(spec)
 
     def close(self) -> None:
         """Close every thread's ledger connection (call when no thread is using the router)."""

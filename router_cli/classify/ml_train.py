@@ -1,0 +1,178 @@
+"""Training the ml classifier's model (``mmr train``; needs the ``ml`` extra: scikit-learn).
+
+For every tier, a logistic regression for "this tier's answer is good enough" and
+a ridge regression for the log of its cost, on TF-IDF word 1-2-grams plus the
+shape features of ml.py. The quality target comes from ``outcomes`` (>= 0.5) when
+rows have them, else from the label (every tier at or above the label is good
+enough); the cost target from the row's ``costs``, else from the config's prices
+at a token estimate. ``--target-quality Q`` picks ``lambda`` on held-out folds of
+the training file: the cheapest setting that keeps at least Q of the baseline
+(premium) tier's quality. One parameter, whatever the number of tiers.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..config import Config
+from ..errors import UsageError
+from .ml import COST_SCALE, FORMAT, FORMAT_VERSION, N_SHAPE, VECTORIZER, checksum, shape_features
+
+
+def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
+          data_sha256: str = "", on_progress=None) -> dict:
+    """Fit the per-tier models on ``rows`` (LabelledRow) and calibrate lambda; return the model JSON."""
+    try:
+        import numpy as np
+        from sklearn.model_selection import KFold
+    except ImportError:
+        raise UsageError("mmr train needs scikit-learn: pip install 'mmr-router[ml]'") from None
+    from ..evaluate import row_costs
+
+    tiers = config.tier_names
+    if not 0 < target_quality <= 1:
+        raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
+    if len(rows) < max(20, folds * 2):
+        raise UsageError(f"too few rows to train on ({len(rows)}); give at least {max(20, folds * 2)}")
+    texts = [r.prompt for r in rows]
+    good = np.array([[_good(r, t, tiers) for t in tiers] for r in rows], dtype=float)
+    quality = np.array([[(r.outcomes[t] if r.outcomes else float(_good(r, t, tiers))) for t in tiers] for r in rows])
+    # Floats are fine here: they only rank settings and fit cost estimates; nothing is billed from them.
+    costs = np.array([[float(row_costs(r, config)[t]) for t in tiers] for r in rows])
+    premium = tiers.index(config.baseline_tier)
+
+    oof_q, oof_c = np.ones((len(rows), len(tiers))), np.ones((len(rows), len(tiers)))
+    for k, (train_idx, test_idx) in enumerate(KFold(n_splits=folds, shuffle=True, random_state=seed).split(texts), 1):
+        if on_progress:
+            on_progress(f"fold {k}/{folds}")
+        fitted = fit([texts[i] for i in train_idx], good[train_idx], costs[train_idx], tiers)
+        oof_q[test_idx], oof_c[test_idx] = predict(fitted, [texts[i] for i in test_idx])
+    lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality)
+    if on_progress:
+        on_progress("final fit on every row")
+    fitted = fit(texts, good, costs, tiers)
+    return to_json(fitted, tiers, lam, {
+        "rows": len(rows), "data_sha256": data_sha256, "label_set": sorted({r.label for r in rows}, key=tiers.index),
+        "labels": {t: sum(r.label == t for r in rows) for t in tiers}, "premium": config.baseline_tier,
+        "target_quality": target_quality, "folds": folds, "held_out": held_out,
+    })
+
+
+class Fitted:
+    """What fit() returns: the vectorizer and, per tier, the quality and cost models (scikit-learn)."""
+
+    def __init__(self, vectorizer, quality: dict, cost: dict, tiers: list[str]):
+        self.vectorizer, self.quality, self.cost, self.tiers = vectorizer, quality, cost, tiers
+
+    def matrix(self, texts: list[str]):
+        from scipy.sparse import csr_matrix, hstack
+
+        return hstack([self.vectorizer.transform(texts), csr_matrix([shape_features(t) for t in texts])]).tocsr()
+
+
+def fit(texts: list[str], good, costs, tiers: list[str]) -> Fitted:
+    """Fit the vectorizer, then per tier a logistic regression (good enough?) and a ridge (log cost)."""
+    import numpy as np
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    vectorizer = TfidfVectorizer(ngram_range=tuple(VECTORIZER["ngram"]), sublinear_tf=True, min_df=2, max_features=20000)
+    try:
+        words = vectorizer.fit_transform(texts)
+    except ValueError:  # scikit-learn: "empty vocabulary" or "no terms remain"
+        raise UsageError(
+            "nothing to learn from: no word of two or more letters or digits occurs in two or more prompts "
+            "(are they only punctuation?)"
+        ) from None
+    x = hstack([words, csr_matrix([shape_features(t) for t in texts])]).tocsr()
+    quality, cost = {}, {}
+    for j, tier in enumerate(tiers):
+        y = good[:, j]
+        if y.min() == y.max():  # one class only: a constant model
+            quality[tier] = ("constant", float(y[0]))
+        else:
+            quality[tier] = ("lr", LogisticRegression(C=1.0, max_iter=3000).fit(x, y))
+        cost[tier] = Ridge(alpha=1.0).fit(x, np.log1p(costs[:, j] * COST_SCALE))
+    return Fitted(vectorizer, quality, cost, tiers)
+
+
+def predict(fitted: Fitted, texts: list[str]):
+    """scikit-learn's predictions (quality, cost), for held-out folds and to check the pure-Python ones."""
+    import numpy as np
+
+    x = fitted.matrix(texts)
+    q = np.ones((len(texts), len(fitted.tiers)))
+    c = np.ones((len(texts), len(fitted.tiers)))
+    for j, tier in enumerate(fitted.tiers):
+        kind, m = fitted.quality[tier]
+        q[:, j] = m if kind == "constant" else m.predict_proba(x)[:, list(m.classes_).index(1.0)]
+        c[:, j] = np.expm1(np.clip(fitted.cost[tier].predict(x), 0.0, 60.0)) / COST_SCALE
+    return q, c
+
+
+def to_json(fitted: Fitted, tiers: list[str], lam: float, training: dict) -> dict:
+    """The model file's content, checksummed."""
+    v = fitted.vectorizer
+    vectorizer = {**VECTORIZER, "vocabulary": {term: int(i) for term, i in v.vocabulary_.items()},
+                  "idf": [float(x) for x in v.idf_]}
+    size = len(v.idf_)
+    quality, cost = {}, {}
+    for tier in tiers:
+        kind, m = fitted.quality[tier]
+        if kind == "constant":
+            quality[tier] = {"coef": [0.0] * (size + N_SHAPE), "intercept": 60.0 if m >= 1 else -60.0}
+        else:
+            quality[tier] = {"coef": [round(float(c), 6) for c in m.coef_[0]], "intercept": float(m.intercept_[0])}
+        r = fitted.cost[tier]
+        cost[tier] = {"coef": [round(float(c), 6) for c in r.coef_], "intercept": float(r.intercept_)}
+    from .. import __version__
+
+    data = {
+        "format": FORMAT, "version": FORMAT_VERSION, "tiers": tiers, "vectorizer": vectorizer,
+        "quality": quality, "cost": cost, "lambda": float(lam),
+        "training": {**training, "mmr_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    }
+    data["checksum"] = checksum(data)
+    return data
+
+
+def _good(row, tier: str, tiers: list[str]) -> int:
+    if row.outcomes is not None:
+        return int(row.outcomes[tier] >= 0.5)
+    return int(tiers.index(tier) >= tiers.index(row.label))
+
+
+def choose(q, c, lam: float):
+    """Vectorised route(): per row, the tier with the best quality net of cost (ties to the cheaper)."""
+    return (q - lam * c).argmax(axis=1)
+
+
+def calibrate(pred_q, pred_c, quality, costs, premium: int, target: float) -> tuple[float, dict]:
+    """The cheapest lambda whose held-out quality is at least ``target`` of always-premium's;
+    the best quality if none is. A geometric grid over the range where decisions change."""
+    import numpy as np
+
+    n = len(pred_q)
+    rows = np.arange(n)
+    premium_quality, premium_cost = quality[:, premium].mean(), costs[:, premium].mean()
+    # lambda * cost trades against probabilities: from a tiny fraction to many times 1 / typical cost.
+    typical = float(np.median(pred_c[pred_c > 0])) if (pred_c > 0).any() else 1.0
+    grid = [0.0] + [float(x) / typical for x in np.logspace(-4, 4, 321)]
+    best = None
+    for lam in grid:
+        choice = choose(pred_q, pred_c, lam)
+        q = quality[rows, choice].mean()
+        c = costs[rows, choice].mean()
+        ratio = q / premium_quality if premium_quality else 1.0
+        key = (bool(ratio >= target), -c if ratio >= target else ratio)
+        if best is None or key > best[0]:
+            best = (key, lam, ratio, c)
+    assert best is not None
+    _, lam, ratio, c = best
+    held_out = {
+        "quality_vs_premium": round(float(ratio), 4),
+        "savings_vs_premium": round(float(1 - c / premium_cost), 4) if premium_cost else 0.0,
+        "reached_target": bool(ratio >= target),
+    }
+    return lam, held_out

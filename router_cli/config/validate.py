@@ -1,0 +1,280 @@
+"""Parsed YAML to a :class:`Config`: what routes where (providers, tiers and their models,
+the classifier, experiments); the policies are checked in validate_policy.py.
+
+Unknown keys are errors and every problem names its key path, so a typo never
+silently changes routing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from . import validate_policy as policy
+from .checks import Checks, join, kind
+from .schema import (
+    CLASSIFIERS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS, SEED_SIMPLE_PATTERNS, Config,
+    EmbeddingConfig, Experiment, LocalModel, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
+)
+
+TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
+            "breaker", "budgets", "cache", "experiments"}
+_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
+_LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
+_WORD = re.compile(r"[A-Za-z0-9_.\-]+")
+# OpenAI reasoning models take max_completion_tokens and reject temperature.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)(?!.*-chat)")
+
+
+def validate(data: Any, source: str) -> Config:
+    """The Config that ``data`` (a parsed tiers file) describes; ``source`` names the file in errors."""
+    c = Checks(source)
+    if data is None:
+        raise c.fail("", "the file is empty")
+    top = c.mapping(data, "", TOP_KEYS, {"tiers", "providers"})
+    if "version" in top and top["version"] != 1:
+        raise c.fail("version", f"unsupported version {top['version']!r} (this mmr reads version 1)")
+    providers = _providers(c, top["providers"])
+    tiers = _tiers(c, top["tiers"], providers)
+    names = [t.name for t in tiers]
+    baseline = c.tier(top.get("baseline_tier", names[-1]), "baseline_tier", names)
+    classifier, rules, ml_model, embedding = _classifier(c, top.get("classifier", {}), names, providers)
+    return Config(
+        source=source,
+        tiers=tiers,
+        providers=providers,
+        baseline_tier=baseline,
+        classifier=classifier,
+        rules=rules,
+        ml_model=ml_model,
+        embedding=embedding,
+        retry=policy.retry(c, top.get("retry", {})),
+        ledger=policy.ledger(c, top.get("ledger", {})),
+        cascade=policy.cascade(c, top.get("cascade", {}), names),
+        breaker=policy.breaker(c, top.get("breaker", {})),
+        budgets=policy.budgets(c, top.get("budgets", []), names),
+        cache=policy.cache(c, top.get("cache", {})),
+        experiments=_experiments(c, top.get("experiments", {}), names, providers),
+    )
+
+
+def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
+    section = c.names(value, "providers")
+    if not section:
+        raise c.fail("providers", "at least one provider is required")
+    out = {}
+    for name, entry in section.items():
+        path = f"providers.{name}"
+        if not isinstance(name, str) or not _WORD.fullmatch(name):
+            raise c.fail(path, "a provider name must be a word (letters, digits, _ . -)")
+        if not isinstance(entry, dict):
+            raise c.fail(path, f"expected a mapping, got {kind(entry)}")
+        ptype = entry.get("type", name)
+        if ptype not in PROVIDER_TYPES:
+            raise c.fail(join(path, "type"), f"unknown provider type {ptype!r}; valid types: {', '.join(PROVIDER_TYPES)}")
+        if ptype == "local":
+            out[name] = ProviderSpec(name, ptype, None, local=_local(c, entry, path))
+            continue
+        entry = c.mapping(entry, path, _REMOTE_KEYS)
+        key_env = entry.get("api_key_env", STANDARD_KEY_ENV[ptype])
+        if key_env is not None:
+            key_env = c.string(key_env, join(path, "api_key_env"))
+            # Never echo the value: it may be a key pasted in the wrong place.
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key_env) or re.match(r"(?i)(sk|gsk|xai|pk|rk)_", key_env):
+                raise c.fail(join(path, "api_key_env"), "must be the NAME of an environment variable (such as OPENAI_API_KEY), not a key")
+        base_url = entry.get("base_url")
+        if base_url is not None:
+            base_url = c.string(base_url, join(path, "base_url"))
+            if not re.match(r"https?://", base_url):
+                raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {base_url!r}")
+        timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001)
+        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
+    return out
+
+
+def _local(c: Checks, value: Any, path: str) -> LocalModel:
+    """A ``local`` provider: the model file is checked when it loads, so a
+    missing file fails that model (and the router falls back), not the config."""
+    entry = c.mapping(value, path, _LOCAL_KEYS)
+    model_path = entry.get("model_path")
+    if model_path is not None:
+        model_path = c.relative(os.path.expanduser(c.string(model_path, join(path, "model_path"))))
+    n_threads = entry.get("n_threads")
+    chat_format = entry.get("chat_format")
+    return LocalModel(
+        model_path=model_path,
+        n_ctx=c.integer(entry.get("n_ctx", 2048), join(path, "n_ctx"), minimum=64, maximum=1_048_576),
+        n_threads=None if n_threads is None else c.integer(n_threads, join(path, "n_threads"), minimum=1, maximum=1024),
+        chat_format=None if chat_format is None else c.string(chat_format, join(path, "chat_format")),
+        where=f"{c.source}: {path}",
+    )
+
+
+def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> tuple[Tier, ...]:
+    if not isinstance(value, list) or not value:
+        raise c.fail("tiers", f"expected a non-empty list of tiers, got {kind(value)}")
+    tiers, seen = [], set()
+    for i, entry in enumerate(value):
+        path = f"tiers[{i}]"
+        entry = c.mapping(entry, path, {"name", "models", "strategy"}, {"name", "models"})
+        name = c.string(entry["name"], join(path, "name"))
+        strategy = entry.get("strategy", "order")
+        if strategy not in ("order", "weighted"):
+            raise c.fail(join(path, "strategy"), f"expected order or weighted, got {strategy!r}")
+        if name in seen:
+            raise c.fail(join(path, "name"), f"duplicate tier name {name!r}")
+        seen.add(name)
+        specs = _models(c, entry["models"], join(path, "models"), providers)
+        if strategy == "weighted" and not any(m.weight > 0 for m in specs):
+            raise c.fail(join(path, "models"), "with strategy weighted, at least one model needs a weight above 0")
+        tiers.append(Tier(name, specs, strategy))
+    return tuple(tiers)
+
+
+def _models(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]) -> tuple[ModelSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise c.fail(path, f"expected a non-empty list of models, got {kind(value)}")
+    return tuple(_model(c, m, f"{path}[{j}]", providers) for j, m in enumerate(value))
+
+
+def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]) -> ModelSpec:
+    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}, {"provider", "model"})
+    provider = c.string(entry["provider"], join(path, "provider"))
+    if provider not in providers:
+        raise c.fail(join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
+    model = c.string(entry["model"], join(path, "model"))
+    if "price" not in entry and providers[provider].type != "local":  # a local model costs nothing by default
+        raise c.fail(join(path, "price"), "required key is missing")
+    price = c.mapping(entry.get("price", {"input": 0, "output": 0}), join(path, "price"), {"input", "output"}, {"input", "output"})
+    max_tokens = c.integer(entry.get("max_tokens", 1024), join(path, "max_tokens"), minimum=1)
+    reasoning = entry.get("reasoning")
+    if reasoning is None:
+        reasoning = providers[provider].type == "openai" and bool(_REASONING_MODEL.match(model))
+    else:
+        reasoning = c.boolean(reasoning, join(path, "reasoning"))
+    return ModelSpec(
+        provider=provider,
+        model=model,
+        price=Price(c.money(price["input"], join(path, "price.input")), c.money(price["output"], join(path, "price.output"))),
+        max_tokens=max_tokens,
+        reasoning=reasoning,
+        weight=c.number(entry.get("weight", 1), join(path, "weight")),
+    )
+
+
+def _classifier_name(c: Checks, value: Any, path: str) -> str:
+    name = c.string(value, path)
+    if name not in CLASSIFIERS:
+        raise c.fail(path, f"unknown classifier {name!r}; valid classifiers: {', '.join(CLASSIFIERS)}")
+    return name
+
+
+def _classifier(c: Checks, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]):
+    """The ``classifier`` section: its name, the rules, the ml model file, the embedding settings."""
+    section = c.mapping(value, "classifier", {"name", "rules", "ml_model", "embedding"})
+    ml_model = section.get("ml_model")
+    if ml_model is not None:
+        ml_model = c.relative(c.string(ml_model, "classifier.ml_model"))
+    embedding = _embedding(c, section["embedding"], providers) if "embedding" in section else None
+    name = _classifier_name(c, section.get("name", "rules"), "classifier.name")
+    return name, _rules(c, section.get("rules", {}), tiers), ml_model, embedding
+
+
+def _embedding(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> EmbeddingConfig:
+    e = c.mapping(value, "classifier.embedding", {"provider", "model", "labelled", "method", "k"}, {"provider", "model"})
+    provider = c.string(e["provider"], "classifier.embedding.provider")
+    if provider not in providers or providers[provider].type != "openai":
+        openai_like = [n for n, p in providers.items() if p.type == "openai"]
+        raise c.fail("classifier.embedding.provider",
+                     f"must name an OpenAI-compatible provider ({', '.join(openai_like) or 'none defined'}), got {provider!r}")
+    method = e.get("method", "centroid")
+    if method not in ("centroid", "knn"):
+        raise c.fail("classifier.embedding.method", f"expected centroid or knn, got {method!r}")
+    labelled = e.get("labelled")
+    return EmbeddingConfig(
+        provider, c.string(e["model"], "classifier.embedding.model"),
+        None if labelled is None else c.relative(c.string(labelled, "classifier.embedding.labelled")),
+        method, c.integer(e.get("k", 7), "classifier.embedding.k", minimum=1, maximum=1000),
+    )
+
+
+def _rules(c: Checks, value: Any, tiers: list[str]) -> RulesConfig:
+    rules = c.mapping(value, "classifier.rules", {"patterns", "short_prompt_chars", "short_prompt_tier", "default_tier"})
+    if "patterns" in rules:
+        patterns_in = c.mapping(rules["patterns"], "classifier.rules.patterns", set(tiers))
+    else:
+        patterns_in = {tiers[-1]: list(SEED_COMPLEX_PATTERNS), tiers[0]: list(SEED_SIMPLE_PATTERNS)}
+    patterns = {}
+    for tier, items in patterns_in.items():
+        path = f"classifier.rules.patterns.{tier}"
+        if not isinstance(items, list):
+            raise c.fail(path, f"expected a list of regular expressions, got {kind(items)}")
+        for j, pattern in enumerate(items):
+            c.string(pattern, f"{path}[{j}]")
+            try:
+                re.compile(pattern)
+            except (re.error, OverflowError, RecursionError) as e:
+                raise c.fail(f"{path}[{j}]", f"invalid regular expression {pattern!r}: {e}") from None
+        patterns[tier] = tuple(items)
+    short_chars = c.integer(rules.get("short_prompt_chars", 50), "classifier.rules.short_prompt_chars")
+    short_tier = c.tier(rules.get("short_prompt_tier", tiers[0]), "classifier.rules.short_prompt_tier", tiers)
+    default_tier = c.tier(rules.get("default_tier", tiers[len(tiers) // 2]), "classifier.rules.default_tier", tiers)
+    return RulesConfig(patterns, short_chars, short_tier, default_tier)
+
+
+def _experiments(c: Checks, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]) -> tuple[Experiment, ...]:
+    """A/B experiments: no two may change the same field (the classifier, or one tier's models)."""
+    section = c.names(value, "experiments")
+    out: list[Experiment] = []
+    claimed: dict[str, str] = {}  # field -> the experiment that changes it
+    for name, entry in section.items():
+        path = f"experiments.{name}"
+        if not isinstance(name, str) or not _WORD.fullmatch(name):
+            raise c.fail(path, "an experiment name must be a word (letters, digits, _ . -)")
+        entry = c.mapping(entry, path, {"variants"}, {"variants"})
+        vpath = f"{path}.variants"
+        variants_in = c.names(entry["variants"], vpath)
+        if not variants_in:
+            raise c.fail(vpath, "at least one variant is required")
+        variants: list[Variant] = []
+        fields: dict[str, str] = {}  # field -> where in this experiment it is changed
+        for vname, v in variants_in.items():
+            p = f"{vpath}.{vname}"
+            if not isinstance(vname, str) or not _WORD.fullmatch(vname):
+                quote = f"; YAML reads {vname} as a boolean: quote the name" if isinstance(vname, bool) else ""
+                raise c.fail(p, f"a variant name must be a word (letters, digits, _ . -){quote}")
+            v = c.mapping(v, p, {"weight", "classifier", "ml_model", "thresholds", "tiers"}, {"weight"})
+            variant = _variant(c, vname, v, p, tiers, providers)
+            variants.append(variant)
+            for key in ("classifier", "ml_model", "thresholds"):
+                if key in v:  # the classifier and its settings are one field
+                    fields.setdefault("the classifier", f"{p}.{key}")
+            for tier in variant.tiers:
+                fields.setdefault(f"tier {tier}'s models", f"{p}.tiers.{tier}")
+        total = sum(v.weight for v in variants)
+        if not total > 0:
+            raise c.fail(vpath, f"the weights must sum to a positive number (they sum to {total:g})")
+        for what, where in fields.items():
+            if what in claimed:
+                raise c.fail(where, f"experiment {claimed[what]!r} already changes {what}; two experiments may not "
+                                    "claim the same field (make them variants of one experiment)")
+            claimed[what] = name
+        out.append(Experiment(name, tuple(variants)))
+    return tuple(out)
+
+
+def _variant(c: Checks, name: str, v: dict, path: str, tiers: list[str], providers: dict[str, ProviderSpec]) -> Variant:
+    weight = c.number(v["weight"], f"{path}.weight")
+    classifier = None if "classifier" not in v else _classifier_name(c, v["classifier"], f"{path}.classifier")
+    ml_model = None if "ml_model" not in v else c.relative(c.string(v["ml_model"], f"{path}.ml_model"))
+    thresholds = None
+    if "thresholds" in v:
+        raw = c.mapping(v["thresholds"], f"{path}.thresholds", set(tiers[:-1]))
+        thresholds = {t: c.number(x, f"{path}.thresholds.{t}", maximum=1) for t, x in raw.items()}
+    tier_models = {}
+    if "tiers" in v:
+        raw = c.mapping(v["tiers"], f"{path}.tiers", set(tiers))
+        for tier, models in raw.items():
+            tier_models[tier] = _models(c, models, f"{path}.tiers.{tier}", providers)
+    return Variant(name, weight, classifier, ml_model, thresholds, tier_models)
