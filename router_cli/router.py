@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from .errors import (
     EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, LedgerError, MissingKeyError, MmrError, UsageError,
 )
 from .ids import new_id
-from .pauses import ProviderPauses
+from .policy.pauses import ProviderPauses
 from .pricing import cost_usd, decimal_str, estimate_tokens, to_nanousd
 
 if TYPE_CHECKING:
@@ -236,11 +235,11 @@ class Router:
         self._providers: dict[str, object] = {}
         self._classifiers: dict[tuple[str, str | None], object] = {}
         # One Router serves many threads (mmr ask --batch): providers, their SDK
-        # clients and classifiers are built once and shared; SQLite connections
-        # are per thread.
+        # clients, classifiers and the ledger store are built once and shared
+        # (the store keeps a connection per thread itself).
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._ledgers: list = []
+        self._store = None
+        self._breakers = None
         self.pauses = ProviderPauses()
         self.variant: str | None = None  # the experiment variants this router runs (see for_request)
 
@@ -250,7 +249,7 @@ class Router:
         request_id = new_id()
         if not self.config.experiments:
             return self, request_id
-        from .experiments import apply, assign
+        from .policy.experiments import apply, assign
 
         assignment = assign(self.config.experiments, user or request_id)
         if self.db_path is not None:
@@ -319,7 +318,7 @@ class Router:
         decision = self.decide(prompt, tier, classifier)
         start, note = decision.tier, None
         if max_cost is not None:
-            from .budgets import BudgetGuard, Limit
+            from .policy.budgets import BudgetGuard, Limit
 
             guard = BudgetGuard([Limit("--max-cost", max_cost, Decimal(0), "downgrade", self.config.tier_names[0])])
             start, note = guard.choose_tier(self.config.tier_names, decision.tier,
@@ -452,14 +451,14 @@ class Router:
     def _cache(self):
         if not self.config.cache.enabled or self.db_path is None:
             return None
-        from .cache import ResponseCache
+        from .policy.cache import ResponseCache
 
         return ResponseCache(self.ledger(), self.config, self.clock)
 
     def _lookup(self, cache, log: "RequestLog", max_tokens: int | None, temperature: float | None,
                 refresh: bool) -> tuple[str, Attempt | None]:
         """The request's cache key at ``log.start_tier``, and the cached answer (None on a miss or ``refresh``)."""
-        from .cache import cache_key
+        from .policy.cache import cache_key
 
         key = cache_key(self.config, tier=log.start_tier, prompt=log.prompt, system=log.system, max_tokens=max_tokens,
                         temperature=temperature, user=log.user, variant=log.variant)
@@ -468,7 +467,7 @@ class Router:
     def _cache_hit(self, cache, key: str, log: "RequestLog") -> Attempt | None:
         try:
             entry, stale = cache.get(key)
-        except (LedgerError, sqlite3.Error) as e:
+        except LedgerError as e:
             self.on_note(f"the cache could not be read ({e}); asking the model")
             return None
         if stale is not None:
@@ -488,32 +487,34 @@ class Router:
             cache.put(key, request_id=log.request_id, tier=final.tier, provider=final.provider, model=final.model,
                       text=final.text or "", input_tokens=final.input_tokens, output_tokens=final.output_tokens,
                       cost=final.cost, stop_reason=final.stop_reason)
-        except (LedgerError, sqlite3.Error) as e:
+        except LedgerError as e:
             self.on_note(f"the answer could not be cached ({e})")
 
     def breakers(self):
         """The shared circuit breakers, or None without a ledger."""
         if self.db_path is None:
             return None
-        board = getattr(self._local, "breakers", None)
+        board = self._breakers
         if board is None:
-            from .breakers import Breakers
+            from .policy.breakers import Breakers
 
-            # On this thread's ledger connection: a connection never serves two threads' transactions.
-            board = Breakers(self.ledger(), self.config.breaker,
-                             max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
-            self._local.breakers = board
+            store = self.ledger()
+            with self._lock:
+                if self._breakers is None:
+                    self._breakers = Breakers(store, self.config.breaker,
+                                              max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
+                board = self._breakers
         return board
 
     def _admit(self, spec: ProviderSpec, model: ModelSpec):
-        from .breakers import ALLOWED
+        from .policy.breakers import ALLOWED
 
         board = self.breakers()
         if board is None:
             return ALLOWED
         try:
             return board.admit(spec.name, model.model, lease=spec.timeout + 5)
-        except (LedgerError, sqlite3.Error) as e:
+        except LedgerError as e:
             # The breakers are an optimisation: a locked database must not stop the call.
             self.on_note(f"circuit breaker state unavailable ({e}); calling anyway")
             return ALLOWED
@@ -531,14 +532,14 @@ class Router:
                 if board.failure(spec.name, model.model, str(error), error.retry_after) == "open" and admission.state != "open":
                     self.on_note(f"{spec.name}/{model.model}: circuit opened; other processes will skip it "
                                  f"for {self.config.breaker.cooldown:g} s or its retry-after")
-        except (LedgerError, sqlite3.Error) as e:
+        except LedgerError as e:
             self.on_note(f"circuit breaker state not saved ({e})")
 
     def begin_request(self, command: str, decision: Decision, prompt: str, system: str | None,
                       user: str | None, team: str | None, stream: bool = False,
                       max_cost: Decimal | None = None, request_id: str | None = None) -> "RequestLog":
         """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
-        from .budgets import BudgetGuard
+        from .policy.budgets import BudgetGuard
 
         if max_cost is not None and max_cost < 0:
             raise UsageError(f"--max-cost must be 0 or more, got {max_cost}")
@@ -713,7 +714,7 @@ class Router:
                 try:
                     if board is None or not board.is_open(m.provider, m.model):
                         return True
-                except (LedgerError, sqlite3.Error):
+                except LedgerError:
                     return True
         return False
 
@@ -771,18 +772,18 @@ class Router:
     # ------------------------------------------------------------ ledger
 
     def ledger(self):
-        """This thread's ledger connection, opened on first use (None without a ledger)."""
+        """The ledger store, opened on first use and shared by every thread (None without a ledger)."""
         if self.db_path is None:
             return None
-        ledger = getattr(self._local, "ledger", None)
-        if ledger is None:
-            from .ledger import Ledger
+        store = self._store
+        if store is None:
+            from .ledger import open_ledger
 
-            ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
-            self._local.ledger = ledger
             with self._lock:
-                self._ledgers.append(ledger)
-        return ledger
+                if self._store is None:
+                    self._store = open_ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
+                store = self._store
+        return store
 
     def _check_key(self, spec: ProviderSpec) -> None:
         key = self.api_key(spec)
@@ -841,12 +842,11 @@ class Router:
         self.ledger().record({"calls": calls, "prompts": prompts, "responses": responses})
 
     def close(self) -> None:
-        """Close every thread's ledger connection (call when no thread is using the router)."""
+        """Close the ledger store, every thread's connection (call when no thread is using the router)."""
         with self._lock:
-            ledgers, self._ledgers = self._ledgers, []
-            self._local = threading.local()
-        for ledger in ledgers:
-            ledger.close()
+            store, self._store, self._breakers = self._store, None, None
+        if store is not None:
+            store.close()
 
     def __enter__(self) -> "Router":
         return self
