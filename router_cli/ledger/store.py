@@ -14,28 +14,33 @@ serialises its own writes. Datetimes in rows are ISO-8601 UTC strings
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 # The budget scopes spend is summed over (``calls.user`` / ``calls.team`` / everything).
 SCOPES = ("global", "user", "team")
+_Store = TypeVar("_Store", bound="LedgerStore")
 
 
 class Rows(Protocol):
     """The result of :meth:`LedgerStore.read`: iterable tuples, ``fetchone``, ``fetchall`` and ``description``."""
 
-    description: Any
+    @property
+    def description(self) -> Any: ...
 
-    def __iter__(self) -> Iterator[tuple]: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
-    def fetchone(self) -> tuple | None: ...
+    def fetchone(self) -> Any: ...
 
-    def fetchall(self) -> list[tuple]: ...
+    def fetchall(self) -> list[Any]: ...
 
 
 class LedgerStore(Protocol):
     """An open ledger. Use as a context manager or call :meth:`close`."""
 
-    path: Path | str  # where the ledger lives, for messages
+    @property
+    def path(self) -> Path | str:
+        """Where the ledger lives, for messages."""
+        ...
 
     # ------------------------------------------------------------ requests and reports
 
@@ -132,6 +137,6 @@ class LedgerStore(Protocol):
         """Release the store's connections (every thread's); call when no thread uses it any more."""
         ...
 
-    def __enter__(self) -> "LedgerStore": ...
+    def __enter__(self: _Store) -> _Store: ...
 
     def __exit__(self, *exc: object) -> None: ...

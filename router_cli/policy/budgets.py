@@ -94,7 +94,7 @@ def budget_use(ledger: LedgerStore | None, budgets: Sequence[Budget], now: datet
         elif ledger is None:
             spent = {}
         else:
-            spent = dict(ledger.spent_by(budget.scope, since))
+            spent = {who: nanos for who, nanos in ledger.spent_by(budget.scope, since).items()}
         for who, nanos in spent.items():
             amount = Decimal(nanos) / NANO_PER_USD
             out.append({
