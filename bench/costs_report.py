@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from router_cli.experiments import bucket  # noqa: E402
-from router_cli.ledger import Ledger  # noqa: E402
+from router_cli.policy.experiments import bucket  # noqa: E402
+from router_cli.ledger import open_ledger  # noqa: E402
 from router_cli.pricing import cost_usd, decimal_str, to_nanousd  # noqa: E402
 from router_cli.config import Price  # noqa: E402
 
@@ -48,7 +48,7 @@ def generate(path: Path, calls: int, seed: int = 7) -> None:
     span = (now - start).total_seconds()
     users = [(f"user{i:02d}", f"team{i % 5}") for i in range(50)]
     words = "the router sends each prompt to the cheapest tier that should answer it well".split()
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         batch: list[dict] = []
         prompts: list[dict] = []
         responses: list[dict] = []
@@ -117,8 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.db.exists():
         try:
-            with Ledger(args.db) as ledger:
-                have = ledger.conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+            with open_ledger(args.db) as ledger:
+                have = ledger.read("SELECT count(*) FROM calls").fetchone()[0]
         except Exception:  # noqa: BLE001 - an old or broken bench file: rebuild it
             have = -1
         if have != args.calls:

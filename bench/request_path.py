@@ -50,11 +50,11 @@ def interleaved(cases: list[tuple[str, list[str]]], runs: int, env: dict) -> lis
 
 
 def ledger_writes(path: Path, n: int) -> list[float]:
-    from router_cli.ledger import Ledger
+    from router_cli.ledger import open_ledger
     from router_cli.ids import new_id
 
     times = []
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         for i in range(n):
             request = new_id()
             row = {"id": new_id(), "request_id": request, "attempt": 1, "status": "ok", "tier": "simple",

@@ -513,9 +513,9 @@ def costs(
 
     Example: mmr costs --since 30d --by tier,model
     """
-    from .budgets import budget_use
+    from .policy.budgets import budget_use
     from .costs import cost_report, drift, empty_report, parse_by, parse_when
-    from .ledger import Ledger, resolve_db_path
+    from .ledger import open_for_reading, resolve_db_path
 
     keys = parse_by(by)
     start = parse_when(since, utc=utc)
@@ -528,7 +528,7 @@ def costs(
     budgets = _load_config(config).budgets if config or {"user", "team"} & set(keys) else None
     path = resolve_db_path(db)
     if path.exists():
-        with Ledger.for_reading(path) as ledger:
+        with open_for_reading(path) as ledger:
             report = cost_report(ledger, start, end, keys, utc=utc)
             report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
             if budgets is not None:
@@ -591,7 +591,7 @@ def _with_thresholds(cfg, text: str):
 
 def _replay(cfg, names: list[str], file: str | None, since: str, until: str | None, db: str | None, json_output: bool) -> None:
     from .classify import get_classifier
-    from .ledger import Ledger
+    from .ledger import open_for_reading
     from .replay import check_classifiers, replay
 
     if file is not None:
@@ -601,7 +601,7 @@ def _replay(cfg, names: list[str], file: str | None, since: str, until: str | No
     check_classifiers(names)
     start, end = _window(since, until)
     chosen = {name: get_classifier(name, cfg) for name in dict.fromkeys(names)}
-    with Ledger.for_reading(_ledger_path(db)) as ledger:
+    with open_for_reading(_ledger_path(db)) as ledger:
         report = replay(ledger, cfg, chosen, start, end)
     render.replay_report(report, json_output)
 
@@ -611,10 +611,10 @@ def _ledger_training_rows(cfg, since: str, until: str | None, db: str | None):
 
     from .evaluate import LabelledRow
     from .labels import ledger_labels
-    from .ledger import Ledger
+    from .ledger import open_for_reading
 
     start, end = _window(since, until)
-    with Ledger.for_reading(_ledger_path(db)) as ledger:
+    with open_for_reading(_ledger_path(db)) as ledger:
         result = ledger_labels(ledger, cfg.tier_names, start, end)
     render.note(result.summary())
     rows = [LabelledRow(r["prompt"], r["label"], i, extra={"id": r["id"], "source": r["source"]})
@@ -637,11 +637,11 @@ def labels(
     Example: mmr labels --since 30d -o labels.jsonl && mmr train labels.jsonl -o router.json
     """
     from .labels import ledger_labels
-    from .ledger import Ledger
+    from .ledger import open_for_reading
 
     cfg = _load_config(config)
     start, end = _window(since, until)
-    with Ledger.for_reading(_ledger_path(db)) as ledger:
+    with open_for_reading(_ledger_path(db)) as ledger:
         result = ledger_labels(ledger, cfg.tier_names, start, end)
     if output is None:
         sys.stdout.write(result.jsonl())
@@ -671,11 +671,11 @@ def feedback(
     Example: mmr feedback 01JDX7Q9M4N8R2T5V6W7X8Y9Z0 bad --should-be complex --note "missed the edge case"
     """
     from .feedback import record
-    from .ledger import Ledger
+    from .ledger import open_ledger
 
     _check_text(note, "--note")
     tiers = _load_config(config).tier_names if should_be is not None else None
-    with Ledger(_ledger_path(db)) as ledger:
+    with open_ledger(_ledger_path(db)) as ledger:
         entry = record(ledger, call_id, verdict, should_be=should_be, note=note, user=user, tiers=tiers,
                        allow_unstored=allow_unstored)
     render.feedback_recorded(entry, json_output)
@@ -694,14 +694,14 @@ def explain(
     """
     from .errors import ConfigError
     from .explain import explain as explain_call
-    from .ledger import Ledger
+    from .ledger import open_for_reading
 
     try:
         current = _load_config(config).config_hash
     except ConfigError as e:
         render.note(f"the config could not be loaded ({e}); not checking whether the request ran under it")
         current = None
-    with Ledger.for_reading(_ledger_path(db)) as ledger:
+    with open_for_reading(_ledger_path(db)) as ledger:
         report = explain_call(ledger, call_id, current)
     render.explain(report, json_output)
 
@@ -721,7 +721,7 @@ def health(
 
     from .costs import parse_when
     from .health import health_report
-    from .ledger import Ledger, resolve_db_path
+    from .ledger import open_for_reading, resolve_db_path
 
     cfg = _load_config(config)
     now = datetime.now(timezone.utc)
@@ -730,7 +730,7 @@ def health(
         raise UsageError(f"--since must reach into the past, got {since!r}")
     path = resolve_db_path(db)
     if path.exists():
-        with Ledger.for_reading(path) as ledger:
+        with open_for_reading(path) as ledger:
             rows = health_report(ledger, cfg, window, now.timestamp())
     else:
         render.note(f"no ledger yet at {path}: nothing has been recorded")

@@ -381,7 +381,7 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     spend = {day: Decimal(v).scaleb(-9) for day, v in daily.items()}
     report = CostReport(since, until, by, rows, total.row({}), spend)
     if "variant" in by:
-        from .experiments import compare
+        from .policy.experiments import compare
 
         report.comparison = compare(rows)
     return report

@@ -1,6 +1,6 @@
 """``mmr health``: each provider/model's circuit state, recent error rate and latency.
 
-Reads the ``breakers`` table (shared state, see :mod:`router_cli.breakers`) and
+Reads the ``breakers`` table (shared state, see :mod:`router_cli.policy.breakers`) and
 the ``calls`` of a recent window; makes no provider call.
 """
 

@@ -131,9 +131,9 @@ def mmr(config_path, db_path):
 
 
 def ledger_rows(db_path: Path) -> list[dict]:
-    from router_cli.ledger import Ledger
+    from router_cli.ledger import open_ledger
 
     if not db_path.exists():
         return []
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         return ledger.rows()

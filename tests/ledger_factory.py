@@ -25,7 +25,7 @@ def attempt(tier: str, status: str = "ok", *, role: str = "answer", quality: flo
 def request(attempts: list[dict], *, prompt: str | None = "a prompt", stored: str = "full", routed_tier: str | None = None,
             command: str = "cascade", variant: str | None = None, user: str | None = None, when: datetime | None = None,
             request_id: str | None = None) -> dict[str, list[dict]]:
-    """One request's rows for ``Ledger.record``: its calls and its prompt."""
+    """One request's rows for ``LedgerStore.record``: its calls and its prompt."""
     n = next(_counter)
     when = when or NOW
     request_id = request_id or f"R{n:010d}"

@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from router_cli.breakers import Breakers
+from router_cli.policy.breakers import Breakers
 from router_cli.config import BreakerConfig, load_config
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from router_cli import Router
 from tests.conftest import ROOT, ledger_rows, write_config
 from tests.provider_server import error, reply
@@ -128,7 +128,7 @@ def test_the_cooldown_is_at_least_the_retry_after(server, tmp_path, db_path):
 
 def test_a_clock_that_moves_backwards_cannot_hold_a_circuit_open(tmp_path):
     clock = Clock(2_000_000.0)
-    with Ledger(tmp_path / "l.db") as ledger:
+    with open_ledger(tmp_path / "l.db") as ledger:
         board = Breakers(ledger, BreakerConfig(failures=1, window=60, cooldown=30), max_retry_after=30, clock=clock)
         assert board.failure("p", "m", "HTTP 500") == "open"
         clock.now -= 86_400  # a day back
@@ -141,16 +141,16 @@ def test_a_clock_that_moves_backwards_cannot_hold_a_circuit_open(tmp_path):
 def test_only_one_process_probes(tmp_path):
     """Eight processes reach a half-open circuit at once: exactly one gets the probe."""
     db = tmp_path / "l.db"
-    with Ledger(db) as ledger:
+    with open_ledger(db) as ledger:
         board = Breakers(ledger, BreakerConfig(failures=1, window=60, cooldown=0.5), max_retry_after=1)
         board.failure("p", "m", "HTTP 500")
     script = textwrap.dedent(f"""
         import sys, time
-        from router_cli.breakers import Breakers
+        from router_cli.policy.breakers import Breakers
         from router_cli.config import BreakerConfig
-        from router_cli.ledger import Ledger
+        from router_cli.ledger import open_ledger
         start = float(sys.argv[1])
-        with Ledger({str(db)!r}) as ledger:
+        with open_ledger({str(db)!r}) as ledger:
             board = Breakers(ledger, BreakerConfig(failures=1, window=60, cooldown=0.5), max_retry_after=1)
             time.sleep(max(0, start - time.time()))
             print(board.admit("p", "m", lease=30).probe)
@@ -165,19 +165,19 @@ def test_only_one_process_probes(tmp_path):
 
 def test_concurrent_failures_are_all_counted(tmp_path):
     db = tmp_path / "l.db"
-    Ledger(db).close()
+    open_ledger(db).close()
     script = textwrap.dedent(f"""
-        from router_cli.breakers import Breakers
+        from router_cli.policy.breakers import Breakers
         from router_cli.config import BreakerConfig
-        from router_cli.ledger import Ledger
-        with Ledger({str(db)!r}) as ledger:
+        from router_cli.ledger import open_ledger
+        with open_ledger({str(db)!r}) as ledger:
             board = Breakers(ledger, BreakerConfig(failures=1000, window=600, cooldown=1))
             for _ in range(10):
                 board.failure("p", "m", "HTTP 500")
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT) for _ in range(8)]
     assert [p.wait(timeout=60) for p in procs] == [0] * 8
-    with Ledger(db) as ledger:
+    with open_ledger(db) as ledger:
         (row,) = Breakers(ledger, BreakerConfig()).states()
     assert len(json.loads(row["failures"])) == 80 and row["state"] == "closed"
 

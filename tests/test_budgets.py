@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from decimal import Decimal
 
 import pytest
@@ -181,11 +182,11 @@ def test_concurrent_requests_cannot_together_pass_a_budget(server, mmr, tmp_path
     assert spent <= limit
     assert len(answered) >= 5 and all(r["error"]["kind"] == "budget_exceeded" for r in out if "error" in r)
     with Router(load_config(path), db_path) as router:  # every hold was released
-        assert router.ledger().conn.execute("SELECT count(*) FROM budget_holds").fetchone()[0] == 0
+        assert router.ledger().read("SELECT count(*) FROM budget_holds").fetchone()[0] == 0
 
 
 def test_a_hold_counts_for_others_until_released(server, tmp_path, db_path):
-    from router_cli.budgets import BudgetGuard
+    from router_cli.policy.budgets import BudgetGuard
 
     path = write_config(tmp_path / "b.yaml", server.url, extra=f"budgets:\n  - {{scope: team, period: day, limit: '{WORST['simple'] * 3 / 2}'}}\n")
     config = load_config(path)
@@ -201,7 +202,9 @@ def test_a_hold_counts_for_others_until_released(server, tmp_path, db_path):
         assert second.hold(WORST["simple"], Decimal(0), lease=60) is None
         expired = BudgetGuard.for_request(config, ledger, user=None, team="ml", max_cost=None, request_id="r4")
         assert expired.hold(WORST["simple"], Decimal(0), lease=60) is not None
-        ledger.conn.execute("UPDATE budget_holds SET expires_at = 0 WHERE request_id = 'r2'")  # its process died
+        other = sqlite3.connect(db_path, isolation_level=None)  # its process died
+        other.execute("UPDATE budget_holds SET expires_at = 0 WHERE request_id = 'r2'")
+        other.close()
         assert expired.hold(WORST["simple"], Decimal(0), lease=60) is None
 
 

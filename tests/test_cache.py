@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from decimal import Decimal
 
 import pytest
@@ -117,7 +118,7 @@ def test_a_failed_request_leaves_no_entry(server, tmp_path, db_path):
         with pytest.raises(AllAttemptsFailed):
             router.ask("hello")
         assert router.ask("hello").final.status == "ok"
-        assert router.ledger().conn.execute("SELECT count(*) FROM cache").fetchone()[0] == 1
+        assert router.ledger().read("SELECT count(*) FROM cache").fetchone()[0] == 1
 
 
 def test_an_entry_whose_model_left_the_config_is_a_miss(server, tmp_path, db_path):
@@ -157,7 +158,7 @@ def test_a_cached_answer_is_served_even_when_the_budget_is_spent(server, tmp_pat
 
 
 def test_experiment_variants_keep_their_own_entries(server, tmp_path):
-    from router_cli.cache import cache_key
+    from router_cli.policy.cache import cache_key
 
     config = load_config(write_config(tmp_path / "v.yaml", server.url, extra="cache: {enabled: true}\n"))
     same = dict(tier="medium", prompt="hello", system=None, max_tokens=None, temperature=None, user="u")
@@ -171,7 +172,9 @@ def test_an_entry_from_a_model_outside_its_tier_is_a_miss(server, tmp_path, db_p
     with cache_router(server, tmp_path, db_path, clock=time.time) as router:
         router.ask("hello", tier="simple")
         # The entry now claims a model of another tier: not a valid answer for simple.
-        router.ledger().conn.execute("UPDATE cache SET model = 'claude-big', provider = 'anthropic'")
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("UPDATE cache SET model = 'claude-big', provider = 'anthropic'")
+        other.close()
         notes: list[str] = []
         router.on_note = notes.append
         assert router.ask("hello", tier="simple").final.status == "ok"

@@ -10,7 +10,7 @@ import pytest
 
 from router_cli.errors import EXIT_AUTH, EXIT_CONFIG, EXIT_LEDGER, EXIT_PROVIDER, EXIT_USAGE
 from tests.conftest import KEYS, ledger_rows
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from tests.provider_server import drop, error, hang, reply
 
 JSON_KEYS = {
@@ -142,7 +142,7 @@ def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, c
     from tests.conftest import write_config
 
     config = write_config(config_path, server.url, extra="ledger:\n  busy_timeout: 0.3\n" + extra)
-    Ledger(db_path).close()  # create it, in WAL mode: readers still get in while a writer holds it
+    open_ledger(db_path).close()  # create it, in WAL mode: readers still get in while a writer holds it
     holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     try:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from tests.conftest import ROOT, write_config
 from tests.provider_server import error
 
@@ -30,13 +30,13 @@ def test_eight_processes_hammering_one_ledger_lose_no_rows(server, tmp_path, db_
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
-    with Ledger(db_path) as ledger:
-        requests = ledger.conn.execute("SELECT count(DISTINCT request_id) FROM calls").fetchone()[0]
-        errors = ledger.conn.execute("SELECT count(*) FROM calls WHERE status = 'error'").fetchone()[0]
-        cached = ledger.conn.execute("SELECT count(*) FROM calls WHERE status = 'cached'").fetchone()[0]
-        answered = ledger.conn.execute("SELECT count(*) FROM calls WHERE status = 'ok'").fetchone()[0]
-        (failures,) = ledger.conn.execute("SELECT failures FROM breakers WHERE model = 'claude-small'").fetchone()
-        entries = ledger.conn.execute("SELECT count(*) FROM cache").fetchone()[0]
+    with open_ledger(db_path) as ledger:
+        requests = ledger.read("SELECT count(DISTINCT request_id) FROM calls").fetchone()[0]
+        errors = ledger.read("SELECT count(*) FROM calls WHERE status = 'error'").fetchone()[0]
+        cached = ledger.read("SELECT count(*) FROM calls WHERE status = 'cached'").fetchone()[0]
+        answered = ledger.read("SELECT count(*) FROM calls WHERE status = 'ok'").fetchone()[0]
+        (failures,) = ledger.read("SELECT failures FROM breakers WHERE model = 'claude-small'").fetchone()
+        entries = ledger.read("SELECT count(*) FROM cache").fetchone()[0]
     assert requests == 8 * 11
     assert answered == 80 and cached == 8 and errors == 20
     assert len(__import__("json").loads(failures)) == 20  # every failure counted, none lost to a race

@@ -12,7 +12,7 @@ import pytest
 
 from router_cli.costs import cost_report, parse_by, parse_when
 from router_cli.errors import EXIT_USAGE, LedgerError, UsageError
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from router_cli.pricing import decimal_str, to_nanousd
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -33,7 +33,7 @@ def _row(n, when, *, tier="simple", model="m-small", provider="anthropic", statu
 
 @pytest.fixture
 def ledger(db_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         yield ledger
 
 
@@ -140,7 +140,7 @@ def test_parse_errors_list_what_is_accepted():
 
 def _seed(db_path):
     now = datetime.now(timezone.utc)
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record([
             _row(1, now - timedelta(hours=1), tier="simple", cost="0.000012", baseline="0.000300"),
             _row(2, now - timedelta(hours=2), tier="complex", model="m-big", cost="0.000300", baseline="0.000300"),
@@ -181,7 +181,7 @@ def test_cli_empty_ledger_and_empty_window(mmr, db_path):
 
 def test_read_only_ledger_reports_but_never_writes(db_path):
     _seed(db_path)
-    with Ledger(db_path, readonly=True) as ledger:
+    with open_ledger(db_path, readonly=True) as ledger:
         total = cost_report(ledger, NOW - timedelta(days=30), datetime.now(timezone.utc)).total
         assert total.calls == 2
         with pytest.raises(LedgerError, match="readonly"):

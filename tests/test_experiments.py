@@ -13,8 +13,8 @@ from router_cli import cascade
 from router_cli.config import load_config, parse_config
 from router_cli.costs import cost_report
 from router_cli.errors import ConfigError
-from router_cli.experiments import apply, assign, bucket, pick
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
+from router_cli.policy.experiments import apply, assign, bucket, pick
 from router_cli import Router
 from tests.conftest import TEST_CONFIG, ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
@@ -191,7 +191,7 @@ def _traffic(ledger, variant: str, requests: int, errors: int, escalations: int,
 
 
 def test_by_variant_compares_side_by_side_and_says_what_is_not_yet_significant(db_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         _traffic(ledger, "exp/control", 400, errors=8, escalations=40, cost="0.002", rated=40, good=30)
         _traffic(ledger, "exp/new", 400, errors=40, escalations=44, cost="0.002", rated=40, good=32)
         _traffic(ledger, None, 10, errors=0, escalations=0, cost="0.5")  # outside any experiment
@@ -218,7 +218,7 @@ def test_by_variant_compares_side_by_side_and_says_what_is_not_yet_significant(d
 
 
 def test_small_samples_are_never_called_significant(db_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         _traffic(ledger, "exp/a", 10, errors=0, escalations=0, cost="0.001")
         _traffic(ledger, "exp/b", 10, errors=9, escalations=0, cost="0.001")
         report = cost_report(ledger, NOW - timedelta(days=1), by=["variant"])
@@ -228,7 +228,7 @@ def test_small_samples_are_never_called_significant(db_path):
 
 
 def test_by_variant_cli_json_and_table(db_path, mmr):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         _traffic(ledger, "exp/control", 40, errors=1, escalations=2, cost="0.001", rated=4, good=3)
         _traffic(ledger, "exp/new", 40, errors=1, escalations=2, cost="0.001")
     result = mmr("costs", "--by", "variant", "--json", config=False)
@@ -244,7 +244,7 @@ def test_by_variant_cli_json_and_table(db_path, mmr):
 
 
 def test_by_variant_with_no_experiment_traffic(db_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         _traffic(ledger, None, 5, errors=0, escalations=0, cost="0.001")
         report = cost_report(ledger, NOW - timedelta(days=1), by=["variant"])
     assert report.comparison["statements"] == ["no calls in this window ran under an experiment"]

@@ -12,7 +12,7 @@ from router_cli.config import load_config
 from router_cli.costs import cost_report
 from router_cli.errors import EXIT_USAGE, UsageError
 from router_cli.feedback import record
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
@@ -35,14 +35,14 @@ def test_feedback_is_stored_and_the_latest_counts(server, mmr, db_path):
     second = mmr("feedback", answer["call_id"], "bad", "--should-be", "complex", "--json", "--user", "alice")
     entry = json.loads(second.stdout)
     assert (entry["verdict"], entry["should_be"], entry["needs_higher"], entry["user"], entry["tier"]) == ("bad", "complex", 1, "alice", "simple")
-    with Ledger(db_path) as ledger:
-        stored = ledger.conn.execute("SELECT verdict, note FROM feedback ORDER BY id").fetchall()
+    with open_ledger(db_path) as ledger:
+        stored = ledger.read("SELECT verdict, note FROM feedback ORDER BY id").fetchall()
         report = cost_report(ledger, NOW - timedelta(days=1), by=["tier"])
     assert stored == [("good", "fine"), ("bad", None)]
     assert (report.total.rated, report.total.good, report.total.misrouting_rate, report.total.needs_higher_share) == (1, 0, 1.0, 1.0)
     # and back again: the latest verdict is the one that counts
     mmr("feedback", answer["call_id"], "good")
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         assert cost_report(ledger, NOW - timedelta(days=1)).total.feedback_score == 1.0
 
 
@@ -55,7 +55,7 @@ def test_a_request_id_stands_for_its_answer(server, mmr, db_path):
 
 
 def test_misrouting_rate_by_tier(db_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         parts = [request([attempt("simple")]) for _ in range(4)] + [request([attempt("complex")]) for _ in range(2)]
         ledger.record(merge(*parts))
         ids = [p["calls"][0]["id"] for p in parts]
@@ -70,7 +70,7 @@ def test_misrouting_rate_by_tier(db_path):
 
 
 def test_feedback_outside_the_window_is_not_counted(db_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         old = request([attempt("simple")], when=NOW - timedelta(days=10))
         ledger.record(old)
         record(ledger, old["calls"][0]["id"], "bad", tiers=TIERS)
@@ -90,8 +90,8 @@ def test_bad_feedback_is_one_line(server, mmr, args, message, db_path):
     assert result.returncode == EXIT_USAGE
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
-    with Ledger(db_path) as ledger:
-        assert ledger.conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
+    with open_ledger(db_path) as ledger:
+        assert ledger.read("SELECT count(*) FROM feedback").fetchone()[0] == 0
 
 
 def test_no_ledger_is_a_clear_error(mmr, db_path):
@@ -119,7 +119,7 @@ def test_judge_calls_and_failed_attempts_cannot_be_rated(server, tmp_path, db_pa
     rows = ledger_rows(db_path)
     failed = next(r for r in rows if r["status"] == "error")
     judge = next(r for r in rows if r["role"] == "judge")
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         with pytest.raises(UsageError, match="is a failed attempt \\(error\\), not an answer"):
             record(ledger, failed["id"], "bad")
         with pytest.raises(UsageError, match="is a judge call, not an answer"):
@@ -191,7 +191,7 @@ def test_explain_unknown_id(server, mmr):
 @pytest.mark.parametrize("utc", [True, False])
 def test_feedback_lands_in_the_day_and_week_of_its_call(db_path, utc):
     days = [NOW - timedelta(days=2), NOW - timedelta(days=2, minutes=1), NOW]
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         parts = [request([attempt("simple")], when=when) for when in days]
         ledger.record(merge(*parts))
         for part, verdict in zip(parts, ["good", "bad", "bad"]):
@@ -212,7 +212,7 @@ def test_feedback_lands_in_the_day_and_week_of_its_call(db_path, utc):
 def test_explain_a_request_where_nothing_answered(db_path):
     from router_cli.explain import explain
 
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record(request([attempt("simple", "error"), attempt("medium", "error")], request_id="RFAIL", command="ask"))
         report = explain(ledger, "RFAIL")
         assert report["answered_by"] is None and [a["status"] for a in report["attempts"]] == ["error", "error"]

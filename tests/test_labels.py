@@ -20,7 +20,7 @@ from router_cli.labels import (
     TOP_BAD,
     ledger_labels,
 )
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from router_cli import Router
 from tests.conftest import write_config
 from tests.ledger_factory import NOW, attempt, merge, request
@@ -32,7 +32,7 @@ GOOD = reply("Because shorter wavelengths scatter more in the atmosphere.")
 
 
 def _labels(db_path) -> dict:
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         result = ledger_labels(ledger, TIERS, NOW - timedelta(days=1), NOW + timedelta(hours=1))
     return result
 
@@ -61,7 +61,7 @@ def test_labels_from_real_cascades_and_feedback(server, tmp_path, db_path):
             cascade(router, "Explain gravity", gate="heuristic")  # every call fails: no answer
         cascade(hashing, "Explain entropy", gate="heuristic")  # prompt kept only as a hash
         cascade(router, "Explain how tides work", gate="heuristic")  # asked again: one row per prompt
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         record(ledger, rated.final.call_id, "bad", should_be="complex", tiers=TIERS)
         record(ledger, overruled.final.call_id, "bad", tiers=TIERS)  # ...but the user says it was not good enough
         record(ledger, plain.final.call_id, "good", tiers=TIERS)
@@ -92,7 +92,7 @@ def test_label_rules_on_constructed_requests(db_path):
         "top-bad": request([attempt("complex")], prompt="top tier, rated bad", command="ask"),
         "good": request([attempt("medium")], prompt="rated good", command="ask"),
     }
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record(merge(*parts.values()))
         record(ledger, parts["top-bad"]["calls"][0]["id"], "bad", tiers=TIERS)
         record(ledger, parts["good"]["calls"][0]["id"], "good", tiers=TIERS)
@@ -104,7 +104,7 @@ def test_label_rules_on_constructed_requests(db_path):
 def test_feedback_beats_a_later_cascade_of_the_same_prompt(db_path):
     earlier = request([attempt("simple")], prompt="same prompt", command="ask", request_id="R1")
     later = request([attempt("simple", quality=1.0)], prompt="same prompt", request_id="R2")
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record(merge(earlier, later))
         record(ledger, "R1-00", "bad", should_be="complex", tiers=TIERS)
     result = _labels(db_path)
@@ -113,7 +113,7 @@ def test_feedback_beats_a_later_cascade_of_the_same_prompt(db_path):
 
 
 def test_mmr_labels_writes_jsonl_that_eval_and_train_read(db_path, mmr, tmp_path):
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record(merge(*[request([attempt("simple", "rejected", quality=0.1), attempt("medium", quality=1.0)], prompt=f"p{i}")
                               for i in range(3)], request([attempt("simple")], prompt="no gate", command="ask")))
     out = tmp_path / "labels.jsonl"
@@ -139,7 +139,7 @@ def test_train_from_ledger(db_path, mmr, tmp_path):
             parts.append(request([attempt("simple", "rejected", quality=0.1), attempt("medium", "rejected", quality=0.3),
                                   attempt("complex", quality=1.0)], prompt=template.format(word)))
     parts.append(request([attempt("simple")], prompt="hashed", stored="hash"))
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record(merge(*parts))
     model = tmp_path / "router.json"
     result = mmr("train", "--from-ledger", "--since", "2d", "-o", str(model), "--folds", "3")
@@ -156,6 +156,6 @@ def test_train_from_ledger(db_path, mmr, tmp_path):
     (["labels", "--since", "soon"], "--since: cannot read 'soon'"),
 ])
 def test_bad_label_options(mmr, db_path, args, message):
-    Ledger(db_path).close()
+    open_ledger(db_path).close()
     result = mmr(*args)
     assert result.returncode == 2 and message in result.stderr.decode(), result.stderr

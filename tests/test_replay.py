@@ -11,7 +11,7 @@ import pytest
 from router_cli.classify import get_classifier
 from router_cli.errors import UsageError
 from router_cli.feedback import record
-from router_cli.ledger import Ledger
+from router_cli.ledger import open_ledger
 from router_cli.replay import check_classifiers, replay
 from tests.ledger_factory import NOW, attempt, merge, request
 
@@ -34,7 +34,7 @@ def _ledger(db_path):
         request([attempt("simple", "error", cost="0.0001")], prompt="nobody answered"),
         request([attempt("medium")], prompt="long ago", when=NOW - timedelta(days=40)),
     ]
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         ledger.record(merge(*parts))
         record(ledger, parts[0]["calls"][0]["id"], "good", should_be="simple", tiers=TIERS)
     return parts
@@ -42,7 +42,7 @@ def _ledger(db_path):
 
 def test_replay_cost_arithmetic_is_exact(db_path, config, server):
     _ledger(db_path)
-    with Ledger(db_path) as ledger:
+    with open_ledger(db_path) as ledger:
         report = replay(ledger, config, {"rules": get_classifier("rules", config)}, NOW - timedelta(days=30), NOW + timedelta(hours=1))
     # Prices (USD per 1M tokens): simple 0.80 / 4.00, medium 3.00 / 15.00, complex 15.00 / 75.00.
     greeting = Decimal("0.80") * 1000 / 10**6 + Decimal("4.00") * 500 / 10**6  # simple

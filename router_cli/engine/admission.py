@@ -8,13 +8,12 @@ ledger and the error message both say why a model was passed over.
 
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import LedgerError, MissingKeyError
-from ..pauses import ProviderPauses
+from ..policy.pauses import ProviderPauses
 from ..pricing import cost_usd, decimal_str, estimate_tokens
 from .types import Attempt
 
@@ -110,7 +109,7 @@ class Admitter:
                 try:
                     if board is None or not board.is_open(m.provider, m.model):  # type: ignore[attr-defined]
                         return True
-                except (LedgerError, sqlite3.Error):
+                except LedgerError:
                     return True
         return False
 
@@ -129,18 +128,18 @@ class Admitter:
                 if state == "open" and ticket.state != "open":
                     self.on_note(f"{spec.name}/{model.model}: circuit opened; other processes will skip it "
                                  f"for {self.config.breaker.cooldown:g} s or its retry-after")
-        except (LedgerError, sqlite3.Error) as e:
+        except LedgerError as e:
             self.on_note(f"circuit breaker state not saved ({e})")
 
     def _breaker_ticket(self, spec: ProviderSpec, model: ModelSpec):
-        from ..breakers import ALLOWED
+        from ..policy.breakers import ALLOWED
 
         board = self.board()
         if board is None:
             return ALLOWED
         try:
             return board.admit(spec.name, model.model, lease=spec.timeout + 5)  # type: ignore[attr-defined]
-        except (LedgerError, sqlite3.Error) as e:
+        except LedgerError as e:
             # The breakers are an optimisation: a locked database must not stop the call.
             self.on_note(f"circuit breaker state unavailable ({e}); calling anyway")
             return ALLOWED

@@ -5,7 +5,6 @@ A cache that cannot be read or written never stops a request: it is noted and sk
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from ..errors import LedgerError
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 
 def lookup(cache, request: "Request", options: "RequestOptions") -> tuple[str, Attempt | None]:
     """The request's cache key at ``request.start_tier``, and the cached answer (None on a miss or ``refresh``)."""
-    from ..cache import cache_key
+    from ..policy.cache import cache_key
 
     key = cache_key(request.config, tier=request.start_tier, prompt=request.prompt, system=request.system,
                     max_tokens=options.max_tokens, temperature=options.temperature, user=request.user,
@@ -30,7 +29,7 @@ def lookup(cache, request: "Request", options: "RequestOptions") -> tuple[str, A
 def _hit(cache, key: str, request: "Request") -> Attempt | None:
     try:
         entry, stale = cache.get(key)
-    except (LedgerError, sqlite3.Error) as e:
+    except LedgerError as e:
         request.on_note(f"the cache could not be read ({e}); asking the model")
         return None
     if stale is not None:
@@ -52,5 +51,5 @@ def store(cache, key: str, request: "Request", final: Attempt) -> None:
         cache.put(key, request_id=request.request_id, tier=final.tier, provider=final.provider, model=final.model,
                   text=final.text or "", input_tokens=final.input_tokens, output_tokens=final.output_tokens,
                   cost=final.cost, stop_reason=final.stop_reason)
-    except (LedgerError, sqlite3.Error) as e:
+    except LedgerError as e:
         request.on_note(f"the answer could not be cached ({e})")

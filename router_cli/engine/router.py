@@ -28,7 +28,7 @@ from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import BudgetExceeded, UsageError
 from ..ids import new_id
-from ..pauses import ProviderPauses
+from ..policy.pauses import ProviderPauses
 from ..pricing import cost_usd, estimate_tokens
 from . import caching
 from .admission import Admitter, worst_case
@@ -67,8 +67,8 @@ class Router:
         self._providers: dict[str, object] = {}
         self._classifiers: dict[tuple[str, str | None], object] = {}
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._ledgers: list = []
+        self._store = None
+        self._breakers = None
         self.admitter = Admitter(config, os.environ if env is None else env, self.pauses, self.breakers,
                                  lambda message: self.on_note(message))
         self.runner = ChainRunner(config, self.admitter, self.provider, lambda seconds: self.sleep(seconds),
@@ -81,7 +81,7 @@ class Router:
         request_id = new_id()
         if not self.config.experiments:
             return Route(request_id, self.config)
-        from ..experiments import apply, assign
+        from ..policy.experiments import apply, assign
 
         assignment = assign(self.config.experiments, user or request_id)
         return Route(request_id, apply(self.config, assignment), assignment.label)
@@ -111,7 +111,7 @@ class Router:
     def open(self, command: str, route: Route, decision: Decision, prompt: str, options: RequestOptions,
              stream: bool = False) -> Request:
         """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
-        from ..budgets import BudgetGuard
+        from ..policy.budgets import BudgetGuard
 
         ledger = self.ledger()
         guard = BudgetGuard.for_request(route.config, ledger, user=options.user, team=options.team,
@@ -248,7 +248,7 @@ class Router:
         decision = self.decide(prompt, options.tier, options.classifier, route)
         start, note = decision.tier, None
         if options.max_cost is not None:
-            from ..budgets import BudgetGuard, Limit
+            from ..policy.budgets import BudgetGuard, Limit
 
             guard = BudgetGuard([Limit("--max-cost", options.max_cost, Decimal(0), "downgrade", config.tier_names[0])])
             start, note = guard.choose_tier(config.tier_names, decision.tier,
@@ -291,36 +291,35 @@ class Router:
             import_sdk(kind)
 
     def ledger(self):
-        """This thread's ledger connection, opened on first use (None without a ledger)."""
+        """The ledger store, opened on first use and shared by every thread (None without a ledger)."""
         if self.db_path is None:
             return None
-        ledger = getattr(self._local, "ledger", None)
-        if ledger is None:
-            from ..ledger import Ledger
+        if self._store is None:
+            from ..ledger import open_ledger
 
-            ledger = Ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
-            self._local.ledger = ledger
             with self._lock:
-                self._ledgers.append(ledger)
-        return ledger
+                if self._store is None:
+                    self._store = open_ledger(self.db_path, busy_timeout=self.config.ledger.busy_timeout)
+        return self._store
 
     def breakers(self):
-        """The shared circuit breakers, or None without a ledger."""
+        """The circuit breakers, shared by every thread and process of this ledger (None without one)."""
         if self.db_path is None:
             return None
-        board = getattr(self._local, "breakers", None)
-        if board is None:
-            from ..breakers import Breakers
+        if self._breakers is None:
+            from ..policy.breakers import Breakers
 
-            board = Breakers(self.ledger(), self.config.breaker,
-                             max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
-            self._local.breakers = board
-        return board
+            store = self.ledger()
+            with self._lock:
+                if self._breakers is None:
+                    self._breakers = Breakers(store, self.config.breaker,
+                                              max_retry_after=self.config.retry.max_retry_after, clock=self.clock)
+        return self._breakers
 
     def _cache(self, config: Config):
         if not config.cache.enabled or self.db_path is None:
             return None
-        from ..cache import ResponseCache
+        from ..policy.cache import ResponseCache
 
         return ResponseCache(self.ledger(), config, self.clock)
 
@@ -342,12 +341,11 @@ class Router:
         return self.admitter.api_key(spec)
 
     def close(self) -> None:
-        """Close every thread's ledger connection (call when no thread is using the router)."""
+        """Close the ledger store, every thread's connection (call when no thread is using the router)."""
         with self._lock:
-            ledgers, self._ledgers = self._ledgers, []
-            self._local = threading.local()
-        for ledger in ledgers:
-            ledger.close()
+            store, self._store, self._breakers = self._store, None, None
+        if store is not None:
+            store.close()
 
     def __enter__(self) -> "Router":
         return self

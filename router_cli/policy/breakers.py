@@ -12,7 +12,8 @@ remembered on disk. Each provider/model has one row in ``breakers``:
   the others keep skipping. The probe's success closes the circuit, its failure
   opens it again. A prober that dies loses its lease when it expires.
 
-Every read-modify-write runs in ``BEGIN IMMEDIATE``, so concurrent processes
+Every read-modify-write runs in one write transaction of the ledger store
+(:meth:`~router_cli.ledger.LedgerStore.update_breaker`), so concurrent processes
 never lose an update and only one of them probes. Times are Unix seconds (the
 one clock processes share); a clock that moved backwards cannot keep a circuit
 open longer than its cooldown, nor a failure count alive past its window.
@@ -23,9 +24,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .config import BreakerConfig
+from ..config import BreakerConfig
+
+if TYPE_CHECKING:
+    from ..ledger.store import LedgerStore
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ ALLOWED = Admission(True)
 class Breakers:
     """The breaker table of one open ledger (see the module docstring)."""
 
-    def __init__(self, ledger, config: BreakerConfig, *, max_retry_after: float = 30.0,
+    def __init__(self, ledger: LedgerStore, config: BreakerConfig, *, max_retry_after: float = 30.0,
                  clock: Callable[[], float] = time.time):
         self.ledger = ledger
         self.config = config
@@ -64,14 +68,17 @@ class Breakers:
         now = self.clock()
         if (row["open_until"] or 0) > now + self.max_open or (row["probe_until"] or 0) > now + lease:
             # Written by a clock ahead of this one: bring the deadlines within reach, once, for everyone.
-            self._write(lambda: self.ledger.conn.execute(
-                "UPDATE breakers SET open_until = min(open_until, ?), probe_until = min(probe_until, ?) "
-                "WHERE provider = ? AND model = ?", (now + self.max_open, now + lease, provider, model)))
-            row = self._read(provider, model) or row
+            def clamp(current: dict | None) -> dict | None:
+                if current is None:
+                    return None
+                return {**current, "open_until": _at_most(current["open_until"], now + self.max_open),
+                        "probe_until": _at_most(current["probe_until"], now + lease)}
+
+            row = self.ledger.update_breaker(provider, model, clamp) or row
         waiting = self._blocked(row, now, lease)
         if waiting is not None:
             return waiting
-        return self._write(lambda: self._take_probe(provider, model, now, lease))
+        return self._take_probe(provider, model, now, lease)
 
     def _blocked(self, row: dict, now: float, lease: float) -> Admission | None:
         open_until = min(row["open_until"] or now, now + self.max_open)
@@ -85,27 +92,35 @@ class Breakers:
         return None
 
     def _take_probe(self, provider: str, model: str, now: float, lease: float) -> Admission:
-        row = self._select(provider, model)
-        if row is None or row["state"] == "closed":
-            return ALLOWED
-        waiting = self._blocked(row, now, lease)
-        if waiting is not None:
-            return waiting
-        self.ledger.conn.execute(
-            "UPDATE breakers SET state = 'half_open', probe_until = ?, updated_at = ? WHERE provider = ? AND model = ?",
-            (now + lease, now, provider, model),
-        )
-        return Admission(True, "half_open", probe=True, reason="circuit half-open: this call is the probe")
+        verdict = ALLOWED
+
+        def take(row: dict | None) -> dict | None:
+            nonlocal verdict
+            verdict = ALLOWED
+            if row is None or row["state"] == "closed":
+                return None
+            waiting = self._blocked(row, now, lease)
+            if waiting is not None:
+                verdict = waiting
+                return None
+            verdict = Admission(True, "half_open", probe=True, reason="circuit half-open: this call is the probe")
+            return {**row, "state": "half_open", "probe_until": now + lease, "updated_at": now}
+
+        self.ledger.update_breaker(provider, model, take)
+        return verdict
 
     def failure(self, provider: str, model: str, error: str, retry_after: float | None = None) -> str:
         """Count a retryable failure; returns the state after it (``open`` when this opened the circuit)."""
         if not self.config.enabled:
             return "closed"
-        return self._write(lambda: self._fail(provider, model, error, retry_after))
-
-    def _fail(self, provider: str, model: str, error: str, retry_after: float | None) -> str:
         now = self.clock()
-        row = self._select(provider, model) or {"state": "closed", "failures": "[]", "open_until": None}
+        row = self.ledger.update_breaker(provider, model, lambda row: self._failed(row, now, error, retry_after))
+        assert row is not None
+        return row["state"]
+
+    def _failed(self, row: dict | None, now: float, error: str, retry_after: float | None) -> dict:
+        """The row after a failure at ``now``."""
+        row = row or {"state": "closed", "failures": "[]", "open_until": None}
         recent = [min(t, now) for t in json.loads(row["failures"] or "[]") if now - min(t, now) < self.config.window]
         recent = (recent + [now])[-self.config.failures:]
         # A retry-after is remembered (in open_until) even while closed: the cooldown honours it when the circuit opens.
@@ -119,14 +134,8 @@ class Breakers:
         else:
             opened_at = row.get("opened_at") or 0.0
             open_until = hint if state == "closed" else max(min(row["open_until"] or now, now + self.max_open), hint)
-        self.ledger.conn.execute(
-            "INSERT INTO breakers (provider, model, state, failures, opened_at, open_until, probe_until, last_error, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (provider, model) DO UPDATE SET state = excluded.state, "
-            "failures = excluded.failures, opened_at = excluded.opened_at, open_until = excluded.open_until, "
-            "probe_until = NULL, last_error = excluded.last_error, updated_at = excluded.updated_at",
-            (provider, model, state, json.dumps(recent), opened_at, open_until or None, error[:300], now),
-        )
-        return state
+        return {"state": state, "failures": json.dumps(recent), "opened_at": opened_at, "open_until": open_until or None,
+                "probe_until": None, "last_error": error[:300], "updated_at": now}
 
     def _tripped(self, provider: str, model: str):
         """The circuit's row when breakers are on and it is not closed; else None."""
@@ -153,35 +162,26 @@ class Breakers:
             if row is None or row["state"] == "closed":
                 return
         now = self.clock()
-        self._write(lambda: self.ledger.conn.execute(
-            "UPDATE breakers SET state = 'closed', failures = '[]', open_until = NULL, probe_until = NULL, "
-            "updated_at = ? WHERE provider = ? AND model = ?", (now, provider, model)))
+
+        def close(current: dict | None) -> dict | None:
+            if current is None:
+                return None
+            return {**current, "state": "closed", "failures": "[]", "open_until": None, "probe_until": None,
+                    "updated_at": now}
+
+        self.ledger.update_breaker(provider, model, close)
 
     def states(self) -> list[dict]:
         """Every breaker row, for ``mmr health``."""
-        cursor = self.ledger.conn.execute("SELECT * FROM breakers ORDER BY provider, model")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-    # ------------------------------------------------------------ storage
+        return self.ledger.breaker_states()
 
     def _read(self, provider: str, model: str) -> dict | None:
-        return self.ledger._retrying(lambda: self._select(provider, model))
+        return self.ledger.breaker(provider, model)
 
-    def _select(self, provider: str, model: str) -> dict | None:
-        cursor = self.ledger.conn.execute(
-            "SELECT state, failures, opened_at, open_until, probe_until, last_error FROM breakers WHERE provider = ? AND model = ?",
-            (provider, model),
-        )
-        row = cursor.fetchone()
-        return None if row is None else dict(zip([d[0] for d in cursor.description], row))
 
-    def _write(self, action):
-        def transaction():
-            with self.ledger.transaction():
-                return action()
-
-        return self.ledger._retrying(transaction)
+def _at_most(value: float | None, limit: float) -> float | None:
+    """``min(value, limit)``, None staying None (as SQL's ``min`` has it)."""
+    return None if value is None else min(value, limit)
 
 
 def _clock(timestamp: float) -> str:

@@ -15,22 +15,24 @@ whose worst case lands exactly on the limit fits; one nano-dollar more does not.
 Concurrent requests (other processes, ``--batch`` workers) cannot together pass
 a limit: before each call, a request checks and *holds* its worst case (what it
 was billed so far plus the call's worst case) in ``budget_holds``, in one
-transaction; other requests count those holds as spent. A hold is released
+transaction of the ledger store; other requests count those holds as spent. A hold is released
 when the request's calls are recorded, and expires on its own (after the
 provider timeout of every retry) if the process dies.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from .config import Budget, Config
-from .errors import BudgetExceeded
-from .pricing import decimal_str, format_usd, to_nanousd
+from ..config import Budget, Config
+from ..errors import BudgetExceeded, LedgerError
+from ..pricing import decimal_str, format_usd, to_nanousd
+
+if TYPE_CHECKING:
+    from ..ledger.store import LedgerStore
 
 NANO_PER_USD = Decimal(10) ** 9
 
@@ -60,28 +62,14 @@ def period_start(period: str, now: datetime) -> str:
     return start.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def spent_nanousd(ledger, budget: Budget, who: str | None, now: datetime) -> int:
+def spent_nanousd(ledger: LedgerStore, budget: Budget, who: str | None, now: datetime) -> int:
     """Everything billed in ``budget``'s current period for ``who`` (judge and failed calls included)."""
-    since = period_start(budget.period, now)
-    params: tuple[str | None, ...]
-    if budget.scope == "global":
-        sql, params = "SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE datetime_utc >= ?", (since,)
-    else:
-        sql = f"SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE {budget.scope} = ? AND datetime_utc >= ?"
-        params = (who, since)
-    try:
-        return ledger._retrying(lambda: ledger.conn.execute(sql, params).fetchone()[0])
-    except sqlite3.Error as e:
-        raise ledger._error(e) from None
+    return ledger.spent_nanousd(budget.scope, who, period_start(budget.period, now))
 
 
-def held_nanousd(ledger, budget: Budget, who: str | None, request_id: str, now: float) -> int:
+def held_nanousd(ledger: LedgerStore, budget: Budget, who: str | None, request_id: str, now: float) -> int:
     """What other requests under ``budget`` hold for their calls in flight."""
-    where = "" if budget.scope == "global" else f" AND {budget.scope} = ?"
-    params = [request_id, now] + ([] if budget.scope == "global" else [who])
-    return ledger.conn.execute(
-        f"SELECT coalesce(sum(nanousd), 0) FROM budget_holds WHERE request_id != ? AND expires_at > ?{where}", params,
-    ).fetchone()[0]
+    return ledger.held_nanousd(budget.scope, who, request_id, now)
 
 
 def applicable(budgets: Sequence[Budget], user: str | None, team: str | None) -> list[tuple[Budget, str | None]]:
@@ -95,7 +83,7 @@ def applicable(budgets: Sequence[Budget], user: str | None, team: str | None) ->
     return out
 
 
-def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -> list[dict]:
+def budget_use(ledger: LedgerStore | None, budgets: Sequence[Budget], now: datetime | None = None) -> list[dict]:
     """Each budget's spend in its current period: one row per user (team) for a per-user (team) budget."""
     now = now or datetime.now(timezone.utc)
     out = []
@@ -106,12 +94,7 @@ def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -
         elif ledger is None:
             spent = {}
         else:
-            sql = (f"SELECT {budget.scope}, sum(cost_nanousd) FROM calls WHERE {budget.scope} IS NOT NULL "
-                   f"AND datetime_utc >= ? GROUP BY {budget.scope} ORDER BY {budget.scope}")
-            try:
-                spent = dict(ledger._retrying(lambda sql=sql: ledger.conn.execute(sql, (since,)).fetchall()))
-            except sqlite3.Error as e:
-                raise ledger._error(e) from None
+            spent = {who: nanos for who, nanos in ledger.spent_by(budget.scope, since).items()}
         for who, nanos in spent.items():
             amount = Decimal(nanos) / NANO_PER_USD
             out.append({
@@ -122,18 +105,15 @@ def budget_use(ledger, budgets: Sequence[Budget], now: datetime | None = None) -
     return out
 
 
-def _spent(ledger, budget: Budget, who: str | None, request_id: str, now: datetime) -> Decimal:
-    try:
-        held = ledger._retrying(lambda: held_nanousd(ledger, budget, who, request_id, now.timestamp()))
-    except sqlite3.Error as e:
-        raise ledger._error(e) from None
+def _spent(ledger: LedgerStore, budget: Budget, who: str | None, request_id: str, now: datetime) -> Decimal:
+    held = held_nanousd(ledger, budget, who, request_id, now.timestamp())
     return Decimal(spent_nanousd(ledger, budget, who, now) + held) / NANO_PER_USD
 
 
 class BudgetGuard:
     """The limits on one request; :meth:`choose_tier` before routing, :meth:`refusal` before each call."""
 
-    def __init__(self, limits: list[Limit], *, ledger=None, request_id: str = "", user: str | None = None,
+    def __init__(self, limits: list[Limit], *, ledger: LedgerStore | None = None, request_id: str = "", user: str | None = None,
                  team: str | None = None):
         self.limits = limits
         self.ledger = ledger
@@ -141,7 +121,7 @@ class BudgetGuard:
         self.holding = False
 
     @classmethod
-    def for_request(cls, config: Config, ledger, *, user: str | None, team: str | None,
+    def for_request(cls, config: Config, ledger: LedgerStore | None, *, user: str | None, team: str | None,
                     max_cost: Decimal | None, request_id: str = "", now: datetime | None = None) -> "BudgetGuard | None":
         """The guard for a request, or None when nothing limits it."""
         now = now or datetime.now(timezone.utc)
@@ -166,43 +146,31 @@ class BudgetGuard:
         if self.ledger is None or not any(limit.budget for limit in self.limits):
             return self.refusal(worst_case, billed)
         ledger = self.ledger
+        over: Limit | None = None
 
-        def check_and_hold() -> Limit | None:
-            with ledger.transaction() as conn:
-                now = datetime.now(timezone.utc)
-                self.limits = [
-                    limit if limit.budget is None
-                    else replace(limit, spent=_spent(ledger, limit.budget, limit.who, self.request_id, now))
-                    for limit in self.limits
-                ]
-                over = self.refusal(worst_case, billed)
-                conn.execute("DELETE FROM budget_holds WHERE expires_at < ?", (now.timestamp(),))  # left by dead processes
-                if over is None:
-                    conn.execute("INSERT OR REPLACE INTO budget_holds VALUES (?, ?, ?, ?, ?)",
-                                 (self.request_id, self.user, self.team, to_nanousd(billed + worst_case),
-                                  now.timestamp() + lease))
-                    self.holding = True
-                return over
+        def check() -> tuple[int, float] | None:
+            nonlocal over
+            now = datetime.now(timezone.utc)
+            self.limits = [
+                limit if limit.budget is None
+                else replace(limit, spent=_spent(ledger, limit.budget, limit.who, self.request_id, now))
+                for limit in self.limits
+            ]
+            over = self.refusal(worst_case, billed)
+            return None if over is not None else (to_nanousd(billed + worst_case), now.timestamp() + lease)
 
-        try:
-            return ledger._retrying(check_and_hold)
-        except sqlite3.Error as e:
-            raise ledger._error(e) from None
+        if ledger.hold_budget(self.request_id, self.user, self.team, check):
+            self.holding = True
+        return over
 
     def release(self) -> None:
         """Drop this request's hold: its calls are in the ledger now (or it ended without any)."""
         if not self.holding or self.ledger is None:
             return
-        ledger = self.ledger
-
-        def drop() -> None:
-            with ledger.transaction() as conn:
-                conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (self.request_id,))
-
         try:
-            ledger._retrying(drop)
+            self.ledger.release_hold(self.request_id)
             self.holding = False
-        except sqlite3.Error:
+        except LedgerError:
             pass  # the hold expires on its own; the answer must not be lost over it
 
     def refusal(self, worst_case: Decimal, billed: Decimal = Decimal(0)) -> Limit | None:

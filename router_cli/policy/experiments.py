@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from .config import Config, Experiment, Tier, Variant
+from ..config import Config, Experiment, Tier, Variant
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def compare(rows) -> dict:
     pair per experiment and each experiment is compared on its own, over the others'
     variants. Cost per call: Welch's t-test; rates: the two-proportion z-test.
     """
-    from .stats import two_proportions, welch
+    from ..stats import two_proportions, welch
 
     sums: dict[str, dict[str, dict]] = {}
     for row in rows:
@@ -151,14 +151,14 @@ def _value(side: dict, num: str, den: str):
     if not side[den]:
         return None
     if num == "spend":
-        from .pricing import decimal_str
+        from ..pricing import decimal_str
 
         return decimal_str((side["spend"] / side["calls"]).quantize(Decimal("1e-12")))
     return round(side[num] / side[den], 4)
 
 
 def _statements(experiment: str, variant: str, reference: str, tests: dict) -> list[str]:
-    from .pricing import format_usd
+    from ..pricing import format_usd
 
     out = []
     units = {"cost_per_call": "calls", "error_rate": "calls", "escalation_rate": "requests", "feedback_score": "rated answers"}

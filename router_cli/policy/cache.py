@@ -16,9 +16,12 @@ import json
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .config import Config
+from ..config import Config
+
+if TYPE_CHECKING:
+    from ..ledger.store import LedgerStore
 
 INCOMPLETE_STOPS = frozenset({"max_tokens", "length"})
 
@@ -55,20 +58,18 @@ def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max
 
 
 class ResponseCache:
-    """Cache entries in the ``cache`` table of an open ledger."""
+    """Cache entries kept by an open ledger store."""
 
-    def __init__(self, ledger, config: Config, clock: Callable[[], float] = time.time):
+    def __init__(self, ledger: LedgerStore, config: Config, clock: Callable[[], float] = time.time):
         self.ledger = ledger
         self.config = config
         self.clock = clock
 
     def get(self, key: str) -> tuple[CachedAnswer | None, str | None]:
         """The live entry for ``key``, or None with the reason an entry was not usable."""
-        cursor = self.ledger._retrying(lambda: self.ledger.conn.execute("SELECT * FROM cache WHERE key = ?", (key,)))
-        row = cursor.fetchone()
-        if row is None:
+        entry = self.ledger.cache_get(key)
+        if entry is None:
             return None, None
-        entry = dict(zip([d[0] for d in cursor.description], row))
         now = self.clock()
         age = now - entry["created_at"]
         if now >= entry["expires_at"] or age < -1 or entry["expires_at"] - now > self.config.cache.ttl + 1:
@@ -88,16 +89,11 @@ class ResponseCache:
         if stop_reason in INCOMPLETE_STOPS or not text:
             return False
         now = self.clock()
-        row = (key, self.config.cache.scope, now, now + self.config.cache.ttl, request_id, tier, provider, model,
-               text, input_tokens, output_tokens, format(cost, "f"), stop_reason)
-
-        def write() -> None:
-            with self.ledger.transaction() as conn:
-                conn.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-                # Expired entries go as new ones come, so the table never grows past the live ones by much.
-                conn.execute("DELETE FROM cache WHERE expires_at < ?", (now,))
-
-        self.ledger._retrying(write)
+        entry = {"key": key, "scope": self.config.cache.scope, "created_at": now, "expires_at": now + self.config.cache.ttl,
+                 "request_id": request_id, "tier": tier, "provider": provider, "model": model, "text": text,
+                 "input_tokens": input_tokens, "output_tokens": output_tokens, "cost_usd": format(cost, "f"),
+                 "stop_reason": stop_reason}
+        self.ledger.cache_put(entry, now)
         return True
 
 
