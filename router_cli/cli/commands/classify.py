@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -26,6 +25,8 @@ def classify(
 
     Example: mmr classify "Write code to parse a CSV file"  # -> complex
     """
+    import json
+
     from ...classify import get_classifier
     from ...render.text import decision, decision_json, jsonl_row
 
