@@ -11,21 +11,20 @@ import os
 import queue
 import sys
 import threading
-from typing import IO
+from typing import IO, TYPE_CHECKING, Callable
 
 from .. import errors
 from ..errors import MmrError
 from .wire import decode_row, encode_error, encode_outcome, line
 
+if TYPE_CHECKING:
+    from ..router import Router
+    from .rows import Row
+
 
 def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """A worker's life: read the spec, answer rows until the input ends, return the exit code."""
-    from dataclasses import replace
-
-    from ..config import parse_config
-    from ..engine.options import RequestOptions
-    from ..router import Router
-    from .calls import make_call, run_row
+    from .calls import run_row
 
     out_lock = threading.Lock()
     gone = threading.Event()  # the batch process went away: finish the calls, record them, stop talking
@@ -45,13 +44,7 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     if not isinstance(spec, dict):
         return errors.EXIT_INTERNAL
     try:
-        config = parse_config(spec["config_text"], spec["config_source"])
-        if spec.get("ml_model") is not None:
-            config = replace(config, ml_model=spec["ml_model"])
-        router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
-        call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]))
-        router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})
-        router.preload_sdks()
+        router, call = _start(spec, send)
     except MmrError as e:
         send({"fatal": encode_error(e)})
         return e.exit_code
@@ -81,6 +74,25 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
             thread.join()
         router.close()
     return errors.EXIT_OK
+
+
+def _start(spec: dict, send: Callable[[dict], None]) -> tuple[Router, Callable[[Row], object]]:
+    """The router and the per-row call the spec describes, its SDKs loaded; notes and pauses go to ``send``."""
+    from dataclasses import replace
+
+    from ..config import parse_config
+    from ..engine.options import RequestOptions
+    from ..router import Router
+    from .calls import make_call
+
+    config = parse_config(spec["config_text"], spec["config_source"])
+    if spec.get("ml_model") is not None:
+        config = replace(config, ml_model=spec["ml_model"])
+    router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
+    call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]))
+    router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})
+    router.preload_sdks()
+    return router, call
 
 
 def main() -> None:
