@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from router_cli.batch_pool import auto_processes  # noqa: E402
+from router_cli.batch.pool import auto_processes  # noqa: E402
 from tests.conftest import TEST_CONFIG  # noqa: E402
 
 LATENCY = 0.05

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from router_cli.batch import IdSet, answered_ids, parse_line, read_rows
+from router_cli.batch.rows import IdSet, answered_ids, parse_line, read_rows
 from router_cli.errors import EXIT_INTERRUPTED, EXIT_ROWS_FAILED
-from router_cli.render import batch_status
+from router_cli.render.progress import batch_status
 from tests.conftest import ledger_rows
 from tests.provider_server import error, reply, reply_text
 
@@ -509,8 +509,8 @@ def test_ctrl_c_ends_a_batch_whose_stdin_stays_open(server, config_path, db_path
 def test_a_worker_speaking_nonsense_ends_the_batch_instead_of_hanging_it(tmp_path):
     import threading
 
-    from router_cli.batch import run_batch
-    from router_cli.batch_pool import WorkerPool
+    from router_cli.batch.engine import run_batch
+    from router_cli.batch.pool import WorkerPool
 
     fake = "import sys; sys.stdin.readline(); print('1'); print('loading...'); sys.stdout.flush(); sys.stdin.read()"
     pool = WorkerPool({}, 2, 2, command=[sys.executable, "-c", fake])
@@ -539,7 +539,7 @@ def test_worker_notes_reach_stderr_with_verbose(server, mmr):
 
 
 def test_processes_by_default_one_per_16_concurrent_rows_from_32_up_to_the_cpus_and_4():
-    from router_cli.batch_pool import auto_processes, shares
+    from router_cli.batch.pool import auto_processes, shares
 
     assert auto_processes(8, cpus=8) == 1 and auto_processes(31, cpus=8) == 1 and auto_processes(32, cpus=8) == 2
     assert auto_processes(64, cpus=8) == 4 and auto_processes(64, cpus=2) == 2 and auto_processes(64, cpus=1) == 1
@@ -548,8 +548,8 @@ def test_processes_by_default_one_per_16_concurrent_rows_from_32_up_to_the_cpus_
 
 
 def test_errors_cross_the_pipe_with_their_class_and_exit_code():
-    from router_cli.batch import Outcome
-    from router_cli.batch_pool import (
+    from router_cli.batch.calls import Outcome
+    from router_cli.batch.wire import (
         decode_error,
         decode_outcome,
         encode_error,

@@ -258,3 +258,31 @@ def test_concurrent_processes_write_every_row(server, config_path, db_path):
     rows = ledger_rows(db_path)
     assert sorted(r["prompt"] for r in rows) == sorted(f"prompt {i}" for i in range(8))
     assert len({r["id"] for r in rows}) == 8
+
+
+BAD_REQUEST_OPTIONS = [
+    (["--temperature", "3"], "--temperature must be between 0 and 2, got 3.0"),
+    (["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),
+    (["--max-cost", "lots"], "--max-cost: expected an amount in USD such as 0.05, got 'lots'"),
+    (["--max-cost", "-1"], "--max-cost must be an amount of 0 USD or more, got '-1'"),
+]
+CASCADE_ONLY = [
+    (["--threshold", "2"], "--threshold must be between 0 and 1, got 2"),
+    (["--gate", "vibes"], "--gate: unknown gate 'vibes'; valid gates: heuristic, judge, both"),
+    (["--start-tier", "simple", "--from-classifier"], "--start-tier and --from-classifier both choose where to start; give one"),
+]
+ASK_ONLY = [(["--no-cache", "--refresh"], "--no-cache and --refresh contradict each other: give one")]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-prompt", "batch"])
+@pytest.mark.parametrize("command,args,message",
+                         [("ask", a, m) for a, m in BAD_REQUEST_OPTIONS + ASK_ONLY]
+                         + [("cascade", a, m) for a, m in BAD_REQUEST_OPTIONS + CASCADE_ONLY])
+def test_request_options_fail_alike_in_ask_cascade_and_batch(capsys, config_path, db_path, command, args, message, batch):
+    from router_cli.cli import main
+
+    where = ["--batch", "-"] if batch else ["hello"]
+    code = main([command, *args, *where, "--config", str(config_path), "--db", str(db_path)])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (EXIT_USAGE, "", f"Error: {message}\n")
+    assert not db_path.exists()

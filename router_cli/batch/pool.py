@@ -5,7 +5,7 @@ spends 1.5-2.5 ms of CPU in the SDK, its HTTP client and the ledger, all under
 one GIL. A fast local server at high concurrency needs more. With
 ``--processes N`` (by default one per 16 concurrent rows from 32 on, up to the
 CPU count and at most 4), the ``mmr`` process reads, orders and writes the rows and N
-worker processes (:func:`main`, started by :class:`WorkerPool`) answer them, each with
+worker processes (:mod:`router_cli.batch.worker`, started by :class:`WorkerPool`) answer them, each with
 its share of ``--concurrency`` as threads. Below 32 concurrent rows a second
 process costs more than it gives: each imports its own SDK (about a second of
 CPU for Anthropic's) and every row crosses two pipes. The workers start first,
@@ -31,27 +31,23 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
-from decimal import Decimal
-from typing import IO, TYPE_CHECKING
 
-from . import errors
-from .errors import MmrError
-
-if TYPE_CHECKING:
-    from .batch import Outcome, Row
+from .. import errors
+from ..errors import MmrError
+from .calls import Outcome
+from .rows import Row
+from .wire import decode_error, decode_outcome, encode_row, line
 
 MAX_PROCESSES = 16
 # ``python -m`` and ``-c`` put the working directory first on the import path, where any
 # queue.py or yaml.py of the user's would shadow the real one: the workers import from
 # where this mmr's own package was found instead.
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_WORKER_MAIN = f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; from router_cli.batch_pool import main; main()"
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_WORKER_MAIN = f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; from router_cli.batch.worker import main; main()"
 ROWS_PER_PROCESS = 16  # measured: 2 processes lose at concurrency 16 and win at 32 (bench/batch.py)
 AUTO_MAX_PROCESSES = 4  # each worker holds its own SDKs (~100 MB)
 
@@ -64,40 +60,6 @@ def auto_processes(concurrency: int, cpus: int | None = None) -> int:
 def shares(concurrency: int, processes: int) -> list[int]:
     """``concurrency`` threads spread over ``processes`` workers as evenly as whole threads allow."""
     return [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
-
-
-# ------------------------------------------------------------------ wire format
-
-
-def encode_error(e: MmrError) -> dict:
-    return {"type": type(e).__name__, "message": e.message, "exit_code": e.exit_code}
-
-
-def decode_error(data: dict) -> MmrError:
-    """The same class when it is one of ours (the batch stops on some classes), else MmrError."""
-    cls = getattr(errors, str(data.get("type")), MmrError)
-    if not (isinstance(cls, type) and issubclass(cls, MmrError)):
-        cls = MmrError
-    error = MmrError.__new__(cls)
-    MmrError.__init__(error, str(data.get("message")))
-    error.exit_code = int(data.get("exit_code", errors.EXIT_INTERNAL))
-    return error
-
-
-def encode_outcome(outcome: Outcome) -> dict:
-    return {"row": outcome.row, "ok": outcome.ok, "cost": str(outcome.cost),
-            "fatal": None if outcome.fatal is None else encode_error(outcome.fatal)}
-
-
-def decode_outcome(data: dict) -> Outcome:
-    from .batch import Outcome
-
-    return Outcome(data["row"], bool(data["ok"]), Decimal(data["cost"]),
-                   None if data.get("fatal") is None else decode_error(data["fatal"]))
-
-
-def _line(message: dict) -> bytes:
-    return (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
 
 
 # ------------------------------------------------------------------ the batch's side
@@ -118,7 +80,7 @@ class _Worker:
             if self.proc.stdin is None or self.proc.stdin.closed:
                 return False
             try:
-                self.proc.stdin.write(_line(message))
+                self.proc.stdin.write(line(message))
                 self.proc.stdin.flush()
                 return True
             except (BrokenPipeError, OSError, ValueError):
@@ -142,7 +104,7 @@ class WorkerPool:
     """
 
     def __init__(self, spec: dict, processes: int, concurrency: int, *, command: list[str] | None = None):
-        """``command`` starts a worker (default: this mmr's ``batch_pool.main``)."""
+        """``command`` starts a worker (default: this mmr's ``batch.worker.main``)."""
         if not 2 <= processes <= MAX_PROCESSES:
             raise ValueError(f"processes must be between 2 and {MAX_PROCESSES}")
         self.workers: list[_Worker] = []
@@ -162,7 +124,7 @@ class WorkerPool:
     def serve(self, batch) -> None:
         """Hand ``batch``'s rows to the workers and its results back, in background threads.
 
-        ``batch`` is a ``batch._Batch``: rows come from ``batch.jobs`` (``None``
+        ``batch`` is a ``batch.engine._Batch``: rows come from ``batch.jobs`` (``None``
         ends them), results go to ``batch.results``, and ``batch.begin()`` /
         ``batch.end()`` count the rows in flight.
         """
@@ -259,8 +221,6 @@ class WorkerPool:
             if not worker.ready:
                 batch.results.put((seq, None))  # it never got as far as a call
                 continue
-            from .batch import Outcome
-
             message = (f"the worker process answering this row stopped (exit code {code}); "
                        "the call may have been made: see the ledger")
             batch.results.put((seq, Outcome({"id": row.id, "error": {"kind": "internal", "message": message,
@@ -284,106 +244,3 @@ class WorkerPool:
                 worker.proc.wait()
         for thread in self._threads:
             thread.join(timeout=5)
-
-
-def encode_row(row: Row) -> dict:
-    return asdict(row)
-
-
-def decode_row(data: dict) -> Row:
-    from .batch import Row
-
-    return Row(**data)
-
-
-# ------------------------------------------------------------------ the worker's side
-
-
-def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
-    """A worker's life: read the spec, answer rows until the input ends, return the exit code."""
-    from dataclasses import replace
-
-    from .batch import make_call, run_row
-    from .config import parse_config
-    from .engine.router import Router
-
-    out_lock = threading.Lock()
-    gone = threading.Event()  # the batch process went away: finish the calls, record them, stop talking
-
-    def send(message: dict) -> None:
-        if gone.is_set():
-            return
-        data = _line(message)
-        with out_lock:
-            try:
-                stdout.write(data)
-                stdout.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                gone.set()
-
-    spec = json.loads(stdin.readline() or "null")
-    if not isinstance(spec, dict):
-        return errors.EXIT_INTERNAL
-    try:
-        config = parse_config(spec["config_text"], spec["config_source"])
-        if spec.get("ml_model") is not None:
-            config = replace(config, ml_model=spec["ml_model"])
-        router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
-        call = make_call(router, spec["kind"], spec["options"])
-        router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})
-        router.preload_sdks()
-    except MmrError as e:
-        send({"fatal": encode_error(e)})
-        return e.exit_code
-    send({"ready": True})
-
-    jobs: queue.Queue = queue.Queue()
-
-    def work() -> None:
-        while (job := jobs.get()) is not None:
-            seq, row = job
-            send({"seq": seq, "outcome": encode_outcome(run_row(call, row))})
-
-    threads = [threading.Thread(target=work, name=f"mmr-worker-{i}") for i in range(int(spec["threads"]))]
-    for thread in threads:
-        thread.start()
-    try:
-        for raw in stdin:
-            message = json.loads(raw)
-            if "row" in message:
-                jobs.put((message["seq"], decode_row(message["row"])))
-            elif "pause" in message:
-                router.pauses.pause(message["pause"], float(message["seconds"]), tell=False)
-    finally:
-        for _ in threads:
-            jobs.put(None)
-        for thread in threads:
-            thread.join()
-        router.close()
-    return errors.EXIT_OK
-
-
-def main() -> None:
-    """A worker process (started by :class:`WorkerPool`, never by hand)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the batch process decides what Ctrl-C means
-    # The protocol gets its own copy of stdout; anything else printing there (a library, a
-    # stray print) goes to stderr instead of corrupting it.
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    try:
-        code = serve_rows(sys.stdin.buffer, protocol)
-    except Exception as e:  # reported to the batch as one line, never a traceback
-        if os.environ.get("MMR_DEBUG"):
-            raise
-        try:
-            protocol.write(_line({"fatal": {"type": "MmrError", "message": f"internal error in a batch "
-                                            f"worker: {type(e).__name__}: {e}", "exit_code": 1}}))
-            protocol.flush()
-        except OSError:
-            pass
-        code = errors.EXIT_INTERNAL
-    from .process import exit_now
-
-    exit_now(code)

@@ -1,0 +1,187 @@
+"""``mmr ask`` and ``mmr cascade``: one prompt (or, with ``--batch``, a file of them) answered."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Callable
+
+import typer
+
+from ..common import load_config, read_prompt
+from ..options import (
+    AskDryRunOption,
+    BatchOption,
+    CascadeDryRunOption,
+    ClassifierOption,
+    ConcurrencyOption,
+    ConfigOption,
+    DbOption,
+    FromClassifierOption,
+    GateOption,
+    JsonOption,
+    MaxCostOption,
+    MaxTierOption,
+    MaxTokensOption,
+    MlModelOption,
+    NoCacheOption,
+    ProcessesOption,
+    PromptArgument,
+    RefreshOption,
+    ResumeOption,
+    StartTierOption,
+    StreamOption,
+    StrictOption,
+    SystemOption,
+    TeamOption,
+    TemperatureOption,
+    ThresholdOption,
+    TierOption,
+    UserOption,
+    VerboseOption,
+    request_options,
+)
+
+if TYPE_CHECKING:
+    from ...engine.router import Router
+    from ...engine.types import Answer
+
+
+def ask(
+    prompt: PromptArgument = None,
+    system: SystemOption = None,
+    tier: TierOption = None,
+    classifier: ClassifierOption = None,
+    max_tokens: MaxTokensOption = None,
+    temperature: TemperatureOption = None,
+    stream: StreamOption = None,
+    json_output: JsonOption = False,
+    dry_run: AskDryRunOption = False,
+    max_cost: MaxCostOption = None,
+    no_cache: NoCacheOption = False,
+    refresh: RefreshOption = False,
+    user: UserOption = None,
+    team: TeamOption = None,
+    ml_model: MlModelOption = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+    verbose: VerboseOption = False,
+    batch: BatchOption = None,
+    concurrency: ConcurrencyOption = 8,
+    processes: ProcessesOption = None,
+    strict: StrictOption = False,
+    resume: ResumeOption = None,
+) -> None:
+    """Answer a prompt from the cheapest suitable tier.
+
+    Example: cat prompt.txt | mmr ask --json --max-cost 0.02
+
+    Many prompts: mmr ask --batch prompts.jsonl --concurrency 16 > answers.jsonl
+    """
+    options = request_options(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
+                              temperature=temperature, max_cost=max_cost, user=user, team=team, no_cache=no_cache,
+                              refresh=refresh)
+    if batch is not None:
+        from .batch import answer_batch
+
+        answer_batch("ask", options, batch, prompt=prompt, config=config, db=db, ml_model=ml_model, verbose=verbose,
+                     concurrency=concurrency, processes=processes, strict=strict, resume=resume,
+                     conflicts={"--dry-run": dry_run, "--stream": bool(stream)})  # exits with the batch's code
+    from ...render import text as render
+
+    router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+    if dry_run:
+        render.estimate(router.estimate(text, options), json_output)
+        return
+    if stream is None:
+        stream = sys.stdout.isatty() and not json_output
+    on_text = render.stream_text if stream and not json_output else None
+    _deliver(router, lambda: router.ask(text, options, on_text=on_text, on_restart=render.stream_restart),
+             json_output=json_output, streamed=on_text is not None, show_notes=show_notes)
+
+
+def cascade(
+    prompt: PromptArgument = None,
+    system: SystemOption = None,
+    start_tier: StartTierOption = None,
+    from_classifier: FromClassifierOption = False,
+    classifier: ClassifierOption = None,
+    max_tier: MaxTierOption = None,
+    threshold: ThresholdOption = None,
+    gate: GateOption = None,
+    max_tokens: MaxTokensOption = None,
+    temperature: TemperatureOption = None,
+    json_output: JsonOption = False,
+    dry_run: CascadeDryRunOption = False,
+    max_cost: MaxCostOption = None,
+    user: UserOption = None,
+    team: TeamOption = None,
+    ml_model: MlModelOption = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+    verbose: VerboseOption = False,
+    batch: BatchOption = None,
+    concurrency: ConcurrencyOption = 8,
+    processes: ProcessesOption = None,
+    strict: StrictOption = False,
+    resume: ResumeOption = None,
+) -> None:
+    """Answer from the cheapest tier whose answer passes the quality gate, escalating otherwise.
+
+    The answer is printed once, when accepted (no streaming: it may still be rejected).
+
+    Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
+
+    Many prompts: mmr cascade --batch prompts.jsonl > answers.jsonl (a row's tier is where it starts)
+    """
+    options = request_options(system=system, tier=start_tier, from_classifier=from_classifier, classifier=classifier,
+                              max_tier=max_tier, threshold=threshold, gate=gate, max_tokens=max_tokens,
+                              temperature=temperature, max_cost=max_cost, user=user, team=team)
+    if batch is not None:
+        from .batch import answer_batch
+
+        answer_batch("cascade", options, batch, prompt=prompt, config=config, db=db, ml_model=ml_model,
+                     verbose=verbose, concurrency=concurrency, processes=processes, strict=strict, resume=resume,
+                     conflicts={"--dry-run": dry_run})  # exits with the batch's code
+    from ...engine import cascade as cascading
+    from ...render import text as render
+
+    router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+    if dry_run:
+        render.cascade_estimate(cascading.estimate(router, text, options), json_output)
+        return
+    _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
+             show_notes=show_notes)
+
+
+def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,
+             ml_model: str | None) -> tuple[Router, str, bool]:
+    """Load the config and the prompt, make the router; say whether routing notes are shown."""
+    from ...ledger import resolve_db_path
+    from ...render import text as render
+    from ...engine.router import Router
+
+    cfg = load_config(config, ml_model)
+    text = read_prompt(prompt)
+    show_notes = verbose or render.stderr_is_terminal()
+    router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
+    return router, text, show_notes
+
+
+def _deliver(router: Router, produce: Callable[[], Answer], *, json_output: bool, streamed: bool,
+             show_notes: bool) -> None:
+    """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly."""
+    from ...render import text as render
+
+    try:
+        answer = produce()
+        render.answer(answer, json_output=json_output, streamed=streamed, show_note=show_notes)
+    except BrokenPipeError:
+        # The reader went away (mmr ask | head): stop writing, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    finally:
+        router.close()
+    if answer.ledger_error is not None:
+        raise answer.ledger_error
+

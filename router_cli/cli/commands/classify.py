@@ -1,0 +1,55 @@
+"""``mmr classify``: the tier a prompt (or each JSONL row on stdin) would be routed to; no model is called."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ...errors import UsageError
+from ..common import classifiers, load_config, read_prompt
+from ..options import ClassifierOption, ConfigOption, JsonOption, MlModelOption, PromptArgument
+
+
+def classify(
+    prompt: PromptArgument = None,
+    classifier: ClassifierOption = None,
+    json_output: JsonOption = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Read JSONL rows with 'prompt' (and optional 'id') on stdin; one decision per line.")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="With --jsonl: report a bad line as an error row and go on.")] = False,
+    ml_model: MlModelOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the tier a prompt would be routed to, without calling any model.
+
+    Example: mmr classify "Write code to parse a CSV file"  # -> complex
+    """
+    import json
+
+    from ...render.text import decision, decision_json, jsonl_row
+
+    cfg = load_config(config, ml_model)
+    name = classifier or cfg.classifier
+    chosen = classifiers(cfg, [name])[name]
+    if not jsonl:
+        decision(chosen.classify(read_prompt(prompt)), json_output)
+        return
+    if prompt is not None:
+        raise UsageError("--jsonl reads prompts from stdin; give no PROMPT argument")
+    for number, line in enumerate(sys.stdin, 1):
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the first row
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            row = f"not JSON ({e.msg})"
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            message = f"stdin:{number}: {row if isinstance(row, str) else 'expected an object with a non-empty prompt'}"
+            if not skip_bad:
+                raise UsageError(message) from None
+            jsonl_row({"line": number, "error": message})
+            continue
+        jsonl_row({**({"id": row["id"]} if "id" in row else {}), **decision_json(chosen.classify(row["prompt"]))})

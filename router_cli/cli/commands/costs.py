@@ -1,0 +1,95 @@
+"""``mmr costs`` (spend, savings, drift, budgets) and ``mmr health`` (providers and models)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ...errors import UsageError
+from ..common import load_config, write_file
+from ..options import ConfigOption, DbOption, JsonOption
+
+
+def costs(
+    since: Annotated[str, typer.Option("--since", help="Start: 7d, 24h, 30m, 2w, YYYY-MM-DD or an ISO timestamp.")] = "7d",
+    until: Annotated[Optional[str], typer.Option("--until", help="End (default: now), same forms as --since.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, model, provider, day, week, user, team, command, status, variant (comma-separated).")] = None,
+    json_output: JsonOption = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+    utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
+    drift_points: Annotated[float, typer.Option("--drift-points", help="Flag tier-mix shifts larger than this many points.")] = 10.0,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the daily spend chart to this .svg file.")] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Spend, premium baseline and net savings from the ledger, with drift against the previous window.
+
+    With --by user or team (or --config), also each budget's use in its current period.
+
+    Example: mmr costs --since 30d --by tier,model
+    """
+    from ...policy.budgets import budget_use
+    from ...costs import cost_report, drift, empty_report, parse_by, parse_when
+    from ...ledger import open_for_reading, resolve_db_path
+    from ...render.charts import spend_svg
+    from ...render.tables import cost_report as show
+    from ...render.text import note
+
+    keys = parse_by(by)
+    start = parse_when(since, utc=utc)
+    end = parse_when(until, utc=utc, option="--until") if until else None
+    if not 0 < drift_points <= 100:
+        raise UsageError(f"--drift-points must be above 0 and at most 100, got {drift_points:g}")
+    if plot is not None and not plot.lower().endswith(".svg"):
+        raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
+    # Budgets live in the config; reading it is skipped when no report needs it (start-up time).
+    budgets = load_config(config).budgets if config or {"user", "team"} & set(keys) else None
+    path = resolve_db_path(db)
+    if path.exists():
+        with open_for_reading(path) as ledger:
+            report = cost_report(ledger, start, end, keys, utc=utc)
+            report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
+            if budgets is not None:
+                report.budgets = budget_use(ledger, budgets)
+    else:
+        note(f"no ledger yet at {path}: nothing has been recorded")
+        report = empty_report(start, end, keys, utc, drift_points)
+        if budgets is not None:
+            report.budgets = budget_use(None, budgets)
+    if plot is not None:
+        write_file(plot, "--plot", spend_svg(report.daily_spend))
+    show(report, json_output=json_output, csv_output=csv_output, utc=utc)
+
+
+def health(
+    since: Annotated[str, typer.Option("--since", help="Window for error rates and latency: 1h, 24h, 30m...")] = "1h",
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Each provider/model: circuit state, recent error rate, p50 latency, when it will be retried.
+
+    Example: mmr health --since 24h
+    """
+    from datetime import datetime, timezone
+
+    from ...costs import parse_when
+    from ...health import health_report
+    from ...ledger import open_for_reading, resolve_db_path
+    from ...render.tables import health as show
+    from ...render.text import note
+
+    cfg = load_config(config)
+    now = datetime.now(timezone.utc)
+    window = now - parse_when(since, now=now)
+    if window.total_seconds() <= 0:
+        raise UsageError(f"--since must reach into the past, got {since!r}")
+    path = resolve_db_path(db)
+    if path.exists():
+        with open_for_reading(path) as ledger:
+            rows = health_report(ledger, cfg, window, now.timestamp())
+    else:
+        note(f"no ledger yet at {path}: nothing has been recorded")
+        rows = health_report(None, cfg, window, now.timestamp())
+    show(rows, json_output)

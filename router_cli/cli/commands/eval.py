@@ -1,0 +1,129 @@
+"""``mmr eval`` (score classifiers on labelled data, or replay the ledger) and ``mmr train``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from ...errors import UsageError
+from ..common import classifiers, ledger_path, load_config, window, write_file
+from ..options import ConfigOption, DbOption, JsonOption, MlModelOption, SkipBadOption
+
+if TYPE_CHECKING:
+    from ...config import Config
+
+
+def evaluate(
+    file: Annotated[Optional[str], typer.Argument(help="Labelled JSONL: prompt and label and/or per-tier outcomes and costs.", show_default=False)] = None,
+    classifier: Annotated[Optional[str], typer.Option("--classifier", help="Classifiers to compare, comma-separated (default from config).")] = None,
+    json_output: JsonOption = False,
+    skip_bad: SkipBadOption = False,
+    target_quality: Annotated[float, typer.Option("--target-quality", help="Quality (fraction of premium) the threshold sweep must keep.")] = 0.95,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the cost-quality frontier to this .svg file.")] = None,
+    replay: Annotated[bool, typer.Option("--replay", help="Instead of FILE: re-route the ledger's past prompts and estimate their cost; no model is called.")] = False,
+    since: Annotated[str, typer.Option("--since", help="With --replay: start (7d, 24h, YYYY-MM-DD...).")] = "30d",
+    until: Annotated[Optional[str], typer.Option("--until", help="With --replay: end (default: now).")] = None,
+    thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="ml thresholds to try, e.g. simple=0.6,medium=0.5.")] = None,
+    ml_model: MlModelOption = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines;
+    or, with --replay, re-route past traffic from the ledger and estimate what it would have cost.
+
+    Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
+    """
+    from ...evaluate import evaluate as score, read_labelled
+    from ...render.charts import frontier_svg
+    from ...render.tables import eval_report
+    from ...render.text import note
+    from ...reports.thresholds import with_thresholds
+
+    cfg = load_config(config, ml_model)
+    if thresholds is not None:
+        cfg = with_thresholds(cfg, thresholds)
+    names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
+    if replay:
+        _replay(cfg, names, file, since, until, db, json_output)
+        return
+    if file is None:
+        raise UsageError("give a labelled FILE, or --replay to re-route the ledger's past prompts")
+    chosen = classifiers(cfg, names)
+    if not 0 < target_quality <= 1:
+        raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
+    if plot is not None and not plot.lower().endswith(".svg"):
+        raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
+    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in problems:
+        note(f"skipped {problem}")
+    report = score(rows, chosen, cfg, target_quality=target_quality)
+    if plot is not None:
+        write_file(plot, "--plot", frontier_svg(report))
+    eval_report(report, cfg.tier_names, json_output)
+
+
+def _replay(cfg: Config, names: list[str], file: str | None, since: str, until: str | None, db: str | None,
+            json_output: bool) -> None:
+    from ...ledger import open_for_reading, open_ledger
+    from ...render.tables import replay_report
+    from ...replay import check_classifiers, replay
+
+    if file is not None:
+        raise UsageError("--replay reads the ledger; give no FILE")
+    if cfg.ml_thresholds and "ml" not in names:
+        raise UsageError("--thresholds sets the ml classifier's thresholds; add --classifier ml")
+    check_classifiers(names)
+    start, end = window(since, until)
+    chosen = classifiers(cfg, names)
+    with open_for_reading(ledger_path(db)) as ledger:
+        report = replay(ledger, cfg, chosen, start, end)
+    replay_report(report, json_output)
+
+
+def train(
+    file: Annotated[Optional[str], typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).", show_default=False)] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")] = "",
+    target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds that pick lambda (the price of quality).")] = 5,
+    skip_bad: SkipBadOption = False,
+    from_ledger: Annotated[bool, typer.Option("--from-ledger", help="Instead of FILE: labels from the ledger's cascades and feedback (see mmr labels).")] = False,
+    since: Annotated[str, typer.Option("--since", help="With --from-ledger: start (30d, YYYY-MM-DD...).")] = "30d",
+    until: Annotated[Optional[str], typer.Option("--until", help="With --from-ledger: end (default: now).")] = None,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Train the ml classifier on labelled data (needs the ml extra: scikit-learn).
+
+    Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
+    """
+    from ...classify.ml_train import train as train_model
+    from ...evaluate import read_labelled_file
+    from ...render.text import note, trained
+
+    if folds < 2:
+        raise UsageError(f"--folds must be at least 2, got {folds}")
+    if not output:
+        raise UsageError("give --output FILE: where to write the model")
+    if (file is None) == (not from_ledger):
+        raise UsageError("give a labelled FILE or --from-ledger (one of the two)")
+    cfg = load_config(config)
+    if from_ledger:
+        from ...ledger import open_for_reading, open_ledger
+        from ...reports.training import ledger_training_rows
+
+        start, end = window(since, until)
+        with open_for_reading(ledger_path(db)) as ledger:
+            data = ledger_training_rows(ledger, cfg.tier_names, start, end)
+        note(data.summary)
+        rows, digest = data.rows, data.sha256
+    else:
+        assert file is not None
+        labelled = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
+        for problem in labelled.problems:
+            note(f"skipped {problem}")
+        rows, digest = labelled.rows, labelled.sha256
+    model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest, on_progress=note)
+    write_file(output, "--output", json.dumps(model, separators=(",", ":")) + "\n")
+    trained(model, output)

@@ -1,0 +1,98 @@
+"""What several commands do the same way: read the prompt, load the config, find the ledger,
+read a time window, write an output file. Errors a user can act on are UsageErrors."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from ..config import Config
+
+
+def read_prompt(prompt: str | None) -> str:
+    """The prompt argument, or stdin for ``-`` or nothing: non-empty UTF-8 text."""
+    if prompt is not None and prompt != "-":
+        text = prompt
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no prompt: pass it as an argument or pipe it on stdin")
+    else:
+        data = sys.stdin.buffer.read()
+        if b"\0" in data:
+            raise UsageError("stdin holds binary data, not a text prompt")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("stdin is not UTF-8 text") from None
+    if not text.strip():
+        raise UsageError("the prompt is empty")
+    check_text(text, "the prompt")
+    return text
+
+
+def check_text(text: str | None, what: str) -> None:
+    """Arguments that are not valid UTF-8 reach Python as lone surrogates; refuse them here."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{what} is not valid UTF-8 text") from None
+
+
+def load_config(config: str | None, ml_model: str | None = None) -> Config:
+    """The config (``--config`` or the default search), with ``--ml-model`` when given."""
+    from dataclasses import replace
+
+    from ..config import load_config as load
+
+    cfg = load(config)
+    return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
+
+
+def ledger_path(db: str | None) -> Path:
+    """The ledger to read; a clear error when nothing has been recorded there."""
+    from ..ledger import resolve_db_path
+
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise UsageError(f"no ledger at {path}: nothing has been recorded yet (use --db or $MMR_DB to choose another)")
+    return path
+
+
+def window(since: str, until: str | None) -> tuple[datetime, datetime]:
+    """``--since`` / ``--until`` as a time window ending now by default."""
+    from datetime import datetime, timezone
+
+    from ..costs import parse_when
+
+    start = parse_when(since)
+    end = parse_when(until, option="--until") if until else datetime.now(timezone.utc)
+    if end <= start:
+        raise UsageError("--until is not after --since")
+    return start, end
+
+
+def write_file(path: str, option: str, text: str) -> None:
+    """Write ``text`` to ``path``, given by ``option``; a clear error when it cannot be written."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise UsageError(f"{option}: cannot write {path}: {e.strerror}") from None
+
+
+def classifiers(cfg: Config, names: list[str]) -> dict:
+    """The named classifiers; those that call a model share one router, without a ledger."""
+    from ..classify import NEEDS_CALLER, get_classifier
+
+    caller = None
+    if NEEDS_CALLER.intersection(names):
+        from ..engine.router import Router
+
+        caller = Router(cfg)
+    return {name: get_classifier(name, cfg, caller) for name in dict.fromkeys(names)}

@@ -1,0 +1,270 @@
+"""The report tables of ``mmr eval``, ``costs``, ``health`` and ``eval --replay`` (rich, imported
+only when a table is printed), or their JSON and CSV forms."""
+
+from __future__ import annotations
+
+import os
+import sys
+from decimal import Decimal
+
+from ..errors import redact
+from ..pricing import format_usd
+from .charts import daily_chart, frontier_lines
+from .text import emit_json, usd
+
+
+_EVAL_COLUMNS = [
+    ("accuracy", "accuracy", "{:.1%}"), ("macro_f1", "macro F1", "{:.3f}"), ("under_routing", "under", "{:.1%}"),
+    ("over_routing", "over", "{:.1%}"), ("quality", "quality", "{:.3f}"), ("quality_vs_premium", "vs premium", "{:.1%}"),
+    ("cost_per_call", "cost/call", None), ("savings_vs_premium", "savings", "{:.1%}"),
+    ("premium_share", "premium", "{:.1%}"), ("latency_ms_p50", "p50 ms", "{:.3f}"),
+]
+
+
+def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
+    """``mmr eval``: one table of classifiers and baselines, then each classifier's confusion matrix."""
+    if json_output:
+        emit_json(report)
+        return
+    from rich.table import Table
+
+    console = _console(200)
+    table = Table(title=f"{report['rows']} labelled rows", title_justify="left")
+    table.add_column("router")
+    for _, header, _ in _EVAL_COLUMNS:
+        table.add_column(header, justify="right")
+
+    def cells(m: dict) -> list[str]:
+        out = []
+        for key, _, fmt in _EVAL_COLUMNS:
+            value = m.get(key)
+            if value is None:
+                out.append("")
+            elif fmt is None:
+                out.append(format_usd(Decimal(value)))
+            else:
+                out.append(fmt.format(value))
+        return out
+
+    for name, m in report["classifiers"].items():
+        table.add_row(name, *cells(m), style="bold")
+    table.add_section()
+    for name, m in report["baselines"].items():
+        table.add_row(name, *cells(m), style="dim")
+    console.print(table)
+    for name, m in report["classifiers"].items():
+        matrix = Table(title=f"{name}: label (rows) x routed (columns)", title_justify="left")
+        matrix.add_column("label")
+        for t in tiers:
+            matrix.add_column(t, justify="right")
+        matrix.add_column("recall", justify="right")
+        for t in tiers:
+            matrix.add_row(t, *[str(m["confusion"][t][u]) for u in tiers], f"{m['per_tier'][t]['recall']:.1%}")
+        matrix.add_row("precision", *[f"{m['per_tier'][u]['precision']:.1%}" for u in tiers], "", style="dim")
+        console.print(matrix)
+    console.print("under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
+    for name, m in report["classifiers"].items():
+        if "sweep" in m:
+            console.print("\n".join(frontier_lines(name, m["sweep"])))
+
+
+_COST_FIELDS = [
+    ("calls", "calls"), ("requests", "requests"), ("input_tokens", "in tok"), ("output_tokens", "out tok"),
+    ("spend_usd", "spend"), ("baseline_usd", "baseline"), ("savings_usd", "savings"), ("savings_pct", "saved %"),
+    ("error_rate", "errors"), ("escalation_rate", "escalated"), ("cache_hit_rate", "cached"),
+    ("discarded_share", "discarded"), ("judging_share", "judging"),
+    ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+    ("rated", "rated"), ("feedback_score", "good"), ("misrouting_rate", "misrouted"), ("needs_higher_share", "needs higher"),
+]
+_FEEDBACK_FIELDS = 4  # the last entries above: shown in the table only when there is feedback or an experiment
+
+
+def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> None:
+    """The ``mmr costs`` report: a table, or JSON / CSV for scripts."""
+    if json_output:
+        emit_json(report.to_json())
+        return
+    if csv_output:
+        _cost_csv(report)
+        return
+
+    def when(moment):
+        # Each end in its own offset: a window may cross a DST change.
+        return moment.strftime("%Y-%m-%d %H:%M UTC") if utc else moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+    title = f"Spend from {when(report.since)} to {when(report.until)}"
+    if report.total.calls == 0:
+        print(f"{title}: no calls in this window.")
+        if report.drift is not None:
+            print("\n".join(_drift_lines(report.drift)))
+        return
+    # Off a terminal, rich would squeeze the table into 80 columns; let it be as wide as it needs.
+    console = _console(240)
+    with_feedback = report.total.rated > 0 or "variant" in report.by
+    console.print(_cost_table(report, title, with_feedback))
+    console.print(report.BASELINE_NOTE, style="dim")
+    if with_feedback:
+        console.print("good / misrouted: shares of rated answers (mmr feedback; the latest verdict per call); "
+                      "needs higher: of those marked bad, the share that named a higher tier.", style="dim")
+    if report.comparison is not None:
+        console.print("\nExperiments", style="bold")
+        console.print("\n".join(report.comparison["statements"]))
+    chart = daily_chart(report.daily_spend)
+    if chart:
+        console.print("\nDaily spend", style="bold")
+        console.print("\n".join(chart))
+    if report.drift is not None:
+        console.print()
+        console.print("\n".join(_drift_lines(report.drift)))
+    if report.budgets:
+        console.print()
+        console.print(_budget_table(report.budgets))
+
+
+def _console(width: int):
+    """A console for stdout: no colour with ``NO_COLOR``; off a terminal, ``width`` columns."""
+    from rich.console import Console
+
+    return Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False,
+                   width=None if sys.stdout.isatty() else width)
+
+
+def _cost_csv(report) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(report.by + [name for name, _ in _COST_FIELDS])
+    for row in [*report.rows, report.total]:
+        data = row.to_json()
+        if row.key:
+            label = [data.get(k) for k in report.by]
+        else:
+            label = ["TOTAL"] + [""] * (len(report.by) - 1) if report.by else []
+        writer.writerow(label + [data[name] for name, _ in _COST_FIELDS])
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _cost_cells(row, with_feedback: bool) -> list[str]:
+    pct = row.savings_pct
+    feedback = [f"{row.rated:,}", _share(row.feedback_score), _share(row.misrouting_rate), _share(row.needs_higher_share)]
+    return [
+        f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
+        format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
+        "" if pct is None else f"{pct:.1f}%", f"{row.error_rate:.1%}", f"{row.escalation_rate:.1%}",
+        f"{row.cache_hit_rate:.1%}", f"{row.discarded_share:.1%}", f"{row.judging_share:.1%}",
+        "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
+        "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
+    ] + (feedback if with_feedback else [])
+
+
+def _cost_table(report, title: str, with_feedback: bool):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    fields = _COST_FIELDS if with_feedback else _COST_FIELDS[:-_FEEDBACK_FIELDS]
+    for key in report.by:
+        table.add_column(key)
+    for _, header in fields:
+        table.add_column(header, justify="right")
+    for row in report.rows:
+        table.add_row(*[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by],
+                      *_cost_cells(row, with_feedback))
+    if report.by:
+        table.add_section()
+        table.add_row("TOTAL", *[""] * (len(report.by) - 1), *_cost_cells(report.total, with_feedback), style="bold")
+    else:
+        table.add_row(*_cost_cells(report.total, with_feedback))
+    return table
+
+
+def _budget_table(budgets: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="Budgets (current period, UTC)", title_justify="left")
+    for header in ("budget", "who", "since", "spent", "limit", "used", "policy"):
+        table.add_column(header, justify="right" if header in ("spent", "limit", "used") else "left")
+    for b in budgets:
+        used = "" if b["used"] is None else f"{b['used']:.1%}"
+        table.add_row(b["budget"], b["who"] or "", b["period_start"][:10], format_usd(Decimal(b["spent_usd"])),
+                      format_usd(Decimal(b["limit_usd"])), used, b["policy"],
+                      style="red" if (b["used"] or 0) >= 1 else "yellow" if (b["used"] or 0) >= 0.8 else None)
+    return table
+
+
+def health(rows, json_output: bool) -> None:
+    """The ``mmr health`` table (or JSON: one object per provider/model)."""
+    if json_output:
+        emit_json({"models": [r.to_json() for r in rows]})
+        return
+    from rich.table import Table
+
+    console = _console(200)
+    table = Table(title="Providers and models", title_justify="left")
+    for header in ("provider/model", "tiers", "circuit", "recent failures", "calls", "error rate", "p50 ms", "retry at", "last error"):
+        table.add_column(header, justify="right" if header in ("recent failures", "calls", "error rate", "p50 ms") else "left")
+    styles = {"open": "red", "half_open": "yellow", "probe_due": "yellow"}
+    for r in rows:
+        table.add_row(
+            f"{r.provider}/{r.model}", ",".join(r.tiers) or "(not in config)", r.state.replace("_", "-"),
+            str(r.recent_failures), f"{r.calls:,}", "" if r.error_rate is None else f"{r.error_rate:.1%}",
+            "" if r.latency_p50_ms is None else f"{r.latency_p50_ms:,.0f}",
+            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"), redact(r.last_error or "", None)[:60],
+            style=styles.get(r.state),
+        )
+    console.print(table)
+
+
+def _drift_lines(drift) -> list[str]:
+    lines = [f"Drift against the previous window ({drift.previous_requests:,} requests before, {drift.current_requests:,} now):"]
+    for tier, (before, now) in drift.tier_mix.items():
+        lines.append(f"  {tier:<16} {before:>6.1%} -> {now:>6.1%}  ({(now - before) * 100:+.1f} points)")
+    for name, (before, now) in drift.rates.items():
+        lines.append(f"  {name.replace('_', ' '):<16} {before:>6.1%} -> {now:>6.1%}")
+    if min(drift.previous_requests, drift.current_requests) < 20:
+        lines.append("  too few requests in one of the windows to flag drift")
+    elif drift.flags:
+        lines += [f"  ! {flag}" for flag in drift.flags]
+    else:
+        lines.append(f"  no shift above {drift.threshold_points:g} points")
+    return lines
+
+
+def replay_report(report: dict, json_output: bool) -> None:
+    """``mmr eval --replay``: the recorded routes and each classifier's, side by side."""
+    if json_output:
+        emit_json(report)
+        return
+    from rich.table import Table
+
+    console = _console(200)
+    tiers = list(report["as_routed"]["tier_mix"])
+    table = Table(title=f"Replay of {report['requests']:,} requests from {report['since']} to {report['until']} (no model called)",
+                  title_justify="left")
+    table.add_column("routes")
+    for t in tiers:
+        table.add_column(t, justify="right")
+    for header in ("changed", "est. cost", "vs recorded", "labelled", "accuracy", "under", "over"):
+        table.add_column(header, justify="right")
+
+    def share(m: dict, key: str) -> str:
+        return f"{m[key]:.1%}" if m.get(key) is not None else ""
+
+    rows = [("as recorded", report["as_routed"])] + list(report["classifiers"].items())
+    for name, m in rows:
+        recorded = name == "as recorded"
+        table.add_row(
+            name, *[f"{m['tier_mix'][t]:,}" for t in tiers], "" if recorded else f"{m['changed_routes']:,}",
+            usd(m["estimated_cost_usd"]), "" if recorded else usd(m["vs_as_routed_usd"]),
+            f"{m['labelled']:,}", share(m, "accuracy"), share(m, "under_routing"), share(m, "over_routing"),
+            style="dim" if recorded else None,
+        )
+    console.print(table)
+    console.print(
+        f"Actually billed for these requests: {usd(report['as_routed']['actual_cost_usd'])} (retries, escalations and judges "
+        f"included); all at the premium tier: {usd(report['as_routed']['baseline_cost_usd'])}. Estimates price each route's "
+        "first model at the tokens the recorded answer used.", style="dim")
+    if report["skipped"]:
+        console.print("Skipped: " + ", ".join(f"{reason} ({n:,})" for reason, n in report["skipped"].items()), style="dim")

@@ -1,0 +1,200 @@
+"""Everything users see, as text. stdout carries only the answer (or JSON); notes and
+errors go to stderr, coloured only on a terminal and never with ``NO_COLOR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ..errors import redact
+from ..pricing import format_usd
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
+def _color(text: str, code: str) -> str:
+    if stderr_is_terminal() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb":
+        return f"\x1b[{code}m{text}\x1b[0m"
+    return text
+
+
+def error(message: str) -> None:
+    """``Error: <message>`` on stderr, with anything key-shaped removed."""
+    print(_color("Error:", "1;31"), redact(message, None), file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    print(_color(f"mmr: {message}", "2"), file=sys.stderr, flush=True)
+
+
+def stream_text(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def stream_restart(message: str) -> None:
+    """A stream broke after text went out and another model starts over: say so, always."""
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    note(message)
+
+
+def emit_json(obj: dict) -> None:
+    """One JSON object on a line of stdout."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> None:
+    """Print an :class:`~router_cli.router.Answer`, and the routing note when wanted."""
+    if json_output:
+        emit_json(answer.to_json())
+    elif streamed:
+        sys.stdout.write("" if answer.text.endswith("\n") else "\n")
+    else:
+        sys.stdout.write(answer.text if answer.text.endswith("\n") else answer.text + "\n")
+    sys.stdout.flush()
+    final = answer.final
+    if show_note:
+        tries = sum(1 for a in answer.attempts if a.status != "skipped")
+        retried = f" · {tries} attempts" if tries > 1 else ""
+        note(
+            f"{final.tier} · {final.provider}/{final.model} · {final.input_tokens}→{final.output_tokens} tokens · "
+            f"{format_usd(answer.cost)} (premium {format_usd(answer.baseline_cost)}) · {answer.latency_ms / 1000:.2f} s{retried}"
+        )
+    if answer.best_effort:
+        note(f"no tier passed the quality gate; this is the best answer ({final.tier}, score {final.quality:.2f}: {final.gate_reason})")
+    if final.stop_reason in ("max_tokens", "length"):
+        note(f"the answer was cut off at the token limit ({final.output_tokens} tokens); raise --max-tokens for more")
+
+
+def estimate(estimate, json_output: bool) -> None:
+    """Print a dry run's decision and worst-case cost."""
+    if json_output:
+        emit_json(estimate.to_json())
+        return
+    d = estimate.decision
+    lines = [
+        f"tier      {estimate.tier}  ({d.classifier}: {d.reason}; score {d.score})",
+        f"model     {estimate.provider}/{estimate.model}",
+        f"tokens    ~{estimate.input_tokens} in, up to {estimate.max_output_tokens} out",
+        f"cost      at most {format_usd(estimate.cost)} (premium baseline at most {format_usd(estimate.baseline_cost)})",
+    ]
+    if estimate.policy:
+        lines.append(f"policy    {estimate.policy}")
+    if estimate.missing_key:
+        lines.append(f"warning   {estimate.missing_key} is not set: this call would fail")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def cascade_estimate(plan, json_output: bool) -> None:
+    """Print a cascade dry run: where it starts, how far it may go, and the cost bounds."""
+    if json_output:
+        emit_json(plan.to_json())
+        return
+    estimate(plan.first, False)
+    limits = ", ".join(f"{tier} {limit:g}" for tier, limit in plan.thresholds.items())
+    sys.stdout.write(
+        f"cascade   {' -> '.join(plan.tiers)}; gate {plan.gate}; thresholds {limits}\n"
+        f"worst     {format_usd(plan.worst_cost)} if every tier answers{' and is judged' if plan.gate != 'heuristic' else ''}\n"
+    )
+
+
+def decision_json(decision) -> dict:
+    """The ``classify --json`` object (a contract: see DESIGN.md)."""
+    return {
+        "tier": decision.tier, "score": decision.score, "classifier": decision.classifier,
+        "reason": decision.reason, "latency_ms": round(decision.latency_ms, 3),
+    }
+
+
+def decision(decision, json_output: bool) -> None:
+    if json_output:
+        emit_json(decision_json(decision))
+    else:
+        sys.stdout.write(decision.tier + "\n")
+
+
+def trained(model: dict, path: str) -> None:
+    """What mmr train made: where it went, and how it did on held-out folds (stderr)."""
+    t = model["training"]
+    held = t["held_out"]
+    reached = "" if held["reached_target"] else f" (short of the {t['target_quality']:.0%} target: the best it could do)"
+    note(
+        f"wrote {path}: {t['rows']} rows; lambda {model['lambda']:.4g} (quality per USD)"
+        + f"; held out: {held['quality_vs_premium']:.1%} of premium quality, {held['savings_vs_premium']:.1%} cheaper{reached}"
+    )
+
+
+def jsonl_row(obj: dict) -> None:
+    emit_json(obj)
+    sys.stdout.flush()
+
+
+def feedback_recorded(entry, json_output: bool) -> None:
+    """``mmr feedback``: the stored record as JSON, or a one-line confirmation on stderr."""
+    if json_output:
+        emit_json(entry.to_json())
+        return
+    should = f"; should be {entry.should_be}" if entry.should_be else ""
+    note(f"recorded: {entry.verdict} for call {entry.call_id} (answered by {entry.tier}){should}")
+
+
+def usd(text: str | None) -> str:
+    """A decimal string of USD as the reports show money; None is blank."""
+    from decimal import Decimal
+
+    return "" if text is None else format_usd(Decimal(text))
+
+
+def explain(report: dict, json_output: bool) -> None:
+    """``mmr explain``: the routing decision, the attempts and the feedback of one request."""
+    if json_output:
+        emit_json(report)
+        return
+    r = report["routing"]
+    who = " ".join(f"{k} {report[k]}" for k in ("user", "team") if report.get(k))
+    lines = [f"request    {report['request_id']}  {report['datetime_utc']}  mmr {report['command']}" + (f"  ({who})" if who else "")]
+    if report.get("prompt"):
+        text = report["prompt"].strip()
+        first = text.splitlines()[0] if text else ""
+        more = "…" if len(first) > 100 or len(first) < len(text) else ""
+        lines.append(f"prompt     {first[:100]}{more}")
+    else:
+        lines.append(f"prompt     not stored (ledger.store: {report.get('prompt_stored') or 'none'})")
+    lines.append(f"routed     {r['routed_tier']} by {r['classifier']} (score {r['score']}): {r['reason']}")
+    for kind, limits in (r.get("thresholds") or {}).items():
+        label = "classifier thresholds" if kind == "classifier" else "gate thresholds"
+        lines.append(f"           {label}: " + ", ".join(f"{t} {v:g}" for t, v in limits.items()))
+    current = {True: " (the current config)", False: " (the config has changed since)", None: ""}[r.get("config_is_current")]
+    lines.append(f"config     {r['config_hash'] or 'unknown'}{current}")
+    lines.append(f"variant    {r['variant'] or 'none (no experiment)'}")
+    if r.get("policy"):
+        lines.append(f"policy     {r['policy']}")
+    lines.append("attempts")
+    for a in report["attempts"]:
+        role = "" if a["role"] == "answer" else f" [{a['role']}]"
+        detail = a["error"] or ""
+        if a.get("quality") is not None or a.get("gate_reason"):
+            q = "" if a.get("quality") is None else f"{a['quality']:.2f}"
+            detail = f"gate {q} {a.get('gate_reason') or ''}".rstrip() if a["role"] == "answer" else f"verdict {q or a.get('gate_reason')}"
+        if a.get("policy"):
+            detail = f"{detail} · {a['policy']}".strip(" ·")
+        lines.append(f"  {a['attempt'] if a['attempt'] is not None else '-':>2}  {a['tier']:<10} {a['provider']}/{a['model']}{role}  "
+                     f"{a['status']}  {usd(a['cost_usd'])}  {a['duration_ms'] or 0:,.0f} ms" + (f"  {detail}" if detail else ""))
+    by = report["answered_by"]
+    if by is None:
+        lines.append("answered   no: every attempt failed")
+    else:
+        escalated = f" (escalated from {r['routed_tier']})" if report["escalated"] else ""
+        lines.append(f"answered   {by['tier']} {by['provider']}/{by['model']}{escalated}; call {by['call_id']}")
+    lines.append(f"cost       {usd(report['cost_usd'])} (premium baseline {usd(report['baseline_cost_usd'])})")
+    for f in report["feedback"]:
+        should = f", should be {f['should_be']}" if f["should_be"] else ""
+        text = f": {f['note']!r}" if f["note"] else ""
+        latest = "" if f["latest"] else " (superseded)"
+        lines.append(f"feedback   {f['datetime_utc']} {f['verdict']}{should}{text}{latest}")
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -1,0 +1,1 @@
+"""Reports read from the ledger and from labelled data."""
