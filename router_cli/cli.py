@@ -410,7 +410,7 @@ def eval_command(
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
     from .classify import get_classifier
-    from .evaluate import evaluate, read_labelled
+    from .reports.evaluate import evaluate, read_labelled
 
     cfg = _load_config(config, ml_model)
     if thresholds is not None:
@@ -457,7 +457,7 @@ def train(
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
     """
     from .classify.ml import train as train_model
-    from .evaluate import read_labelled_file
+    from .reports.evaluate import read_labelled_file
 
     if folds < 2:
         raise UsageError(f"--folds must be at least 2, got {folds}")
@@ -504,7 +504,7 @@ def costs(
     Example: mmr costs --since 30d --by tier,model
     """
     from .budgets import budget_use
-    from .costs import cost_report, drift, empty_report, parse_by, parse_when
+    from .reports.costs import cost_report, drift, empty_report, parse_by, parse_when
     from .ledger import Ledger, resolve_db_path
 
     keys = parse_by(by)
@@ -550,7 +550,7 @@ def _ledger_path(db: str | None):
 def _window(since: str, until: str | None):
     from datetime import datetime, timezone
 
-    from .costs import parse_when
+    from .reports.costs import parse_when
 
     start = parse_when(since)
     end = parse_when(until, option="--until") if until else datetime.now(timezone.utc)
@@ -582,7 +582,7 @@ def _with_thresholds(cfg, text: str):
 def _replay(cfg, names: list[str], file: str | None, since: str, until: str | None, db: str | None, json_output: bool) -> None:
     from .classify import get_classifier
     from .ledger import Ledger
-    from .replay import check_classifiers, replay
+    from .reports.replay import check_classifiers, replay
 
     if file is not None:
         raise UsageError("--replay reads the ledger; give no FILE")
@@ -599,8 +599,8 @@ def _replay(cfg, names: list[str], file: str | None, since: str, until: str | No
 def _ledger_training_rows(cfg, since: str, until: str | None, db: str | None):
     import hashlib
 
-    from .evaluate import LabelledRow
-    from .labels import ledger_labels
+    from .reports.evaluate import LabelledRow
+    from .reports.labels import ledger_labels
     from .ledger import Ledger
 
     start, end = _window(since, until)
@@ -626,7 +626,7 @@ def labels(
 
     Example: mmr labels --since 30d -o labels.jsonl && mmr train labels.jsonl -o router.json
     """
-    from .labels import ledger_labels
+    from .reports.labels import ledger_labels
     from .ledger import Ledger
 
     cfg = _load_config(config)
@@ -660,7 +660,7 @@ def feedback(
 
     Example: mmr feedback 01JDX7Q9M4N8R2T5V6W7X8Y9Z0 bad --should-be complex --note "missed the edge case"
     """
-    from .feedback import record
+    from .reports.feedback import record
     from .ledger import Ledger
 
     _check_text(note, "--note")
@@ -683,7 +683,7 @@ def explain(
     Example: mmr explain 01JDX7Q9M4N8R2T5V6W7X8Y9Z0
     """
     from .errors import ConfigError
-    from .explain import explain as explain_call
+    from .reports.explain import explain as explain_call
     from .ledger import Ledger
 
     try:
@@ -709,8 +709,8 @@ def health(
     """
     from datetime import datetime, timezone
 
-    from .costs import parse_when
-    from .health import health_report
+    from .reports.costs import parse_when
+    from .reports.health import health_report
     from .ledger import Ledger, resolve_db_path
 
     cfg = _load_config(config)

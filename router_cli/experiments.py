@@ -93,7 +93,7 @@ def compare(rows) -> dict:
     pair per experiment and each experiment is compared on its own, over the others'
     variants. Cost per call: Welch's t-test; rates: the two-proportion z-test.
     """
-    from .stats import two_proportions, welch
+    from .reports.stats import two_proportions, welch
 
     sums: dict[str, dict[str, dict]] = {}
     for row in rows:

@@ -39,7 +39,7 @@ class EmbeddingClassifier:
     name = "embedding"
 
     def __init__(self, config: Config, router=None):
-        from ..evaluate import read_labelled
+        from ..reports.evaluate import read_labelled
         from ..router import Router
 
         settings = config.embedding

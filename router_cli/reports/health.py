@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .config import Config
+from ..config import Config
 
 
 @dataclass

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from .errors import UsageError
-from .pricing import decimal_str
+from ..errors import UsageError
+from ..pricing import decimal_str
 
 _COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role", "variant")
 GROUP_KEYS = _COLUMNS + ("day", "week")
@@ -381,7 +381,7 @@ def cost_report(ledger, since: datetime, until: datetime | None = None, by: list
     spend = {day: Decimal(v).scaleb(-9) for day, v in daily.items()}
     report = CostReport(since, until, by, rows, total.row({}), spend)
     if "variant" in by:
-        from .experiments import compare
+        from ..experiments import compare
 
         report.comparison = compare(rows)
     return report

@@ -18,11 +18,11 @@ from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 
-from .classify.base import _USES_ROUTER
-from .errors import UsageError
+from ..classify.base import _USES_ROUTER
+from ..errors import UsageError
 from .feedback import RETURNED
 from .labels import NOT_STORED, label_request, requests_with_feedback
-from .pricing import cost_usd, decimal_str
+from ..pricing import cost_usd, decimal_str
 
 NO_ANSWER = "no answer (every attempt failed)"
 UNKNOWN_TIER = "routed to or answered by a tier that is not in the config"

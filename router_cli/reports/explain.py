@@ -14,7 +14,7 @@ import json
 from decimal import Decimal
 
 from .feedback import RETURNED, find_call
-from .pricing import decimal_str
+from ..pricing import decimal_str
 
 
 def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from .errors import UsageError
-from .pricing import cost_usd, decimal_str, estimate_tokens
+from ..errors import UsageError
+from ..pricing import cost_usd, decimal_str, estimate_tokens
 
 # Output tokens assumed per answer when a row has no costs and config prices are used.
 ASSUMED_OUTPUT_TOKENS = 200

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .errors import UsageError
+from ..errors import UsageError
 
 VERDICTS = ("good", "bad")
 # Statuses of an answer that reached the user (or, in a cascade, was judged).
@@ -61,7 +61,7 @@ def record(ledger, ident: str, verdict: str, *, should_be: str | None = None, no
            user: str | None = None, tiers: list[str] | None = None, allow_unstored: bool = False) -> Feedback:
     """Store one verdict on an answer. ``tiers`` (cheapest first) checks ``should_be`` and tells
     whether it is above the tier that answered."""
-    from .ids import new_id
+    from ..ids import new_id
 
     if verdict not in VERDICTS:
         raise UsageError(f"the verdict must be good or bad, got {verdict!r}")
