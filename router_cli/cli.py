@@ -410,7 +410,8 @@ def eval_command(
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
     from .classify import get_classifier
-    from .reports.evaluate import evaluate, read_labelled
+    from .labelled import read_labelled
+    from .reports.evaluate import evaluate
 
     cfg = _load_config(config, ml_model)
     if thresholds is not None:
@@ -457,7 +458,7 @@ def train(
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
     """
     from .classify.ml import train as train_model
-    from .reports.evaluate import read_labelled_file
+    from .labelled import read_labelled_file
 
     if folds < 2:
         raise UsageError(f"--folds must be at least 2, got {folds}")
@@ -599,7 +600,7 @@ def _replay(cfg, names: list[str], file: str | None, since: str, until: str | No
 def _ledger_training_rows(cfg, since: str, until: str | None, db: str | None):
     import hashlib
 
-    from .reports.evaluate import LabelledRow
+    from .labelled import LabelledRow
     from .reports.labels import ledger_labels
     from .ledger import Ledger
 

@@ -11,7 +11,8 @@ import pytest
 from router_cli.classify import get_classifier
 from router_cli.config import load_config
 from router_cli.errors import EXIT_USAGE, UsageError
-from router_cli.reports.evaluate import evaluate, read_labelled
+from router_cli.labelled import read_labelled
+from router_cli.reports.evaluate import evaluate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 TIERS = ["simple", "medium", "complex"]
@@ -186,7 +187,8 @@ def test_apgr_does_not_depend_on_the_order_of_tied_scores():
 
 
 def test_macro_f1_counts_tiers_that_are_only_predicted():
-    from router_cli.reports.evaluate import LabelledRow, Prediction, metrics
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import Prediction, metrics
 
     rows = [LabelledRow(f"p{i}", "simple", i) for i in range(4)]
     predictions = [Prediction(t, None, 0.0) for t in ("simple", "simple", "complex", "complex")]
@@ -237,7 +239,8 @@ def _brute_force_sweep(data, tiers, cuts):
 def test_sweep_equals_the_brute_force_grid(tiers):
     import random
 
-    from router_cli.reports.evaluate import LabelledRow, Prediction, sweep
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import Prediction, sweep
 
     rng = random.Random(3)
     rows, predictions = [], []
@@ -264,7 +267,8 @@ def test_sweep_equals_the_brute_force_grid(tiers):
 
 @pytest.mark.timeout(60)
 def test_sweep_with_five_tiers():
-    from router_cli.reports.evaluate import MAX_SWEEP_SETTINGS, LabelledRow, Prediction, sweep
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import MAX_SWEEP_SETTINGS, Prediction, sweep
 
     tiers = ["t0", "t1", "t2", "t3", "t4"]
     rows, predictions = [], []

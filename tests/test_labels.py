@@ -10,7 +10,7 @@ import pytest
 from router_cli.cascade import cascade
 from router_cli.config import load_config
 from router_cli.errors import AllAttemptsFailed
-from router_cli.reports.evaluate import read_labelled
+from router_cli.labelled import read_labelled
 from router_cli.reports.feedback import record
 from router_cli.reports.labels import (
     DUPLICATE,

@@ -39,7 +39,7 @@ class EmbeddingClassifier:
     name = "embedding"
 
     def __init__(self, config: Config, router=None):
-        from ..reports.evaluate import read_labelled
+        from ..labelled import read_labelled
         from ..router import Router
 
         settings = config.embedding

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, UsageError
-from ..reports.evaluate import row_costs
+from ..labelled import row_costs
 from .base import Decision
 
 FORMAT = "mmr-ml-router"
