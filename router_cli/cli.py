@@ -505,7 +505,9 @@ def costs(
     Example: mmr costs --since 30d --by tier,model
     """
     from .budgets import budget_use
-    from .reports.costs import cost_report, drift, empty_report, parse_by, parse_when
+    from .reports.costs import cost_report, empty_report, parse_by
+    from .reports.drift import drift
+    from .reports.when import parse_when
     from .ledger import Ledger, resolve_db_path
 
     keys = parse_by(by)
@@ -551,7 +553,7 @@ def _ledger_path(db: str | None):
 def _window(since: str, until: str | None):
     from datetime import datetime, timezone
 
-    from .reports.costs import parse_when
+    from .reports.when import parse_when
 
     start = parse_when(since)
     end = parse_when(until, option="--until") if until else datetime.now(timezone.utc)
@@ -710,8 +712,8 @@ def health(
     """
     from datetime import datetime, timezone
 
-    from .reports.costs import parse_when
     from .reports.health import health_report
+    from .reports.when import parse_when
     from .ledger import Ledger, resolve_db_path
 
     cfg = _load_config(config)

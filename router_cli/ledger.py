@@ -350,6 +350,13 @@ class Ledger:
         except sqlite3.Error as e:
             raise self._error(e) from None
 
+    def read(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
+        """Run one query for the reports (see ledger_queries) and return its cursor, retrying while busy."""
+        try:
+            return self._retrying(lambda: self.conn.execute(sql, list(params)))
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
     def rows(self, where: str = "1", params: Iterable = ()) -> list[dict]:
         """Rows of ``calls`` matching a SQL condition, oldest first, with their texts joined."""
         cursor = self.conn.execute(
