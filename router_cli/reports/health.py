@@ -55,8 +55,8 @@ def health_report(ledger, config: Config, window: timedelta, now: float | None =
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     durations: dict[tuple[str, str], list[float]] = {}
     if ledger is not None:
-        for row in breaker_rows(ledger):
-            breakers[(row[0], row[1])] = row
+        for breaker in breaker_rows(ledger):
+            breakers[(breaker[0], breaker[1])] = breaker
         for provider, model, calls, errors in model_call_counts(ledger, since):
             counts[(provider, model)] = (calls, errors)
         for provider, model, duration in answer_durations(ledger, since):
