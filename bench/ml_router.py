@@ -22,7 +22,8 @@ from router_cli.classify.ml import MLModel, score  # noqa: E402
 from router_cli.classify.ml_train import train  # noqa: E402
 from router_cli.classify.rules import RulesClassifier  # noqa: E402
 from router_cli.config import load_config  # noqa: E402
-from router_cli.evaluate import apgr, read_labelled, row_costs  # noqa: E402
+from router_cli.labelled import read_labelled, row_costs  # noqa: E402
+from router_cli.reports.evaluate import apgr  # noqa: E402
 
 
 def folds_of(n: int, k: int) -> list[list[int]]:

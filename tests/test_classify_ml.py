@@ -15,7 +15,7 @@ import pytest
 from router_cli.classify import get_classifier
 from router_cli.config import load_config
 from router_cli.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
-from router_cli.evaluate import LabelledRow
+from router_cli.labelled import LabelledRow
 
 sklearn = pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
 from router_cli.classify.ml import MLModel  # noqa: E402

@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from router_cli.costs import cost_report, parse_by, parse_when
+from router_cli.reports.costs import cost_report, parse_by
+from router_cli.reports.when import parse_when
 from router_cli.errors import EXIT_USAGE, LedgerError, UsageError
 from router_cli.ledger import open_ledger
 from router_cli.pricing import decimal_str, to_nanousd
@@ -214,7 +215,7 @@ def _requests(start_n, when, tiers, escalated_every=0, errors_every=0):
 
 
 def test_drift_flags_a_shift_in_the_tier_mix_and_a_jump_in_escalations(ledger):
-    from router_cli.costs import drift
+    from router_cli.reports.drift import drift
 
     since, until = NOW - timedelta(days=7), NOW
     before = _requests(0, since - timedelta(days=3), ["simple"] * 80 + ["complex"] * 20)
@@ -234,7 +235,7 @@ def test_drift_flags_a_shift_in_the_tier_mix_and_a_jump_in_escalations(ledger):
 
 
 def test_no_drift_flags_on_a_stable_mix_or_too_few_requests(ledger):
-    from router_cli.costs import drift
+    from router_cli.reports.drift import drift
 
     since, until = NOW - timedelta(days=7), NOW
     ledger.record(_requests(0, since - timedelta(days=1), ["simple"] * 70 + ["medium"] * 30)
@@ -300,7 +301,7 @@ def test_cli_not_a_database(mmr, db_path):
 
 
 def test_drift_from_the_report_total_matches_a_fresh_count(ledger):
-    from router_cli.costs import drift
+    from router_cli.reports.drift import drift
 
     since, until = NOW - timedelta(days=7), NOW
     ledger.record(_requests(0, since - timedelta(days=2), ["simple"] * 30 + ["medium"] * 10, errors_every=7)
@@ -312,7 +313,7 @@ def test_drift_from_the_report_total_matches_a_fresh_count(ledger):
 def test_days_where_dst_skips_midnight(ledger, monkeypatch):
     import time
 
-    from router_cli.costs import _days
+    from router_cli.reports.when import days as _days
 
     monkeypatch.setenv("TZ", "America/Santiago")  # clocks go from 00:00 to 01:00 on 2026-09-06
     time.tzset()

@@ -11,7 +11,8 @@ import pytest
 from router_cli.classify import get_classifier
 from router_cli.config import load_config
 from router_cli.errors import EXIT_USAGE, UsageError
-from router_cli.evaluate import evaluate, read_labelled
+from router_cli.labelled import read_labelled
+from router_cli.reports.evaluate import evaluate
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 TIERS = ["simple", "medium", "complex"]
@@ -126,7 +127,7 @@ def test_classify_jsonl(mmr):
 
 
 def test_apgr():
-    from router_cli.evaluate import apgr
+    from router_cli.reports.evaluate import apgr
 
     # (score, weak outcome, strong outcome): the strong model helps exactly the high scores.
     perfect = [(0.9, 0, 1), (0.8, 0, 1), (0.2, 1, 1), (0.1, 1, 1)]
@@ -137,7 +138,7 @@ def test_apgr():
 
 
 def test_threshold_sweep_finds_the_cheapest_setting(tmp_path):
-    from router_cli.evaluate import Prediction, sweep
+    from router_cli.reports.evaluate import Prediction, sweep
 
     rows, _ = read_labelled(_write(tmp_path, [
         {"prompt": "a", "outcomes": {"simple": 1, "medium": 1, "complex": 1}, "costs": {"simple": 1, "medium": 2, "complex": 10}},
@@ -171,7 +172,7 @@ def test_cli_eval_plot_and_target(tmp_path, mmr):
 def test_apgr_does_not_depend_on_the_order_of_tied_scores():
     import random
 
-    from router_cli.evaluate import apgr
+    from router_cli.reports.evaluate import apgr
 
     rows = [(0.9, 0, 1), (0.5, 0, 1), (0.5, 1, 1), (0.5, 1, 1), (0.5, 0, 1), (0.1, 1, 0), (0.1, 1, 1)]
     results = set()
@@ -186,7 +187,8 @@ def test_apgr_does_not_depend_on_the_order_of_tied_scores():
 
 
 def test_macro_f1_counts_tiers_that_are_only_predicted():
-    from router_cli.evaluate import LabelledRow, Prediction, metrics
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import Prediction, metrics
 
     rows = [LabelledRow(f"p{i}", "simple", i) for i in range(4)]
     predictions = [Prediction(t, None, 0.0) for t in ("simple", "simple", "complex", "complex")]
@@ -237,7 +239,8 @@ def _brute_force_sweep(data, tiers, cuts):
 def test_sweep_equals_the_brute_force_grid(tiers):
     import random
 
-    from router_cli.evaluate import LabelledRow, Prediction, sweep
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import Prediction, sweep
 
     rng = random.Random(3)
     rows, predictions = [], []
@@ -264,7 +267,8 @@ def test_sweep_equals_the_brute_force_grid(tiers):
 
 @pytest.mark.timeout(60)
 def test_sweep_with_five_tiers():
-    from router_cli.evaluate import MAX_SWEEP_SETTINGS, LabelledRow, Prediction, sweep
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import MAX_SWEEP_SETTINGS, Prediction, sweep
 
     tiers = ["t0", "t1", "t2", "t3", "t4"]
     rows, predictions = [], []
@@ -281,7 +285,7 @@ def test_sweep_with_five_tiers():
 
 
 def test_sweep_compares_exact_quality_with_the_target(tmp_path):
-    from router_cli.evaluate import Prediction, sweep
+    from router_cli.reports.evaluate import Prediction, sweep
 
     rows, _ = read_labelled(_write(tmp_path, [
         {"prompt": "a", "outcomes": {"simple": 0.89992, "complex": 1}, "costs": {"simple": 1, "complex": 10}},

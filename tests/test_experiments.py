@@ -11,7 +11,7 @@ import pytest
 
 from router_cli import cascade
 from router_cli.config import load_config, parse_config
-from router_cli.costs import cost_report
+from router_cli.reports.costs import cost_report
 from router_cli.errors import ConfigError
 from router_cli.ledger import open_ledger
 from router_cli.policy.experiments import apply, assign, bucket, pick

@@ -9,9 +9,9 @@ import pytest
 
 from router_cli import cascade
 from router_cli.config import load_config
-from router_cli.costs import cost_report
+from router_cli.reports.costs import cost_report
 from router_cli.errors import EXIT_USAGE, UsageError
-from router_cli.feedback import record
+from router_cli.reports.feedback import record
 from router_cli.ledger import open_ledger
 from router_cli import Router
 from tests.conftest import ledger_rows, write_config
@@ -210,7 +210,7 @@ def test_feedback_lands_in_the_day_and_week_of_its_call(db_path, utc):
 
 
 def test_explain_a_request_where_nothing_answered(db_path):
-    from router_cli.explain import explain
+    from router_cli.reports.explain import explain
 
     with open_ledger(db_path) as ledger:
         ledger.record(request([attempt("simple", "error"), attempt("medium", "error")], request_id="RFAIL", command="ask"))

@@ -10,9 +10,9 @@ import pytest
 from router_cli import cascade
 from router_cli.config import load_config
 from router_cli.errors import AllAttemptsFailed
-from router_cli.evaluate import read_labelled
-from router_cli.feedback import record
-from router_cli.labels import (
+from router_cli.labelled import read_labelled
+from router_cli.reports.feedback import record
+from router_cli.reports.labels import (
     DUPLICATE,
     NO_ANSWER,
     NO_OUTCOME,

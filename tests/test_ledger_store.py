@@ -21,7 +21,6 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "router_cli"
 # The report modules still read through the connection until their SQL moves into
 # ledger/queries.py (another part of the restructure); nothing else may.
-REPORTS_PENDING = {"costs.py", "explain.py", "feedback.py", "health.py", "labels.py"}
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE FROM|PRAGMA|ALTER TABLE|CREATE (TABLE|INDEX)|BEGIN|COMMIT|ROLLBACK)\b")
 CONNECTION = re.compile(r"\.conn\b|\bsqlite3\b|_retrying\b|\.transaction\(")
 HISTORICAL_NAMES = ["001_calls", "002_routing_outcome", "003_quality_gates", "004_embeddings", "005_resilience",
@@ -35,19 +34,10 @@ def _outside_the_ledger() -> list[Path]:
 def test_no_module_outside_the_ledger_writes_sql_or_touches_a_connection():
     offenders = []
     for path in _outside_the_ledger():
-        if path.relative_to(PACKAGE).as_posix() in REPORTS_PENDING:
-            continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if SQL.search(line) or CONNECTION.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
-
-
-def test_the_pending_report_modules_are_only_those_that_still_need_it():
-    # When a report module stops reaching into the ledger, drop it from REPORTS_PENDING.
-    for name in REPORTS_PENDING:
-        text = (PACKAGE / name).read_text()
-        assert SQL.search(text) or CONNECTION.search(text), f"{name} no longer needs the exemption"
 
 
 def test_the_sqlite_store_implements_every_method_of_the_interface():

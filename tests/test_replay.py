@@ -10,9 +10,9 @@ import pytest
 
 from router_cli.classify import get_classifier
 from router_cli.errors import UsageError
-from router_cli.feedback import record
+from router_cli.reports.feedback import record
 from router_cli.ledger import open_ledger
-from router_cli.replay import check_classifiers, replay
+from router_cli.reports.replay import check_classifiers, replay
 from tests.ledger_factory import NOW, attempt, merge, request
 
 TIERS = ["simple", "medium", "complex"]

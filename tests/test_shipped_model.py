@@ -11,7 +11,7 @@ from router_cli.classify import get_classifier
 from router_cli.classify.embedding import DEFAULT_LABELLED
 from router_cli.classify.ml import DEFAULT_MODEL, MLModel
 from router_cli.config import load_config
-from router_cli.evaluate import read_labelled
+from router_cli.labelled import read_labelled
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from router_cli.stats import regularized_beta, student_t_sf2, two_proportions, welch
+from router_cli.reports.stats import regularized_beta, student_t_sf2, two_proportions, welch
 
 
 @pytest.mark.parametrize("t, df, p", [(2.0, 10, 0.073388), (1.0, 1, 0.5), (2.5, 100, 0.014046), (0.0, 5, 1.0), (4.0, 3, 0.028)])

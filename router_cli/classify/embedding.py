@@ -39,7 +39,7 @@ class EmbeddingClassifier:
     name = "embedding"
 
     def __init__(self, config: Config, caller: ModelCaller):
-        from ..evaluate import read_labelled
+        from ..labelled import read_labelled
 
         settings = config.embedding
         if settings is None:

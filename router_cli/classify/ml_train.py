@@ -27,7 +27,7 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
         from sklearn.model_selection import KFold
     except ImportError:
         raise UsageError("mmr train needs scikit-learn: pip install 'mmr-router[ml]'") from None
-    from ..evaluate import row_costs
+    from ..labelled import row_costs
 
     tiers = config.tier_names
     if not 0 < target_quality <= 1:

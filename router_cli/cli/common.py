@@ -68,7 +68,7 @@ def window(since: str, until: str | None) -> tuple[datetime, datetime]:
     """``--since`` / ``--until`` as a time window ending now by default."""
     from datetime import datetime, timezone
 
-    from ..costs import parse_when
+    from ..reports.when import parse_when
 
     start = parse_when(since)
     end = parse_when(until, option="--until") if until else datetime.now(timezone.utc)

@@ -85,11 +85,6 @@ class SQLiteBase:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return conn
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """This thread's connection: for the report modules until their SQL moves into ``ledger/queries.py``."""
-        return self._connection()
-
     def _create_private_file(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

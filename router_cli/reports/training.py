@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..evaluate import LabelledRow
-from ..labels import ledger_labels
+from ..labelled import LabelledRow
+from .labels import ledger_labels
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ def costs(
     Example: mmr costs --since 30d --by tier,model
     """
     from ...policy.budgets import budget_use
-    from ...costs import cost_report, drift, empty_report, parse_by, parse_when
+    from ...reports.costs import cost_report, empty_report, parse_by
+    from ...reports.drift import drift
+    from ...reports.when import parse_when
     from ...ledger import open_for_reading, resolve_db_path
     from ...render.charts import spend_svg
     from ...render.tables import cost_report as show
@@ -74,8 +76,8 @@ def health(
     """
     from datetime import datetime, timezone
 
-    from ...costs import parse_when
-    from ...health import health_report
+    from ...reports.health import health_report
+    from ...reports.when import parse_when
     from ...ledger import open_for_reading, resolve_db_path
     from ...render.tables import health as show
     from ...render.text import note

@@ -35,7 +35,8 @@ def evaluate(
 
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
-    from ...evaluate import evaluate as score, read_labelled
+    from ...labelled import read_labelled
+    from ...reports.evaluate import evaluate as score
     from ...render.charts import frontier_svg
     from ...render.tables import eval_report
     from ...render.text import note
@@ -68,7 +69,7 @@ def _replay(cfg: Config, names: list[str], file: str | None, since: str, until: 
             json_output: bool) -> None:
     from ...ledger import open_for_reading, open_ledger
     from ...render.tables import replay_report
-    from ...replay import check_classifiers, replay
+    from ...reports.replay import check_classifiers, replay
 
     if file is not None:
         raise UsageError("--replay reads the ledger; give no FILE")
@@ -99,7 +100,7 @@ def train(
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
     """
     from ...classify.ml_train import train as train_model
-    from ...evaluate import read_labelled_file
+    from ...labelled import read_labelled_file
     from ...render.text import note, trained
 
     if folds < 2:

@@ -25,7 +25,7 @@ def labels(
 
     Example: mmr labels --since 30d -o labels.jsonl && mmr train labels.jsonl -o router.json
     """
-    from ...labels import ledger_labels
+    from ...reports.labels import ledger_labels
     from ...ledger import open_for_reading, open_ledger
     from ...render.text import note
 
@@ -55,7 +55,7 @@ def feedback(
 
     Example: mmr feedback 01JDX7Q9M4N8R2T5V6W7X8Y9Z0 bad --should-be complex --note "missed the edge case"
     """
-    from ...feedback import record
+    from ...reports.feedback import record
     from ...ledger import open_for_reading, open_ledger
     from ...render.text import feedback_recorded
 
@@ -78,7 +78,7 @@ def explain(
     Example: mmr explain 01JDX7Q9M4N8R2T5V6W7X8Y9Z0
     """
     from ...errors import ConfigError
-    from ...explain import explain as explain_call
+    from ...reports.explain import explain as explain_call
     from ...ledger import open_for_reading, open_ledger
     from ...render.text import explain as show, note
 

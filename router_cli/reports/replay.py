@@ -18,11 +18,12 @@ from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 
-from .classify.base import NEEDS_CALLER
-from .errors import UsageError
+from ..classify.base import NEEDS_CALLER
+from ..errors import UsageError
+from ..pricing import cost_usd, decimal_str
 from .feedback import RETURNED
 from .labels import NOT_STORED, label_request, requests_with_feedback
-from .pricing import cost_usd, decimal_str
+from .when import iso
 
 NO_ANSWER = "no answer (every attempt failed)"
 UNKNOWN_TIER = "routed to or answered by a tier that is not in the config"
@@ -65,7 +66,7 @@ def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) 
     report: dict = {
         "requests": len(requests),
         "skipped": dict(skipped.most_common()),
-        "since": _iso(since), "until": _iso(until),
+        "since": iso(since), "until": iso(until),
         "as_routed": {"tier_mix": _mix(Counter(r[1] for r in requests), tiers), "estimated_cost_usd": decimal_str(as_routed),
                       "actual_cost_usd": decimal_str(actual), "baseline_cost_usd": decimal_str(baseline),
                       **_label_metrics([r[1] for r in requests], requests, tiers)},
@@ -102,8 +103,3 @@ def _label_metrics(routes: list[str], requests: list, tiers: list[str]) -> dict:
         "over_routing": round(sum(a > b for a, b in known) / n, 4),
     }
 
-
-def _iso(moment: datetime) -> str:
-    from .costs import _iso as iso
-
-    return iso(moment)

@@ -13,22 +13,20 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from ..ledger.queries import prompt_stored_mode, request_calls, request_feedback
+from ..pricing import decimal_str
 from .feedback import RETURNED, find_call
-from .pricing import decimal_str
 
 
 def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
     """The explanation of the request that ``ident`` (a call or request id) belongs to."""
     call = find_call(ledger, ident)
-    rows = ledger.rows("calls.request_id = ?", [call["request_id"]])
+    rows = request_calls(ledger, call["request_id"])
     answers = [r for r in rows if r.get("role") == "answer"]
     first = answers[0] if answers else rows[0]
     returned = next((r for r in reversed(answers) if r.get("status") in RETURNED), None)
-    feedback = ledger.conn.execute(
-        "SELECT id, call_id, datetime_utc, verdict, should_be, note, user FROM feedback WHERE request_id = ? ORDER BY id",
-        [call["request_id"]],
-    ).fetchall()
-    latest_per_call = {f[1]: f[0] for f in feedback}
+    feedback = request_feedback(ledger, call["request_id"])
+    latest_per_call = {f["call_id"]: f["id"] for f in feedback}
     config_hash = first.get("config_hash")
     return {
         "request_id": first["request_id"],
@@ -37,7 +35,7 @@ def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
         "command": first.get("command"),
         "user": first.get("user"),
         "team": first.get("team"),
-        "prompt_stored": _stored_mode(ledger, first["request_id"]),
+        "prompt_stored": prompt_stored_mode(ledger, first["request_id"]),
         "prompt": first.get("prompt"),
         "routing": {
             "classifier": first.get("classifier"),
@@ -69,13 +67,9 @@ def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
             for r in rows
         ],
         "feedback": [
-            {"call_id": f[1], "datetime_utc": f[2], "verdict": f[3], "should_be": f[4], "note": f[5], "user": f[6],
-             "latest": latest_per_call[f[1]] == f[0]}
+            {**{k: f[k] for k in ("call_id", "datetime_utc", "verdict", "should_be", "note", "user")},
+             "latest": latest_per_call[f["call_id"]] == f["id"]}
             for f in feedback
         ],
     }
 
-
-def _stored_mode(ledger, request_id: str) -> str | None:
-    row = ledger.conn.execute("SELECT stored FROM prompts WHERE request_id = ?", [request_id]).fetchone()
-    return row[0] if row else None

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .config import Config
+from ..config import Config
+from ..ledger.queries import answer_durations, breaker_rows, model_call_counts
 
 
 @dataclass
@@ -44,29 +45,21 @@ class ModelHealth:
 def health_report(ledger, config: Config, window: timedelta, now: float | None = None) -> list[ModelHealth]:
     """One row per configured provider/model, plus any the breakers remember that the config dropped."""
     now = time.time() if now is None else now
-    since = datetime.fromtimestamp(now - window.total_seconds(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    # Whole seconds: the window's start as the report has always cut it.
+    since = datetime.fromtimestamp(now - window.total_seconds(), timezone.utc).replace(microsecond=0)
     tiers: dict[tuple[str, str], list[str]] = {}
     for tier in config.tiers:
         for m in tier.models:
             tiers.setdefault((m.provider, m.model), []).append(tier.name)
     breakers = {}
-    if ledger is not None:
-        for row in ledger.conn.execute("SELECT provider, model, state, failures, open_until, last_error FROM breakers"):
-            breakers[(row[0], row[1])] = row
     counts: dict[tuple[str, str], tuple[int, int]] = {}
     durations: dict[tuple[str, str], list[float]] = {}
     if ledger is not None:
-        for provider, model, calls, errors in ledger.conn.execute(
-            "SELECT provider, model, count(*), coalesce(sum(status = 'error'), 0) FROM calls "
-            "WHERE datetime_utc >= ? AND status IN ('ok', 'error', 'rejected', 'best_effort') GROUP BY provider, model",
-            (since,),
-        ):
+        for breaker in breaker_rows(ledger):
+            breakers[(breaker[0], breaker[1])] = breaker
+        for provider, model, calls, errors in model_call_counts(ledger, since):
             counts[(provider, model)] = (calls, errors)
-        for provider, model, duration in ledger.conn.execute(
-            "SELECT provider, model, duration_ms FROM calls "
-            "WHERE datetime_utc >= ? AND status IN ('ok', 'rejected', 'best_effort') ORDER BY duration_ms",
-            (since,),
-        ):
+        for provider, model, duration in answer_durations(ledger, since):
             durations.setdefault((provider, model), []).append(duration)
     out = []
     for key in [*tiers, *[k for k in breakers if k not in tiers]]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .errors import UsageError
+from ..errors import UsageError
+from ..ledger.queries import answering_call, call_by_id, insert_feedback
 
 VERDICTS = ("good", "bad")
 # Statuses of an answer that reached the user (or, in a cascade, was judged).
@@ -41,27 +42,20 @@ class Feedback:
 def find_call(ledger, ident: str) -> dict:
     """The ``calls`` row of a call id, or of the call that answered a request id (with the prompt's
     ``stored`` mode); an unknown id is a :class:`UsageError`."""
-    sql = "SELECT calls.*, prompts.stored FROM calls LEFT JOIN prompts ON prompts.request_id = calls.request_id WHERE "
-    cursor = ledger.conn.execute(sql + "calls.id = ?", [ident])
-    row = cursor.fetchone()
+    row = call_by_id(ledger, ident)
     if row is None:  # a request id: its answer, else (nothing answered) its last call
-        statuses = ", ".join(f"'{s}'" for s in RETURNED)
-        cursor = ledger.conn.execute(
-            sql + f"calls.request_id = ? ORDER BY calls.role = 'answer' AND calls.status IN ({statuses}) DESC, calls.id DESC LIMIT 1",
-            [ident],
-        )
-        row = cursor.fetchone()
+        row = answering_call(ledger, ident, RETURNED)
     if row is None:
         raise UsageError(f"unknown call id {ident!r}: no call or request with that id in {ledger.path} "
                          "(call ids are in 'mmr ask --json' as call_id)")
-    return dict(zip([d[0] for d in cursor.description], row))
+    return row
 
 
 def record(ledger, ident: str, verdict: str, *, should_be: str | None = None, note: str | None = None,
            user: str | None = None, tiers: list[str] | None = None, allow_unstored: bool = False) -> Feedback:
     """Store one verdict on an answer. ``tiers`` (cheapest first) checks ``should_be`` and tells
     whether it is above the tier that answered."""
-    from .ids import new_id
+    from ..ids import new_id
 
     if verdict not in VERDICTS:
         raise UsageError(f"the verdict must be good or bad, got {verdict!r}")
@@ -86,19 +80,6 @@ def record(ledger, ident: str, verdict: str, *, should_be: str | None = None, no
                      verdict, should_be, needs_higher, note, user, call["tier"])
     row = entry.to_json()
     del row["tier"]
-    ledger.record({"feedback": [row]})
+    insert_feedback(ledger, row)
     return entry
 
-
-def latest(ledger, request_ids: list[str]) -> dict[str, dict]:
-    """The latest feedback of each request in ``request_ids``, by request id."""
-    out: dict[str, dict] = {}
-    for start in range(0, len(request_ids), 500):
-        chunk = request_ids[start:start + 500]
-        cursor = ledger.conn.execute(
-            f"SELECT * FROM feedback WHERE request_id IN ({', '.join('?' * len(chunk))}) ORDER BY id", chunk)
-        names = [d[0] for d in cursor.description]
-        for values in cursor:
-            row = dict(zip(names, values))
-            out[row["request_id"]] = row  # ordered by id: the last one wins
-    return out

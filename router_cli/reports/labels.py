@@ -21,7 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .feedback import RETURNED, latest
+from ..ledger.queries import calls_of_requests_started, latest_feedback
+from .feedback import RETURNED
 
 NOT_STORED = "prompt not stored in full"
 NO_OUTCOME = "answered without a quality gate or feedback"
@@ -48,27 +49,11 @@ class LedgerLabels:
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows)
 
 
-def _iso(moment: datetime) -> str:
-    from .costs import _iso as iso
-
-    return iso(moment)
-
-
 def requests_in(ledger, since: datetime, until: datetime):
-    """Each request whose first answer falls in [since, until): (request_id, prompt row, its calls), oldest first."""
-    cursor = ledger.conn.execute(
-        "SELECT calls.request_id, calls.id, calls.role, calls.tier, calls.status, calls.quality, calls.routed_tier, "
-        "calls.input_tokens, calls.output_tokens, calls.cost_nanousd, prompts.stored, prompts.prompt, prompts.prompt_hash "
-        "FROM calls LEFT JOIN prompts ON prompts.request_id = calls.request_id WHERE calls.request_id IN "
-        "(SELECT request_id FROM calls WHERE attempt = 1 AND datetime_utc >= ? AND datetime_utc < ?) "
-        "ORDER BY calls.request_id, calls.id",
-        [_iso(since), _iso(until)],
-    )
-    names = [d[0] for d in cursor.description]
+    """Each request whose first answer falls in [since, until): (request_id, its calls with the prompt), oldest first."""
     current: str | None = None
     calls: list[dict] = []
-    for values in cursor:
-        row = dict(zip(names, values))
+    for row in calls_of_requests_started(ledger, since, until):
         if row["request_id"] != current:
             if calls:
                 yield current, calls
@@ -83,7 +68,7 @@ def requests_with_feedback(ledger, since: datetime, until: datetime, chunk: int 
     batch: list[tuple[str, list[dict]]] = []
 
     def with_feedback():
-        given = latest(ledger, [rid for rid, _ in batch])
+        given = latest_feedback(ledger, [rid for rid, _ in batch])
         for rid, calls in batch:
             yield rid, calls, given.get(rid)
 
