@@ -14,7 +14,7 @@ classify`` and ``mmr costs`` never load the request path.
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 if TYPE_CHECKING:
     from .config import Config, load_config
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
     from .engine.options import RequestOptions
     from .engine.router import Router
     from .engine.types import Answer
+    from .ledger import open_ledger
 
 _WHERE = {
     "Answer": "engine.types", "Config": "config", "RequestOptions": "engine.options", "Router": "engine.router",
-    "cascade": "engine.cascade", "load_config": "config",
+    "cascade": "engine.cascade", "load_config": "config", "open_ledger": "ledger",
 }
 __all__ = sorted([*_WHERE, "__version__"])
 

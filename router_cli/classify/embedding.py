@@ -45,7 +45,7 @@ class EmbeddingClassifier:
         if settings is None:
             raise ConfigError(
                 f"{config.source}: classifier.embedding: not configured; name an embeddings provider and model "
-                "(see README: Classifiers)"
+                "(see docs/routing.md)"
             )
         self.settings = settings
         self.tiers = config.tier_names

@@ -126,7 +126,7 @@ def to_json(fitted: Fitted, tiers: list[str], lam: float, training: dict) -> dic
             quality[tier] = {"coef": [round(float(c), 6) for c in m.coef_[0]], "intercept": float(m.intercept_[0])}
         r = fitted.cost[tier]
         cost[tier] = {"coef": [round(float(c), 6) for c in r.coef_], "intercept": float(r.intercept_)}
-    from .. import __version__
+    from ..version import __version__
 
     data = {
         "format": FORMAT, "version": FORMAT_VERSION, "tiers": tiers, "vectorizer": vectorizer,

@@ -40,7 +40,7 @@ app.command(name="health")(costs.health)
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         print(f"mmr {__version__}")
         raise typer.Exit(0)

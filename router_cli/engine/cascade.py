@@ -21,6 +21,7 @@ from ..pricing import cost_usd, decimal_str
 from .attempts import Call
 from .gates import judge_answer
 from .options import RequestOptions, resolve
+from .record import finish, recording_on_interrupt
 from .router import Route, Router
 from .types import Answer, Attempt, Estimate
 
@@ -72,11 +73,11 @@ def cascade(router: Router, prompt: str, options: RequestOptions | None = None, 
     request = router.open(command, route, decision, prompt, options)
     request.gate_thresholds = {t.name: _threshold(options, settings, t) for t in tiers}
     returned, failure, fatal = None, None, False
-    with request.recording_on_interrupt():
+    with recording_on_interrupt(request):
         returned, failure, fatal = _escalate(router, request, options, gate, tiers)
     if returned is None and not fatal:
         failure = router.runner.exhausted_error([a for a in request.attempts if a.role == "answer"])
-    ledger_error = request.finish(returned)
+    ledger_error = finish(request, returned)
     if returned is None:
         assert failure is not None
         if ledger_error is not None:

@@ -1,22 +1,54 @@
-"""A finished request as ledger rows: ``calls`` (one per attempt), ``prompts`` and ``responses``."""
+"""Finishing a request: its attempts as ledger rows (``calls``, one per attempt, with
+``prompts`` and ``responses``), written together, and its budget hold released."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from ..errors import LedgerError
 from ..ids import new_id
-from ..pricing import decimal_str, to_nanousd
+from ..pricing import cost_usd, decimal_str, to_nanousd
+from ..version import __version__
+from .request import Request
 from .types import Attempt
 
 if TYPE_CHECKING:
     from ..config import LedgerConfig
-    from .request import Request
 
 
-def record_request(store, request: "Request", returned: Attempt | None) -> None:
+def finish(request: Request, returned: Attempt | None) -> LedgerError | None:
+    """Record every attempt of ``request``; the baseline is one premium call at ``returned``'s tokens.
+
+    A ledger that cannot be written is returned, not raised: the answer was paid for
+    and still goes out, with the error beside it.
+    """
+    if returned is not None:
+        request.baseline = cost_usd(request.config.baseline_model.price, returned.input_tokens, returned.output_tokens)
+    if request.store is not None:
+        try:
+            record_request(request.store, request, returned)
+        except LedgerError as e:
+            return e  # the hold stays until it expires: the billed calls are not in the ledger to count
+    if request.guard is not None:
+        request.guard.release()  # type: ignore[attr-defined]
+    return None
+
+
+@contextlib.contextmanager
+def recording_on_interrupt(request: Request):
+    """Interrupted, or the output went away: keep what was billed, then let it through."""
+    try:
+        yield
+    except BaseException:
+        finish(request, None)
+        raise
+
+
+def record_request(store, request: Request, returned: Attempt | None) -> None:
     """Write ``request``'s attempts that reached a provider to ``store``, in one transaction.
 
     Attempt 1 is the request's first answer (reports count requests by it); a
@@ -55,10 +87,8 @@ def record_request(store, request: "Request", returned: Attempt | None) -> None:
     store.record({"calls": calls, "prompts": prompts, "responses": responses})
 
 
-def _request_columns(request: "Request", returned: Attempt | None) -> dict:
+def _request_columns(request: Request, returned: Attempt | None) -> dict:
     """The columns every row of one request shares."""
-    from .. import __version__
-
     tiers = request.config.tier_names
     escalated = int(returned is not None and returned.tier in tiers and request.start_tier in tiers
                     and tiers.index(returned.tier) > tiers.index(request.start_tier))

@@ -2,21 +2,18 @@
 
 A request is explicit: under experiments ``config`` is the assigned variants'
 config, and everything the request does after it began reads that config from
-here, never from the router it runs on.
+here, never from the router it runs on. engine/record.py finishes it: its rows
+go to the ledger together.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable
 
 from ..classify import Decision
 from ..config import Config
-from ..errors import LedgerError
-from ..pricing import cost_usd
-from .record import record_request
 from .types import Attempt
 
 Note = Callable[[str], None]
@@ -62,25 +59,3 @@ class Request:
     @property
     def billed(self) -> Decimal:
         return sum((a.cost for a in self.attempts), Decimal(0))
-
-    def finish(self, returned: Attempt | None) -> LedgerError | None:
-        """Record every attempt; the baseline is one premium call at ``returned``'s tokens."""
-        if returned is not None:
-            self.baseline = cost_usd(self.config.baseline_model.price, returned.input_tokens, returned.output_tokens)
-        if self.store is not None:
-            try:
-                record_request(self.store, self, returned)
-            except LedgerError as e:
-                return e  # the hold stays until it expires: the billed calls are not in the ledger to count
-        if self.guard is not None:
-            self.guard.release()  # type: ignore[attr-defined]
-        return None
-
-    @contextlib.contextmanager
-    def recording_on_interrupt(self):
-        """Interrupted, or the output went away: keep what was billed, then let it through."""
-        try:
-            yield
-        except BaseException:
-            self.finish(None)
-            raise

@@ -34,6 +34,7 @@ from . import caching
 from .admission import Admitter, worst_case
 from .attempts import Call, ChainRunner
 from .options import RequestOptions, resolve
+from .record import finish, recording_on_interrupt
 from .request import Note, Request
 from .types import Answer, Attempt, Estimate
 
@@ -146,12 +147,12 @@ class Router:
         key, hit = self._before_calls(request, options, cache)
         if hit is not None:
             if on_text is not None:
-                with request.recording_on_interrupt():
+                with recording_on_interrupt(request):
                     on_text(hit.text or "")
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
                     on_text=on_text, on_restart=on_restart)
-        with request.recording_on_interrupt():
+        with recording_on_interrupt(request):
             failure, _ = self.runner.run(request.attempts, self.chain(request.start_tier, request.request_id,
                                                                       request.config), call, request)
         if failure is not None:
@@ -179,7 +180,7 @@ class Router:
         return key, hit
 
     def _answer(self, request: Request, final: Attempt, started: float) -> Answer:
-        ledger_error = request.finish(final)
+        ledger_error = finish(request, final)
         return Answer(final.text or "", request.request_id, request.decision, request.attempts, final, request.baseline,
                       (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(request.policy),
                       variant=request.variant)
