@@ -28,7 +28,7 @@ _WHERE = {
     "Answer": "engine.types", "Config": "config", "RequestOptions": "engine.options", "Router": "engine.router",
     "cascade": "engine.cascade", "load_config": "config", "open_ledger": "ledger",
 }
-__all__ = sorted([*_WHERE, "__version__"])
+__all__ = ["Answer", "Config", "RequestOptions", "Router", "__version__", "cascade", "load_config", "open_ledger"]
 
 
 def __getattr__(name: str):

@@ -31,17 +31,10 @@ def read_prompt(prompt: str | None) -> str:
             raise UsageError("stdin is not UTF-8 text") from None
     if not text.strip():
         raise UsageError("the prompt is empty")
+    from ..engine.options import check_text
+
     check_text(text, "the prompt")
     return text
-
-
-def check_text(text: str | None, what: str) -> None:
-    """Arguments that are not valid UTF-8 reach Python as lone surrogates; refuse them here."""
-    if text is not None:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(f"{what} is not valid UTF-8 text") from None
 
 
 def load_config(config: str | None, ml_model: str | None = None) -> Config:

@@ -71,7 +71,7 @@ class RequestOptions:
         if self.gate is not None and self.gate not in GATES:
             raise UsageError(f"--gate: unknown gate {self.gate!r}; valid gates: {', '.join(GATES)}")
         for name in ("system", "user", "team"):
-            _check_text(getattr(self, name), f"--{name}")
+            check_text(getattr(self, name), f"--{name}")
 
     def with_row(self, *, system: str | None, tier: str | None, max_tokens: int | None, user: str | None) -> "RequestOptions":
         """A batch row's own fields win over these defaults (a row's tier starts a cascade there)."""
@@ -99,7 +99,7 @@ class RequestOptions:
         return cls(**{**data, "max_cost": parse_max_cost(data.get("max_cost"))})
 
 
-def _check_text(text: str | None, what: str) -> None:
+def check_text(text: str | None, what: str) -> None:
     """Arguments that are not valid UTF-8 reach Python as lone surrogates; refuse them here."""
     if text is not None:
         try:

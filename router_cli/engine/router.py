@@ -156,7 +156,7 @@ class Router:
             failure, _ = self.runner.run(request.attempts, self.chain(request.start_tier, request.request_id,
                                                                       request.config), call, request)
         if failure is not None:
-            ledger_error = request.finish(None)
+            ledger_error = finish(request, None)
             if ledger_error is not None:
                 failure.message += f" (and the ledger could not be written: {ledger_error})"
             raise failure
@@ -200,7 +200,7 @@ class Router:
             request.policy.append(str(e))
             request.attempts.append(Attempt(request.start_tier, first.provider, first.model, "blocked",
                                             error=str(e), error_kind="budget"))
-            ledger_error = request.finish(None)
+            ledger_error = finish(request, None)
             if ledger_error is not None:
                 e.message += f" (and the ledger could not be written: {ledger_error})"
             raise

@@ -70,3 +70,6 @@ def apply(config: Config, assignment: Assignment) -> Config:
         if changes:
             config = replace(config, **changes)
     return config
+
+
+__all__ = ["Assignment", "apply", "assign", "bucket", "pick"]

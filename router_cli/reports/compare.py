@@ -114,4 +114,4 @@ def _statements(experiment: str, variant: str, reference: str, tests: dict) -> l
     return out
 
 
-__all__ = ["Assignment", "apply", "assign", "bucket", "compare", "pick"]
+__all__ = ["compare"]

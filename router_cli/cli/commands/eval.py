@@ -67,7 +67,7 @@ def evaluate(
 
 def _replay(cfg: Config, names: list[str], file: str | None, since: str, until: str | None, db: str | None,
             json_output: bool) -> None:
-    from ...ledger import open_for_reading, open_ledger
+    from ...ledger import open_for_reading
     from ...render.tables import replay_report
     from ...reports.replay import check_classifiers, replay
 
@@ -111,7 +111,7 @@ def train(
         raise UsageError("give a labelled FILE or --from-ledger (one of the two)")
     cfg = load_config(config)
     if from_ledger:
-        from ...ledger import open_for_reading, open_ledger
+        from ...ledger import open_for_reading
         from ...reports.training import ledger_training_rows
 
         start, end = window(since, until)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..common import check_text, ledger_path, load_config, window, write_file
+from ..common import ledger_path, load_config, window, write_file
 from ..options import ConfigOption, DbOption, JsonOption, UserOption
 
 
@@ -26,7 +26,7 @@ def labels(
     Example: mmr labels --since 30d -o labels.jsonl && mmr train labels.jsonl -o router.json
     """
     from ...reports.labels import ledger_labels
-    from ...ledger import open_for_reading, open_ledger
+    from ...ledger import open_for_reading
     from ...render.text import note
 
     cfg = load_config(config)
@@ -55,9 +55,10 @@ def feedback(
 
     Example: mmr feedback 01JDX7Q9M4N8R2T5V6W7X8Y9Z0 bad --should-be complex --note "missed the edge case"
     """
-    from ...reports.feedback import record
-    from ...ledger import open_for_reading, open_ledger
+    from ...engine.options import check_text
+    from ...ledger import open_ledger
     from ...render.text import feedback_recorded
+    from ...reports.feedback import record
 
     check_text(note, "--note")
     tiers = load_config(config).tier_names if should_be is not None else None
@@ -79,7 +80,7 @@ def explain(
     """
     from ...errors import ConfigError
     from ...reports.explain import explain as explain_call
-    from ...ledger import open_for_reading, open_ledger
+    from ...ledger import open_for_reading
     from ...render.text import explain as show, note
 
     try:
