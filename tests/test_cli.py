@@ -157,8 +157,11 @@ def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, c
 
 def test_stdout_closed_while_streaming_stops_at_once(server, mmr, db_path, config_path):
     server.script("claude-small", reply(" ".join(["word"] * 20000)))
+    # 20,000 words (100 KB) cannot fit in the pipe: the writer must meet the closed end. (Without
+    # --max-tokens the server stops at the model's 64 tokens, which the pipe holds whole: a race.)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "router_cli", "ask", "--stream", "--config", str(config_path), "--db", str(db_path), "hello"],
+        [sys.executable, "-m", "router_cli", "ask", "--stream", "--max-tokens", "30000", "--config", str(config_path),
+         "--db", str(db_path), "hello"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert proc.stdout.read(10) == b"word word "
