@@ -167,7 +167,7 @@ def test_config_imports_nothing_above_it():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = set(result.stdout.split())
     assert "router_cli.config.validate" in loaded
-    assert loaded <= {"router_cli", "router_cli.errors"} | {m for m in loaded if m.startswith("router_cli.config")}
+    assert loaded <= {"router_cli", "router_cli.errors", "router_cli.version"} | {m for m in loaded if m.startswith("router_cli.config")}
 
 
 def _prebuilt_text() -> str:
