@@ -109,6 +109,8 @@ def test_one_store_shared_by_threads_writes_from_each_and_closes_every_connectio
     assert len(store.rows()) == 8 * 50 and store.spent_nanousd("global", None, "0") == 8 * 50
     connections = list(store._connections)
     assert len(connections) == 9  # one per writer thread, and this one's
+    # Every thread's connection syncs at WAL checkpoints only (NORMAL = 1), not on every commit (FULL = 2).
+    assert {conn.execute("PRAGMA synchronous").fetchone()[0] for conn in connections} == {1}
     store.close()
     for conn in connections:
         with pytest.raises(sqlite3.ProgrammingError):

@@ -83,6 +83,9 @@ class SQLiteBase:
         else:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        if not self.readonly:
+            # Per connection, not per file: a thread's own connection would otherwise sync every commit (FULL).
+            conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     def _create_private_file(self) -> None:
@@ -98,7 +101,6 @@ class SQLiteBase:
         with self._write_lock:
             conn = self._connection()
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
 
     # ------------------------------------------------------------ transactions, retries, errors
