@@ -639,3 +639,15 @@ def test_progress_bar_on_a_terminal(server, config_path, db_path, processes):
     assert "3 rows" in terminal and "rows/s" in terminal and "0 errors" in terminal  # stdin: no total, no ETA
     assert "3 answered" in terminal  # the summary line
     assert "\x1b[3" not in terminal  # NO_COLOR: no colour codes
+
+
+@PROCESSES
+def test_a_cascade_batch_from_the_classifier_asks_it_once_per_row(server, mmr, db_path, processes):
+    # Checking the options at the start must not call an llm classifier: that call would be paid and unrecorded.
+    server.always("claude-small", reply("simple"))
+    result = mmr("cascade", "--batch", "-", "--gate", "heuristic", "--from-classifier", "--classifier", "llm",
+                 "--processes", processes, input=jsonl({"id": 1, "prompt": "one"}, {"id": 2, "prompt": "two"}))
+    assert result.returncode == 0, result.stderr
+    asked = [c for c in server.calls() if "Classify the complexity" in str(c["body"].get("system"))]
+    assert len(asked) == 2
+    assert sum(1 for r in ledger_rows(db_path) if r["role"] == "classifier") == 2

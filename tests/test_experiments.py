@@ -255,3 +255,32 @@ def test_a_dry_run_shows_the_users_variant(tmp_path):
     router = Router(config)
     assert router.estimate("hello", tier="medium", user=_user_in(config, "gpt")).model == "gpt-mid"
     assert router.estimate("hello", tier="medium", user=_user_in(config, "control")).model == "claude-mid"
+
+
+LLM_VARIANT = """
+experiments:
+  judge-tier:
+    variants:
+      cheap-gpt: {weight: 1, classifier: llm, tiers: {simple: [{provider: openai, model: gpt-small, price: {input: 0.15, output: 0.60}, max_tokens: 64}]}}
+"""
+
+
+def test_an_llm_classifier_under_a_variant_asks_the_variants_cheapest_tier(server, tmp_path, db_path):
+    config = load_config(write_config(tmp_path / "t.yaml", server.url, extra=LLM_VARIANT))
+    server.script("gpt-small", reply("complex"))
+    with Router(config, db_path) as router:
+        answer = router.ask("Prove it", user="ana")
+    assert answer.decision.classifier == "llm" and answer.decision.tier == "complex"
+    # The classifier's call went to the variant's simple tier (gpt-small), not the base config's claude-small.
+    assert [c["body"]["model"] for c in server.calls()][:1] == ["gpt-small"]
+    assert not server.calls("claude-small")
+    assert [(r["role"], r["model"]) for r in ledger_rows(db_path)][0] == ("classifier", "gpt-small")
+
+
+def test_a_cascade_dry_run_plans_under_the_users_variant(server, tmp_path):
+    config = load_config(write_config(tmp_path / "t.yaml", server.url, extra=TWO_ARMS))
+    from router_cli.engine.cascade import estimate
+
+    router = Router(config)
+    assert estimate(router, "hello", tier="medium", user=_user_in(config, "gpt")).first.model == "gpt-mid"
+    assert estimate(router, "hello", tier="medium", user=_user_in(config, "control")).first.model == "claude-mid"

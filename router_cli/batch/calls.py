@@ -4,7 +4,7 @@ and what a finished row becomes (:class:`Outcome`)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
@@ -42,7 +42,8 @@ def cascader(router, options: RequestOptions) -> Callable[[Row], object]:
     """
     from ..engine.cascade import cascade, estimate
 
-    estimate(router, "check", options)
+    # Checked as a dry run checks them, without asking the classifier (a paid call for llm, not recorded here).
+    estimate(router, "check", replace(options, from_classifier=False))
     if options.classifier is not None:
         from ..classify import get_classifier
 

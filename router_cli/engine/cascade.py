@@ -145,13 +145,16 @@ class CascadeEstimate:
 def estimate(router: Router, prompt: str, options: RequestOptions | None = None, **fields) -> CascadeEstimate:
     """The cascade's plan: the first call's estimate, and the worst case if every tier escalates."""
     options = _options(options, fields)
-    settings = router.config.cascade
+    route = router.route(options.user) if options.user is not None else None  # the user's variant, as cascade runs
+    config = route.config if route is not None else router.config
+    settings = config.cascade
     gate = options.gate or settings.gate
-    decision, tiers = plan(router, prompt, options)
+    decision, tiers = plan(router, prompt, options, route)
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
-                                                           max_tokens=options.max_tokens)), decision=decision)
+                                                           max_tokens=options.max_tokens, user=options.user)),
+                    decision=decision)
     tokens = first.input_tokens
-    judge = router.config.tier(settings.judge_tier or router.config.tier_names[0]).models[0]
+    judge = config.tier(settings.judge_tier or config.tier_names[0]).models[0]
     worst = Decimal(0)
     for tier in tiers:
         model = tier.models[0]
@@ -161,7 +164,6 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
             worst += cost_usd(judge.price, tokens + out + 60, settings.judge_max_tokens)  # prompt + answer + rubric
     limits = {t.name: _threshold(options, settings, t) for t in tiers}
     return CascadeEstimate(first, [t.name for t in tiers], gate, limits, worst)
-
 
 
 def _options(options: RequestOptions | None, fields: dict) -> RequestOptions:

@@ -104,8 +104,9 @@ class Router:
         chosen = self._classifiers.get(slot)
         if chosen is None:
             with self._lock:
-                chosen = self._classifiers.get(slot) or get_classifier(
-                    name, route.config if route is not None else self.config, caller=self)
+                config = route.config if route is not None else self.config
+                caller = self if config is self.config else _UnderConfig(self, config)
+                chosen = self._classifiers.get(slot) or get_classifier(name, config, caller=caller)
                 self._classifiers[slot] = chosen
         return chosen
 
@@ -326,11 +327,12 @@ class Router:
 
     # ------------------------------------------------------------ a classifier's ModelCaller
 
-    def ask_cheapest(self, prompt: str, system: str, max_tokens: int) -> ModelReply:
-        """For a classifier that calls a model: the cheapest tier's models with the usual
-        retries and fallbacks, at temperature 0; its calls are billed to the request it routes."""
+    def ask_cheapest(self, prompt: str, system: str, max_tokens: int, config: Config | None = None) -> ModelReply:
+        """For a classifier that calls a model: the cheapest tier's models (of ``config``, an
+        experiment variant's, else this router's) with the usual retries and fallbacks, at
+        temperature 0; its calls are billed to the request it routes."""
         attempts: list[Attempt] = []
-        cheapest = self.config.tiers[0]
+        cheapest = (config or self.config).tiers[0]
         failure, _ = self.runner.run(attempts, [(cheapest, m) for m in cheapest.models],
                                      Call(prompt, system, max_tokens, 0.0, role="classifier"))
         if failure is not None:
@@ -354,3 +356,18 @@ class Router:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+class _UnderConfig:
+    """The router as a classifier's ModelCaller under an experiment variant's config."""
+
+    def __init__(self, router: Router, config: Config):
+        self.router, self.config = router, config
+
+    def ask_cheapest(self, prompt: str, system: str, max_tokens: int) -> ModelReply:
+        return self.router.ask_cheapest(prompt, system, max_tokens, self.config)
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        return self.router.api_key(spec)
+
+    def ledger(self):
+        return self.router.ledger()
