@@ -189,10 +189,8 @@ def workspace(tmp_path_factory, _server):
 def _seed_ledger(path: Path) -> None:
     """Cascades to learn from: the README's example request id (simple rejected, medium
     accepted) and 30 more, ten accepted at each tier, so `mmr train --from-ledger` has rows."""
-    try:
-        from router_cli.ledger import open_ledger
-    except ImportError:  # before the ledger store lands
-        from router_cli.ledger import Ledger as open_ledger
+    from router_cli.ledger import open_ledger
+
     path.parent.mkdir(parents=True)
     parts = [request([attempt("simple", "rejected", quality=0.2), attempt("medium", quality=0.9)],
                      prompt="Prove that the square root of 2 is irrational", request_id=EXAMPLE_ID)]

@@ -14,7 +14,7 @@ exit_code, line}}`` (plus ``attempts`` and ``cost_usd`` when something was
 tried) for a row that failed.
 
 How it runs: a reader thread parses rows and hands them to the worker
-threads, which share one :class:`~router_cli.router.Router` (routing,
+threads, which share one :class:`~router_cli.engine.router.Router` (routing,
 fallback, retries, provider pauses and the ledger behave exactly as in single
 ``ask``). The calling thread writes results in input order. A row may start
 only when it is within ``window`` rows of the oldest row not yet written, so

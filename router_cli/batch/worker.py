@@ -1,5 +1,5 @@
 """A batch worker process: reads its spec and rows on stdin, answers them with its own
-:class:`~router_cli.router.Router` and threads, writes outcomes on stdout.
+:class:`~router_cli.engine.router.Router` and threads, writes outcomes on stdout.
 
 Started by :class:`~router_cli.batch.pool.WorkerPool` (``from router_cli.batch.worker import main``), never by hand.
 """

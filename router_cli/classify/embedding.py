@@ -70,7 +70,7 @@ class EmbeddingClassifier:
         model = self.settings.model
         hashes = [text_hash(t) for t in texts]
         missing = [h for h in dict.fromkeys(hashes) if h not in self._memory]
-        cache = self.caller.ledger()  # per call: the ledger's connection is per thread
+        cache = self.caller.ledger()  # the router opens its ledger on first use
         if missing and cache is not None:
             self._memory.update(cache.cached_embeddings(model, missing))
         todo = [(h, t) for h, t in dict(zip(hashes, texts)).items() if h not in self._memory]

@@ -17,7 +17,7 @@ STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"
 STORE_MODES = ("full", "preview", "hash", "none")
 # Every classifier name: classify/base.py registers one class under each.
 CLASSIFIERS = ("embedding", "llm", "ml", "rules")
-# Cascade quality gates (quality.py): free checks, an LLM judge, or both.
+# Cascade quality gates (engine/gates.py): free checks, an LLM judge, or both.
 GATES = ("heuristic", "judge", "both")
 # The rules classifier's patterns when a config names none: the top tier's, then the cheapest tier's.
 SEED_COMPLEX_PATTERNS = (
@@ -190,7 +190,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Experiment:
-    """Named variants; each user (or request) is assigned one by a hash (see experiments.py)."""
+    """Named variants; each user (or request) is assigned one by a hash (see policy/experiments.py)."""
 
     name: str
     variants: tuple[Variant, ...]

@@ -20,12 +20,11 @@ from ..config import Config, ModelSpec, ProviderSpec
 from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
 from ..pricing import cost_usd, estimate_tokens
 from .admission import Admitter, Chain
-from .types import Attempt
+from .types import Attempt, Note
 
 if TYPE_CHECKING:
     from .request import Request
 
-Note = Callable[[str], None]
 
 
 @dataclass

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable
 
 from ..classify import Decision
 from ..config import Config
-from .types import Attempt
+from .types import Attempt, Note
 
-Note = Callable[[str], None]
 
 
 @dataclass(eq=False)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Callable
 
 from ..classify import Decision
 from ..errors import LedgerError
 from ..pricing import decimal_str
+
+Note = Callable[[str], None]  # where a router tells what it decided (stderr in the CLI)
 
 
 @dataclass
@@ -80,7 +83,7 @@ class Answer:
         return sum((a.cost for a in self.attempts), Decimal(0))
 
     def to_json(self) -> dict:
-        """The ``--json`` object (a contract: see DESIGN.md)."""
+        """The ``--json`` object (a contract: see docs/configuration.md)."""
         return {
             "text": self.text,
             "call_id": self.final.call_id,

@@ -3,7 +3,7 @@
 :class:`LedgerStore` is the whole contract: code outside ``router_cli/ledger/``
 holds a store and calls these methods; it never sees a connection, a cursor
 class of a driver, or a driver's exceptions. Every database failure surfaces as
-:class:`~router_cli.errors.LedgerError` (exit code 5), after a store has waited
+:class:`~router_cli.errors.LedgerError` (exit code 7), after a store has waited
 out a busy database for up to its busy timeout.
 
 A store may be shared by the threads of one process (``mmr ask --batch``); it

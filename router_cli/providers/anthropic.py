@@ -12,7 +12,7 @@ from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
 class AnthropicProvider(Provider):
     def client(self) -> anthropic.Anthropic:
         if self._client is None:
-            # Retries are ours (router.py) so that every attempt is logged.
+            # Retries are ours (engine/attempts.py) so that every attempt is logged.
             self._client = anthropic.Anthropic(
                 api_key=self._api_key or "unused",
                 base_url=self.spec.base_url,

@@ -49,7 +49,7 @@ def emit_json(obj: dict) -> None:
 
 
 def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> None:
-    """Print an :class:`~router_cli.router.Answer`, and the routing note when wanted."""
+    """Print an :class:`~router_cli.engine.types.Answer`, and the routing note when wanted."""
     if json_output:
         emit_json(answer.to_json())
     elif streamed:
@@ -104,7 +104,7 @@ def cascade_estimate(plan, json_output: bool) -> None:
 
 
 def decision_json(decision) -> dict:
-    """The ``classify --json`` object (a contract: see DESIGN.md)."""
+    """The ``classify --json`` object (a contract: see docs/configuration.md)."""
     return {
         "tier": decision.tier, "score": decision.score, "classifier": decision.classifier,
         "reason": decision.reason, "latency_ms": round(decision.latency_ms, 3),
