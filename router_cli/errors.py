@@ -79,11 +79,19 @@ class BudgetExceeded(MmrError):
 
 
 _KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")
+# The user-info of a URL (``https://user:password@host``): everything from the scheme to the last
+# ``@`` before the path, since a pasted password may hold an unescaped ``@``.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s?#]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the user-info of every URL in it (``https://user:pass@host``) replaced."""
+    return _URL_USERINFO.sub(lambda m: f"{m.group(1)}[redacted]@", text)
 
 
 def redact(text: str, secret: str | None) -> str:
-    """Remove an API key (and anything key-shaped) from a message."""
+    """Remove an API key (and anything key-shaped, and a URL's user and password) from a message."""
     if secret:
         for form in {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
             text = text.replace(form, "[redacted]")
-    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-[redacted]", text)
+    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-[redacted]", redact_url(text))

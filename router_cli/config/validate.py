@@ -11,6 +11,7 @@ import os
 import re
 from typing import Any
 
+from ..errors import redact
 from . import validate_policy as policy
 from .checks import Checks, join, kind
 from .schema import (
@@ -80,17 +81,33 @@ def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
         key_env = entry.get("api_key_env", STANDARD_KEY_ENV[ptype])
         if key_env is not None:
             key_env = c.string(key_env, join(path, "api_key_env"))
-            # Never echo the value: it may be a key pasted in the wrong place.
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key_env) or re.match(r"(?i)(sk|gsk|xai|pk|rk)_", key_env):
-                raise c.fail(join(path, "api_key_env"), "must be the NAME of an environment variable (such as OPENAI_API_KEY), not a key")
+            if not is_key_env_name(key_env):  # never echo the value: it may be a key pasted in the wrong place
+                raise c.fail(join(path, "api_key_env"), _KEY_ENV_RULE)
         base_url = entry.get("base_url")
         if base_url is not None:
             base_url = c.string(base_url, join(path, "base_url"))
             if not re.match(r"https?://", base_url):
-                raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {base_url!r}")
+                raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {redact(repr(base_url), None)}")
         timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001)
         out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
     return out
+
+
+_KEY_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+_KEY_PREFIX = re.compile(r"(?i)(sk|gsk|xai|pk|rk)_")
+_KEY_ENV_RULE = ("must be the NAME of an environment variable (such as OPENAI_API_KEY); this looks like a key, not a "
+                 "variable name: a name here is upper-case letters, digits and _, at most 64 characters, no part between "
+                 "underscores longer than 24 (the value is not shown)")
+
+
+def is_key_env_name(name: str) -> bool:
+    """Whether ``name`` may be an ``api_key_env``: a short upper-case variable name, nothing shaped like a key.
+
+    Keys are long runs of mixed-case letters and digits, or carry a known prefix; variable names are
+    upper-case words joined by underscores.
+    """
+    return (bool(_KEY_ENV_NAME.fullmatch(name)) and not _KEY_PREFIX.match(name)
+            and max(len(part) for part in name.split("_")) <= 24)
 
 
 def _local(c: Checks, value: Any, path: str) -> LocalModel:

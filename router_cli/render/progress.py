@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..pricing import format_usd
-from .text import note
+from .text import note, shown
 
 
 def batch_status(done: int, total: int | None, errors: int, spend, seconds: float) -> str:
@@ -44,7 +44,7 @@ class BatchProgress:
         self._bar.update(self._task, completed=done, status=status)
 
     def note(self, message: str) -> None:
-        self._bar.console.print(f"mmr: {message}", style="dim", markup=False, highlight=False)
+        self._bar.console.print(f"mmr: {shown(message)}", style="dim", markup=False, highlight=False, emoji=False)
 
     def stop(self) -> None:
         self._bar.stop()

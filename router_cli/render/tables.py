@@ -7,10 +7,9 @@ import os
 import sys
 from decimal import Decimal
 
-from ..errors import redact
 from ..pricing import format_usd
 from .charts import daily_chart, frontier_lines
-from .text import emit_json, usd
+from .text import emit_json, safe_text, shown, usd, write_lines
 
 
 _EVAL_COLUMNS = [
@@ -26,10 +25,8 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
     if json_output:
         emit_json(report)
         return
-    from rich.table import Table
-
     console = _console(200)
-    table = Table(title=f"{report['rows']} labelled rows", title_justify="left")
+    table = _table(f"{report['rows']} labelled rows")
     table.add_column("router")
     for _, header, _ in _EVAL_COLUMNS:
         table.add_column(header, justify="right")
@@ -47,25 +44,25 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
         return out
 
     for name, m in report["classifiers"].items():
-        table.add_row(name, *cells(m), style="bold")
+        _row(table, name, *cells(m), style="bold")
     table.add_section()
     for name, m in report["baselines"].items():
-        table.add_row(name, *cells(m), style="dim")
+        _row(table, name, *cells(m), style="dim")
     console.print(table)
     for name, m in report["classifiers"].items():
-        matrix = Table(title=f"{name}: label (rows) x routed (columns)", title_justify="left")
+        matrix = _table(f"{name}: label (rows) x routed (columns)")
         matrix.add_column("label")
         for t in tiers:
             matrix.add_column(t, justify="right")
         matrix.add_column("recall", justify="right")
         for t in tiers:
-            matrix.add_row(t, *[str(m["confusion"][t][u]) for u in tiers], f"{m['per_tier'][t]['recall']:.1%}")
-        matrix.add_row("precision", *[f"{m['per_tier'][u]['precision']:.1%}" for u in tiers], "", style="dim")
+            _row(matrix, t, *[str(m["confusion"][t][u]) for u in tiers], f"{m['per_tier'][t]['recall']:.1%}")
+        _row(matrix, "precision", *[f"{m['per_tier'][u]['precision']:.1%}" for u in tiers], "", style="dim")
         console.print(matrix)
-    console.print("under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
+    _say(console, "under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
     for name, m in report["classifiers"].items():
         if "sweep" in m:
-            console.print("\n".join(frontier_lines(name, m["sweep"])))
+            _say(console, "\n".join(frontier_lines(name, m["sweep"])))
 
 
 _COST_FIELDS = [
@@ -94,39 +91,66 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
 
     title = f"Spend from {when(report.since)} to {when(report.until)}"
     if report.total.calls == 0:
-        print(f"{title}: no calls in this window.")
-        if report.drift is not None:
-            print("\n".join(_drift_lines(report.drift)))
+        write_lines([f"{title}: no calls in this window."] + (_drift_lines(report.drift) if report.drift is not None else []))
         return
     # Off a terminal, rich would squeeze the table into 80 columns; let it be as wide as it needs.
     console = _console(240)
     with_feedback = report.total.rated > 0 or "variant" in report.by
     console.print(_cost_table(report, title, with_feedback))
-    console.print(report.BASELINE_NOTE, style="dim")
+    _say(console, report.BASELINE_NOTE, style="dim")
     if with_feedback:
-        console.print("good / misrouted: shares of rated answers (mmr feedback; the latest verdict per call); "
+        _say(console, "good / misrouted: shares of rated answers (mmr feedback; the latest verdict per call); "
                       "needs higher: of those marked bad, the share that named a higher tier.", style="dim")
     if report.comparison is not None:
-        console.print("\nExperiments", style="bold")
-        console.print("\n".join(report.comparison["statements"]))
+        _say(console, "\nExperiments", style="bold")
+        _say(console, "\n".join(report.comparison["statements"]))
     chart = daily_chart(report.daily_spend)
     if chart:
-        console.print("\nDaily spend", style="bold")
-        console.print("\n".join(chart))
+        _say(console, "\nDaily spend", style="bold")
+        _say(console, "\n".join(chart))
     if report.drift is not None:
         console.print()
-        console.print("\n".join(_drift_lines(report.drift)))
+        _say(console, "\n".join(_drift_lines(report.drift)))
     if report.budgets:
         console.print()
         console.print(_budget_table(report.budgets))
 
 
 def _console(width: int):
-    """A console for stdout: no colour with ``NO_COLOR``; off a terminal, ``width`` columns."""
+    """A console for stdout: no colour with ``NO_COLOR``; off a terminal, ``width`` columns.
+
+    Markup and emoji codes are off: a user named ``[/]`` or ``:x:`` is printed as such."""
     from rich.console import Console
 
-    return Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False,
+    return Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, markup=False, emoji=False,
                    width=None if sys.stdout.isatty() else width)
+
+
+def _table(title: str):
+    from rich.table import Table
+
+    return Table(title=safe_text(title), title_justify="left")
+
+
+def _row(table, *cells: str, style: str | None = None) -> None:
+    """Add a row whose every cell is made safe for a terminal; mmr's colours come only from ``style``."""
+    table.add_row(*(safe_text(cell) for cell in cells), style=style)
+
+
+def _say(console, text: str, style: str | None = None) -> None:
+    console.print(safe_text(text, lines=True), style=style)
+
+
+def csv_text(value: str | None) -> str:
+    """A text cell for CSV that a spreadsheet shows and never evaluates: controls escaped, and a
+    leading ``'`` on a cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return (OWASP).
+
+    Only for text (names from the ledger or config): mmr's own numbers are written as they are,
+    so a negative saving stays a number."""
+    if value is None:
+        return ""
+    text = safe_text(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _cost_csv(report) -> None:
@@ -137,7 +161,7 @@ def _cost_csv(report) -> None:
     for row in [*report.rows, report.total]:
         data = row.to_json()
         if row.key:
-            label = [data.get(k) for k in report.by]
+            label = [csv_text(data.get(k)) for k in report.by]
         else:
             label = ["TOTAL"] + [""] * (len(report.by) - 1) if report.by else []
         writer.writerow(label + [data[name] for name, _ in _COST_FIELDS])
@@ -161,36 +185,32 @@ def _cost_cells(row, with_feedback: bool) -> list[str]:
 
 
 def _cost_table(report, title: str, with_feedback: bool):
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
+    table = _table(title)
     fields = _COST_FIELDS if with_feedback else _COST_FIELDS[:-_FEEDBACK_FIELDS]
     for key in report.by:
         table.add_column(key)
     for _, header in fields:
         table.add_column(header, justify="right")
     for row in report.rows:
-        table.add_row(*[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by],
-                      *_cost_cells(row, with_feedback))
+        _row(table, *[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by],
+             *_cost_cells(row, with_feedback))
     if report.by:
         table.add_section()
-        table.add_row("TOTAL", *[""] * (len(report.by) - 1), *_cost_cells(report.total, with_feedback), style="bold")
+        _row(table, "TOTAL", *[""] * (len(report.by) - 1), *_cost_cells(report.total, with_feedback), style="bold")
     else:
-        table.add_row(*_cost_cells(report.total, with_feedback))
+        _row(table, *_cost_cells(report.total, with_feedback))
     return table
 
 
 def _budget_table(budgets: list[dict]):
-    from rich.table import Table
-
-    table = Table(title="Budgets (current period, UTC)", title_justify="left")
+    table = _table("Budgets (current period, UTC)")
     for header in ("budget", "who", "since", "spent", "limit", "used", "policy"):
         table.add_column(header, justify="right" if header in ("spent", "limit", "used") else "left")
     for b in budgets:
         used = "" if b["used"] is None else f"{b['used']:.1%}"
-        table.add_row(b["budget"], b["who"] or "", b["period_start"][:10], format_usd(Decimal(b["spent_usd"])),
-                      format_usd(Decimal(b["limit_usd"])), used, b["policy"],
-                      style="red" if (b["used"] or 0) >= 1 else "yellow" if (b["used"] or 0) >= 0.8 else None)
+        _row(table, b["budget"], b["who"] or "", b["period_start"][:10], format_usd(Decimal(b["spent_usd"])),
+             format_usd(Decimal(b["limit_usd"])), used, b["policy"],
+             style="red" if (b["used"] or 0) >= 1 else "yellow" if (b["used"] or 0) >= 0.8 else None)
     return table
 
 
@@ -199,19 +219,17 @@ def health(rows, json_output: bool) -> None:
     if json_output:
         emit_json({"models": [r.to_json() for r in rows]})
         return
-    from rich.table import Table
-
     console = _console(200)
-    table = Table(title="Providers and models", title_justify="left")
+    table = _table("Providers and models")
     for header in ("provider/model", "tiers", "circuit", "recent failures", "calls", "error rate", "p50 ms", "retry at", "last error"):
         table.add_column(header, justify="right" if header in ("recent failures", "calls", "error rate", "p50 ms") else "left")
     styles = {"open": "red", "half_open": "yellow", "probe_due": "yellow"}
     for r in rows:
-        table.add_row(
-            f"{r.provider}/{r.model}", ",".join(r.tiers) or "(not in config)", r.state.replace("_", "-"),
+        _row(
+            table, f"{r.provider}/{r.model}", ",".join(r.tiers) or "(not in config)", r.state.replace("_", "-"),
             str(r.recent_failures), f"{r.calls:,}", "" if r.error_rate is None else f"{r.error_rate:.1%}",
             "" if r.latency_p50_ms is None else f"{r.latency_p50_ms:,.0f}",
-            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"), redact(r.last_error or "", None)[:60],
+            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"), shown(r.last_error or "")[:60],
             style=styles.get(r.state),
         )
     console.print(table)
@@ -237,12 +255,9 @@ def replay_report(report: dict, json_output: bool) -> None:
     if json_output:
         emit_json(report)
         return
-    from rich.table import Table
-
     console = _console(200)
     tiers = list(report["as_routed"]["tier_mix"])
-    table = Table(title=f"Replay of {report['requests']:,} requests from {report['since']} to {report['until']} (no model called)",
-                  title_justify="left")
+    table = _table(f"Replay of {report['requests']:,} requests from {report['since']} to {report['until']} (no model called)")
     table.add_column("routes")
     for t in tiers:
         table.add_column(t, justify="right")
@@ -255,16 +270,16 @@ def replay_report(report: dict, json_output: bool) -> None:
     rows = [("as recorded", report["as_routed"])] + list(report["classifiers"].items())
     for name, m in rows:
         recorded = name == "as recorded"
-        table.add_row(
-            name, *[f"{m['tier_mix'][t]:,}" for t in tiers], "" if recorded else f"{m['changed_routes']:,}",
+        _row(
+            table, name, *[f"{m['tier_mix'][t]:,}" for t in tiers], "" if recorded else f"{m['changed_routes']:,}",
             usd(m["estimated_cost_usd"]), "" if recorded else usd(m["vs_as_routed_usd"]),
             f"{m['labelled']:,}", share(m, "accuracy"), share(m, "under_routing"), share(m, "over_routing"),
             style="dim" if recorded else None,
         )
     console.print(table)
-    console.print(
-        f"Actually billed for these requests: {usd(report['as_routed']['actual_cost_usd'])} (retries, escalations and judges "
+    _say(
+        console, f"Actually billed for these requests: {usd(report['as_routed']['actual_cost_usd'])} (retries, escalations and judges "
         f"included); all at the premium tier: {usd(report['as_routed']['baseline_cost_usd'])}. Estimates price each route's "
         "first model at the tokens the recorded answer used.", style="dim")
     if report["skipped"]:
-        console.print("Skipped: " + ", ".join(f"{reason} ({n:,})" for reason, n in report["skipped"].items()), style="dim")
+        _say(console, "Skipped: " + ", ".join(f"{reason} ({n:,})" for reason, n in report["skipped"].items()), style="dim")

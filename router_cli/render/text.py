@@ -1,15 +1,59 @@
 """Everything users see, as text. stdout carries only the answer (or JSON); notes and
 errors go to stderr, coloured only on a terminal and never with ``NO_COLOR``.
+
+Text that came from users, files, providers or the ledger is shown, never obeyed: every note,
+error, report line and table cell passes through :func:`safe_text`, and JSON through
+:func:`json_text`. The answer itself is printed as the model wrote it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from ..errors import redact
 from ..pricing import format_usd
+
+
+# What a terminal acts on instead of showing: C0 controls (ESC among them), DEL, C1 controls
+# (0x9b is a one-character CSI), and the invisible marks that reorder or break a line (bidi
+# embeddings, overrides and isolates; the line and paragraph separators).
+_INERT = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f{_INERT}]")
+# JSON escapes C0 itself; the rest is written as \uXXXX, which decodes to the same string.
+_JSON_UNSAFE = re.compile(f"[{_INERT}]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def safe_text(value: object, *, lines: bool = False) -> str:
+    """``value`` as text safe for a terminal: control and bidi characters become visible escapes
+    (``\\x1b``, ``\\u202e``, ``\\n``). With ``lines``, newlines are kept and each line is escaped."""
+    text = "" if value is None else str(value)
+    if lines:
+        return "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
+    return _UNSAFE.sub(_escape, text)
+
+
+def json_text(obj: object) -> str:
+    """``obj`` as JSON that decodes to exactly ``obj`` and holds no raw control or bidi character."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(obj, ensure_ascii=False))
+
+
+def shown(message: str) -> str:
+    """A one-line message as printed: key-shaped text and URL passwords removed, controls escaped."""
+    return safe_text(redact(message, None))
+
+
+def write_lines(lines: list[str]) -> None:
+    """Report lines on stdout, each made safe for a terminal."""
+    sys.stdout.write("".join(safe_text(line) + "\n" for line in lines))
 
 
 def stderr_is_terminal() -> bool:
@@ -23,12 +67,13 @@ def _color(text: str, code: str) -> str:
 
 
 def error(message: str) -> None:
-    """``Error: <message>`` on stderr, with anything key-shaped removed."""
-    print(_color("Error:", "1;31"), redact(message, None), file=sys.stderr, flush=True)
+    """``Error: <message>`` on one line of stderr: key-shaped text and URL passwords removed, controls escaped."""
+    print(_color("Error:", "1;31"), shown(message), file=sys.stderr, flush=True)
 
 
 def note(message: str) -> None:
-    print(_color(f"mmr: {message}", "2"), file=sys.stderr, flush=True)
+    """``mmr: <message>`` on stderr (dim on a terminal), made safe like an error."""
+    print(_color(f"mmr: {shown(message)}", "2"), file=sys.stderr, flush=True)
 
 
 def stream_text(text: str) -> None:
@@ -45,7 +90,7 @@ def stream_restart(message: str) -> None:
 
 def emit_json(obj: dict) -> None:
     """One JSON object on a line of stdout."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(obj) + "\n")
 
 
 def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> None:
@@ -87,7 +132,7 @@ def estimate(estimate, json_output: bool) -> None:
         lines.append(f"policy    {estimate.policy}")
     if estimate.missing_key:
         lines.append(f"warning   {estimate.missing_key} is not set: this call would fail")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_lines(lines)
 
 
 def cascade_estimate(plan, json_output: bool) -> None:
@@ -97,10 +142,10 @@ def cascade_estimate(plan, json_output: bool) -> None:
         return
     estimate(plan.first, False)
     limits = ", ".join(f"{tier} {limit:g}" for tier, limit in plan.thresholds.items())
-    sys.stdout.write(
-        f"cascade   {' -> '.join(plan.tiers)}; gate {plan.gate}; thresholds {limits}\n"
-        f"worst     {format_usd(plan.worst_cost)} if every tier answers{' and is judged' if plan.gate != 'heuristic' else ''}\n"
-    )
+    write_lines([
+        f"cascade   {' -> '.join(plan.tiers)}; gate {plan.gate}; thresholds {limits}",
+        f"worst     {format_usd(plan.worst_cost)} if every tier answers{' and is judged' if plan.gate != 'heuristic' else ''}",
+    ])
 
 
 def decision_json(decision) -> dict:
@@ -115,7 +160,7 @@ def decision(decision, json_output: bool) -> None:
     if json_output:
         emit_json(decision_json(decision))
     else:
-        sys.stdout.write(decision.tier + "\n")
+        write_lines([decision.tier])
 
 
 def trained(model: dict, path: str) -> None:
@@ -197,4 +242,4 @@ def explain(report: dict, json_output: bool) -> None:
         text = f": {f['note']!r}" if f["note"] else ""
         latest = "" if f["latest"] else " (superseded)"
         lines.append(f"feedback   {f['datetime_utc']} {f['verdict']}{should}{text}{latest}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_lines(lines)
