@@ -89,7 +89,7 @@ def _start(spec: dict, send: Callable[[dict], None]) -> tuple[Router, Callable[[
     if spec.get("ml_model") is not None:
         config = replace(config, ml_model=spec["ml_model"])
     router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
-    call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]))
+    call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]), spec.get("batch_id"))
     router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})
     router.preload_sdks()
     return router, call
