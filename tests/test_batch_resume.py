@@ -225,3 +225,28 @@ def test_a_bad_batch_id_is_a_usage_error(mmr, tmp_path):
     source = prompts_file(tmp_path, 1)
     result = mmr("ask", "--batch", str(source), "--batch-id", "bad\nid")
     assert result.returncode == 2 and b"--batch-id must be" in result.stderr and b"Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finding worker processes needs Linux's /proc")
+def test_a_resume_right_after_a_kill_waits_for_the_killed_runs_workers_to_record(server, config_path, db_path, tmp_path):
+    server.always("claude-small", reply(delay=0.1))
+    server.script_prompt(SLOW, reply(delay=1.5))
+    source = prompts_file(tmp_path)
+    out = tmp_path / "out.jsonl"
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen(batch_argv(config_path, db_path, str(source), "2"), stdout=stdout,
+                                stderr=subprocess.DEVNULL)
+    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= 20)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    # at once: the first row is still in flight at a worker of the killed run
+    resumed = subprocess.run(batch_argv(config_path, db_path, str(source), "2", "--resume", str(out)),
+                             capture_output=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    with open(out, "ab") as f:
+        f.write(resumed.stdout)
+    ids = collections.Counter(r["id"] for r in output_rows(out) if "text" in r)
+    assert sorted(ids) == list(range(1, ROWS + 1)) and set(ids.values()) == {1}
+    asked = collections.Counter(c["prompt"] for c in server.calls())
+    assert asked == {f"p{i}": 1 for i in range(ROWS)}  # no row paid for twice
+    assert b"waiting for another run of this batch" in resumed.stderr

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Callable, Protocol
 
 from .engine import Progress, Summary, run_batch
+from .lock import hold_shared, release, wait_for_others
 from .resume import LedgerAnswers, batch_identity
 from .rows import count_file_rows, open_input, read_resume
 
@@ -70,6 +71,7 @@ def run_job(job: BatchJob, config: Config, *, write: Callable[[dict], None], not
     finally:
         if pool is not None:
             pool.finish(abandon=True)  # a no-op when the batch ran: they have exited
+        release(job.db, batch_id)
 
 
 def _run(job: BatchJob, config: Config, pool: WorkerPool | None, batch_id: str, *, write: Callable[[dict], None],
@@ -82,7 +84,11 @@ def _run(job: BatchJob, config: Config, pool: WorkerPool | None, batch_id: str, 
     call = make_call(router, job.kind, job.options, batch_id)  # checks the options once, not on every row
     store = router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
     skip, recover = None, None
-    if job.resume is not None:
+    if job.resume is None:
+        hold_shared(job.db, batch_id)
+    else:
+        # Before reading what the ledger answered: a killed run's workers may still be recording.
+        wait_for_others(job.db, batch_id, note)
         skip, unreadable = read_resume(job.resume)
         if unreadable:
             note(f"--resume: {unreadable} line(s) of {job.resume} are not JSON rows; ignored")
