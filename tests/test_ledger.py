@@ -17,7 +17,8 @@ COLUMNS = [
     "reason", "status", "error", "error_kind", "http_status", "input_tokens", "output_tokens", "usage_estimated",
     "cost_usd", "cost_nanousd", "baseline_cost_usd", "baseline_cost_nanousd", "duration_ms", "ttft_ms",
     "stop_reason", "stream", "user", "team", "config_hash", "mmr_version", "routed_tier", "escalated",
-    "role", "quality", "gate_reason", "policy", "saved_usd", "saved_nanousd", "variant", "thresholds_json",
+    "role", "quality", "gate_reason", "policy", "saved_usd", "saved_nanousd", "variant", "thresholds_json", "batch_id",
+    "batch_row",
 ]
 
 

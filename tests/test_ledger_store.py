@@ -24,7 +24,7 @@ PACKAGE = ROOT / "router_cli"
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE FROM|PRAGMA|ALTER TABLE|CREATE (TABLE|INDEX)|BEGIN|COMMIT|ROLLBACK)\b")
 CONNECTION = re.compile(r"\.conn\b|\bsqlite3\b|_retrying\b|\.transaction\(")
 HISTORICAL_NAMES = ["001_calls", "002_routing_outcome", "003_quality_gates", "004_embeddings", "005_resilience",
-                    "006_experiments", "007_budget_holds"]
+                    "006_experiments", "007_budget_holds", "008_batch_rows"]
 
 
 def _outside_the_ledger() -> list[Path]:
@@ -82,6 +82,10 @@ def test_a_ledger_stopped_at_any_older_migration_upgrades_in_place(tmp_path, sto
         assert (row["id"], row["cost_nanousd"], row["routed_tier"], row["variant"]) == ("c1", 5, backfilled, None)
         assert ledger.breaker_states() == [] and ledger.cache_get("nope") is None
         assert ledger.spent_nanousd("global", None, "0") == 5
+        assert (row["batch_id"], row["batch_row"]) == (None, None) and ledger.batch_answered("b") == []
+        ledger.record([{"id": "c2", "request_id": "r2", "attempt": 1, "role": "answer", "status": "ok",
+                        "datetime_utc": "2024-05-01T12:00:01.000Z", "batch_id": "b", "batch_row": "i:1"}])
+        assert ledger.batch_answered("b") == ["i:1"] and [c["id"] for c in ledger.batch_answer("b", "i:1")] == ["c2"]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
@@ -160,3 +164,22 @@ def test_costs_on_an_up_to_date_ledger_does_not_import_sqlite_utils(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_batch_row_is_found_through_its_index(tmp_path):
+    with open_ledger(tmp_path / "l.db") as ledger:
+        ledger.record([
+            {"id": "c1", "request_id": "r1", "attempt": 1, "role": "answer", "status": "error", "batch_id": "b", "batch_row": "s:x"},
+            {"id": "c2", "request_id": "r1", "attempt": 2, "role": "answer", "status": "ok", "batch_id": "b", "batch_row": "s:x"},
+            {"id": "c3", "request_id": "r2", "attempt": 1, "role": "answer", "status": "error", "batch_id": "b", "batch_row": "i:2"},
+            {"id": "c4", "request_id": "r3", "attempt": 1, "role": "answer", "status": "ok", "batch_id": "other", "batch_row": "i:2"},
+            {"id": "c5", "request_id": "r4", "attempt": 1, "role": "answer", "status": "ok", "batch_id": None, "batch_row": None},
+        ])
+        assert ledger.batch_answered("b") == ["s:x"]  # an error row answers nothing; another batch is another batch
+        assert [c["id"] for c in ledger.batch_answer("b", "s:x")] == ["c1", "c2"]  # the whole request, in order
+        assert ledger.batch_answer("b", "i:2") == []
+    conn = sqlite3.connect(tmp_path / "l.db")
+    for sql in ("SELECT DISTINCT batch_row FROM calls WHERE batch_id = ? AND role = 'answer' AND status = 'ok'",
+                "SELECT request_id FROM calls WHERE batch_id = ? AND batch_row = ? ORDER BY id DESC"):
+        plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("b", "s:x")[: sql.count("?")]))
+        assert "idx_calls_batch" in plan and "SCAN calls" not in plan.replace("USING", "")

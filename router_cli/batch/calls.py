@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 FATAL = (ConfigError, LedgerError, MissingKeyError)  # every later row would fail the same way
 
-def asker(router, options: RequestOptions) -> Callable[[Row], object]:
+def asker(router, options: RequestOptions, batch_id: str | None = None) -> Callable[[Row], object]:
     """The call for ``mmr ask --batch``: a row's own fields win over ``options``.
 
-    The options are checked here, once, rather than failing every row.
+    The options are checked here, once, rather than failing every row. With ``batch_id``,
+    each row's ledger rows carry it and the row's id.
     """
     from ..classify import get_classifier
 
@@ -32,13 +33,14 @@ def asker(router, options: RequestOptions) -> Callable[[Row], object]:
     def call(row: Row):
         return router.ask(row.prompt, _for_row(options, row))
 
-    return call
+    return _in_batch(call, batch_id)
 
 
-def cascader(router, options: RequestOptions) -> Callable[[Row], object]:
+def cascader(router, options: RequestOptions, batch_id: str | None = None) -> Callable[[Row], object]:
     """The call for ``mmr cascade --batch``: a row's ``tier`` is where its cascade starts.
 
     The options are checked here, once (as a dry run checks them), rather than failing every row.
+    With ``batch_id``, each row's ledger rows carry it and the row's id.
     """
     from ..engine.cascade import cascade, estimate
 
@@ -52,15 +54,27 @@ def cascader(router, options: RequestOptions) -> Callable[[Row], object]:
     def call(row: Row):
         return cascade(router, row.prompt, _for_row(options, row))
 
-    return call
+    return _in_batch(call, batch_id)
 
 
 CALLS: dict[str, Callable[..., Callable[[Row], object]]] = {"ask": asker, "cascade": cascader}
 
 
-def make_call(router, kind: str, options: RequestOptions) -> Callable[[Row], object]:
-    """The call for ``mmr <kind> --batch`` (``kind``: ask or cascade)."""
-    return CALLS[kind](router, options)
+def make_call(router, kind: str, options: RequestOptions, batch_id: str | None = None) -> Callable[[Row], object]:
+    """The call for ``mmr <kind> --batch`` (``kind``: ask or cascade), recording ``batch_id`` when given."""
+    return CALLS[kind](router, options, batch_id)
+
+
+def _in_batch(call: Callable[[Row], object], batch_id: str | None) -> Callable[[Row], object]:
+    if batch_id is None:
+        return call
+    from ..engine.request import answering_row
+
+    def in_batch(row: Row):
+        with answering_row(batch_id, row.key):
+            return call(row)
+
+    return in_batch
 
 
 def _for_row(options: RequestOptions, row: Row) -> RequestOptions:
@@ -81,6 +95,7 @@ class Outcome:
     ok: bool
     cost: Decimal = Decimal(0)
     fatal: MmrError | None = None
+    recovered: bool = False  # written from the ledger (--resume): answered by an earlier run, not paid again
 
 
 def run_row(call: Callable[[Row], object], row: Row) -> Outcome:

@@ -61,6 +61,9 @@ class Summary:
     answered: int = 0
     failed: int = 0  # error rows written (bad lines and duplicates included)
     skipped: int = 0  # already answered in the --resume file
+    recovered: int = 0  # written from the ledger (--resume): answered by an earlier run, not paid again
+    batch_id: str = ""  # what the ledger rows of this batch carry
+    batch_id_stable: bool = True  # a rerun of the same command finds the same id by itself (not stdin)
     not_started: int = 0  # queued when the batch stopped
     abandoned: int = 0  # in flight when a second Ctrl-C stopped the batch at once
     spend: Decimal = Decimal(0)
@@ -84,7 +87,8 @@ class Summary:
 class _Batch:
     def __init__(self, lines: Iterable[bytes], call: Callable[[Row], object] | None, write: Callable[[dict], None], *,
                  tiers: list[str], concurrency: int, resume: IdSet | None, progress: Progress | None, window: int | None,
-                 pool: WorkerPool | None = None, on_note: Callable[[str], None] | None = None):
+                 pool: WorkerPool | None = None, on_note: Callable[[str], None] | None = None,
+                 recover: Callable[[Row], Outcome | None] | None = None):
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise UsageError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}, got {concurrency}")
         self.lines, self.call, self.write, self.tiers = lines, call, write, tiers
@@ -100,7 +104,7 @@ class _Batch:
         self.active = 0  # rows being answered right now
         self.interrupts = 0
         self.abandoning = False  # a second Ctrl-C: what is in flight is left behind
-        self.pool, self.on_note = pool, on_note
+        self.pool, self.on_note, self.recover = pool, on_note, recover
         self.summary = Summary()
 
     # -- threads
@@ -111,6 +115,7 @@ class _Batch:
                 if isinstance(item, Row) and self.resume is not None and item.key in self.resume:
                     self.results.put(("skipped", None))
                     continue
+                recovered = self.recover(item) if self.recover is not None and isinstance(item, Row) else None
                 while not self.slots.acquire(timeout=0.1):
                     if self.stopping.is_set():
                         return
@@ -122,10 +127,14 @@ class _Batch:
                     self.dispatched = seq
                     if isinstance(item, Problem):
                         self.results.put((seq, Outcome(item.to_json(), False)))
+                    elif recovered is not None:
+                        self.results.put((seq, recovered))
                     else:
                         self.jobs.put((seq, item))
         except OSError as e:
             self.results.put(("fatal", UsageError(f"cannot read the input: {e.strerror or e}")))
+        except MmrError as e:  # the ledger could not be read for --resume
+            self.results.put(("fatal", e))
         except Exception as e:  # noqa: BLE001 - reported by the writing thread, which owns the exit
             self.results.put(("fatal", MmrError(f"internal error reading the input: {type(e).__name__}: {e}")))
         finally:
@@ -180,6 +189,7 @@ class _Batch:
             s.written += 1
             if outcome.ok:
                 s.answered += 1
+                s.recovered += outcome.recovered
             else:
                 s.failed += 1
                 kind = outcome.row["error"]["kind"]
@@ -277,14 +287,17 @@ class _Batch:
 def run_batch(lines: Iterable[bytes], call: Callable[[Row], object] | None, write: Callable[[dict], None], *,
               tiers: list[str], concurrency: int = 8, resume: IdSet | None = None,
               progress: Progress | None = None, window: int | None = None, pool: WorkerPool | None = None,
-              on_note: Callable[[str], None] | None = None) -> Summary:
+              on_note: Callable[[str], None] | None = None,
+              recover: Callable[[Row], Outcome | None] | None = None) -> Summary:
     """Answer every row of ``lines`` with ``call``, ``concurrency`` at a time, and ``write`` one
     result per row in input order. Ctrl-C (SIGINT, when run on the main thread) stops cleanly.
 
     With ``pool`` (a started :class:`~router_cli.batch.pool.WorkerPool`), its worker processes
     answer the rows instead of ``call`` in threads here; ``on_note`` hears their notes.
+    ``recover(row)`` (``--resume``) may give a row's outcome without asking: an answer
+    an earlier run paid for and recorded but did not write.
     """
     if (call is None) == (pool is None):
         raise ValueError("give call or pool")
     return _Batch(lines, call, write, tiers=tiers, concurrency=concurrency, resume=resume,
-                  progress=progress, window=window, pool=pool, on_note=on_note).run()
+                  progress=progress, window=window, pool=pool, on_note=on_note, recover=recover).run()

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Callable
 
 from .. import errors
 from ..errors import MmrError
+from .lock import hold_shared
 from .wire import decode_row, encode_error, encode_outcome, line
 
 if TYPE_CHECKING:
@@ -60,10 +61,14 @@ def serve_rows(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     threads = [threading.Thread(target=work, name=f"mmr-worker-{i}") for i in range(int(spec["threads"]))]
     for thread in threads:
         thread.start()
+    locked = False
     try:
         for raw in stdin:
             message = json.loads(raw)
             if "row" in message:
+                if not locked and spec.get("batch_id"):  # after the first row: a resume has read the ledger by then
+                    hold_shared(str(spec["db"]), str(spec["batch_id"]))
+                    locked = True
                 jobs.put((message["seq"], decode_row(message["row"])))
             elif "pause" in message:
                 router.pauses.pause(message["pause"], float(message["seconds"]), tell=False)
@@ -89,7 +94,7 @@ def _start(spec: dict, send: Callable[[dict], None]) -> tuple[Router, Callable[[
     if spec.get("ml_model") is not None:
         config = replace(config, ml_model=spec["ml_model"])
     router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
-    call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]))
+    call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]), spec.get("batch_id"))
     router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})
     router.preload_sdks()
     return router, call

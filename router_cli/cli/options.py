@@ -55,7 +55,12 @@ ProcessesOption = Annotated[Optional[int], typer.Option(
     "--processes", help="With --batch: processes answering rows (default: one per 16 concurrent rows from 32 on, up to "
     "the CPUs and 4; 1: this process only).", show_default=False)]
 StrictOption = Annotated[bool, typer.Option("--strict", help="With --batch: check every line first and stop at a bad one, before any call.")]
-ResumeOption = Annotated[Optional[str], typer.Option("--resume", help="With --batch: skip the ids already answered in this earlier output.")]
+ResumeOption = Annotated[Optional[str], typer.Option(
+    "--resume", help="With --batch: skip the ids already answered in this earlier output, and write those the ledger "
+    "answered for this batch from the ledger.")]
+BatchIdOption = Annotated[Optional[str], typer.Option(
+    "--batch-id", help="With --batch: the batch's name in the ledger (default: from the command and the input file's "
+    "content; stdin: a new one per run).", show_default=False)]
 
 
 def request_options(*, system: str | None = None, tier: str | None = None, classifier: str | None = None,

@@ -94,6 +94,7 @@ def _request_columns(request: Request, returned: Attempt | None) -> dict:
                     and tiers.index(returned.tier) > tiers.index(request.start_tier))
     limits = {k: v for k, v in (("classifier", request.decision.thresholds), ("gate", request.gate_thresholds)) if v}
     decision = request.decision
+    batch_id, batch_row = request.batch_row or (None, None)
     return {
         "request_id": request.request_id, "command": request.command,
         "classifier": decision.classifier, "score": decision.score, "reason": decision.reason,
@@ -102,6 +103,7 @@ def _request_columns(request: Request, returned: Attempt | None) -> dict:
         "config_hash": request.config.config_hash, "mmr_version": __version__,
         "policy": "; ".join(request.policy) or None,
         "variant": request.variant, "thresholds_json": json.dumps(limits) if limits else None,
+        "batch_id": batch_id, "batch_row": batch_row,
     }
 
 

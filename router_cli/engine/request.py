@@ -8,13 +8,30 @@ go to the ledger together.
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Iterator
 
 from ..classify import Decision
 from ..config import Config
 from .types import Attempt, Note
 
+
+# The batch row this thread is answering, as ``(batch_id, row key)``: set around each row's call
+# by router_cli.batch, so a request knows it without every layer in between passing it on.
+_batch_row: ContextVar[tuple[str, str] | None] = ContextVar("mmr_batch_row", default=None)
+
+
+@contextlib.contextmanager
+def answering_row(batch_id: str, row: str) -> Iterator[None]:
+    """Requests begun inside (in this thread) answer row ``row`` of batch ``batch_id``: their ledger rows say so."""
+    token = _batch_row.set((batch_id, row))
+    try:
+        yield
+    finally:
+        _batch_row.reset(token)
 
 
 @dataclass(eq=False)
@@ -44,6 +61,7 @@ class Request:
     gate_thresholds: dict[str, float] | None = None  # a cascade's, per tier tried
     baseline: Decimal = Decimal(0)
     start_tier: str = ""
+    batch_row: tuple[str, str] | None = field(default_factory=_batch_row.get)  # (batch_id, row key), in a batch
 
     def __post_init__(self) -> None:
         self.attempts = list(self.decision.calls) + self.attempts  # a classifier's own calls come first

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 # The number of the last migration below.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def m001_calls(db) -> None:
@@ -141,9 +141,19 @@ def m007_budget_holds(db) -> None:
         {"request_id": str, "user": str, "team": str, "nanousd": int, "expires_at": float}, pk="request_id")
 
 
+def m008_batch_rows(db) -> None:
+    # batch_id: the --batch run a call answered a row of (docs/batch.md says how it is chosen);
+    # batch_row: that row's id as ``s:<string>`` or ``i:<integer>`` ("7" and 7 are different ids).
+    db.execute("ALTER TABLE calls ADD COLUMN batch_id TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN batch_row TEXT")
+    # --resume asks which rows of a batch were answered, and the answer of one row: a range of this
+    # index each. Partial: calls outside a batch (most of them) cost it nothing.
+    db.execute("CREATE INDEX idx_calls_batch ON calls (batch_id, batch_row, role, status) WHERE batch_id IS NOT NULL")
+
+
 # In the order they apply; the name of each is its function's without the "m".
 MIGRATIONS = (m001_calls, m002_routing_outcome, m003_quality_gates, m004_embeddings, m005_resilience,
-              m006_experiments, m007_budget_holds)
+              m006_experiments, m007_budget_holds, m008_batch_rows)
 
 
 def migration_name(function) -> str:

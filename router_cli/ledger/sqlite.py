@@ -26,6 +26,8 @@ from .sqlite_base import DEFAULT_BUSY_TIMEOUT, SQLiteBase
 from .store import SCOPES
 
 _BREAKER_COLUMNS = ("state", "failures", "opened_at", "open_until", "probe_until", "last_error", "updated_at")
+# An answer's call that a request returned (a judge's or a classifier's call answers no row).
+_ANSWERED = "role = 'answer' AND status IN ('ok', 'cached', 'best_effort')"
 _CACHE_COLUMNS = ("key", "scope", "created_at", "expires_at", "request_id", "tier", "provider", "model", "text",
                   "input_tokens", "output_tokens", "cost_usd", "stop_reason")
 
@@ -66,6 +68,22 @@ class SQLiteLedger(SQLiteBase):
     def read(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
         """Run one query and return its cursor (retried while busy)."""
         return self._run(lambda: self._connection().execute(sql, list(params)))
+
+    # ------------------------------------------------------------ batches (--resume)
+
+    def batch_answered(self, batch_id: str) -> list[str]:
+        """The rows of batch ``batch_id`` that some request answered (idx_calls_batch alone)."""
+        sql = f"SELECT DISTINCT batch_row FROM calls WHERE batch_id = ? AND {_ANSWERED}"
+        return [row[0] for row in self._run(lambda: self._connection().execute(sql, (batch_id,)).fetchall())]
+
+    def batch_answer(self, batch_id: str, row: str) -> list[dict]:
+        """The calls of the latest request that answered row ``row`` of batch ``batch_id``, oldest first."""
+        sql = ("SELECT calls.*, prompts.prompt_hash, prompts.stored, prompts.prompt, prompts.system, responses.response "
+               "FROM calls LEFT JOIN prompts ON prompts.request_id = calls.request_id "
+               "LEFT JOIN responses ON responses.call_id = calls.id WHERE calls.request_id = "
+               f"(SELECT request_id FROM calls WHERE batch_id = ? AND batch_row = ? AND {_ANSWERED} "
+               "ORDER BY id DESC LIMIT 1) ORDER BY calls.id")
+        return self._dicts(sql, (batch_id, row))
 
     # ------------------------------------------------------------ embeddings
 

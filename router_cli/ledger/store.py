@@ -60,6 +60,18 @@ class LedgerStore(Protocol):
         """Run one read-only query; for the report queries in ``ledger/queries.py`` only."""
         ...
 
+    # ------------------------------------------------------------ batches (--resume)
+
+    def batch_answered(self, batch_id: str) -> list[str]:
+        """The rows of batch ``batch_id`` (their ``batch_row`` keys) that some request answered:
+        an answer's status ``ok``, ``cached`` or ``best_effort``."""
+        ...
+
+    def batch_answer(self, batch_id: str, row: str) -> list[dict]:
+        """Every call of the latest request that answered row ``row`` of batch ``batch_id``, oldest
+        first, as :meth:`rows` returns them plus ``stored`` (how ``prompts`` kept the texts); [] when none did."""
+        ...
+
     # ------------------------------------------------------------ the embedding classifier's cache
 
     def cached_embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:

@@ -11,6 +11,7 @@ import typer
 from ..common import load_config, read_prompt
 from ..options import (
     AskDryRunOption,
+    BatchIdOption,
     BatchOption,
     CascadeDryRunOption,
     ClassifierOption,
@@ -71,6 +72,7 @@ def ask(
     processes: ProcessesOption = None,
     strict: StrictOption = False,
     resume: ResumeOption = None,
+    batch_id: BatchIdOption = None,
 ) -> None:
     """Answer a prompt from the cheapest suitable tier.
 
@@ -85,7 +87,7 @@ def ask(
         from .batch import answer_batch
 
         answer_batch("ask", options, batch, prompt=prompt, config=config, db=db, ml_model=ml_model, verbose=verbose,
-                     concurrency=concurrency, processes=processes, strict=strict, resume=resume,
+                     concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id,
                      conflicts={"--dry-run": dry_run, "--stream": bool(stream)})  # exits with the batch's code
     from ...render import text as render
 
@@ -125,6 +127,7 @@ def cascade(
     processes: ProcessesOption = None,
     strict: StrictOption = False,
     resume: ResumeOption = None,
+    batch_id: BatchIdOption = None,
 ) -> None:
     """Answer from the cheapest tier whose answer passes the quality gate, escalating otherwise.
 
@@ -142,7 +145,7 @@ def cascade(
 
         answer_batch("cascade", options, batch, prompt=prompt, config=config, db=db, ml_model=ml_model,
                      verbose=verbose, concurrency=concurrency, processes=processes, strict=strict, resume=resume,
-                     conflicts={"--dry-run": dry_run})  # exits with the batch's code
+                     batch_id=batch_id, conflicts={"--dry-run": dry_run})  # exits with the batch's code
     from ...engine import cascade as cascading
     from ...render import text as render
 

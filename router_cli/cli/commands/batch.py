@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str | None, config: str | None,
                  db: str | None, ml_model: str | None, verbose: bool, concurrency: int, processes: int | None,
-                 strict: bool, resume: str | None, conflicts: dict[str, bool]) -> NoReturn:
+                 strict: bool, resume: str | None, conflicts: dict[str, bool], batch_id: str | None = None) -> NoReturn:
     """Answer every row of ``source`` with ``kind`` (ask or cascade) and ``options``;
     exit with the batch's code."""
     from dataclasses import replace
@@ -48,7 +48,7 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     if ml_model is not None:
         cfg = replace(cfg, ml_model=ml_model)
     job = BatchJob(source, kind, options, text, source_name, ml_model, str(resolve_db_path(db)), verbose=verbose,
-                   concurrency=concurrency, processes=processes, strict=strict, resume=resume)
+                   concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id)
     on_terminal = stderr_is_terminal()
     summary = run_job(job, cfg, write=jsonl_row, note=note, stdin=sys.stdin.buffer,
                       progress=bars.BatchProgress if on_terminal else None)
@@ -56,9 +56,13 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if on_terminal or verbose or summary.failed or summary.interrupted or summary.fatal:
         bars.batch_summary(summary)
+    if summary.recovered:
+        note(f"--resume: {summary.recovered:,} row(s) written from the ledger (answered and recorded by an earlier run, "
+             "not paid again)")
+    rerun = "--resume OUTFILE" + ("" if summary.batch_id_stable else f" --batch-id {summary.batch_id}")
     if summary.fatal is not None:
-        summary.fatal.message += " (the batch stopped; rerun with --resume OUTFILE to answer the rest)"
+        summary.fatal.message += f" (the batch stopped; rerun with {rerun} to answer the rest)"
         raise summary.fatal
     if summary.interrupted:  # main() then says "Error: interrupted"
-        note("every finished row was written; rerun with --resume OUTFILE to answer the rest")
+        note(f"every finished row was written; rerun with {rerun} to answer the rest")
     raise typer.Exit(summary.exit_code)
