@@ -18,6 +18,7 @@ reads: rows are flat objects, and a prompt of a million tokens is a few MB.
 from __future__ import annotations
 
 import json
+import sys
 from typing import IO, Any, Callable, Iterable, Iterator
 
 # Bytes in one line: a 1M-token prompt is about 4 MB of text, 8 MB with JSON escapes.
@@ -42,17 +43,24 @@ class NotJSON(ValueError):
         return f"not JSON ({self.detail} at column {self.column})" if self.column is not None else str(self)
 
 
-def loads(line: str | bytes) -> Any:
-    """The value on one JSON line; :class:`NotJSON` for anything that is not usable JSON."""
+def loads(line: str | bytes, parse_constant: Callable[[str], Any] | None = None) -> Any:
+    """The value on one JSON line; :class:`NotJSON` for anything that is not usable JSON.
+    ``parse_constant`` is json's: what NaN and Infinity become (a ValueError it raises is a NotJSON)."""
     check_length(line)
+    # json's own int() already refuses long integers unless the interpreter was told otherwise;
+    # a parse_int callback costs a Python call per integer, so it is used only then.
+    limit = sys.get_int_max_str_digits()
     try:
-        value = json.loads(line, parse_int=_int)
+        value = json.loads(line, parse_int=None if 0 < limit <= MAX_INT_DIGITS else _int, parse_constant=parse_constant)
     except json.JSONDecodeError as e:
         raise NotJSON(e.msg, e.colno) from None
     except RecursionError:
         raise NotJSON(f"nested more than {MAX_DEPTH} deep") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise NotJSON(str(e).partition(":")[0]) from None
+    except ValueError as e:
+        detail = str(e).partition(":")[0]
+        if "integer string conversion" in detail:  # int()'s own limit, reworded as _int words it
+            detail = f"an integer of more than {min(limit, MAX_INT_DIGITS)} digits"
+        raise NotJSON(detail) from None
     if isinstance(line, bytes):
         brackets = line.count(b"[") + line.count(b"{")
     else:
