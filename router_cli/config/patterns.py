@@ -18,14 +18,17 @@ that would in fact be fast (``(\\s+\\w+)+``), never with a vague message.
 
 from __future__ import annotations
 
-try:
-    from re import _constants as sre, _parser as parser
-except ImportError:  # Python 3.10
-    import sre_constants as sre  # type: ignore[no-redef]
-    import sre_parse as parser  # type: ignore[no-redef]
-
+import importlib
 import itertools
 import re
+from typing import Any
+
+try:  # the parser re itself uses: the tree of the pattern it compiles
+    sre: Any = importlib.import_module("re._constants")
+    parser: Any = importlib.import_module("re._parser")
+except ImportError:  # Python 3.10
+    sre = importlib.import_module("sre_constants")
+    parser = importlib.import_module("sre_parse")
 
 _REPEATS = {sre.MAX_REPEAT, sre.MIN_REPEAT} | ({sre.POSSESSIVE_REPEAT} if hasattr(sre, "POSSESSIVE_REPEAT") else set())
 _ZERO_WIDTH = {sre.AT, sre.ASSERT, sre.ASSERT_NOT}
@@ -126,8 +129,8 @@ def _repeated_body(body: list) -> str | None:
         if op is sre.BRANCH:
             branches = [list(b) for b in av[1]]
             firsts = [_first_chars(b) for b in branches]
-            if any(f is None for f in firsts) or any(
-                    a & b for i, a in enumerate(firsts) for b in firsts[i + 1:]):
+            known = [f for f in firsts if f is not None]
+            if len(known) < len(firsts) or any(a & b for i, a in enumerate(known) for b in known[i + 1:]):
                 return "a repeated group whose alternatives can match the same text, like (a|ab)*, can take exponential time"
     return None
 
@@ -173,7 +176,8 @@ def _first_chars(branch: list) -> frozenset | None:
             return _first_chars(list(av[-1]))
         if op is sre.BRANCH:
             firsts = [_first_chars(list(b)) for b in av[1]]
-            return None if None in firsts else frozenset().union(*firsts)
+            known = [f for f in firsts if f is not None]
+            return frozenset().union(*known) if len(known) == len(firsts) else None
         return _char_set(op, av)
     return None
 
