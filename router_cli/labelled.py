@@ -16,13 +16,13 @@ reader lives below both, next to the prices it needs.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from .errors import UsageError
+from .jsonl import NotJSON, check_length, lines, loads
 from .pricing import cost_usd, estimate_tokens
 
 # Output tokens assumed per answer when a row has no costs and config prices are used.
@@ -63,21 +63,18 @@ def read_labelled_file(path: str | Path, tiers: list[str], *, skip_bad: bool = F
     rows, problems = [], []
     try:
         with path.open("rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                digest.update(raw)
+            for number, raw in enumerate(lines(handle, seen=digest.update), 1):
                 try:
-                    # A byte-order mark some editors write is not part of line 1.
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                    row = _parse_line(raw, number, tiers)
                 except UnicodeDecodeError:
                     raise UsageError(f"{path}:{number}: not UTF-8 text") from None
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(_parse_line(line, number, tiers))
                 except BadLine as e:
                     if not skip_bad:
                         raise BadLine(f"{path}:{number}: {e}") from None
                     problems.append(f"{path}:{number}: {e}")
+                    continue
+                if row is not None:
+                    rows.append(row)
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     if not rows:
@@ -85,13 +82,17 @@ def read_labelled_file(path: str | Path, tiers: list[str], *, skip_bad: bool = F
     return LabelledFile(rows, problems, digest.hexdigest())
 
 
-def _parse_line(line: str, number: int, tiers: list[str]) -> LabelledRow:
+def _parse_line(raw: bytes, number: int, tiers: list[str]) -> LabelledRow | None:
+    """The row on one line (None for a blank one); UnicodeDecodeError for bytes that are not UTF-8."""
     try:
-        data = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise BadLine(f"not JSON ({e.msg})") from None
-    except ValueError as e:  # an integer longer than Python converts
-        raise BadLine(f"not usable JSON ({str(e).partition(':')[0]})") from None
+        check_length(raw)  # before decoding: lines() may have cut a character in two
+        # A byte-order mark some editors write is not part of line 1.
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        if not line.strip():
+            return None
+        data = loads(line)
+    except NotJSON as e:
+        raise BadLine(str(e)) from None
     if not isinstance(data, dict):
         raise BadLine("expected a JSON object")
     prompt = data.get("prompt")

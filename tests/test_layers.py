@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "router_cli"
 FLOORS = [
-    {"errors", "ids", "version", "process"},
+    {"errors", "ids", "version", "process", "jsonl"},
     {"config"},
     {"ledger"},
     {"pricing"},

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
 from ..errors import UsageError
+from ..jsonl import NotJSON, check_length, loads
+from ..jsonl import lines as jsonl_lines
 
 @dataclass(frozen=True)
 class Row:
@@ -104,15 +106,15 @@ def parse_line(number: int, raw: bytes, tiers: list[str]) -> Row | Problem:
         return Problem(number, row_id, "input", f"line {number}: {message}")
 
     try:
+        check_length(raw)  # before decoding: jsonl.lines may have cut a character in two
         text = raw.decode("utf-8")
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        data = loads(text)
     except UnicodeDecodeError:
         return problem("not UTF-8 text")
-    if number == 1:
-        text = text.removeprefix("\ufeff")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        return problem(f"not JSON ({e.msg} at column {e.colno})")
+    except NotJSON as e:
+        return problem(e.with_column())
     if not isinstance(data, dict):
         return problem(f"expected a JSON object, got {type(data).__name__}")
     row_id = data.get("id", number)
@@ -141,7 +143,7 @@ def parse_line(number: int, raw: bytes, tiers: list[str]) -> Row | Problem:
 def read_rows(lines: Iterable[bytes], tiers: list[str]) -> Iterator[Row | Problem]:
     """Parse ``lines`` lazily, skipping blank ones; a repeated id is a ``duplicate_id`` problem."""
     seen = IdSet()
-    for number, raw in enumerate(lines, 1):
+    for number, raw in enumerate(jsonl_lines(lines), 1):
         if not raw.strip():
             continue
         item = parse_line(number, raw, tiers)
@@ -156,7 +158,7 @@ def check_all(lines: Iterable[bytes], tiers: list[str], name: str, copy: IO[byte
     With ``copy``, every line is also written there (stdin can be read only once).
     """
     if copy is not None:
-        lines = _teed(lines, copy)
+        lines = _teed(jsonl_lines(lines), copy)
     for item in read_rows(lines, tiers):
         if isinstance(item, Problem):
             raise UsageError(f"{name}:{item.message.removeprefix('line ')} (--strict: nothing was sent)")
@@ -171,7 +173,7 @@ def _teed(lines: Iterable[bytes], copy: IO[bytes]) -> Iterator[bytes]:
 def count_file_rows(path: str) -> int:
     """Non-blank lines of ``path``: the total shown by the progress bar."""
     with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
+        return sum(1 for line in jsonl_lines(f) if line.strip())
 
 
 def answered_ids(lines: Iterable[bytes]) -> tuple[IdSet, int]:
@@ -179,12 +181,12 @@ def answered_ids(lines: Iterable[bytes]) -> tuple[IdSet, int]:
     were not understood (a line cut short by a kill, say). Error rows are not answered."""
     ids = IdSet()
     unreadable = 0
-    for raw in lines:
+    for raw in jsonl_lines(lines):
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw)
-        except ValueError:
+            data = loads(raw)
+        except NotJSON:
             unreadable += 1
             continue
         if isinstance(data, dict) and "error" not in data and isinstance(data.get("id"), (str, int)) \

@@ -21,10 +21,13 @@ Q of the baseline (premium) tier's quality. One parameter, whatever the number
 of tiers.
 
 The model is saved as plain JSON (vocabulary, idf weights, coefficients,
-lambda and the training record: data hash, label set, metrics), guarded by a
-checksum and checked field by field when loaded: loading parses numbers, it
-never runs code, and prediction is pure Python, so ``--classifier ml`` needs
-neither scikit-learn nor numpy.
+lambda and the training record: data hash, label set, metrics) with a checksum
+that detects corruption, not tampering (anyone can recompute it). Loading
+accepts only a regular file under ``MAX_MODEL_BYTES``, checks sizes before
+reading any array and then every field: it parses numbers, never runs code,
+and prediction is pure Python, so ``--classifier ml`` needs neither
+scikit-learn nor numpy. A forged model that passes the checks can still route
+any prompt anywhere: a model file is as trusted as the config.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import hashlib
 import json
 import math
 import operator
+import os
 import re
+import stat
 import statistics
 import time
 from collections import Counter
@@ -41,8 +46,16 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError
+from ..jsonl import NotJSON, loads
 from .base import Decision
 
+# mmr train keeps at most this many terms (the vectorizer's max_features), so no model has more.
+MAX_TERMS = 20_000
+MAX_TIERS = 100
+# At MAX_TERMS a three-tier model is about 2 MB (the shipped one, 1,599 terms, is 134 KB), and each
+# further tier adds about 0.4 MB: 16 MiB holds any model mmr train makes for up to ~35 tiers, and a
+# bigger file, made by something else, is refused before it is parsed (which would take seconds).
+MAX_MODEL_BYTES = 16 * 1024 * 1024
 FORMAT = "mmr-ml-router"
 FORMAT_VERSION = 3
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default.json"
@@ -133,11 +146,11 @@ class MLModel:
         """Read and check a model file; a clear error for anything wrong with it."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: model file not found (train one with: mmr train FILE.jsonl -o {path})") from None
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            data = loads(read_model_bytes(path).decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not an mmr model file ({type(e).__name__})") from None
+        except NotJSON as e:
+            raise ConfigError(f"{path}: not an mmr model file ({e})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(f"{path}: not an mmr model file")
         version = data.get("version")
@@ -147,6 +160,10 @@ class MLModel:
             raise ConfigError(f"{path}: made by a newer mmr (format {version}); upgrade mmr or retrain")
         if version < FORMAT_VERSION:
             raise ConfigError(f"{path}: made by an older mmr (format {version}); retrain it with mmr train")
+        try:
+            check_sizes(data)  # before the checksum, which reads every number
+        except ValueError as e:
+            raise ConfigError(f"{path}: malformed model: {e}") from None
         if data.get("checksum") != checksum(data):
             raise ConfigError(f"{path}: the checksum does not match: the file is corrupt or was edited; retrain it")
         try:
@@ -193,6 +210,35 @@ class MLModel:
         return tier, quality, cost
 
 
+def read_model_bytes(path: Path) -> bytes:
+    """The bytes of a model file: a regular file of at most ``MAX_MODEL_BYTES``, else ConfigError.
+
+    Opened without blocking, so a FIFO is refused rather than waited on; a device such
+    as /dev/zero is refused rather than read until memory runs out."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: model file not found (train one with: mmr train FILE.jsonl -o {path})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the model file: {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file; a model is the JSON file mmr train writes")
+        chunks, size = [], 0
+        while size <= MAX_MODEL_BYTES and (chunk := os.read(fd, MAX_MODEL_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the model file: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if max(info.st_size, size) > MAX_MODEL_BYTES:
+        raise ConfigError(f"{path}: {max(info.st_size, size):,} bytes, more than a model file can be "
+                          f"({MAX_MODEL_BYTES // (1024 * 1024)} MiB at most); not a model mmr train made")
+    return b"".join(chunks)
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number a model may hold")
 
@@ -215,8 +261,24 @@ def _expect(value, kind: type, where: str):
     return value
 
 
+def check_sizes(data: dict) -> None:
+    """How many tiers and terms a model has, checked before anything loops over its arrays
+    (ValueError): a file that was not made by mmr train cannot make loading slow."""
+    tiers, vectorizer = data.get("tiers"), data.get("vectorizer")
+    if isinstance(tiers, list) and len(tiers) > MAX_TIERS:
+        raise ValueError(f"tiers: {len(tiers):,} tiers, more than the {MAX_TIERS} a model may have")
+    if not isinstance(vectorizer, dict):
+        return
+    idf, vocabulary = vectorizer.get("idf"), vectorizer.get("vocabulary")
+    if isinstance(idf, list) and len(idf) > MAX_TERMS:
+        raise ValueError(f"vectorizer.idf: {len(idf):,} terms, more than the {MAX_TERMS:,} mmr train keeps")
+    if isinstance(vocabulary, dict) and len(vocabulary) > MAX_TERMS:
+        raise ValueError(f"vectorizer.vocabulary: {len(vocabulary):,} terms, more than the {MAX_TERMS:,} mmr train keeps")
+
+
 def check(data: dict) -> None:
     """Every field a prediction reads, with its type, length and range; ValueError naming the first bad one."""
+    check_sizes(data)
     tiers = _expect(data.get("tiers"), list, "tiers")
     if len(tiers) < 2 or not all(isinstance(t, str) and t for t in tiers) or len(set(tiers)) != len(tiers):
         raise ValueError("tiers: expected two or more distinct tier names")

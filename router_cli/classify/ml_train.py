@@ -16,7 +16,7 @@ import time
 
 from ..config import Config
 from ..errors import UsageError
-from .ml import COST_SCALE, FORMAT, FORMAT_VERSION, N_SHAPE, VECTORIZER, checksum, shape_features
+from .ml import COST_SCALE, FORMAT, FORMAT_VERSION, MAX_TERMS, N_SHAPE, VECTORIZER, checksum, shape_features
 
 
 def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
@@ -77,7 +77,7 @@ def fit(texts: list[str], good, costs, tiers: list[str]) -> Fitted:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    vectorizer = TfidfVectorizer(ngram_range=tuple(VECTORIZER["ngram"]), sublinear_tf=True, min_df=2, max_features=20000)
+    vectorizer = TfidfVectorizer(ngram_range=tuple(VECTORIZER["ngram"]), sublinear_tf=True, min_df=2, max_features=MAX_TERMS)
     try:
         words = vectorizer.fit_transform(texts)
     except ValueError:  # scikit-learn: "empty vocabulary" or "no terms remain"

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import redact
 from . import validate_policy as policy
 from .checks import Checks, join, kind
+from .patterns import backtracking_risk
 from .schema import (
     CLASSIFIERS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS, SEED_SIMPLE_PATTERNS, Config,
     EmbeddingConfig, Experiment, LocalModel, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
@@ -233,6 +234,8 @@ def _rules(c: Checks, value: Any, tiers: list[str]) -> RulesConfig:
                 re.compile(pattern)
             except (re.error, OverflowError, RecursionError) as e:
                 raise c.fail(f"{path}[{j}]", f"invalid regular expression {pattern!r}: {e}") from None
+            if (risk := backtracking_risk(pattern)) is not None:
+                raise c.fail(f"{path}[{j}]", f"pattern {pattern!r} could hang on a long prompt: {risk}")
         patterns[tier] = tuple(items)
     short_chars = c.integer(rules.get("short_prompt_chars", 50), "classifier.rules.short_prompt_chars")
     short_tier = c.tier(rules.get("short_prompt_tier", tiers[0]), "classifier.rules.short_prompt_tier", tiers)

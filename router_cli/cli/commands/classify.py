@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Iterator
 
 import typer
 
@@ -25,8 +25,6 @@ def classify(
 
     Example: mmr classify "Write code to parse a CSV file"  # -> complex
     """
-    import json
-
     from ...render.text import decision, decision_json, jsonl_row
 
     cfg = load_config(config, ml_model)
@@ -37,15 +35,7 @@ def classify(
         return
     if prompt is not None:
         raise UsageError("--jsonl reads prompts from stdin; give no PROMPT argument")
-    for number, line in enumerate(sys.stdin, 1):
-        if number == 1:
-            line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the first row
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            row = f"not JSON ({e.msg})"
+    for number, row in _stdin_rows():
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             message = f"stdin:{number}: {row if isinstance(row, str) else 'expected an object with a non-empty prompt'}"
             if not skip_bad:
@@ -53,3 +43,23 @@ def classify(
             jsonl_row({"line": number, "error": message})
             continue
         jsonl_row({**({"id": row["id"]} if "id" in row else {}), **decision_json(chosen.classify(row["prompt"]))})
+
+
+def _stdin_rows() -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank stdin line; a line that is not usable JSON gives its reason as a str."""
+    from ...jsonl import NotJSON, check_length, lines, loads
+
+    encoding, errors = sys.stdin.encoding or "utf-8", sys.stdin.errors or "strict"
+    for number, raw in enumerate(lines(sys.stdin.buffer), 1):
+        try:
+            check_length(raw)  # before decoding: lines() may have cut a character in two
+            line = raw.decode(encoding, errors)
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the first row
+            if not line.strip():
+                continue
+            yield number, loads(line)
+        except UnicodeDecodeError:
+            yield number, "not UTF-8 text"
+        except NotJSON as e:
+            yield number, str(e)
