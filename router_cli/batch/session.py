@@ -72,7 +72,7 @@ def _run(job: BatchJob, config: Config, pool: WorkerPool | None, *, write: Calla
     on_note = note if job.verbose else None
     router = Router(config, job.db, on_note=on_note)
     call = make_call(router, job.kind, job.options)  # checks the options once, not on every row
-    router.ledger()  # opened now: a ledger that cannot be written stops us before anything is paid for
+    router.check_ledger()  # a ledger that cannot take a write stops the batch before any row is sent
     skip = None
     if job.resume is not None:
         skip, unreadable = read_resume(job.resume)

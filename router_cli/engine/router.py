@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 from ..classify import Decision, get_classifier
 from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
-from ..errors import BudgetExceeded, UsageError
+from ..errors import BudgetExceeded, LedgerError, UsageError
 from ..ids import new_id
 from ..policy.pauses import ProviderPauses
 from ..pricing import cost_usd, estimate_tokens
@@ -78,7 +78,16 @@ class Router:
     # ------------------------------------------------------------ one request, step by step
 
     def route(self, user: str | None = None) -> Route:
-        """A new request's id and config: under experiments, ``user``'s variants (else the request's own draw)."""
+        """A new request's id and config: under experiments, ``user``'s variants (else the request's own draw).
+
+        The first step of every request, so it first proves that the ledger can take a
+        write (:meth:`check_ledger`): classifiers may call models, and nothing is paid
+        for that could not be recorded.
+        """
+        self.check_ledger()
+        return self._draw(user)
+
+    def _draw(self, user: str | None) -> Route:
         request_id = new_id()
         if not self.config.experiments:
             return Route(request_id, self.config)
@@ -111,7 +120,7 @@ class Router:
 
     def open(self, command: str, route: Route, decision: Decision, prompt: str, options: RequestOptions,
              stream: bool = False) -> Request:
-        """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
+        """Start a request's bookkeeping (the ledger was proven writable by :meth:`route`, before anything is paid for)."""
         from ..policy.budgets import BudgetGuard
 
         ledger = self.ledger()
@@ -244,7 +253,7 @@ class Router:
         under the user's experiment variants when there are experiments. ``max_cost`` downgrades
         as :meth:`ask` would (budgets need the ledger, so a dry run does not check them)."""
         options = resolve(options, fields)
-        route = self.route(options.user) if options.user is not None else Route("", self.config)
+        route = self._draw(options.user) if options.user is not None else Route("", self.config)
         config, max_tokens, system = route.config, options.max_tokens, options.system
         decision = self.decide(prompt, options.tier, options.classifier, route)
         start, note = decision.tier, None
@@ -290,6 +299,20 @@ class Router:
 
         for kind in dict.fromkeys(self.config.providers[tier.models[0].provider].type for tier in self.config.tiers):
             import_sdk(kind)
+
+    def check_ledger(self) -> None:
+        """Prove now that the ledger can take a write (opening it first); LedgerError (exit 7) if not.
+
+        Called before a request's first provider call (by :meth:`route`) and before a
+        batch sends any row. Does nothing without a ledger.
+        """
+        try:
+            store = self.ledger()
+            if store is not None:
+                store.check_writable()
+        except LedgerError as e:
+            e.message += "; no provider was called"
+            raise
 
     def ledger(self):
         """The ledger store, opened on first use and shared by every thread (None without a ledger)."""
