@@ -174,6 +174,22 @@ def test_a_disk_that_fills_under_a_running_router_stops_its_next_request(config,
     assert server.calls() == []
 
 
+def test_a_ledger_locked_past_the_busy_timeout_stops_ask_before_the_call(mmr, server, db_path, config_path):
+    from tests.conftest import write_config
+
+    recorded_ledger(mmr, server, db_path)
+    config = write_config(config_path, server.url, extra="ledger:\n  busy_timeout: 0.3\n")
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = mmr("ask", "--no-stream", "--tier", "simple", "--config", str(config), QUESTION)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    one_error_line(result, 7, str(db_path), "locked by another process", "no provider was called")
+    assert result.stdout == b"" and server.calls() == []
+
+
 def test_check_writable_takes_the_write_lock(db_path):
     from router_cli.ledger import open_ledger
 

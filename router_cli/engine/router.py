@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Mapping
 
-from ..classify import Decision, get_classifier
+from ..classify import NEEDS_CALLER, Decision, get_classifier
 from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import BudgetExceeded, LedgerError, UsageError
@@ -78,16 +78,7 @@ class Router:
     # ------------------------------------------------------------ one request, step by step
 
     def route(self, user: str | None = None) -> Route:
-        """A new request's id and config: under experiments, ``user``'s variants (else the request's own draw).
-
-        The first step of every request, so it first proves that the ledger can take a
-        write (:meth:`check_ledger`): classifiers may call models, and nothing is paid
-        for that could not be recorded.
-        """
-        self.check_ledger()
-        return self._draw(user)
-
-    def _draw(self, user: str | None) -> Route:
+        """A new request's id and config: under experiments, ``user``'s variants (else the request's own draw)."""
         request_id = new_id()
         if not self.config.experiments:
             return Route(request_id, self.config)
@@ -98,14 +89,21 @@ class Router:
 
     def decide(self, prompt: str, tier: str | None = None, classifier: str | None = None,
                route: Route | None = None) -> Decision:
-        """The tier for ``prompt``: ``tier`` if given, else the classifier's choice (under ``route``'s config)."""
+        """The tier for ``prompt``: ``tier`` if given, else the classifier's choice (under ``route``'s config).
+
+        A classifier that calls a model (llm, embedding) runs only once the ledger is
+        proven writable (:meth:`check_ledger`): its calls are paid for too.
+        """
         config = route.config if route is not None else self.config
         if tier is not None:
             if tier not in config.tier_names:
                 raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(config.tier_names)}")
             score = (config.tier_index(tier) + 0.5) / len(config.tiers)
             return Decision(tier, round(score, 4), "--tier given", "override")
-        return self.classifier(classifier or config.classifier, route).classify(prompt)  # type: ignore[attr-defined]
+        name = classifier or config.classifier
+        if name in NEEDS_CALLER:
+            self.check_ledger()
+        return self.classifier(name, route).classify(prompt)  # type: ignore[attr-defined]
 
     def classifier(self, name: str, route: Route | None = None):
         """The classifier ``name`` under ``route``'s config, built once per experiment variant."""
@@ -120,9 +118,11 @@ class Router:
 
     def open(self, command: str, route: Route, decision: Decision, prompt: str, options: RequestOptions,
              stream: bool = False) -> Request:
-        """Start a request's bookkeeping (the ledger was proven writable by :meth:`route`, before anything is paid for)."""
+        """Start a request's bookkeeping; the ledger is proven writable now (:meth:`check_ledger`), before anything
+        is paid for (a classifier that calls a model had it checked before it ran)."""
         from ..policy.budgets import BudgetGuard
 
+        self.check_ledger()
         ledger = self.ledger()
         guard = BudgetGuard.for_request(route.config, ledger, user=options.user, team=options.team,
                                         max_cost=options.max_cost, request_id=route.request_id)
@@ -253,7 +253,7 @@ class Router:
         under the user's experiment variants when there are experiments. ``max_cost`` downgrades
         as :meth:`ask` would (budgets need the ledger, so a dry run does not check them)."""
         options = resolve(options, fields)
-        route = self._draw(options.user) if options.user is not None else Route("", self.config)
+        route = self.route(options.user) if options.user is not None else Route("", self.config)
         config, max_tokens, system = route.config, options.max_tokens, options.system
         decision = self.decide(prompt, options.tier, options.classifier, route)
         start, note = decision.tier, None
@@ -303,8 +303,9 @@ class Router:
     def check_ledger(self) -> None:
         """Prove now that the ledger can take a write (opening it first); LedgerError (exit 7) if not.
 
-        Called before a request's first provider call (by :meth:`route`) and before a
-        batch sends any row. Does nothing without a ledger.
+        Called before a request's first provider call (by :meth:`open`, and by :meth:`decide`
+        before a classifier that calls a model) and before a batch sends any row. Does
+        nothing without a ledger.
         """
         try:
             store = self.ledger()
