@@ -138,17 +138,31 @@ def test_a_ledger_that_is_not_sqlite_fails_before_anything_is_paid(server, mmr, 
 @pytest.mark.parametrize("extra", ["", "cache: {enabled: true}\nbreaker: {failures: 1}\n"])
 def test_a_ledger_locked_after_the_call_keeps_the_answer(server, mmr, db_path, config_path, extra):
     import sqlite3
+    import threading
+    import time
 
     from tests.conftest import write_config
 
     config = write_config(config_path, server.url, extra="ledger:\n  busy_timeout: 0.3\n" + extra)
     open_ledger(db_path).close()  # create it, in WAL mode: readers still get in while a writer holds it
+    server.script("claude-small", reply(delay=1.0))
     holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
+
+    def lock_once_called() -> None:  # the ledger was writable when mmr checked it, before the call
+        deadline = time.monotonic() + 30
+        while not server.calls() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        holder.execute("BEGIN IMMEDIATE")
+
+    locker = threading.Thread(target=lock_once_called)
+    locker.start()
     try:
         result = mmr("ask", "--config", str(config), "hello")
     finally:
-        holder.execute("ROLLBACK")
+        locker.join()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
     assert result.stdout.decode() == "Answer to: hello\n"  # the paid-for answer is printed
     assert result.returncode == EXIT_LEDGER
     assert "locked by another process" in result.stderr.decode()

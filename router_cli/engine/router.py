@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Mapping
 
-from ..classify import Decision, get_classifier
+from ..classify import NEEDS_CALLER, Decision, get_classifier
 from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
-from ..errors import BudgetExceeded, UsageError
+from ..errors import BudgetExceeded, LedgerError, UsageError
 from ..ids import new_id
 from ..policy.pauses import ProviderPauses
 from ..pricing import cost_usd, estimate_tokens
@@ -89,14 +89,21 @@ class Router:
 
     def decide(self, prompt: str, tier: str | None = None, classifier: str | None = None,
                route: Route | None = None) -> Decision:
-        """The tier for ``prompt``: ``tier`` if given, else the classifier's choice (under ``route``'s config)."""
+        """The tier for ``prompt``: ``tier`` if given, else the classifier's choice (under ``route``'s config).
+
+        A classifier that calls a model (llm, embedding) runs only once the ledger is
+        proven writable (:meth:`check_ledger`): its calls are paid for too.
+        """
         config = route.config if route is not None else self.config
         if tier is not None:
             if tier not in config.tier_names:
                 raise UsageError(f"--tier: unknown tier {tier!r}; valid tiers: {', '.join(config.tier_names)}")
             score = (config.tier_index(tier) + 0.5) / len(config.tiers)
             return Decision(tier, round(score, 4), "--tier given", "override")
-        return self.classifier(classifier or config.classifier, route).classify(prompt)  # type: ignore[attr-defined]
+        name = classifier or config.classifier
+        if name in NEEDS_CALLER:
+            self.check_ledger()
+        return self.classifier(name, route).classify(prompt)  # type: ignore[attr-defined]
 
     def classifier(self, name: str, route: Route | None = None):
         """The classifier ``name`` under ``route``'s config, built once per experiment variant."""
@@ -112,9 +119,11 @@ class Router:
 
     def open(self, command: str, route: Route, decision: Decision, prompt: str, options: RequestOptions,
              stream: bool = False) -> Request:
-        """Start a request's bookkeeping; the ledger is opened now, before anything is paid for."""
+        """Start a request's bookkeeping; the ledger is proven writable now (:meth:`check_ledger`), before anything
+        is paid for (a classifier that calls a model had it checked before it ran)."""
         from ..policy.budgets import BudgetGuard
 
+        self.check_ledger()
         ledger = self.ledger()
         guard = BudgetGuard.for_request(route.config, ledger, user=options.user, team=options.team,
                                         max_cost=options.max_cost, request_id=route.request_id)
@@ -291,6 +300,21 @@ class Router:
 
         for kind in dict.fromkeys(self.config.providers[tier.models[0].provider].type for tier in self.config.tiers):
             import_sdk(kind)
+
+    def check_ledger(self) -> None:
+        """Prove now that the ledger can take a write (opening it first); LedgerError (exit 7) if not.
+
+        Called before a request's first provider call (by :meth:`open`, and by :meth:`decide`
+        before a classifier that calls a model) and before a batch sends any row. Does
+        nothing without a ledger.
+        """
+        try:
+            store = self.ledger()
+            if store is not None:
+                store.check_writable()
+        except LedgerError as e:
+            e.message += "; no provider was called"
+            raise
 
     def ledger(self):
         """The ledger store, opened on first use and shared by every thread (None without a ledger)."""

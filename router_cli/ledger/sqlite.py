@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from ..errors import LedgerError
 from .sqlite_base import DEFAULT_BUSY_TIMEOUT, SQLiteBase
 from .store import SCOPES
 
@@ -210,14 +211,50 @@ class SQLiteLedger(SQLiteBase):
 
 def open_ledger(target: str | os.PathLike, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
                 readonly: bool = False) -> SQLiteLedger:
-    """Open (creating and upgrading as needed) the ledger at ``target``; raises LedgerError."""
+    """Open (creating and upgrading as needed) the ledger at ``target``; raises LedgerError.
+
+    A file that cannot be opened for writing is refused (unless ``readonly``).
+    """
     return SQLiteLedger(target, busy_timeout, readonly=readonly)
 
 
 def open_for_reading(target: str | os.PathLike) -> SQLiteLedger:
-    """Open for reports: upgrade in place when writable, else read-only."""
+    """Open for reports: upgrade in place when writable, else read without changing anything.
+
+    Read-only means the file or its directory cannot be written, or the file has no
+    write bit at all (``chmod 0400``, even for root). Without a ``-wal`` file the main
+    file holds every committed write and no writer is active, so it is read as
+    immutable: no locks, and no ``-wal``/``-shm`` files are created (a read-only
+    directory or filesystem could not take them; a writable directory would keep
+    them). Beside an existing ``-wal``, SQLite's read-only mode reads through it.
+    """
     path = Path(target)
-    return SQLiteLedger(path, readonly=not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK))
+    if _writable(path):
+        return SQLiteLedger(path)
+    wal = Path(f"{path}-wal")
+    if not wal.exists():
+        return SQLiteLedger(path, readonly=True, immutable=True)
+    try:
+        return SQLiteLedger(path, readonly=True)
+    except LedgerError:
+        if _size(wal) == 0:  # an empty WAL holds nothing; its -shm could not be made (a read-only directory)
+            return SQLiteLedger(path, readonly=True, immutable=True)
+        raise
+
+
+def _writable(path: Path) -> bool:
+    try:
+        no_write_bits = not path.stat().st_mode & 0o222
+    except OSError:
+        return True  # opening it says what is wrong
+    return not no_write_bits and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _scope(scope: str) -> str:

@@ -1,8 +1,10 @@
 """The SQLite ledger's plumbing: per-thread connections, write transactions, busy retries, errors.
 
-The file is created with mode 0600, in WAL mode with a busy timeout, so several
-``mmr`` processes can write at once. The schema evolves only through the
-numbered migrations of ``migrations.py``, which run on open.
+The file is created with mode 0600 (an existing empty file is made 0600 before
+anything is written to it), in WAL mode with a busy timeout, so several ``mmr``
+processes can write at once. The schema evolves only through the numbered
+migrations of ``migrations.py``, which run on open. A new ledger that cannot be
+initialised (a full disk) is removed again rather than left as an empty file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from ..errors import LedgerError
 from .migrations import SCHEMA_VERSION, migrate
 
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
+# What check_writable() wants free on the ledger's filesystem: a request's rows
+# take ~50 KB of WAL (13 pages: calls and its 8 indexes, prompts, responses) and a
+# new process's -shm 32 KB; long texts take more.
+MIN_FREE_BYTES = 1 << 20
 T = TypeVar("T")
 
 _write_locks: dict[str, threading.Lock] = {}
@@ -38,30 +44,50 @@ class SQLiteBase:
     One object serves every thread of a process: each thread gets its own
     connection on first use, and :meth:`close` closes them all.
     ``readonly``: open every connection read-only (reports on a ledger the user
-    may not write to); the schema must already be current then.
+    may not write to); the schema must already be current then. ``immutable``
+    (with ``readonly``): read the file as it is, without locks and without
+    creating ``-wal``/``-shm`` files; only for a file nobody is writing.
     """
 
-    def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, readonly: bool = False,
+                 immutable: bool = False):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.readonly = readonly
+        self.immutable = readonly and immutable
         self._write_lock = _write_lock(self.path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_guard = threading.Lock()
+        if readonly:
+            self._guarded(self._check_schema)
+            return
+        created = self._create_private_file()
         try:
-            if readonly:
-                if self._connection().execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    raise LedgerError(f"{self.path}: the ledger's schema is older than this mmr and it cannot be upgraded read-only")
-                return
-            self._create_private_file()
             self._retrying(self._prepare_once)
         except sqlite3.Error as e:
             self.close()
+            if created and not _busy(e):
+                self._remove_unborn()
             raise self._error(e) from None
-        except LedgerError:
+        except BaseException:
             self.close()
             raise
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """``action()``, closing every connection and raising LedgerError if it fails."""
+        try:
+            action()
+        except sqlite3.Error as e:
+            self.close()
+            raise self._error(e) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_schema(self) -> None:
+        if self._connection().execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: the ledger's schema is older than this mmr and it cannot be upgraded read-only")
 
     # ------------------------------------------------------------ connections
 
@@ -78,7 +104,7 @@ class SQLiteBase:
     def _connect(self) -> sqlite3.Connection:
         # check_same_thread=False: close() closes every thread's connection from the thread that calls it.
         if self.readonly:
-            uri = self.path.resolve().as_uri() + "?mode=ro"
+            uri = self.path.resolve().as_uri() + ("?mode=ro&immutable=1" if self.immutable else "?mode=ro")
             conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         else:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
@@ -88,20 +114,96 @@ class SQLiteBase:
             conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
-    def _create_private_file(self) -> None:
+    def _create_private_file(self) -> bool:
+        """Create the file with mode 0600, or check that the existing one can be written; whether it was created.
+
+        A file that cannot be opened for writing is refused here, before SQLite would
+        open it read-only behind our back (and leave ``-wal``/``-shm`` files beside it).
+        An existing empty file (``touch``, ``mktemp``) is about to hold prompts: it is
+        made 0600 like a new one, and refused only when its mode cannot be changed.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                fd = -1
         except OSError as e:
             raise LedgerError(f"{self.path}: cannot create the ledger: {e.strerror}") from None
+        if fd >= 0:
+            os.close(fd)
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError as e:
+            raise LedgerError(f"{self.path}: cannot write to the ledger: {e.strerror}") from None
+        try:
+            status = os.fstat(fd)
+            if status.st_size == 0 and status.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        except OSError as e:
+            raise LedgerError(f"{self.path}: an empty file that would become the ledger, but its mode cannot be "
+                              f"made 0600 ({e.strerror}); use a new path") from None
+        finally:
+            os.close(fd)
+        return False
+
+    def _remove_unborn(self) -> None:
+        """Remove the file this object created when it never became a ledger (a full disk), with its -wal and -shm.
+
+        A ledger another process initialised meanwhile has a schema version and stays.
+        """
+        try:
+            if self.path.stat().st_size > 0:
+                with contextlib.closing(sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro&immutable=1",
+                                                        uri=True)) as conn:
+                    if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
+                        return
+            for suffix in ("-wal", "-shm", ""):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        except (OSError, sqlite3.Error):
+            pass  # the error that brought us here is the one to report
 
     def _prepare_once(self) -> None:
         with self._write_lock:
             conn = self._connection()
             conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn)
+
+    # ------------------------------------------------------------ can it take a write?
+
+    def check_writable(self) -> None:
+        """Prove now that a write can commit: the file, its directory, the write lock and the disk.
+
+        Refuses when the filesystem has less than :data:`MIN_FREE_BYTES` free, then
+        commits a transaction that rewrites the header page, so that the commit has
+        to append to the WAL: a read-only file, directory or filesystem, or a disk
+        too full for one page, fails here. LedgerError otherwise.
+        """
+        if self.readonly:
+            raise LedgerError(f"{self.path}: opened read-only")
+        self._check_free_space()
+
+        def rewrite_header(conn: sqlite3.Connection) -> None:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+
+        self._write(rewrite_header)
+
+    def _check_free_space(self) -> None:
+        free = self._free_bytes()
+        if free is not None and free < MIN_FREE_BYTES:
+            raise LedgerError(f"{self.path}: the disk holding the ledger is full ({free // 1024} KiB free; "
+                              f"mmr wants {MIN_FREE_BYTES // 1024} KiB free to record a request)")
+
+    def _free_bytes(self) -> int | None:
+        """Bytes free to us on the ledger's filesystem; None when it does not say (f_blocks 0) or cannot be asked."""
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return fs.f_bavail * fs.f_frsize if fs.f_blocks else None
 
     # ------------------------------------------------------------ transactions, retries, errors
 
@@ -138,7 +240,7 @@ class SQLiteBase:
             try:
                 return action()
             except sqlite3.OperationalError as e:
-                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() >= deadline:
+                if not _busy(e) or time.monotonic() >= deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
@@ -162,8 +264,12 @@ class SQLiteBase:
         text = str(e)
         if "file is not a database" in text:
             return LedgerError(f"{self.path}: not an SQLite database (use --db or $MMR_DB to choose another ledger)")
-        if "locked" in text or "busy" in text:
+        if _busy(e):
             return LedgerError(f"{self.path}: locked by another process for more than {self.busy_timeout:g} s; try again")
+        if "disk" in text:  # "database or disk is full", "disk I/O error"
+            free = self._free_bytes()
+            if free is not None and free < MIN_FREE_BYTES:
+                return LedgerError(f"{self.path}: {text} (the disk holding the ledger has {free // 1024} KiB free)")
         return LedgerError(f"{self.path}: {text}")
 
     def _dicts(self, sql: str, params: Sequence = ()) -> list[dict]:
@@ -197,3 +303,6 @@ class SQLiteBase:
         self.close()
 
 
+def _busy(e: sqlite3.Error) -> bool:
+    """Whether ``e`` says another connection holds a lock (worth retrying), not that something is broken."""
+    return "locked" in str(e) or "busy" in str(e)

@@ -42,6 +42,18 @@ class LedgerStore(Protocol):
         """Where the ledger lives, for messages."""
         ...
 
+    def check_writable(self) -> None:
+        """Prove now, before anything is paid for, that a write can be committed; LedgerError if not.
+
+        mmr calls it before a request's first provider call and before a batch sends
+        any row, so that a call is never paid for and then left unrecorded. A store
+        must really write (and commit) something, so that a read-only file, directory
+        or filesystem, a full disk or a database refusing writes all fail here, and it
+        must not change what the other methods return. The SQLite store also wants
+        1 MiB free on the ledger's filesystem.
+        """
+        ...
+
     # ------------------------------------------------------------ requests and reports
 
     def record(self, tables: dict[str, list[dict]] | list[dict]) -> None:
