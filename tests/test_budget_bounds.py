@@ -95,4 +95,4 @@ def test_dry_run_shows_the_worst_case(server, mmr):
     price_in, price_out = PRICES["claude-small"]
     assert Decimal(out["max_cost_usd"]) == (price_in * out["max_input_tokens"] + price_out * MAX_TOKENS) / 1_000_000
     text = mmr("ask", "--dry-run", "--tier", "simple", "x").stdout.decode()
-    assert f"at most {max_input_tokens('x')})" in text and "the worst case" in text
+    assert f"~1 in, up to {max_input_tokens('x')} in and {MAX_TOKENS} out" in text and "the worst case" in text

@@ -14,7 +14,8 @@ from typing import Any
 from . import validate_policy as policy
 from .checks import Checks, join, kind
 from .schema import (
-    CLASSIFIERS, MAX_OUTPUT_TOKENS, MAX_SECONDS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS, SEED_SIMPLE_PATTERNS, Config,
+    CLASSIFIERS, MAX_OUTPUT_TOKENS, MAX_SECONDS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS,
+    SEED_SIMPLE_PATTERNS, Config,
     EmbeddingConfig, Experiment, LocalModel, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
 )
 
