@@ -14,11 +14,12 @@ from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import reply
 
-# "hello" is estimated at 2 tokens; the worst case is 2 input tokens plus the model's max_tokens.
+# "hello" has at most 53 tokens (5 bytes, 16 for its message, 32 for the request); the worst
+# case is 53 input tokens plus the model's max_tokens.
 WORST = {
-    "simple": Decimal("0.0002576"),   # claude-small: 2 * 0.80 + 64 * 4.00 per 1M
-    "medium": Decimal("0.001926"),    # claude-mid: 2 * 3 + 128 * 15
-    "complex": Decimal("0.01923"),    # claude-big: 2 * 15 + 256 * 75
+    "simple": Decimal("0.0002984"),   # claude-small: 53 * 0.80 + 64 * 4.00 per 1M
+    "medium": Decimal("0.002079"),    # claude-mid: 53 * 3 + 128 * 15
+    "complex": Decimal("0.019995"),   # claude-big: 53 * 15 + 256 * 75
 }
 NANO = Decimal("0.000000001")
 
@@ -92,7 +93,7 @@ def test_fallback_to_a_tier_over_budget_is_skipped(server, tmp_path, db_path):
             router.ask("hello", tier="simple")
     # The models that fit were tried and failed; the rest were never called.
     assert {c["model"] for c in server.calls()} == {"claude-small", "gpt-small"}
-    assert "medium anthropic/claude-mid: skipped, global daily budget: up to 0.001926 USD" in str(info.value)
+    assert "medium anthropic/claude-mid: skipped, global daily budget: up to 0.002079 USD" in str(info.value)
 
 
 def test_max_cost_on_the_command_line(server, mmr, db_path):
@@ -212,7 +213,7 @@ def test_each_retry_must_fit_the_budget_too(server, tmp_path, db_path, monkeypat
     from tests.provider_server import drop
 
     monkeypatch.delenv("TEST_OPENAI_KEY")  # claude-small alone in simple: it is retried
-    limit = Decimal("0.00027")  # one worst case ($0.0002576) fits, a second billed try does not
+    limit = Decimal("0.00031")  # one worst case ($0.0002984) fits, a second billed try does not
     server.script("claude-small", drop(after_chunks=3), drop(after_chunks=3), reply("done"))
     with budget_router(server, tmp_path, db_path, f"  - {{scope: global, period: day, limit: '{limit}', policy: block}}\n") as router:
         with pytest.raises((AllAttemptsFailed, BudgetExceeded)):

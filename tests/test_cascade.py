@@ -249,11 +249,15 @@ def test_dry_run_shows_the_plan_and_calls_nothing(server, mmr, db_path, config):
     out = json.loads(result.stdout)
     assert out["tier"] == "simple" and out["tiers"] == ["simple", "medium"] and out["gate"] == "judge"
     assert out["thresholds"] == {"simple": 0.7, "medium": 0.7}
-    # ~7 prompt tokens (28 characters). simple: 7 in + 64 out; medium: 7 in + 128 out; each judged
-    # by claude-small (prompt + answer + ~60 tokens of rubric in, 16 out).
+    # Input tokens from their upper bound. simple: 64 out; medium: 128 out; each judged by
+    # claude-small (question, answer at its token limit and rubric in, 16 out).
+    from router_cli.engine.gates import JUDGE_SYSTEM, judge_prompt
+    from router_cli.pricing import max_input_tokens
+
     small, mid = config.tier("simple").models[0].price, config.tier("medium").models[0].price
-    expected = (cost_usd(small, 7, 64) + cost_usd(small, 7 + 64 + 60, 16)
-                + cost_usd(mid, 7, 128) + cost_usd(small, 7 + 128 + 60, 16))
+    asked, judged = max_input_tokens(QUESTION), max_input_tokens(judge_prompt(QUESTION, ""), JUDGE_SYSTEM)
+    expected = (cost_usd(small, asked, 64) + cost_usd(small, judged + 64, 16)
+                + cost_usd(mid, asked, 128) + cost_usd(small, judged + 128, 16))
     assert Decimal(out["worst_case_cost_usd"]) == expected
     assert server.calls() == [] and not db_path.exists()
     text = mmr("cascade", "--dry-run", QUESTION).stdout.decode()

@@ -64,7 +64,7 @@ def test_dry_run_calls_nothing_and_writes_nothing(server, mmr, db_path):
     result = mmr("ask", "--dry-run", "--json", "Please analyze this contract")
     out = json.loads(result.stdout)
     assert out["tier"] == "complex" and out["model"] == "claude-big" and out["max_output_tokens"] == 256
-    assert out["max_cost_usd"] == "0.01932"  # ~8 tokens at $15/M + 256 at $75/M
+    assert out["max_cost_usd"] == "0.02034"  # at most 28 + 48 framing tokens at $15/M + 256 at $75/M
     assert server.calls() == [] and not db_path.exists()
 
 

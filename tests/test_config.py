@@ -208,3 +208,29 @@ def test_the_default_config_loads_without_a_yaml_parser():
             "print('yaml' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("old, new, problem", [
+    ("  max_retries: 2\n", "  max_retries: 1000000000\n", "retry.max_retries: must be between 0 and 100"),
+    ("  backoff_max: 0.01\n", "  backoff_max: 1.0e+300\n", "retry.backoff_max: must be a number between 0 and 3600"),
+    ("  max_retry_after: 5\n", "  max_retry_after: .inf\n", "retry.max_retry_after: must be a number between 0 and 3600"),
+    ("    timeout: 2.0\n", "    timeout: 99999999\n", "providers.anthropic.timeout: must be a number between 0.001 and 3600"),
+    ("max_tokens: 64}", "max_tokens: 1000000000}", "tiers[0].models[0].max_tokens: must be between 1 and 1000000"),
+    ("max_retry_after: 5\n", "max_retry_after: 5\nbudgets:\n  - {scope: global, period: day, limit: 1e999999999}\n",
+     "budgets[0].limit: must be an amount of at most 1000000000 USD, got 1e999999999"),
+    ("max_retry_after: 5\n", "max_retry_after: 5\ncascade: {judge_max_tokens: 99999999}\n",
+     "cascade.judge_max_tokens: must be between 1 and 1000000"),
+    ("max_retry_after: 5\n", "max_retry_after: 5\nledger: {preview_chars: 999999999999}\n",
+     "ledger.preview_chars: must be between 1 and 1000000"),
+])
+def test_every_number_has_a_range(tmp_path, mmr, old, new, problem):
+    """Through the real CLI: a one-line error naming the file and key, exit 3, no traceback."""
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "n.yaml", "http://127.0.0.1:1")
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    result = mmr("ask", "--dry-run", "--config", str(path), "hello")
+    assert result.returncode == 3 and result.stdout == b""
+    assert result.stderr.decode() == f"Error: {path}: {problem}\n"

@@ -171,7 +171,7 @@ def test_explain_shows_budget_and_breaker_decisions(server, mmr, tmp_path):
     config = write_config(tmp_path / "p.yaml", server.url, extra="breaker: {failures: 1}\n")
     server.always("claude-mid", error(500))
     mmr("ask", "hello", "--tier", "medium", "--config", str(config))  # opens claude-mid's circuit
-    answer = json.loads(mmr("ask", "--json", "--tier", "complex", "--max-cost", "0.002", "hello",
+    answer = json.loads(mmr("ask", "--json", "--tier", "complex", "--max-cost", "0.0021", "hello",
                             "--config", str(config)).stdout)
     report = json.loads(mmr("explain", answer["call_id"], "--json", "--config", str(config)).stdout)
     policy = report["routing"]["policy"]

@@ -13,6 +13,7 @@ from array import array
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
+from ..config import MAX_OUTPUT_TOKENS
 from ..errors import UsageError
 from ..jsonl import NotJSON, check_length, loads
 from ..jsonl import lines as jsonl_lines
@@ -135,8 +136,10 @@ def parse_line(number: int, raw: bytes, tiers: list[str]) -> Row | Problem:
     if tier is not None and tier not in tiers:
         return problem(f"tier: unknown tier {tier!r}; valid tiers: {', '.join(tiers)}", row_id)
     max_tokens = data.get("max_tokens")
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        return problem(f"max_tokens must be a whole number of at least 1, got {json.dumps(max_tokens)[:40]}", row_id)
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or not 1 <= max_tokens <= MAX_OUTPUT_TOKENS):
+        return problem(f"max_tokens must be a whole number from 1 to {MAX_OUTPUT_TOKENS}, got {json.dumps(max_tokens)[:40]}",
+                       row_id)
     return Row(number, row_id, prompt, data.get("system"), tier, max_tokens, data.get("user"))
 
 

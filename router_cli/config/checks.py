@@ -54,7 +54,7 @@ class Checks:
             raise self.fail(path, f"expected true or false, got {kind(value)}")
         return value
 
-    def integer(self, value: Any, path: str, minimum: int = 0, maximum: int = 10**9) -> int:
+    def integer(self, value: Any, path: str, minimum: int = 0, maximum: int = 1_000_000) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"expected an integer, got {kind(value)}")
         if not minimum <= value <= maximum:
@@ -78,6 +78,20 @@ class Checks:
             raise self.fail(path, f"not a number: {value!r}") from None
         if not amount.is_finite() or not 0 <= amount <= 1_000_000:
             raise self.fail(path, f"must be an amount between 0 and 1000000 (USD per 1M tokens), got {value}")
+        return amount
+
+    def usd(self, value: Any, path: str, maximum: Decimal) -> Decimal:
+        """An amount in USD (``5``, ``'0.05'``, ``'$20'``), exactly as written, from 0 to ``maximum``."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise self.fail(path, f"expected an amount in USD, got {kind(value)}")
+        try:
+            amount = Decimal(exact_text(value).strip().lstrip("$"))
+        except InvalidOperation:
+            raise self.fail(path, f"not a number: {value!r}") from None
+        if not amount.is_finite() or amount < 0:
+            raise self.fail(path, f"must be an amount of 0 USD or more, got {value}")
+        if amount > maximum:
+            raise self.fail(path, f"must be an amount of at most {maximum} USD, got {value}")
         return amount
 
     def duration(self, value: Any, path: str) -> float:

@@ -13,6 +13,12 @@ from decimal import Decimal
 from ..errors import ConfigError
 
 PROVIDER_TYPES = ("anthropic", "openai", "local")
+# The largest numbers mmr accepts (config, options, batch rows): beyond them a value is a
+# typo, and exact arithmetic on it could overflow. No model answers with a million tokens.
+MAX_OUTPUT_TOKENS = 1_000_000
+MAX_USD = Decimal(1_000_000_000)  # a budget or --max-cost; as nano-dollars it still fits SQLite's integers
+MAX_RETRIES = 100
+MAX_SECONDS = 3600.0  # a provider's timeout, a backoff, an honoured retry-after
 STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 STORE_MODES = ("full", "preview", "hash", "none")
 # Every classifier name: classify/base.py registers one class under each.

@@ -16,7 +16,8 @@ from . import validate_policy as policy
 from .checks import Checks, join, kind
 from .patterns import backtracking_risk
 from .schema import (
-    CLASSIFIERS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS, SEED_SIMPLE_PATTERNS, Config,
+    CLASSIFIERS, MAX_OUTPUT_TOKENS, MAX_SECONDS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS,
+    SEED_SIMPLE_PATTERNS, Config,
     EmbeddingConfig, Experiment, LocalModel, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
 )
 
@@ -89,7 +90,7 @@ def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
             base_url = c.string(base_url, join(path, "base_url"))
             if not re.match(r"https?://", base_url):
                 raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {redact(repr(base_url), None)}")
-        timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001)
+        timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001, maximum=MAX_SECONDS)
         out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
     return out
 
@@ -165,7 +166,7 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec])
     if "price" not in entry and providers[provider].type != "local":  # a local model costs nothing by default
         raise c.fail(join(path, "price"), "required key is missing")
     price = c.mapping(entry.get("price", {"input": 0, "output": 0}), join(path, "price"), {"input", "output"}, {"input", "output"})
-    max_tokens = c.integer(entry.get("max_tokens", 1024), join(path, "max_tokens"), minimum=1)
+    max_tokens = c.integer(entry.get("max_tokens", 1024), join(path, "max_tokens"), minimum=1, maximum=MAX_OUTPUT_TOKENS)
     reasoning = entry.get("reasoning")
     if reasoning is None:
         reasoning = providers[provider].type == "openai" and bool(_REASONING_MODEL.match(model))

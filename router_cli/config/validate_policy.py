@@ -3,21 +3,24 @@ budgets and the response cache. Each function checks one section (see validate.p
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .checks import Checks, exact_text, join, kind
-from .schema import GATES, STORE_MODES, BreakerConfig, Budget, CacheConfig, CascadeConfig, LedgerConfig, RetryPolicy
+from .checks import Checks, join, kind
+from .schema import (
+    GATES, MAX_OUTPUT_TOKENS, MAX_RETRIES, MAX_SECONDS, MAX_USD, STORE_MODES, BreakerConfig, Budget, CacheConfig,
+    CascadeConfig, LedgerConfig, RetryPolicy,
+)
 
 
 def retry(c: Checks, value: Any) -> RetryPolicy:
     section = c.mapping(value, "retry", {"max_retries", "backoff_base", "backoff_max", "max_retry_after"})
     d = RetryPolicy()
     return RetryPolicy(
-        max_retries=c.integer(section.get("max_retries", d.max_retries), "retry.max_retries"),
-        backoff_base=c.number(section.get("backoff_base", d.backoff_base), "retry.backoff_base"),
-        backoff_max=c.number(section.get("backoff_max", d.backoff_max), "retry.backoff_max"),
-        max_retry_after=c.number(section.get("max_retry_after", d.max_retry_after), "retry.max_retry_after"),
+        max_retries=c.integer(section.get("max_retries", d.max_retries), "retry.max_retries", maximum=MAX_RETRIES),
+        backoff_base=c.number(section.get("backoff_base", d.backoff_base), "retry.backoff_base", maximum=MAX_SECONDS),
+        backoff_max=c.number(section.get("backoff_max", d.backoff_max), "retry.backoff_max", maximum=MAX_SECONDS),
+        max_retry_after=c.number(section.get("max_retry_after", d.max_retry_after), "retry.max_retry_after",
+                                 maximum=MAX_SECONDS),
     )
 
 
@@ -51,7 +54,8 @@ def cascade(c: Checks, value: Any, tiers: list[str]) -> CascadeConfig:
         threshold=c.number(section.get("threshold", d.threshold), "cascade.threshold", maximum=1),
         thresholds={t: c.number(v, f"cascade.thresholds.{t}", maximum=1) for t, v in per_tier.items()},
         judge_tier=judge_tier,
-        judge_max_tokens=c.integer(section.get("judge_max_tokens", d.judge_max_tokens), "cascade.judge_max_tokens", minimum=1),
+        judge_max_tokens=c.integer(section.get("judge_max_tokens", d.judge_max_tokens), "cascade.judge_max_tokens", minimum=1,
+                                   maximum=MAX_OUTPUT_TOKENS),
         on_judge_error=on_error,
     )
 
@@ -88,15 +92,7 @@ def _budget(c: Checks, value: Any, path: str, tiers: list[str]) -> Budget:
     period = entry["period"]
     if period not in ("day", "month"):
         raise c.fail(join(path, "period"), f"expected day or month, got {period!r}")
-    limit = entry["limit"]
-    if isinstance(limit, bool) or not isinstance(limit, (int, float, str)):
-        raise c.fail(join(path, "limit"), f"expected an amount in USD, got {kind(limit)}")
-    try:
-        amount = Decimal(exact_text(limit).strip().lstrip("$"))
-    except InvalidOperation:
-        raise c.fail(join(path, "limit"), f"not a number: {limit!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise c.fail(join(path, "limit"), f"must be an amount of 0 USD or more, got {limit}")
+    amount = c.usd(entry["limit"], join(path, "limit"), MAX_USD)
     policy = entry.get("policy", "downgrade")
     if policy not in ("downgrade", "block"):
         raise c.fail(join(path, "policy"), f"expected downgrade or block, got {policy!r}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import LedgerError, MissingKeyError
 from ..policy.pauses import ProviderPauses
-from ..pricing import cost_usd, decimal_str, estimate_tokens
+from ..pricing import decimal_str, max_cost_usd
 from .types import Attempt
 
 if TYPE_CHECKING:
@@ -24,8 +24,9 @@ Chain = list[tuple[Tier, ModelSpec]]
 
 
 def worst_case(model: ModelSpec, prompt: str, system: str | None, max_tokens: int | None) -> Decimal:
-    """The most one call can cost: the prompt's estimated tokens plus every allowed output token."""
-    return cost_usd(model.price, estimate_tokens(f"{system or ''}\n{prompt}"), max_tokens or model.max_tokens)
+    """The most one call can cost: an upper bound on the prompt's tokens (never an estimate:
+    budgets hold this) plus every allowed output token."""
+    return max_cost_usd(model.price, prompt, system, max_tokens or model.max_tokens)
 
 
 class Admitter:

@@ -17,9 +17,9 @@ from decimal import Decimal
 from ..classify import Decision
 from ..config import Tier
 from ..errors import UsageError
-from ..pricing import cost_usd, decimal_str
+from ..pricing import cost_usd, decimal_str, max_cost_usd, max_input_tokens
 from .attempts import Call
-from .gates import judge_answer
+from .gates import JUDGE_SYSTEM, judge_answer, judge_prompt
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
 from .router import Route, Router
@@ -143,7 +143,8 @@ class CascadeEstimate:
 
 
 def estimate(router: Router, prompt: str, options: RequestOptions | None = None, **fields) -> CascadeEstimate:
-    """The cascade's plan: the first call's estimate, and the worst case if every tier escalates."""
+    """The cascade's plan: the first call's estimate, and the worst case if every tier escalates
+    (input tokens from their upper bound, as budgets count them)."""
     options = _options(options, fields)
     route = router.route(options.user) if options.user is not None else None  # the user's variant, as cascade runs
     config = route.config if route is not None else router.config
@@ -153,15 +154,16 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
                                                            max_tokens=options.max_tokens, user=options.user)),
                     decision=decision)
-    tokens = first.input_tokens
     judge = config.tier(settings.judge_tier or config.tier_names[0]).models[0]
+    # The judge reads the question, the answer (counted at its token limit) and the rubric.
+    judged = max_input_tokens(judge_prompt(prompt, ""), JUDGE_SYSTEM)
     worst = Decimal(0)
     for tier in tiers:
         model = tier.models[0]
         out = options.max_tokens or model.max_tokens
-        worst += cost_usd(model.price, tokens, out)
+        worst += max_cost_usd(model.price, prompt, options.system, out)
         if gate != "heuristic":
-            worst += cost_usd(judge.price, tokens + out + 60, settings.judge_max_tokens)  # prompt + answer + rubric
+            worst += cost_usd(judge.price, judged + out, settings.judge_max_tokens)
     limits = {t.name: _threshold(options, settings, t) for t in tiers}
     return CascadeEstimate(first, [t.name for t in tiers], gate, limits, worst)
 

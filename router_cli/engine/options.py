@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 
-from ..config import GATES
+from ..config import GATES, MAX_OUTPUT_TOKENS, MAX_USD
 from ..errors import UsageError
 
 
@@ -25,6 +25,8 @@ def parse_max_cost(value: str | Decimal | None) -> Decimal | None:
         raise UsageError(f"--max-cost: expected an amount in USD such as 0.05, got {value!r}") from None
     if not amount.is_finite() or amount < 0:
         raise UsageError(f"--max-cost must be an amount of 0 USD or more, got {value!r}")
+    if amount > MAX_USD:
+        raise UsageError(f"--max-cost must be an amount of at most {MAX_USD} USD, got {value!r}")
     return amount
 
 
@@ -54,14 +56,19 @@ class RequestOptions:
     gate: str | None = None
 
     def __post_init__(self) -> None:
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
+        if self.max_tokens is not None:
+            if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
+                raise UsageError(f"--max-tokens must be a whole number, got {self.max_tokens!r}")
+            if self.max_tokens < 1:
+                raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+            if self.max_tokens > MAX_OUTPUT_TOKENS:
+                raise UsageError(f"--max-tokens must be at most {MAX_OUTPUT_TOKENS}, got {self.max_tokens}")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:  # also refuses NaN
             raise UsageError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if not isinstance(self.max_cost, (Decimal, type(None))):
             object.__setattr__(self, "max_cost", parse_max_cost(self.max_cost))
-        if self.max_cost is not None and (not self.max_cost.is_finite() or self.max_cost < 0):
-            raise UsageError(f"--max-cost must be 0 or more, got {self.max_cost}")
+        if self.max_cost is not None and (not self.max_cost.is_finite() or not 0 <= self.max_cost <= MAX_USD):
+            raise UsageError(f"--max-cost must be an amount from 0 to {MAX_USD} USD, got {self.max_cost}")
         if not self.use_cache and self.refresh:
             raise UsageError("--no-cache and --refresh contradict each other: give one")
         if self.tier is not None and self.from_classifier:

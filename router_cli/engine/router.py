@@ -29,7 +29,7 @@ from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import BudgetExceeded, LedgerError, UsageError
 from ..ids import new_id
 from ..policy.pauses import ProviderPauses
-from ..pricing import cost_usd, estimate_tokens
+from ..pricing import estimate_tokens, max_input_tokens
 from . import caching
 from .admission import Admitter, worst_case
 from .attempts import Call, ChainRunner
@@ -250,7 +250,7 @@ class Router:
         return worst_case(models[0] if models else config.tier(tier).models[0], prompt, system, max_tokens)
 
     def estimate(self, prompt: str, options: RequestOptions | None = None, **fields) -> Estimate:
-        """Decision and worst-case cost (prompt estimate + max_tokens), without calling anyone;
+        """Decision and worst-case cost (the prompt's token bound + max_tokens), without calling anyone;
         under the user's experiment variants when there are experiments. ``max_cost`` downgrades
         as :meth:`ask` would (budgets need the ledger, so a dry run does not check them)."""
         options = resolve(options, fields)
@@ -268,13 +268,12 @@ class Router:
         chain = self.chain(start, config=config)
         usable = [(t, m) for t, m in chain if self.admitter.key_problem(m) is None]
         t, m = usable[0] if usable else chain[0]
-        tokens = estimate_tokens(f"{system or ''}\n{prompt}")
         out = max_tokens or m.max_tokens
         baseline = config.baseline_model
         return Estimate(
-            decision, t.name, m.provider, m.model, tokens, out,
-            cost_usd(m.price, tokens, out), cost_usd(baseline.price, tokens, max_tokens or baseline.max_tokens),
-            None if usable else self.admitter.key_problem(m), note,
+            decision, t.name, m.provider, m.model, estimate_tokens(f"{system or ''}\n{prompt}"), out,
+            worst_case(m, prompt, system, max_tokens), worst_case(baseline, prompt, system, max_tokens),
+            None if usable else self.admitter.key_problem(m), note, max_input_tokens(prompt, system),
         )
 
     # ------------------------------------------------------------ shared parts

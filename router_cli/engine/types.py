@@ -116,18 +116,20 @@ class Estimate:
     tier: str
     provider: str
     model: str
-    input_tokens: int
+    input_tokens: int  # an average-case estimate, for people
     max_output_tokens: int
-    cost: Decimal
+    cost: Decimal  # the worst case: max_input_tokens and every output token
     baseline_cost: Decimal
     missing_key: str | None
     policy: str | None = None  # a --max-cost downgrade
+    max_input_tokens: int = 0  # the upper bound the costs (and budgets) rest on
 
     def to_json(self) -> dict:
         return {
             "dry_run": True, "tier": self.tier, "provider": self.provider, "model": self.model,
             "classifier": self.decision.classifier, "score": self.decision.score, "reason": self.decision.reason,
-            "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.max_output_tokens,
+            "estimated_input_tokens": self.input_tokens, "max_input_tokens": self.max_input_tokens,
+            "max_output_tokens": self.max_output_tokens,
             "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
             "missing_key": self.missing_key, "policy": self.policy,
         }

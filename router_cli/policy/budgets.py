@@ -1,7 +1,9 @@
 """Budgets and ``--max-cost``: refuse or downgrade a request before it can overspend.
 
-Before each call the request's worst-case cost (the prompt's estimated tokens at
-the input price plus ``max_tokens`` at the output price) is compared with what
+Before each call the request's worst-case cost (an upper bound on the prompt's
+tokens, never an estimate: its UTF-8 bytes plus the chat format's framing, see
+``pricing.max_input_tokens``, at the input price plus ``max_tokens`` at the
+output price) is compared with what
 every applicable budget has left: spend so far in its calendar period (UTC) from
 the ledger, plus what this request has already been billed. A request that does
 not fit goes down, tier by tier, to the most capable tier that fits (policy

@@ -125,8 +125,8 @@ def estimate(estimate, json_output: bool) -> None:
     lines = [
         f"tier      {estimate.tier}  ({d.classifier}: {d.reason}; score {d.score})",
         f"model     {estimate.provider}/{estimate.model}",
-        f"tokens    ~{estimate.input_tokens} in, up to {estimate.max_output_tokens} out",
-        f"cost      at most {format_usd(estimate.cost)} (premium baseline at most {format_usd(estimate.baseline_cost)})",
+        f"tokens    ~{estimate.input_tokens} in, up to {estimate.max_input_tokens} in and {estimate.max_output_tokens} out",
+        f"cost      at most {format_usd(estimate.cost)}, the worst case (premium baseline at most {format_usd(estimate.baseline_cost)})",
     ]
     if estimate.policy:
         lines.append(f"policy    {estimate.policy}")

@@ -103,8 +103,8 @@ def train(
     from ...labelled import read_labelled_file
     from ...render.text import note, trained
 
-    if folds < 2:
-        raise UsageError(f"--folds must be at least 2, got {folds}")
+    if not 2 <= folds <= 100:
+        raise UsageError(f"--folds must be between 2 and 100, got {folds}")
     if not output:
         raise UsageError("give --output FILE: where to write the model")
     if (file is None) == (not from_ledger):
