@@ -303,3 +303,12 @@ def test_request_options_fail_alike_in_ask_cascade_and_batch(capsys, config_path
     out, err = capsys.readouterr()
     assert (code, out, err) == (EXIT_USAGE, "", f"Error: {message}\n")
     assert not db_path.exists()
+
+
+@pytest.mark.parametrize("command", [["ask", "--dry-run"], ["cascade", "--dry-run", "--from-classifier"]])
+def test_a_dry_run_refuses_a_classifier_that_calls_a_model(server, mmr, command):
+    result = mmr(*command, "--classifier", "llm", "hello")
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.decode().strip() == (
+        "Error: --dry-run calls nothing, but the llm classifier calls a model; give --tier, or --classifier rules or ml")
+    assert server.calls() == []

@@ -159,3 +159,14 @@ def test_bad_label_options(mmr, db_path, args, message):
     open_ledger(db_path).close()
     result = mmr(*args)
     assert result.returncode == 2 and message in result.stderr.decode(), result.stderr
+
+
+def test_labels_on_stdout_hold_no_raw_control_or_bidi_character(db_path, mmr):
+    hostile = "Evil \u202egnirts\u0085 \x7f prompt"
+    with open_ledger(db_path) as ledger:
+        ledger.record(request([attempt("simple", "rejected", quality=0.1), attempt("medium", quality=1.0)], prompt=hostile))
+    result = mmr("labels", "--since", "1d")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "\u202e" not in out and "\u0085" not in out and "\x7f" not in out
+    assert [json.loads(line)["prompt"] for line in out.splitlines()] == [hostile]  # still exactly the prompt

@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from ..engine.record import prompt_hash
 from ..errors import UsageError
 from ..ids import new_id
 from .calls import Outcome
@@ -71,7 +72,7 @@ class LedgerAnswers:
 
     Call it with a row: the output row rebuilt from the ledger, or None when the
     row must be asked (no answer recorded, the prompt differs, or the answer's
-    text was not kept because ``ledger.store`` was not ``full``; ``unkept`` counts those).
+    text was not kept because ``ledger.store`` was not ``full``).
     """
 
     def __init__(self, store, batch_id: str, options: RequestOptions, written: IdSet | None):
@@ -81,7 +82,6 @@ class LedgerAnswers:
         for key in store.batch_answered(batch_id):
             self.ids.add(key)
             self.missing += written is None or key not in written
-        self.unkept = 0
 
     def __call__(self, row: Row) -> Outcome | None:
         if row.key not in self.ids:
@@ -90,7 +90,6 @@ class LedgerAnswers:
         if not calls or calls[0].get("prompt_hash") != _prompt_hash(row, self.options):
             return None
         if calls[0].get("stored") != "full":
-            self.unkept += 1
             return None
         answer = answer_from_calls(calls)
         return Outcome({"id": row.id, **answer.to_json()}, True, recovered=True)
@@ -98,8 +97,7 @@ class LedgerAnswers:
 
 def _prompt_hash(row: Row, options: RequestOptions) -> str:
     """As engine/record.py hashes a request's texts, for the system prompt this row is asked with."""
-    system = row.system if row.system is not None else options.system
-    return hashlib.sha256(f"{system or ''}\0{row.prompt}".encode()).hexdigest()
+    return prompt_hash(row.system if row.system is not None else options.system, row.prompt)
 
 
 def answer_from_calls(calls: list[dict]) -> Answer:

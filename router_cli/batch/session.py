@@ -81,9 +81,9 @@ def _run(job: BatchJob, config: Config, pool: WorkerPool | None, batch_id: str, 
 
     on_note = note if job.verbose else None
     router = Router(config, job.db, on_note=on_note)
-    call = make_call(router, job.kind, job.options, batch_id)  # checks the options once, not on every row
     store = router.ledger()
     router.check_ledger()  # a ledger that cannot take a write stops the batch before any row is sent
+    call = make_call(router, job.kind, job.options, batch_id)  # checks the options once, not on every row
     skip, recover = None, None
     if job.resume is None:
         hold_shared(job.db, batch_id)

@@ -22,7 +22,7 @@ from .attempts import Call
 from .gates import JUDGE_SYSTEM, judge_answer, judge_prompt
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
-from .router import Route, Router
+from .router import Route, Router, refuse_model_calls
 from .types import Answer, Attempt, Estimate
 
 
@@ -150,6 +150,8 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     config = route.config if route is not None else router.config
     settings = config.cascade
     gate = options.gate or settings.gate
+    if options.from_classifier:
+        refuse_model_calls(options.classifier or config.classifier)
     decision, tiers = plan(router, prompt, options, route)
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
                                                            max_tokens=options.max_tokens, user=options.user)),

@@ -81,10 +81,15 @@ def record_request(store, request: Request, returned: Attempt | None) -> None:
             responses.append({"call_id": a.call_id, "response": _stored(a.text, keep)})
     prompts = []
     if keep.store != "none":
-        digest = hashlib.sha256(f"{request.system or ''}\0{request.prompt}".encode()).hexdigest()
+        digest = prompt_hash(request.system, request.prompt)
         prompts.append({"request_id": request.request_id, "prompt_hash": digest, "stored": keep.store,
                         "prompt": _stored(request.prompt, keep), "system": _stored(request.system, keep)})
     store.record({"calls": calls, "prompts": prompts, "responses": responses})
+
+
+def prompt_hash(system: str | None, prompt: str) -> str:
+    """The ``prompts.prompt_hash`` of a request: what --resume matches a batch row against."""
+    return hashlib.sha256(f"{system or ''}\0{prompt}".encode()).hexdigest()
 
 
 def _request_columns(request: Request, returned: Attempt | None) -> dict:

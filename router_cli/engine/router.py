@@ -33,6 +33,7 @@ from ..pricing import estimate_tokens, max_input_tokens
 from . import caching
 from .admission import Admitter, worst_case
 from .attempts import Call, ChainRunner
+from .caller import UnderConfig
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
 from .request import Note, Request
@@ -112,7 +113,7 @@ class Router:
         if chosen is None:
             with self._lock:
                 config = route.config if route is not None else self.config
-                caller = self if config is self.config else _UnderConfig(self, config)
+                caller = self if config is self.config else UnderConfig(self, config)
                 chosen = self._classifiers.get(slot) or get_classifier(name, config, caller=caller)
                 self._classifiers[slot] = chosen
         return chosen
@@ -123,7 +124,8 @@ class Router:
         is paid for (a classifier that calls a model had it checked before it ran)."""
         from ..policy.budgets import BudgetGuard
 
-        self.check_ledger()
+        if not decision.calls:  # else decide() checked it, before the classifier's own calls were paid
+            self.check_ledger()
         ledger = self.ledger()
         guard = BudgetGuard.for_request(route.config, ledger, user=options.user, team=options.team,
                                         max_cost=options.max_cost, request_id=route.request_id)
@@ -256,6 +258,8 @@ class Router:
         options = resolve(options, fields)
         route = self.route(options.user) if options.user is not None else Route("", self.config)
         config, max_tokens, system = route.config, options.max_tokens, options.system
+        if options.tier is None:
+            refuse_model_calls(options.classifier or config.classifier)
         decision = self.decide(prompt, options.tier, options.classifier, route)
         start, note = decision.tier, None
         if options.max_cost is not None:
@@ -380,17 +384,8 @@ class Router:
         self.close()
 
 
-class _UnderConfig:
-    """The router as a classifier's ModelCaller under an experiment variant's config."""
-
-    def __init__(self, router: Router, config: Config):
-        self.router, self.config = router, config
-
-    def ask_cheapest(self, prompt: str, system: str, max_tokens: int) -> ModelReply:
-        return self.router.ask_cheapest(prompt, system, max_tokens, self.config)
-
-    def api_key(self, spec: ProviderSpec) -> str | None:
-        return self.router.api_key(spec)
-
-    def ledger(self):
-        return self.router.ledger()
+def refuse_model_calls(classifier: str) -> None:
+    """A dry run calls nothing: a classifier that calls a model is refused (UsageError) before it runs."""
+    if classifier in NEEDS_CALLER:
+        raise UsageError(f"--dry-run calls nothing, but the {classifier} classifier calls a model; "
+                         "give --tier, or --classifier rules or ml")

@@ -27,16 +27,17 @@ def labels(
     """
     from ...reports.labels import ledger_labels
     from ...ledger import open_for_reading
-    from ...render.text import note
+    from ...render.text import json_text, note
 
     cfg = load_config(config)
     start, end = window(since, until)
     with open_for_reading(ledger_path(db)) as ledger:
         result = ledger_labels(ledger, cfg.tier_names, start, end)
+    rows = "".join(json_text(row) + "\n" for row in result.rows)  # no raw control or bidi character reaches a terminal
     if output is None:
-        sys.stdout.write(result.jsonl())
+        sys.stdout.write(rows)
     else:
-        write_file(output, "--output", result.jsonl())
+        write_file(output, "--output", rows)
     note(result.summary())
 
 
