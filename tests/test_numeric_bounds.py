@@ -63,7 +63,7 @@ def test_batch_rows_with_numbers_out_of_range_fail_alone(server, mmr, db_path):
     errors = {line: r["error"]["message"] for line, r in enumerate(out, 1) if "error" in r}
     assert sorted(errors.values()) == [
         "line 1: max_tokens must be a whole number from 1 to 1000000, got 1000000000",
-        "line 2: not usable JSON (a number of more than 4300 digits)",
+        "line 2: not usable JSON (an integer of more than 4300 digits)",
         "line 3: max_tokens must be a whole number from 1 to 1000000, got Infinity",
     ]
     assert [r["id"] for r in out if "error" not in r] == ["ok"]
