@@ -63,23 +63,17 @@ class SQLiteBase:
             self._guarded(self._check_schema)
             return
         created = self._create_private_file()
-        try:
-            self._retrying(self._prepare_once)
-        except sqlite3.Error as e:
-            self.close()
-            if created and not _busy(e):
-                self._remove_unborn()
-            raise self._error(e) from None
-        except BaseException:
-            self.close()
-            raise
+        self._guarded(lambda: self._retrying(self._prepare_once), created=created)
 
-    def _guarded(self, action: Callable[[], None]) -> None:
-        """``action()``, closing every connection and raising LedgerError if it fails."""
+    def _guarded(self, action: Callable[[], None], *, created: bool = False) -> None:
+        """``action()``, closing every connection and raising LedgerError if it fails; a ledger file
+        this call ``created`` is removed again (unless it failed only for being busy)."""
         try:
             action()
         except sqlite3.Error as e:
             self.close()
+            if created and not _busy(e):
+                self._remove_unborn()
             raise self._error(e) from None
         except BaseException:
             self.close()

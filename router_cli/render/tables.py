@@ -142,15 +142,16 @@ def _say(console, text: str, style: str | None = None) -> None:
 
 
 def csv_text(value: str | None) -> str:
-    """A text cell for CSV that a spreadsheet shows and never evaluates: controls escaped, and a
-    leading ``'`` on a cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return (OWASP).
+    """A text cell for CSV that a spreadsheet shows and never evaluates: controls escaped (so a
+    tab or carriage return never leads a cell, OWASP's other two), and a leading ``'`` on a cell
+    starting with ``=``, ``+``, ``-`` or ``@``.
 
     Only for text (names from the ledger or config): mmr's own numbers are written as they are,
     so a negative saving stays a number."""
     if value is None:
         return ""
     text = safe_text(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def _cost_csv(report) -> None:
