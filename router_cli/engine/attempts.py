@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..config import Config, ModelSpec, ProviderSpec
 from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
-from ..pricing import cost_usd, estimate_tokens
+from ..pricing import Usage, cache_saving, cost, estimate_tokens
 from .admission import Admitter, Chain
 from .types import Attempt, Note
 
@@ -102,13 +102,13 @@ class ChainRunner:
                 response = provider.complete(chat, on_text=_sink(call.on_text, emitted) if call.on_text else None)  # type: ignore[attr-defined]
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
-                attempt.input_tokens, attempt.output_tokens, attempt.usage_estimated = e.usage
-                attempt.cost = cost_usd(model.price, e.usage[0], e.usage[1])
+                attempt.usage_estimated = e.usage[2]
+                bill(attempt, model, spec.type, e.usage[0], e.usage[1], *e.cache_tokens)
                 attempts.append(attempt)
                 raise e.error from None
             except ProviderError as e:
                 call.streamed = call.streamed or bool(emitted)
-                _fill_failure(attempt, model, e)
+                _fill_failure(attempt, model, spec.type, e)
                 attempts.append(attempt)
                 action = self._after_failure(e, attempts, chain, position, retry, ticket)
                 if action == "retry":
@@ -116,10 +116,10 @@ class ChainRunner:
                 return action
             except BaseException:
                 # Ctrl-C (or a bug) mid-call: keep the attempt; text already streamed was billed.
-                _fill_interrupted(attempt, model, call, emitted)
+                _fill_interrupted(attempt, model, spec.type, call, emitted)
                 attempts.append(attempt)
                 raise
-            _fill_answer(attempt, model, response)
+            _fill_answer(attempt, model, spec.type, response)
             attempts.append(attempt)
             self.admitter.outcome(spec, model, ticket)
             return None, False
@@ -200,28 +200,39 @@ def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str],
     return sink
 
 
-def _fill_answer(attempt: Attempt, model: ModelSpec, response) -> None:
+def bill(attempt: Attempt, model: ModelSpec, provider_type: str, input_tokens: int, output_tokens: int,
+         cache_read: int = 0, cache_write: int = 0, reasoning: int = 0) -> None:
+    """Put the reported token counts on ``attempt`` and charge each class at ``model``'s price.
+    OpenAI (and compatible servers) count cached tokens inside the prompt tokens; Anthropic does not."""
+    attempt.input_tokens, attempt.output_tokens = input_tokens, output_tokens
+    attempt.cache_read_tokens, attempt.cache_write_tokens, attempt.reasoning_tokens = cache_read, cache_write, reasoning
+    attempt.usage = Usage.reported(input_tokens, output_tokens, cache_read, cache_write, reasoning,
+                                   cache_in_input=provider_type == "openai")
+    attempt.cost = cost(model.price, attempt.usage)
+    attempt.cache_saved = cache_saving(model.price, attempt.usage)
+    attempt.price_source = model.price.source
+
+
+def _fill_answer(attempt: Attempt, model: ModelSpec, provider_type: str, response) -> None:
     attempt.text = response.text
-    attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
-    attempt.cost = cost_usd(model.price, response.input_tokens, response.output_tokens)
+    bill(attempt, model, provider_type, response.input_tokens, response.output_tokens, response.cache_read_tokens,
+         response.cache_write_tokens, response.reasoning_tokens)
     attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
     attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
 
 
-def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
+def _fill_failure(attempt: Attempt, model: ModelSpec, provider_type: str, e) -> None:
     attempt.status = "error"
     attempt.error, attempt.error_kind, attempt.http_status = str(e), e.kind, e.status
     attempt.duration_ms = e.duration_ms
     # Tokens the provider reported before failing (a dropped stream) were billed.
-    attempt.input_tokens, attempt.output_tokens = e.input_tokens, e.output_tokens
     attempt.usage_estimated = e.usage_estimated
-    attempt.cost = cost_usd(model.price, e.input_tokens, e.output_tokens)
+    bill(attempt, model, provider_type, e.input_tokens, e.output_tokens, *e.cache_tokens)
 
 
-def _fill_interrupted(attempt: Attempt, model: ModelSpec, call: Call, emitted: list[str]) -> None:
+def _fill_interrupted(attempt: Attempt, model: ModelSpec, provider_type: str, call: Call, emitted: list[str]) -> None:
     attempt.status, attempt.error, attempt.error_kind = "error", "interrupted", "interrupted"
     if emitted:
-        attempt.input_tokens = estimate_tokens(f"{call.system or ''}\n{call.prompt}")
-        attempt.output_tokens = estimate_tokens("".join(emitted))
         attempt.usage_estimated = True
-        attempt.cost = cost_usd(model.price, attempt.input_tokens, attempt.output_tokens)
+        bill(attempt, model, provider_type, estimate_tokens(f"{call.system or ''}\n{call.prompt}"),
+             estimate_tokens("".join(emitted)))

@@ -60,6 +60,9 @@ class Router:
     def __init__(self, config: Config, db_path: str | os.PathLike | None = None, *,
                  env: Mapping[str, str] | None = None, on_note: Note | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        from ..prices import resolve_prices
+
+        config = resolve_prices(config)  # a model without a price fails here, before any call
         self.config = config
         self.db_path = db_path
         self.on_note = on_note or (lambda message: None)

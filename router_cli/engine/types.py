@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..classify import Decision
 from ..errors import LedgerError
-from ..pricing import decimal_str
+from ..pricing import Usage, decimal_str
 
 Note = Callable[[str], None]  # where a router tells what it decided (stderr in the CLI)
 
@@ -44,6 +44,13 @@ class Attempt:
     quality: float | None = None  # the gate's score, in cascades
     gate_reason: str | None = None
     saved: Decimal = Decimal(0)  # a cache hit: what the original answer cost
+    # Token counts as the provider reported them (see providers/base.py ChatResponse) ...
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage: Usage = field(default_factory=Usage)  # ... and by billed class, for the cost and the baseline
+    price_source: str | None = None  # where the price of ``cost`` came from
+    cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
 
     @property
     def label(self) -> str:
@@ -95,6 +102,9 @@ class Answer:
             "score": self.decision.score,
             "input_tokens": self.final.input_tokens,
             "output_tokens": self.final.output_tokens,
+            "cache_read_tokens": self.final.cache_read_tokens,
+            "cache_write_tokens": self.final.cache_write_tokens,
+            "reasoning_tokens": self.final.reasoning_tokens,
             "cost_usd": decimal_str(self.cost),
             "baseline_cost_usd": decimal_str(self.baseline_cost),
             "savings_usd": decimal_str(self.baseline_cost - self.cost),

@@ -42,6 +42,7 @@ class ChatRequest:
     system: str | None = None
     max_tokens: int = 1024
     temperature: float | None = None
+    cache_system: bool = False  # mark the system prompt for the provider's prompt cache (Anthropic)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class ChatResponse:
     duration_ms: float
     ttft_ms: float | None = None
     usage_estimated: bool = False
+    # As the provider reports them: Anthropic's cache reads and writes are outside input_tokens,
+    # OpenAI's cached tokens inside them; reasoning tokens are inside output_tokens.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class ProviderError(Exception):
@@ -79,6 +85,7 @@ class ProviderError(Exception):
         self.output_tokens = output_tokens
         self.duration_ms = duration_ms
         self.usage_estimated = usage_estimated
+        self.cache_tokens = (0, 0)  # cache reads and writes billed before the failure
 
     @property
     def retryable(self) -> bool:
@@ -101,6 +108,7 @@ class OutputFailed(Exception):
         super().__init__(str(error))
         self.error = error
         self.usage = (0, 0, False)  # tokens billed for the stream so far, set by the provider
+        self.cache_tokens = (0, 0)  # and the cache reads and writes among them
 
 
 def kind_for_status(status: int, error_type: str | None = None) -> str:
@@ -163,14 +171,18 @@ class Provider:
     def failure(self, sdk, e: Exception, request: ChatRequest, reported: list[int], parts: list[str], start: float) -> Exception:
         """What to raise for ``e``, carrying the tokens billed before it (``reported`` by the
         provider, or estimated from the ``parts`` of text already streamed)."""
-        usage = billed_before_failure(request, reported, parts)
+        usage = billed_before_failure(request, reported[:2], parts)
+        cache = (reported[2], reported[3]) if len(reported) >= 4 else (0, 0)
         if isinstance(e, OutputFailed):
-            e.usage = usage
+            e.usage, e.cache_tokens = usage, cache
             return e
         if isinstance(e, ProviderError):
             e.input_tokens, e.output_tokens, e.usage_estimated = usage
+            e.cache_tokens = cache
             return e
-        return map_sdk_error(sdk, e, self._api_key, elapsed_ms(start), usage)
+        error = map_sdk_error(sdk, e, self._api_key, elapsed_ms(start), usage)
+        error.cache_tokens = cache
+        return error
 
 
 def billed_before_failure(request: ChatRequest, reported: list[int], parts: list[str]) -> tuple[int, int, bool]:
