@@ -284,3 +284,26 @@ def replay_report(report: dict, json_output: bool) -> None:
         "first model at the tokens the recorded answer used.", style="dim")
     if report["skipped"]:
         _say(console, "Skipped: " + ", ".join(f"{reason} ({n:,})" for reason, n in report["skipped"].items()), style="dim")
+
+
+def price_table(rows: list[dict], json_output: bool) -> None:
+    """``mmr prices``: one row per model, USD per 1M tokens; warnings under the table."""
+    if json_output:
+        from .text import emit_json
+
+        emit_json({"models": rows, "unit": "USD per 1M tokens"})
+        return
+    table = _table("Prices (USD per 1M tokens)")
+    for column in ("provider/model", "input", "cached input", "cache write", "output", "long context", "source"):
+        table.add_column(column, justify="right" if column in ("input", "cached input", "cache write", "output") else "left")
+    for r in rows:
+        tier = r["long_context"]
+        long_context = (f"> {tier['above']:,} in: {tier['input']} / {tier['cache_read']} / {tier['cache_write']} / "
+                        f"{tier['output']}") if tier else "-"
+        _row(table, f"{r['provider']}/{r['model']}", r["input"], r["cache_read"], r["cache_write"], r["output"],
+             long_context, r["source"])
+    console = _console(160)
+    console.print(table)
+    for r in rows:
+        if r["warning"]:
+            _say(console, f"warning: {r['provider']}/{r['model']}: {r['warning']}", style="yellow")

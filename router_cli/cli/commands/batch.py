@@ -44,7 +44,9 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
         raise UsageError("--batch -: pipe the JSONL rows in on stdin")
     text, source_name = read_config(config)
-    cfg = parse_config(text, source_name)
+    from ...prices import resolve_prices
+
+    cfg = resolve_prices(parse_config(text, source_name))  # a model without a price stops the batch before row 1
     if ml_model is not None:
         cfg = replace(cfg, ml_model=ml_model)
     job = BatchJob(source, kind, options, text, source_name, ml_model, str(resolve_db_path(db)), verbose=verbose,
