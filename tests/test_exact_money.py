@@ -1,0 +1,319 @@
+"""Exact money for real traffic: every token class both APIs report, through the real SDKs and
+the real CLI, billed at its own price; long-context tiers; prices from genai-prices or the config.
+
+Every expected amount below is computed by hand in its comment (USD per 1M tokens x tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from router_cli.config import LongContext, Price
+from router_cli.pricing import Usage, cache_saving, cost, max_cost_usd, to_nanousd
+from router_cli.providers import ChatRequest, get_provider
+from tests.conftest import KEYS, ROOT
+from tests.provider_server import reply
+
+MONEY_CONFIG = """\
+version: 1
+baseline_tier: complex
+providers:
+  anthropic: {{type: anthropic, api_key_env: TEST_ANTHROPIC_KEY, base_url: "{url}", timeout: 5}}
+  openai: {{type: openai, api_key_env: TEST_OPENAI_KEY, base_url: "{url}/v1", timeout: 5}}
+tiers:
+  - name: simple
+    models:
+      - provider: anthropic
+        model: claude-cache
+        price: {{input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75,
+                long_context: {{above: 200000, input: 6.00, output: 22.50, cache_read: 0.60, cache_write: 7.50}}}}
+  - name: medium
+    models:
+      - {{provider: openai, model: gpt-cache, price: {{input: 0.15, output: 0.60, cache_read: 0.075}}}}
+  - name: complex
+    models:
+      - {{provider: anthropic, model: claude-big, price: {{input: 15, output: 75, cache_read: 1.50, cache_write: 18.75}}}}
+{extra}"""
+
+
+@pytest.fixture
+def money_config(tmp_path, server):
+    def write(extra: str = "", name: str = "money.yaml"):
+        path = tmp_path / name
+        path.write_text(MONEY_CONFIG.format(url=server.url, extra=extra))
+        return path
+    return write
+
+
+def _ask(mmr, config, *args, env=None):
+    stream = [] if {"--stream", "--no-stream"} & set(args) else ["--no-stream"]
+    run = mmr("ask", "--config", str(config), "--json", *stream, *args, env=env)
+    assert run.returncode == 0, run.stderr.decode()
+    return json.loads(run.stdout)
+
+
+def _row(db_path, call_id=None):
+    """The ledger row of ``call_id``, else the latest one."""
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    if call_id is None:
+        return dict(conn.execute("SELECT * FROM calls ORDER BY id DESC LIMIT 1").fetchone())
+    return dict(conn.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone())
+
+
+def _streamed(mmr, config, *args):
+    """``mmr ask --stream`` (--json never streams): the answer goes out as it comes."""
+    run = mmr("ask", "--config", str(config), "--stream", *args)
+    assert run.returncode == 0, run.stderr.decode()
+    return run.stdout.decode()
+
+
+# ------------------------------------------------------------------ the arithmetic, by hand
+
+
+def test_each_class_at_its_price():
+    price = Price(Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75"))
+    # 1234 x 3 + 40000 x 0.30 + 2000 x 3.75 + 567 x 15 = 3702 + 12000 + 7500 + 8505 = 31707 micro-dollars
+    assert cost(price, Usage(1234, 567, 40000, 2000)) == Decimal("0.031707")
+    # Caching saved 40000 x (3 - 0.30) = 108000, less the write premium 2000 x (3.75 - 3) = 1500: 106500
+    assert cache_saving(price, Usage(1234, 567, 40000, 2000)) == Decimal("0.1065")
+
+
+def test_openai_cached_tokens_are_inside_prompt_tokens_and_never_counted_twice():
+    usage = Usage.reported(5000, 300, 4096, 0, 200, cache_in_input=True)
+    assert (usage.input, usage.cache_read, usage.output, usage.reasoning) == (904, 4096, 300, 200)
+    price = Price(Decimal("0.15"), Decimal("0.60"), Decimal("0.075"))
+    # 904 x 0.15 + 4096 x 0.075 + 300 x 0.60 = 135.6 + 307.2 + 180 = 622.8 micro-dollars; reasoning is output
+    assert cost(price, usage) == Decimal("0.0006228")
+    assert to_nanousd(cost(price, usage)) == 622_800
+
+
+def test_a_long_context_request_is_billed_whole_at_the_higher_rates():
+    tier = LongContext(200_000, Decimal("6"), Decimal("22.5"), Decimal("0.6"), Decimal("7.5"))
+    price = Price(Decimal("3"), Decimal("15"), Decimal("0.3"), Decimal("3.75"), tier)
+    # 150000 + 60000 = 210000 input tokens > 200000: 150000 x 6 + 60000 x 0.6 + 1000 x 22.5 = 958500
+    assert cost(price, Usage(150_000, 1000, 60_000)) == Decimal("0.9585")
+    # Exactly 200000 is not above it: 140000 x 3 + 60000 x 0.3 + 1000 x 15 = 453000
+    assert cost(price, Usage(140_000, 1000, 60_000)) == Decimal("0.453")
+
+
+def test_unnamed_cache_prices_default_to_the_input_price():
+    price = Price(Decimal("2"), Decimal("10"))
+    # (1000 + 10000 + 500) x 2 + 100 x 10 = 24000
+    assert cost(price, Usage(1000, 100, 10_000, 500)) == Decimal("0.024")
+
+
+def test_the_worst_case_takes_the_dearest_input_rate():
+    price = Price(Decimal("3"), Decimal("15"), Decimal("0.3"), Decimal("3.75"))
+    # "hi": 32 + 16 + 2 = 50 input tokens at the cache-write rate 3.75, 100 output at 15: 187.5 + 1500
+    assert max_cost_usd(price, "hi", None, 100) == Decimal("0.0016875")
+
+
+# ------------------------------------------------------------------ through the SDKs and the CLI
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_cache_classes_through_the_cli(server, mmr, money_config, db_path, stream):
+    config = money_config()
+    server.script("claude-cache", reply("one two three", input_tokens=1234, output_tokens=567, cache_read=40000,
+                                        cache_write=2000))
+    if stream:
+        assert _streamed(mmr, config, "--tier", "simple", "hello").startswith("one two three")
+    else:
+        out = _ask(mmr, config, "--tier", "simple", "hello")
+        assert (out["cache_read_tokens"], out["cache_write_tokens"]) == (40000, 2000)
+        assert out["cost_usd"] == "0.031707"  # see test_each_class_at_its_price
+        # Baseline: the same classes at claude-big's prices:
+        # 1234 x 15 + 40000 x 1.5 + 2000 x 18.75 + 567 x 75 = 18510 + 60000 + 37500 + 42525 = 158535
+        assert out["baseline_cost_usd"] == "0.158535"
+    row = _row(db_path)
+    assert row["stream"] == int(stream)
+    assert (row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (1234, 40000, 2000)
+    assert (row["cost_nanousd"], row["baseline_cost_nanousd"]) == (31_707_000, 158_535_000)
+    assert row["price_source"] == "config" and row["cache_saved_nanousd"] == 106_500_000
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_cached_and_reasoning_tokens_through_the_cli(server, mmr, money_config, db_path, stream):
+    config = money_config()
+    server.script("gpt-cache", reply("one two three", input_tokens=5000, output_tokens=300, cache_read=4096,
+                                     reasoning=200))
+    if stream:
+        _streamed(mmr, config, "--tier", "medium", "hello")
+    else:
+        _ask(mmr, config, "--tier", "medium", "hello")
+    row = _row(db_path)
+    assert row["stream"] == int(stream)
+    # As reported: 5000 prompt tokens of which 4096 cached; 300 completion tokens of which 200 reasoning.
+    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"], row["reasoning_tokens"]) == (5000, 4096, 300, 200)
+    assert row["cost_nanousd"] == 622_800  # see test_openai_cached_tokens_are_inside_prompt_tokens...
+    # Baseline at claude-big: 904 x 15 + 4096 x 1.5 + 300 x 75 = 13560 + 6144 + 22500 = 42204
+    assert row["baseline_cost_nanousd"] == 42_204_000
+    assert server.calls("gpt-cache")[0]["body"].get("stream_options") == ({"include_usage": True} if stream else None)
+
+
+def test_a_long_context_request_through_the_cli(server, mmr, money_config, db_path):
+    server.script("claude-cache", reply("ok", input_tokens=150_000, output_tokens=1000, cache_read=60_000))
+    out = _ask(mmr, money_config(), "--tier", "simple", "hello")
+    assert _row(db_path, out["call_id"])["cost_nanousd"] == 958_500_000  # 0.9585 USD, see above
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("provider,model", [("anthropic", "claude-cache"), ("openai", "gpt-cache")])
+def test_the_sdks_read_every_usage_field(server, money_config, provider, model, stream):
+    from router_cli.config import load_config
+
+    config = load_config(money_config())
+    spec = config.providers[provider]
+    chosen = next(m for m in config.models() if m.model == model)
+    server.script(model, reply("a b c", input_tokens=900, output_tokens=70, cache_read=512, cache_write=64, reasoning=30))
+    response = get_provider(spec, KEYS[spec.api_key_env]).complete(
+        ChatRequest(chosen, "hi"), on_text=(lambda t: None) if stream else None)
+    if provider == "anthropic":
+        assert (response.input_tokens, response.output_tokens, response.cache_read_tokens, response.cache_write_tokens) == (900, 70, 512, 64)
+    else:
+        assert (response.input_tokens, response.output_tokens, response.cache_read_tokens, response.reasoning_tokens) == (900, 70, 512, 30)
+
+
+def test_the_server_caches_a_marked_anthropic_prefix_and_repeated_openai_prompts(server, money_config):
+    from router_cli.config import load_config
+
+    config = load_config(money_config())
+    claude = next(m for m in config.models() if m.model == "claude-cache")
+    gpt = next(m for m in config.models() if m.model == "gpt-cache")
+    system = " ".join(f"w{i}" for i in range(1500))
+    anthropic = get_provider(config.providers["anthropic"], KEYS["TEST_ANTHROPIC_KEY"])
+    first = anthropic.complete(ChatRequest(claude, "one two", system=system, cache_system=True))
+    second = anthropic.complete(ChatRequest(claude, "three", system=system, cache_system=True), on_text=lambda t: None)
+    assert (first.cache_write_tokens, first.cache_read_tokens, first.input_tokens) == (1500, 0, 2)
+    assert (second.cache_write_tokens, second.cache_read_tokens, second.input_tokens) == (0, 1500, 1)
+    assert server.calls("claude-cache")[0]["body"]["system"][0]["cache_control"] == {"type": "ephemeral"}
+    openai = get_provider(config.providers["openai"], KEYS["TEST_OPENAI_KEY"])
+    first = openai.complete(ChatRequest(gpt, "one two", system=system))
+    second = openai.complete(ChatRequest(gpt, "three", system=system))
+    # 1500 shared tokens: cached in steps of 128 above 1024, 1024 + 3 x 128 = 1408, inside the 1501 prompt tokens
+    assert (first.cache_read_tokens, second.cache_read_tokens, second.input_tokens) == (0, 1408, 1501)
+
+
+# ------------------------------------------------------------------ where prices come from
+
+
+def test_a_model_without_a_config_price_takes_genai_prices(server, mmr, money_config, db_path):
+    extra = "experiments: {}\n"
+    config = money_config(extra).read_text().replace(
+        "model: claude-cache\n        price: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75,\n"
+        "                long_context: {above: 200000, input: 6.00, output: 22.50, cache_read: 0.60, cache_write: 7.50}}",
+        "model: claude-sonnet-4-5")
+    path = db_path.parent / "library.yaml"
+    path.write_text(config)
+    server.script("claude-sonnet-4-5", reply("ok", input_tokens=1000, output_tokens=100, cache_read=10_000, cache_write=500))
+    out = _ask(mmr, path, "--tier", "simple", "hello")
+    row = _row(db_path, out["call_id"])
+    # genai-prices 0.2.3: claude-sonnet-4-5 at 3 / 0.30 / 3.75 / 15:
+    # 1000 x 3 + 10000 x 0.3 + 500 x 3.75 + 100 x 15 = 3000 + 3000 + 1875 + 1500 = 9375
+    assert row["cost_nanousd"] == 9_375_000
+    assert row["price_source"] == "genai-prices 0.2.3"
+    # Overridden in the config, the classes it does not name are billed at its input price:
+    path.write_text(config.replace("model: claude-sonnet-4-5", "model: claude-sonnet-4-5\n        price: {input: 2, output: 10}"))
+    server.script("claude-sonnet-4-5", reply("ok", input_tokens=1000, output_tokens=100, cache_read=10_000, cache_write=500))
+    row = _row(db_path, _ask(mmr, path, "--tier", "simple", "hello")["call_id"])
+    assert (row["cost_nanousd"], row["price_source"]) == (24_000_000, "config")  # 11500 x 2 + 100 x 10
+
+
+def _unknown(money_config):
+    return money_config("", "unknown.yaml").read_text().replace("model: gpt-cache, price: {input: 0.15, output: 0.60, cache_read: 0.075}",
+                                                               "model: gpt-nobody-knows")
+
+
+def test_a_model_no_source_prices_fails_where_prices_are_needed(mmr, money_config, tmp_path):
+    path = tmp_path / "unknown.yaml"
+    path.write_text(_unknown(money_config))
+    for args in (["ask", "--tier", "simple", "hello"], ["ask", "--dry-run", "hello"], ["prices"]):
+        run = mmr(*args, "--config", str(path), db=args[0] != "prices")
+        assert run.returncode == 3, (args, run.stderr)
+        err = run.stderr.decode()
+        assert "tiers[1].models[0]" in err and "openai/gpt-nobody-knows has no price" in err and "price: free" in err
+        assert "Traceback" not in err
+    # Commands that need no prices do not ask for them.
+    assert mmr("classify", "hello", "--config", str(path), db=False).returncode == 0
+    assert mmr("costs", "--config", str(path)).returncode == 0
+    path.write_text(_unknown(money_config).replace("model: gpt-nobody-knows", "model: gpt-nobody-knows, price: free"))
+    run = mmr("prices", "--json", "--config", str(path), db=False)
+    assert run.returncode == 0
+    free = next(r for r in json.loads(run.stdout)["models"] if r["model"] == "gpt-nobody-knows")
+    assert (free["input"], free["cache_read"], free["output"], free["source"]) == ("0", "0", "0", "free")
+
+
+def _blocked_env(tmp_path):
+    """A real process in which ``import genai_prices`` fails, as on an install without it."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir(exist_ok=True)
+    (blocker / "genai_prices.py").write_text("raise ImportError('No module named genai_prices (blocked by the test)')\n")
+    return {"PYTHONPATH": f"{blocker}:{ROOT}"}
+
+
+def test_without_genai_prices_a_model_without_a_price_names_the_package(mmr, money_config, tmp_path):
+    path = tmp_path / "library.yaml"
+    path.write_text(money_config().read_text().replace("model: gpt-cache, price: {input: 0.15, output: 0.60, cache_read: 0.075}",
+                                                       "model: gpt-4o-mini"))
+    run = mmr("ask", "--tier", "simple", "hello", "--config", str(path), env=_blocked_env(tmp_path))
+    assert run.returncode == 3
+    err = run.stderr.decode()
+    assert "genai-prices could not be imported" in err and "pip install 'genai-prices" in err and "Traceback" not in err
+
+
+def test_without_genai_prices_config_prices_alone_are_enough(server, mmr, money_config, tmp_path, db_path):
+    server.script("claude-cache", reply("ok", input_tokens=10, output_tokens=2))
+    run = mmr("ask", "--tier", "simple", "--json", "hello", "--config", str(money_config()), env=_blocked_env(tmp_path))
+    assert run.returncode == 0, run.stderr.decode()
+    assert json.loads(run.stdout)["cost_usd"] == "0.00006"  # 10 x 3 + 2 x 15 = 60 micro-dollars
+
+
+def test_mmr_prices_shows_each_class_its_source_and_a_differing_config_price(mmr, money_config, tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text(money_config().read_text().replace(
+        "model: gpt-cache, price: {input: 0.15, output: 0.60, cache_read: 0.075}", "model: gpt-4o-mini, price: {input: 0.20, output: 0.60}"
+    ).replace("model: claude-big, price: {input: 15, output: 75, cache_read: 1.50, cache_write: 18.75}", "model: claude-sonnet-4-5"))
+    run = mmr("prices", "--json", "--config", str(path), db=False)
+    assert run.returncode == 0, run.stderr.decode()
+    rows = {r["model"]: r for r in json.loads(run.stdout)["models"]}
+    sonnet = rows["claude-sonnet-4-5"]
+    assert (sonnet["input"], sonnet["cache_read"], sonnet["cache_write"], sonnet["output"]) == ("3", "0.3", "3.75", "15")
+    assert sonnet["long_context"] == {"above": 200000, "input": "6", "output": "22.5", "cache_read": "0.6", "cache_write": "7.5"}
+    assert sonnet["source"] == "genai-prices 0.2.3" and sonnet["warning"] is None
+    mini = rows["gpt-4o-mini"]
+    assert mini["source"] == "config" and mini["cache_read"] == "0.2"
+    assert "input: config 0.20, genai-prices 0.2.3 0.15" in mini["warning"]
+    assert "cache_read: not in the config" in mini["warning"]
+    assert rows["claude-cache"]["warning"] is None  # the library does not know it: nothing to compare
+    text = mmr("prices", "--config", str(path), db=False)
+    assert text.returncode == 0 and "warning: openai/gpt-4o-mini" in text.stdout.decode()
+
+
+def test_fast_commands_never_import_genai_prices(money_config, tmp_path):
+    code = ("import sys, runpy; sys.argv = ['mmr'] + sys.argv[1:]\n"
+            "try:\n    from router_cli.cli.app import main; main()\nexcept SystemExit: pass\n"
+            "print('genai_prices' in sys.modules, file=sys.stderr)")
+    for args in (["--help"], ["classify", "hello", "--config", str(money_config())], ["costs", "--db", str(tmp_path / "l.db")]):
+        run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=60)
+        assert run.stderr.decode().strip().endswith("False"), (args, run.stderr)
+
+
+def test_resolved_prices_reach_experiment_variants(money_config):
+    from router_cli.config import parse_config
+    from router_cli.prices import resolve_prices
+
+    text = money_config().read_text() + (
+        "experiments:\n  x:\n    variants:\n      a: {weight: 1}\n"
+        "      b: {weight: 1, tiers: {simple: [{provider: anthropic, model: claude-haiku-4-5}]}}\n")
+    config = resolve_prices(parse_config(text, "t.yaml"))
+    haiku = config.experiments[0].variants[1].tiers["simple"][0]
+    assert (haiku.price.input, haiku.price.cache_read, haiku.price.source) == (Decimal("1"), Decimal("0.1"), "genai-prices 0.2.3")
+    assert replace(haiku, where="elsewhere") == haiku  # where a model is written is not part of what it is
