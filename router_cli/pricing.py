@@ -42,28 +42,31 @@ class Usage:
         return self.input + self.cache_read + self.cache_write
 
 
-def rates(price: Price, total_input: int) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+def rates(price: Price, total_input: int, long: bool | None = None) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     """USD per 1M tokens of (input, cache read, cache write, output) for a request of
-    ``total_input`` input tokens: a long-context tier's rates apply to all of them above its threshold."""
+    ``total_input`` input tokens: a long-context tier's rates apply to all of them above its
+    threshold. ``long`` given says which rates, whatever ``total_input`` (sums of many requests)."""
     if price.source == UNPRICED:
         raise ValueError("this model's price was never resolved (router_cli.prices.resolve_prices)")
     tier = price.long_context
-    if tier is not None and total_input > tier.above:
+    if long is None:
+        long = tier is not None and total_input > tier.above
+    if tier is not None and long:
         return (tier.input, tier.input if tier.cache_read is None else tier.cache_read,
                 tier.input if tier.cache_write is None else tier.cache_write, tier.output)
     return (price.input, price.input if price.cache_read is None else price.cache_read,
             price.input if price.cache_write is None else price.cache_write, price.output)
 
 
-def cost(price: Price, usage: Usage) -> Decimal:
-    """Cost of one call in USD, exact: each token class at its price.
+def cost(price: Price, usage: Usage, long: bool | None = None) -> Decimal:
+    """Cost of one call in USD, exact: each token class at its price (``long``: see :func:`rates`).
 
     >>> cost(Price(Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75")), Usage(100, 10, 2000, 0))
     Decimal('0.00105')
     """
     if min(usage.input, usage.output, usage.cache_read, usage.cache_write) < 0:
         raise ValueError("token counts must be non-negative")
-    r_in, r_read, r_write, r_out = rates(price, usage.total_input)
+    r_in, r_read, r_write, r_out = rates(price, usage.total_input, long)
     total = (r_in * usage.input + r_read * usage.cache_read + r_write * usage.cache_write
              + r_out * usage.output) / ONE_MILLION
     return total.normalize() if total else Decimal(0)

@@ -317,3 +317,52 @@ def test_resolved_prices_reach_experiment_variants(money_config):
     haiku = config.experiments[0].variants[1].tiers["simple"][0]
     assert (haiku.price.input, haiku.price.cache_read, haiku.price.source) == (Decimal("1"), Decimal("0.1"), "genai-prices 0.2.3")
     assert replace(haiku, where="elsewhere") == haiku  # where a model is written is not part of what it is
+
+
+# ------------------------------------------------------------------ costs: cache share, savings, reprice
+
+REPRICED = {
+    "price: {input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75,":
+        "price: {input: 2, output: 10, cache_read: 0.2, cache_write: 2.5,",
+    "long_context: {above: 200000, input: 6.00, output: 22.50, cache_read: 0.60, cache_write: 7.50}":
+        "long_context: {above: 200000, input: 4, output: 15, cache_read: 0.4, cache_write: 5}",
+    "model: gpt-cache,": "model: gpt-other,",
+}
+
+
+def test_costs_shows_caching_and_reprices_without_changing_what_was_recorded(server, mmr, money_config, db_path, tmp_path):
+    config = money_config()
+    server.script("claude-cache", reply("a", input_tokens=1234, output_tokens=567, cache_read=40000, cache_write=2000),
+                  reply("b", input_tokens=150_000, output_tokens=1000, cache_read=60_000))
+    server.script("gpt-cache", reply("c", input_tokens=5000, output_tokens=300, cache_read=4096, reasoning=200))
+    for tier in ("simple", "simple", "medium"):
+        _ask(mmr, config, "--tier", tier, "hello")
+    before = json.loads(mmr("costs", "--json", "--config", str(config)).stdout)
+    # 0.031707 + 0.9585 + 0.0006228 (each computed above)
+    assert before["total"]["spend_usd"] == "0.9908298"
+    # Input tokens: 1234 + 40000 + 2000, 150000 + 60000, and OpenAI's 5000 (its 4096 cached inside) = 258234;
+    # read from a cache: 40000 + 60000 + 4096 = 104096, a share of 0.40311.
+    # Saved: 40000 x 2.70 - 2000 x 0.75 = 106500, 60000 x 5.40 = 324000 (long context), 4096 x 0.075 = 307.2
+    assert before["prompt_cache"] == {"input_tokens": 258234, "cache_read_tokens": 104096, "cache_write_tokens": 2000,
+                                      "cache_read_share": 0.4031, "cache_saved_usd": "0.4308072"}
+    text = mmr("costs", "--config", str(config)).stdout.decode()
+    assert "Prompt caching: 40.3% of 258,234 input tokens read from a cache (2,000 written); it saved $0.430807" in text
+    repriced = tmp_path / "repriced.yaml"
+    body = config.read_text()
+    for old, new in REPRICED.items():
+        body = body.replace(old, new)
+    repriced.write_text(body)
+    run = mmr("costs", "--json", "--reprice", "--config", str(repriced))
+    assert run.returncode == 0, run.stderr.decode()
+    after = json.loads(run.stdout)
+    # claude-cache at the new prices: 1234 x 2 + 40000 x 0.2 + 2000 x 2.5 + 567 x 10 = 21138, and the long request
+    # 150000 x 4 + 60000 x 0.4 + 1000 x 15 = 639000: 0.660138 against 0.990207 recorded.
+    assert after["reprice"]["models"] == [{"provider": "anthropic", "model": "claude-cache", "calls": 2,
+                                           "source": "config", "recorded_usd": "0.990207", "today_usd": "0.660138"}]
+    # gpt-cache is no longer configured: listed with what it cost, not repriced.
+    assert after["reprice"]["not_repriced"] == [{"provider": "openai", "model": "gpt-cache", "calls": 1,
+                                                 "recorded_usd": "0.0006228"}]
+    assert (after["reprice"]["recorded_usd"], after["reprice"]["today_usd"]) == ("0.990207", "0.660138")
+    assert after["total"] == before["total"]  # what was recorded is what the report says
+    text = mmr("costs", "--reprice", "--config", str(repriced)).stdout.decode()
+    assert "At today's prices" in text and "$0.660138" in text and "not in the config" in text

@@ -111,6 +111,13 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     if report.drift is not None:
         console.print()
         _say(console, "\n".join(_drift_lines(report.drift)))
+    if report.cache is not None and (report.cache.cache_read or report.cache.cache_write):
+        c = report.cache
+        _say(console, f"\nPrompt caching: {c.read_share:.1%} of {c.input_tokens:,} input tokens read from a cache "
+                      f"({c.cache_write:,} written); it saved {format_usd(c.saved)} (net of cache-write premiums).")
+    if report.reprice is not None:
+        console.print()
+        console.print(_reprice_table(report.reprice))
     if report.budgets:
         console.print()
         console.print(_budget_table(report.budgets))
@@ -200,6 +207,21 @@ def _cost_table(report, title: str, with_feedback: bool):
         _row(table, "TOTAL", *[""] * (len(report.by) - 1), *_cost_cells(report.total, with_feedback), style="bold")
     else:
         _row(table, *_cost_cells(report.total, with_feedback))
+    return table
+
+
+def _reprice_table(reprice: dict):
+    table = _table("At today's prices (recorded costs are unchanged)")
+    for header in ("provider/model", "calls", "recorded", "today", "source"):
+        table.add_column(header, justify="right" if header in ("calls", "recorded", "today") else "left")
+    for r in reprice["models"]:
+        _row(table, f"{r['provider']}/{r['model']}", f"{r['calls']:,}", format_usd(Decimal(r["recorded_usd"])),
+             format_usd(Decimal(r["today_usd"])), r["source"])
+    for r in reprice["not_repriced"]:
+        _row(table, f"{r['provider']}/{r['model']}", f"{r['calls']:,}", format_usd(Decimal(r["recorded_usd"])),
+             "-", "not in the config")
+    _row(table, "TOTAL", "", format_usd(Decimal(reprice["recorded_usd"])), format_usd(Decimal(reprice["today_usd"])), "",
+         style="bold")
     return table
 
 
