@@ -366,3 +366,45 @@ def test_costs_shows_caching_and_reprices_without_changing_what_was_recorded(ser
     assert after["total"] == before["total"]  # what was recorded is what the report says
     text = mmr("costs", "--reprice", "--config", str(repriced)).stdout.decode()
     assert "At today's prices" in text and "$0.660138" in text and "not in the config" in text
+
+
+# ------------------------------------------------------------------ prompt caching
+
+
+def test_worth_caching_only_long_anthropic_system_prompts():
+    from router_cli.engine.attempts import worth_caching
+
+    long_text = "x" * 4096  # about 1,024 tokens at four characters each
+    assert worth_caching("anthropic", "claude-sonnet-4-5", long_text)
+    assert not worth_caching("anthropic", "claude-sonnet-4-5", long_text[:-8])
+    assert not worth_caching("anthropic", "claude-haiku-4-5", long_text)  # Haiku caches from 2,048 tokens
+    assert worth_caching("anthropic", "claude-haiku-4-5", long_text * 2)
+    assert not worth_caching("openai", "gpt-5", long_text * 2)  # OpenAI caches by itself
+    assert not worth_caching("anthropic", "claude-sonnet-4-5", None)
+
+
+def test_prompt_cache_marks_a_long_system_prompt_and_the_second_call_reads_it(server, mmr, money_config, db_path):
+    config = money_config()
+    system = " ".join(f"rule{i}" for i in range(1500))
+    costs = []
+    for _ in range(2):
+        out = _ask(mmr, config, "--tier", "simple", "--system", system, "hello")
+        costs.append(out["cost_usd"])
+    marked = server.calls("claude-cache")
+    assert marked[0]["body"]["system"] == [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+    # "Answer to: hello" is 3 output tokens; the 1501 input tokens are 1500 of system prompt and 1 of prompt.
+    # First: 1 x 3 + 1500 x 3.75 (written) + 3 x 15 = 5673; second: 1 x 3 + 1500 x 0.30 (read) + 45 = 498.
+    assert costs == ["0.005673", "0.000498"]
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT input_tokens, cache_write_tokens, cache_read_tokens FROM calls ORDER BY id").fetchall()
+    assert rows == [(1, 1500, 0), (1, 0, 1500)]
+    # Off (flag or config): sent as a plain string, every token at the input price: 1501 x 3 + 45 = 4548.
+    out = _ask(mmr, config, "--tier", "simple", "--system", system, "--prompt-cache", "off", "hello")
+    assert server.calls("claude-cache")[-1]["body"]["system"] == system and out["cost_usd"] == "0.004548"
+    out = _ask(mmr, money_config("prompt_cache: off\n", "off.yaml"), "--tier", "simple", "--system", system, "hello")
+    assert server.calls("claude-cache")[-1]["body"]["system"] == system and out["cost_usd"] == "0.004548"
+    # A short system prompt is never marked.
+    _ask(mmr, config, "--tier", "simple", "--system", "be brief", "hello")
+    assert server.calls("claude-cache")[-1]["body"]["system"] == "be brief"
+    bad = mmr("ask", "--config", str(config), "--prompt-cache", "always", "hello")
+    assert bad.returncode == 2 and "--prompt-cache: expected one of auto, off" in bad.stderr.decode()

@@ -65,6 +65,8 @@ def validate(data: Any, source: str) -> Config:
 
 
 def _prompt_cache(c: Checks, value: Any) -> str:
+    if isinstance(value, bool):  # YAML reads an unquoted off as false (and on as true)
+        value = "auto" if value else "off"
     if value not in PROMPT_CACHE_MODES:
         raise c.fail("prompt_cache", f"expected one of {', '.join(PROMPT_CACHE_MODES)}, got {value!r}")
     return str(value)

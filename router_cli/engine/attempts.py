@@ -38,6 +38,7 @@ class Call:
     role: str = "answer"  # "classifier" or "judge" for a call made on the answer's behalf
     on_text: Callable[[str], None] | None = None
     on_restart: Note | None = None
+    prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
     streamed: bool = field(default=False, init=False)  # text already went out on_text
 
     def limit(self, model: ModelSpec) -> int:
@@ -87,7 +88,8 @@ class ChainRunner:
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature)
+        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature,
+                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system))
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
@@ -198,6 +200,16 @@ def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str],
         emitted.append(text)
 
     return sink
+
+
+def worth_caching(provider_type: str, model: str, system: str | None) -> bool:
+    """Whether to mark ``system`` for the provider's prompt cache: Anthropic only (OpenAI caches
+    by itself), and only at or above the model's minimum cacheable length (1,024 tokens; 2,048 for
+    Haiku models). The length is the average-case estimate: a mark below the minimum costs nothing
+    (the API does not cache it), while an estimate on the low side would lose a cache read."""
+    if provider_type != "anthropic" or not system:
+        return False
+    return estimate_tokens(system) >= (2048 if "haiku" in model.lower() else 1024)
 
 
 def bill(attempt: Attempt, model: ModelSpec, provider_type: str, input_tokens: int, output_tokens: int,

@@ -94,7 +94,8 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
     best: Attempt | None = None
     failure, fatal = None, False
     for tier in tiers:
-        call = Call(request.prompt, options.system, options.max_tokens, options.temperature)
+        call = Call(request.prompt, options.system, options.max_tokens, options.temperature,
+                    prompt_cache=options.prompt_cache or request.config.prompt_cache)
         chain = [(tier, m) for m in router.models_of(tier, request.request_id)]
         failure, fatal = router.runner.run(request.attempts, chain, call, request)
         if failure is not None:

@@ -166,7 +166,8 @@ class Router:
                     on_text(hit.text or "")
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
-                    on_text=on_text, on_restart=on_restart)
+                    on_text=on_text, on_restart=on_restart,
+                    prompt_cache=options.prompt_cache or request.config.prompt_cache)
         with recording_on_interrupt(request):
             failure, _ = self.runner.run(request.attempts, self.chain(request.start_tier, request.request_id,
                                                                       request.config), call, request)
