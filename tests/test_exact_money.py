@@ -408,3 +408,21 @@ def test_prompt_cache_marks_a_long_system_prompt_and_the_second_call_reads_it(se
     assert server.calls("claude-cache")[-1]["body"]["system"] == "be brief"
     bad = mmr("ask", "--config", str(config), "--prompt-cache", "always", "hello")
     assert bad.returncode == 2 and "--prompt-cache: expected one of auto, off" in bad.stderr.decode()
+
+
+# ------------------------------------------------------------------ budget warnings
+
+
+def test_a_budget_passing_80_and_95_percent_is_said_once(server, mmr, money_config):
+    config = money_config("budgets: [{scope: global, period: day, limit: 0.01, policy: block}]\n")
+    # 2700 x 3 = 8100 micro-dollars (81 %), then 500 x 3 = 1500 (96 %), then 10 x 3 = 30 (96.3 %)
+    server.script("claude-cache", reply("a", input_tokens=2700, output_tokens=0), reply("b", input_tokens=500, output_tokens=0),
+                  reply("c", input_tokens=10, output_tokens=0))
+    first = _ask(mmr, config, "--tier", "simple", "--max-tokens", "1", "hello")
+    assert first["budget_warnings"] == ["global daily budget: 81.0% of $0.010000 used ($0.008100 spent); passed 80%"]
+    second = mmr("ask", "--config", str(config), "--tier", "simple", "--max-tokens", "1", "hello")
+    assert second.returncode == 0
+    assert ("warning: global daily budget: 96.0% of $0.010000 used ($0.009600 spent); passed 95%"
+            in second.stderr.decode())
+    third = mmr("ask", "--config", str(config), "--tier", "simple", "--max-tokens", "1", "hello")
+    assert third.returncode == 0 and "warning" not in third.stderr.decode()

@@ -85,7 +85,7 @@ def cascade(router: Router, prompt: str, options: RequestOptions | None = None, 
         raise failure
     return Answer(returned.text or "", request.request_id, decision, request.attempts, returned, request.baseline,
                   (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",
-                  policy=tuple(request.policy), variant=request.variant)
+                  policy=tuple(request.policy), variant=request.variant, budget_warnings=tuple(request.budget_warnings))
 
 
 def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers: list[Tier]):

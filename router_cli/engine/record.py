@@ -34,6 +34,11 @@ def finish(request: Request, returned: Attempt | None) -> LedgerError | None:
             record_request(request.store, request, returned)
         except LedgerError as e:
             return e  # the hold stays until it expires: the billed calls are not in the ledger to count
+        if request.guard is not None:
+            try:
+                request.budget_warnings = request.guard.crossed(request.billed)  # type: ignore[attr-defined]
+            except LedgerError:
+                pass  # a warning is not worth failing an answer that was paid for
     if request.guard is not None:
         request.guard.release()  # type: ignore[attr-defined]
     return None

@@ -199,7 +199,7 @@ class Router:
         ledger_error = finish(request, final)
         return Answer(final.text or "", request.request_id, request.decision, request.attempts, final, request.baseline,
                       (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(request.policy),
-                      variant=request.variant)
+                      variant=request.variant, budget_warnings=tuple(request.budget_warnings))
 
     def _apply_budgets(self, request: Request, max_tokens: int | None) -> None:
         """Downgrade ``request.start_tier`` to what the budgets allow, or record the refusal and raise it."""

@@ -83,6 +83,7 @@ class Answer:
     best_effort: bool = False  # a cascade where no answer passed the gate
     policy: tuple[str, ...] = ()  # what budgets, the cache and circuit breakers decided
     variant: str | None = None  # the experiment variants it ran under
+    budget_warnings: tuple[str, ...] = ()  # budgets this request carried past 80 % or 95 % of their limit
 
     @property
     def cost(self) -> Decimal:
@@ -113,6 +114,7 @@ class Answer:
             "stop_reason": self.final.stop_reason,
             "variant": self.variant,
             "attempts": [a.to_json() for a in self.attempts],
+            "budget_warnings": list(self.budget_warnings),
             **({"policy": list(self.policy)} if self.policy else {}),
             **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
         }
