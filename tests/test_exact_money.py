@@ -426,3 +426,17 @@ def test_a_budget_passing_80_and_95_percent_is_said_once(server, mmr, money_conf
             in second.stderr.decode())
     third = mmr("ask", "--config", str(config), "--tier", "simple", "--max-tokens", "1", "hello")
     assert third.returncode == 0 and "warning" not in third.stderr.decode()
+
+
+def test_batch_rows_sharing_a_system_prompt_write_it_once_and_read_it_after(server, mmr, money_config, db_path, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "prompt": f"ticket {i}"}) + "\n" for i in range(3)))
+    system = " ".join(f"rule{i}" for i in range(1200))
+    run = mmr("ask", "--batch", str(rows), "--system", system, "--tier", "simple", "--concurrency", "1",
+              "--config", str(money_config()))
+    assert run.returncode == 0, run.stderr.decode()
+    with sqlite3.connect(db_path) as conn:
+        got = conn.execute("SELECT cache_write_tokens, cache_read_tokens, cost_nanousd FROM calls ORDER BY batch_row").fetchall()
+    # "ticket N": 2 input tokens; "Answer to: ticket N": 4 output tokens.
+    # Row 0: 2 x 3 + 1200 x 3.75 + 4 x 15 = 4566; rows 1, 2: 2 x 3 + 1200 x 0.30 + 60 = 426 micro-dollars.
+    assert got == [(1200, 0, 4_566_000), (0, 1200, 426_000), (0, 1200, 426_000)]

@@ -80,9 +80,9 @@ class AnthropicProvider(Provider):
 
 def _take_usage(tokens: list[int], usage) -> None:
     """Counts from a stream's ``message_start`` or ``message_delta`` usage: the delta's are
-    cumulative, and a field it leaves out (or null) keeps the count from ``message_start``."""
+    cumulative, and a field it leaves out (null, or 0) keeps the count from ``message_start``."""
     fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
     for i, name in enumerate(fields):
         value = getattr(usage, name, None)
-        if isinstance(value, int):
+        if isinstance(value, int) and value > 0:
             tokens[i] = value
