@@ -69,16 +69,16 @@ def library_price(provider_type: str, model: str, base_url: str | None = None,
 
 def _from_library(prices: Any, source: str) -> Price | None:
     """A :class:`Price` from a genai-prices ``ModelPrice``; tiered classes become one long-context tier."""
-    values = {name: getattr(prices, key, None) for name, key in _CLASSES}
+    values: dict[str, Any] = {name: getattr(prices, key, None) for name, key in _CLASSES}
     if values["input"] is None or values["output"] is None:
         return None  # priced per image, per second ...: not a chat model mmr can bill
     starts = sorted({t.start for v in values.values() if hasattr(v, "tiers") for t in v.tiers})
-    base = {name: getattr(v, "base", v) for name, v in values.items()}
+    base: dict[str, Any] = {name: getattr(v, "base", v) for name, v in values.items()}
     long_context = None
     if starts:
         above = starts[0]  # the first tier: the only one any provider has today
 
-        def at(value):
+        def at(value: Any) -> Any:
             if value is None or not hasattr(value, "tiers"):
                 return value
             return next((t.price for t in value.tiers if t.start == above), value.base)

@@ -204,15 +204,18 @@ def _price(c: Checks, value: Any, path: str, provider_type: str) -> Price:
         raise c.fail(path, f"expected free or a mapping of prices (input, output, cache_read, cache_write, "
                            f"long_context), got {value!r}")
     entry = c.mapping(value, path, _PRICE_KEYS | {"long_context"}, {"input", "output"})
-    rates = {k: c.money(entry[k], join(path, k)) for k in _PRICE_KEYS if k in entry}
+    def rates(section: dict, where: str) -> tuple[Decimal, Decimal, Decimal | None, Decimal | None]:
+        money = {k: c.money(section[k], join(where, k)) if k in section else None for k in _PRICE_KEYS}
+        return money["input"] or Decimal(0), money["output"] or Decimal(0), money["cache_read"], money["cache_write"]
+
+    entry = c.mapping(value, path, _PRICE_KEYS | {"long_context"}, {"input", "output"})
     long_context = None
     if "long_context" in entry:
         where = join(path, "long_context")
         tier = c.mapping(entry["long_context"], where, _PRICE_KEYS | {"above"}, {"above", "input", "output"})
-        tier_rates = {k: c.money(tier[k], join(where, k)) for k in _PRICE_KEYS if k in tier}
-        long_context = LongContext(above=c.integer(tier["above"], join(where, "above"), minimum=1, maximum=100_000_000),
-                                   **tier_rates)
-    return Price(long_context=long_context, **rates)
+        above = c.integer(tier["above"], join(where, "above"), minimum=1, maximum=100_000_000)
+        long_context = LongContext(above, *rates(tier, where))
+    return Price(*rates(entry, path), long_context=long_context)
 
 
 def _classifier_name(c: Checks, value: Any, path: str) -> str:
