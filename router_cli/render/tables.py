@@ -320,12 +320,15 @@ def price_table(rows: list[dict], json_output: bool) -> None:
         table.add_column(column, justify="right" if column in ("input", "cached input", "cache write", "output") else "left")
     for r in rows:
         tier = r["long_context"]
-        long_context = (f"> {tier['above']:,} in: {tier['input']} / {tier['cache_read']} / {tier['cache_write']} / "
+        long_context = (f"above {tier['above']:,}: {tier['input']} / {tier['cache_read']} / {tier['cache_write']} / "
                         f"{tier['output']}") if tier else "-"
         _row(table, f"{r['provider']}/{r['model']}", r["input"], r["cache_read"], r["cache_write"], r["output"],
              long_context, r["source"])
     console = _console(160)
     console.print(table)
+    if any(r["long_context"] for r in rows):
+        _say(console, "long context: a request with more input tokens than that (cached ones included) is billed "
+                      "whole at input / cached input / cache write / output", style="dim")
     for r in rows:
         if r["warning"]:
             _say(console, f"warning: {r['provider']}/{r['model']}: {r['warning']}", style="yellow")
