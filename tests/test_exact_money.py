@@ -104,6 +104,13 @@ def test_a_long_context_request_is_billed_whole_at_the_higher_rates():
     assert cost(price, Usage(140_000, 1000, 60_000)) == Decimal("0.453")
 
 
+def test_the_worst_case_of_a_long_prompt_takes_the_long_context_rates():
+    tier = LongContext(100, Decimal("6"), Decimal("22.5"), Decimal("0.6"), Decimal("7.5"))
+    price = Price(Decimal("3"), Decimal("15"), Decimal("0.3"), Decimal("3.75"), tier)
+    # 100 "x" + 16 + 32 framing = 148 input tokens, above 100: 148 x 7.5 + 10 x 22.5 = 1110 + 225 = 1335
+    assert max_cost_usd(price, "x" * 100, None, 10) == Decimal("0.001335")
+
+
 def test_unnamed_cache_prices_default_to_the_input_price():
     price = Price(Decimal("2"), Decimal("10"))
     # (1000 + 10000 + 500) x 2 + 100 x 10 = 24000
@@ -251,22 +258,24 @@ def test_a_model_no_source_prices_fails_where_prices_are_needed(mmr, money_confi
     assert (free["input"], free["cache_read"], free["output"], free["source"]) == ("0", "0", "0", "free")
 
 
-def _blocked_env(tmp_path):
-    """A real process in which ``import genai_prices`` fails, as on an install without it."""
+def _blocked_env(tmp_path, error: str = "ImportError('No module named genai_prices (blocked by the test)')"):
+    """A real process in which ``import genai_prices`` fails, as on an install without it (or a broken one)."""
     blocker = tmp_path / "blocker"
     blocker.mkdir(exist_ok=True)
-    (blocker / "genai_prices.py").write_text("raise ImportError('No module named genai_prices (blocked by the test)')\n")
+    (blocker / "genai_prices.py").write_text(f"raise {error}\n")
     return {"PYTHONPATH": f"{blocker}:{ROOT}"}
 
 
-def test_without_genai_prices_a_model_without_a_price_names_the_package(mmr, money_config, tmp_path):
+@pytest.mark.parametrize("error", ["ImportError('No module named genai_prices')", "RuntimeError('bad data file')"])
+def test_without_genai_prices_a_model_without_a_price_names_the_package(mmr, money_config, tmp_path, error):
     path = tmp_path / "library.yaml"
     path.write_text(money_config().read_text().replace("model: gpt-cache, price: {input: 0.15, output: 0.60, cache_read: 0.075}",
                                                        "model: gpt-4o-mini"))
-    run = mmr("ask", "--tier", "simple", "hello", "--config", str(path), env=_blocked_env(tmp_path))
+    run = mmr("ask", "--tier", "simple", "hello", "--config", str(path), env=_blocked_env(tmp_path, error))
     assert run.returncode == 3
     err = run.stderr.decode()
     assert "genai-prices could not be imported" in err and "pip install 'genai-prices" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_without_genai_prices_config_prices_alone_are_enough(server, mmr, money_config, tmp_path, db_path):
@@ -440,3 +449,16 @@ def test_batch_rows_sharing_a_system_prompt_write_it_once_and_read_it_after(serv
     # "ticket N": 2 input tokens; "Answer to: ticket N": 4 output tokens.
     # Row 0: 2 x 3 + 1200 x 3.75 + 4 x 15 = 4566; rows 1, 2: 2 x 3 + 1200 x 0.30 + 60 = 426 micro-dollars.
     assert got == [(1200, 0, 4_566_000), (0, 1200, 426_000), (0, 1200, 426_000)]
+
+
+def test_a_batch_says_a_budget_warning_once_on_stderr(server, mmr, money_config, tmp_path):
+    config = money_config("budgets: [{scope: global, period: day, limit: 0.01, policy: block}]\n")
+    server.script("claude-cache", reply("a", input_tokens=2700, output_tokens=0), reply("b", input_tokens=10, output_tokens=0))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": 1, "prompt": "one"}\n{"id": 2, "prompt": "two"}\n')
+    run = mmr("ask", "--batch", str(rows), "--tier", "simple", "--max-tokens", "1", "--concurrency", "1",
+              "--config", str(config))
+    assert run.returncode == 0, run.stderr.decode()
+    out = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert [len(r["budget_warnings"]) for r in out] == [1, 0]
+    assert run.stderr.decode().count("warning: global daily budget: 81.0% of $0.010000 used") == 1
