@@ -36,7 +36,8 @@ def finish(request: Request, returned: Attempt | None) -> LedgerError | None:
             return e  # the hold stays until it expires: the billed calls are not in the ledger to count
         if request.guard is not None:
             try:
-                request.budget_warnings = request.guard.crossed(request.billed)  # type: ignore[attr-defined]
+                billed = sum(to_nanousd(a.cost) for a in request.attempts)  # as the rows just written hold it
+                request.budget_warnings = request.guard.crossed(billed)  # type: ignore[attr-defined]
             except LedgerError:
                 pass  # a warning is not worth failing an answer that was paid for
     if request.guard is not None:

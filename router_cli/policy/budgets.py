@@ -183,18 +183,18 @@ class BudgetGuard:
                 return limit
         return None
 
-    def crossed(self, billed: Decimal, now: datetime | None = None) -> list[str]:
-        """Warnings for the budgets that this request's ``billed`` spend (already in the ledger)
-        carried past 80 % or 95 % of their limit: each mark is passed once per period, by one request."""
-        if self.ledger is None or billed <= 0:
+    def crossed(self, billed_nanousd: int, now: datetime | None = None) -> list[str]:
+        """Warnings for the budgets that this request's spend (``billed_nanousd``, already in the
+        ledger) carried past 80 % or 95 % of their limit: each mark is passed once per period, by one request."""
+        if self.ledger is None or billed_nanousd <= 0:
             return []
         now = now or datetime.now(timezone.utc)
         warnings = []
         for limit in self.limits:
             if limit.budget is None or limit.limit <= 0:
                 continue
-            after = Decimal(spent_nanousd(self.ledger, limit.budget, limit.who, now)) / NANO_PER_USD
-            before = after - billed
+            spent = spent_nanousd(self.ledger, limit.budget, limit.who, now)
+            after, before = Decimal(spent) / NANO_PER_USD, Decimal(spent - billed_nanousd) / NANO_PER_USD
             passed = [mark for mark in WARN_AT if before < limit.limit * mark <= after]
             if passed:
                 warnings.append(f"{limit.label}: {after / limit.limit:.1%} of {format_usd(limit.limit)} used "
