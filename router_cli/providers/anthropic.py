@@ -6,7 +6,7 @@ import time
 
 import anthropic
 
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
+from .base import ChatRequest, ChatResponse, Provider, elapsed_ms, unfinished_stream
 
 
 class AnthropicProvider(Provider):
@@ -53,7 +53,10 @@ class AnthropicProvider(Provider):
         stop_reason = None
         ttft = None
         finished = False
-        for event in self.client().messages.create(**params, stream=True):
+        events = 0
+        stream = self.client().messages.create(**params, stream=True)
+        for event in stream:
+            events += 1
             if event.type == "message_start":
                 tokens[0] = event.message.usage.input_tokens or 0
                 tokens[1] = event.message.usage.output_tokens or 0
@@ -70,5 +73,5 @@ class AnthropicProvider(Provider):
             elif event.type == "message_stop":
                 finished = True
         if not finished:
-            raise ProviderError("connection", "the stream ended before message_stop", duration_ms=elapsed_ms(start))
+            raise unfinished_stream(stream, events, "the stream ended before message_stop", start)
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft)
