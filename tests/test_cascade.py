@@ -316,3 +316,20 @@ def test_from_classifier_above_max_tier_starts_at_the_cap(server, make_router):
     answer = cascade(router, "Please debug this code for me, it crashes on start", from_classifier=True,
                      max_tier="medium", gate="heuristic")
     assert answer.final.tier == "medium" and any("starting at --max-tier medium" in n for n in notes)
+
+
+def test_dry_run_from_the_classifier_plans_and_prices_at_most_max_tier(server, mmr, db_path):
+    args = ("cascade", "--dry-run", "--from-classifier", "--max-tier", "medium", "Write code to parse a CSV")
+    out = json.loads(mmr(*args, "--json").stdout)
+    # The rules classifier says complex; --max-tier medium caps the plan, and the prices with it.
+    # "Write code to parse a CSV" is 25 bytes: 32 + 16 + 25 = 73 input tokens at most. In micro-dollars:
+    #   medium's answer  claude-mid    73 in, 128 out:   73 * 3.00 + 128 * 15.00 = 2139
+    #   its judge        claude-small  384 + 128 in (question 62 + rubric 258 bytes, 16 + 16 + 32 framing;
+    #                    the answer at its limit), 16 out:  512 * 0.80 + 16 * 4.00 = 473.6
+    assert (out["tier"], out["model"], out["tiers"]) == ("medium", "claude-mid", ["medium"])
+    assert out["max_cost_usd"] == "0.002139" and out["worst_case_cost_usd"] == "0.0026126"
+    assert "the classifier chose complex, capped by --max-tier" in out["reason"]
+    text = mmr(*args).stdout.decode()
+    assert "tier      medium" in text and "anthropic/claude-mid" in text and "claude-big" not in text
+    assert "at most $0.002139" in text and "cascade   medium;" in text
+    assert server.calls() == [] and not db_path.exists()
