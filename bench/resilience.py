@@ -46,6 +46,15 @@ def timed(action, n: int) -> float:
     return statistics.mean(times) * 1000
 
 
+def paired(action, floor, n: int) -> tuple[float, float]:
+    """Mean ms of ``action(i)`` and of ``floor()``, run in turn (A B A B) so load drift hits both alike."""
+    a, b = [], []
+    for i in range(n):
+        a.append(timed(lambda _: action(i), 1))
+        b.append(timed(lambda _: floor(), 1))
+    return statistics.mean(a), statistics.mean(b)
+
+
 def cli(config: Path, db: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "router_cli", "ask", "--config", str(config), "--db", str(db), *args],
                    check=True, capture_output=True, cwd=ROOT)
@@ -79,15 +88,16 @@ def main() -> None:
         with Router(load_config(opened), work / "b.db") as router:
             router.ask("open the circuit", tier="simple")  # the warm-up, which also opens it
             skip_ms = timed(lambda i: router.ask(f"hello {i}", tier="simple"), args.requests)
+        sdks = lambda: bare("import anthropic, openai")  # noqa: E731 - what every case but a hit imports
         cli(closed, work / "c.db", "--tier", "simple", "warm up")
-        wait_cli = timed(lambda i: cli(closed, work / "c.db", "--tier", "simple", f"hello {i}"), n_slow)
+        wait_cli, wait_floor = paired(lambda i: cli(closed, work / "c.db", "--tier", "simple", f"hello {i}"), sdks, n_slow)
         cli(opened, work / "d.db", "--tier", "simple", "open the circuit")
-        skip_cli = timed(lambda i: cli(opened, work / "d.db", "--tier", "simple", f"hello {i}"), args.requests)
-        sdks = timed(lambda i: bare("import anthropic, openai"), 5)
-        nothing = timed(lambda i: bare("pass"), 5)
+        skip_cli, skip_floor = paired(lambda i: cli(opened, work / "d.db", "--tier", "simple", f"hello {i}"), sdks,
+                                      args.requests)
         latency_ms, timeout_ms = args.latency * 1000, args.timeout * 1000
-        rows.append(("hung model: wait for the timeout", wait_ms, wait_cli, timeout_ms + latency_ms, sdks + timeout_ms + latency_ms))
-        rows.append(("hung model: circuit open, skipped", skip_ms, skip_cli, latency_ms, sdks + latency_ms))
+        rows.append(("hung model: wait for the timeout", wait_ms, wait_cli, timeout_ms + latency_ms,
+                     wait_floor + timeout_ms + latency_ms))
+        rows.append(("hung model: circuit open, skipped", skip_ms, skip_cli, latency_ms, skip_floor + latency_ms))
         server.always("claude-small", None)
 
         # 2. Cache: a miss makes the call; a hit reads the ledger database.
@@ -98,10 +108,12 @@ def main() -> None:
             miss_ms = timed(lambda i: router.ask(f"question {i}"), args.requests)
             hit_ms = timed(lambda i: router.ask(f"question {i}"), args.requests)
         cli(cached, work / "f.db", "warm up")
-        miss_cli = timed(lambda i: cli(cached, work / "f.db", f"question {i}"), args.requests // 2)
-        hit_cli = timed(lambda i: cli(cached, work / "f.db", f"question {i}"), args.requests // 2)
-        rows.append((f"cache miss (server latency {latency_ms:.0f} ms)", miss_ms, miss_cli, latency_ms, sdks + latency_ms))
-        rows.append(("cache hit", hit_ms, hit_cli, 0.0, nothing))
+        miss_cli, miss_floor = paired(lambda i: cli(cached, work / "f.db", f"question {i}"), sdks, args.requests // 2)
+        hit_cli, hit_floor = paired(lambda i: cli(cached, work / "f.db", f"question {i}"), lambda: bare("pass"),
+                                    args.requests // 2)
+        rows.append((f"cache miss (server latency {latency_ms:.0f} ms)", miss_ms, miss_cli, latency_ms,
+                     miss_floor + latency_ms))
+        rows.append(("cache hit", hit_ms, hit_cli, 0.0, hit_floor))
     finally:
         server.stop()
     print(f"{'case':<38} {'in process':>11} {'floor':>9} {'mmr ask':>10} {'floor':>9}")
@@ -109,8 +121,8 @@ def main() -> None:
         print(f"{name:<38} {in_process:>8.1f} ms {floor:>6.0f} ms {through_cli:>7.0f} ms {cli_floor:>6.0f} ms")
     print(f"\nmeans per request; {args.requests} requests ({max(3, args.requests // 4)} for a hung model), each case "
           f"warmed by one untimed request; floors: the server's latency ({args.latency * 1000:.0f} ms) and the "
-          f"provider timeout ({args.timeout:g} s), plus for mmr ask a bare python that imports both SDKs "
-          f"({rows[0][4] - rows[0][3]:.0f} ms) or nothing ({rows[3][4]:.0f} ms); {os.cpu_count()} CPUs, load average "
+          f"provider timeout ({args.timeout:g} s), plus for mmr ask a bare python that imports both SDKs (for a hit: "
+          f"python -c pass), run in turn with each mmr ask; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
     print(f"time saved per request by skipping the open circuit: {rows[0][1] - rows[1][1]:.0f} ms in process, "
           f"{rows[0][2] - rows[1][2]:.0f} ms through mmr ask")
