@@ -136,7 +136,7 @@ def timed(argv: list[str], runs: int, env: dict) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - start)
     return times
 
@@ -177,6 +177,8 @@ def main() -> None:
         ("mmr labels --since 1d", mmr + ["labels", "--since", "1d"], None, None),
         ("mmr eval --replay --since 1d", mmr + ["eval", "--replay", "--since", "1d", "--classifier", "rules"], None, None),
     ]
+    if args.calls != 1_000_000:  # the targets are for a million calls
+        cases = [(name, argv, None, bare) for name, argv, _, bare in cases]
     timings = alternated([(argv, bare) for _, argv, _, bare in cases], args.runs, env)
     print(f"{'command':<40} {'median':>8} {'min':>8} {'target':>7}  ok  {'bare SQL':>8}  {'ratio':>6}")
     for (name, _, target, bare), (times, floors) in zip(cases, timings):

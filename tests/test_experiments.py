@@ -19,7 +19,7 @@ from router_cli.errors import ConfigError
 from router_cli.ledger import open_ledger
 from router_cli.policy.experiments import apply, assign, bucket, pick
 from router_cli import Router
-from tests.conftest import TEST_CONFIG, ledger_rows, write_config
+from tests.conftest import ROOT, TEST_CONFIG, ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply
 
@@ -92,7 +92,7 @@ def test_assignment_is_deterministic_and_pinned():
     code = ("from tests.test_experiments import _config, TWO_ARMS; from router_cli.policy.experiments import pick; "
             "e = _config(TWO_ARMS).experiments[0]; print(' '.join(pick(e, f'user-{i}').name for i in range(12)))")
     for seed in ("0", "1", "4242"):
-        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT,
                              capture_output=True, text=True, timeout=60, check=True).stdout.split()
         assert out == PINNED_USERS
 
