@@ -14,7 +14,9 @@ Every case is warmed the same way: one untimed request with its own config and
 ledger first (it imports the SDKs in process, creates the ledger, and for the
 open-circuit case opens the circuit). Next to each figure, its floor: what the
 server's latency and the provider timeout alone cost, and for `mmr ask` a bare
-Python process that imports what that case imports (both SDKs; none for a hit).
+Python process that imports the SDKs that case imports (both when the hung
+model is called, openai's when its circuit is open, anthropic's for a cache
+miss, none for a hit), run in turn with each `mmr ask`.
 """
 
 from __future__ import annotations
@@ -88,12 +90,14 @@ def main() -> None:
         with Router(load_config(opened), work / "b.db") as router:
             router.ask("open the circuit", tier="simple")  # the warm-up, which also opens it
             skip_ms = timed(lambda i: router.ask(f"hello {i}", tier="simple"), args.requests)
-        sdks = lambda: bare("import anthropic, openai")  # noqa: E731 - what every case but a hit imports
+        # The floors import what each case's mmr ask imports: both SDKs when the hung anthropic model is called
+        # before openai's answers, openai's alone when the open circuit skips it, anthropic's for a cache miss.
+        both, openai_only = (lambda: bare("import anthropic, openai")), (lambda: bare("import openai"))
         cli(closed, work / "c.db", "--tier", "simple", "warm up")
-        wait_cli, wait_floor = paired(lambda i: cli(closed, work / "c.db", "--tier", "simple", f"hello {i}"), sdks, n_slow)
+        wait_cli, wait_floor = paired(lambda i: cli(closed, work / "c.db", "--tier", "simple", f"hello {i}"), both, n_slow)
         cli(opened, work / "d.db", "--tier", "simple", "open the circuit")
-        skip_cli, skip_floor = paired(lambda i: cli(opened, work / "d.db", "--tier", "simple", f"hello {i}"), sdks,
-                                      args.requests)
+        skip_cli, skip_floor = paired(lambda i: cli(opened, work / "d.db", "--tier", "simple", f"hello {i}"),
+                                      openai_only, args.requests)
         latency_ms, timeout_ms = args.latency * 1000, args.timeout * 1000
         rows.append(("hung model: wait for the timeout", wait_ms, wait_cli, timeout_ms + latency_ms,
                      wait_floor + timeout_ms + latency_ms))
@@ -108,7 +112,8 @@ def main() -> None:
             miss_ms = timed(lambda i: router.ask(f"question {i}"), args.requests)
             hit_ms = timed(lambda i: router.ask(f"question {i}"), args.requests)
         cli(cached, work / "f.db", "warm up")
-        miss_cli, miss_floor = paired(lambda i: cli(cached, work / "f.db", f"question {i}"), sdks, args.requests // 2)
+        miss_cli, miss_floor = paired(lambda i: cli(cached, work / "f.db", f"question {i}"),
+                                      lambda: bare("import anthropic"), args.requests // 2)
         hit_cli, hit_floor = paired(lambda i: cli(cached, work / "f.db", f"question {i}"), lambda: bare("pass"),
                                     args.requests // 2)
         rows.append((f"cache miss (server latency {latency_ms:.0f} ms)", miss_ms, miss_cli, latency_ms,
@@ -121,8 +126,8 @@ def main() -> None:
         print(f"{name:<38} {in_process:>8.1f} ms {floor:>6.0f} ms {through_cli:>7.0f} ms {cli_floor:>6.0f} ms")
     print(f"\nmeans per request; {args.requests} requests ({max(3, args.requests // 4)} for a hung model), each case "
           f"warmed by one untimed request; floors: the server's latency ({args.latency * 1000:.0f} ms) and the "
-          f"provider timeout ({args.timeout:g} s), plus for mmr ask a bare python that imports both SDKs (for a hit: "
-          f"python -c pass), run in turn with each mmr ask; {os.cpu_count()} CPUs, load average "
+          f"provider timeout ({args.timeout:g} s), plus for mmr ask a bare python importing the SDKs that case "
+          f"imports (none for a hit), run in turn with each mmr ask; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}")
     print(f"time saved per request by skipping the open circuit: {rows[0][1] - rows[1][1]:.0f} ms in process, "
           f"{rows[0][2] - rows[1][2]:.0f} ms through mmr ask")
