@@ -98,6 +98,9 @@ class ChainRunner:
             if call.streamed and call.on_restart is not None:
                 call.on_restart(f"the answer broke off; {attempt.label} answers again from the start")
                 call.streamed = False
+            paused = self.admitter.pauses.remaining(spec.name)
+            if paused > 0 and not retry:  # a retry's own wait was announced with its failure
+                self.on_note(f"{spec.name} asked to hold off (retry-after): waiting {paused:.2f} s before {attempt.label}")
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
             try:

@@ -154,6 +154,9 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     if options.from_classifier:
         refuse_model_calls(options.classifier or config.classifier)
     decision, tiers = plan(router, prompt, options, route)
+    if tiers[0].name != decision.tier:  # the classifier aimed above --max-tier: the plan starts at the cap
+        decision = replace(decision, tier=tiers[0].name,
+                           reason=f"{decision.reason}; the classifier chose {decision.tier}, capped by --max-tier")
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
                                                            max_tokens=options.max_tokens, user=options.user)),
                     decision=decision)

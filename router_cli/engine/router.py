@@ -59,7 +59,8 @@ class Router:
 
     def __init__(self, config: Config, db_path: str | os.PathLike | None = None, *,
                  env: Mapping[str, str] | None = None, on_note: Note | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
         from ..prices import resolve_prices
 
         config = resolve_prices(config)  # a model without a price fails here, before any call
@@ -68,7 +69,7 @@ class Router:
         self.on_note = on_note or (lambda message: None)
         self.sleep = sleep
         self.clock = clock
-        self.pauses = ProviderPauses()
+        self.pauses = ProviderPauses(monotonic)
         self._providers: dict[str, object] = {}
         self._classifiers: dict[tuple[str, str | None], object] = {}
         self._lock = threading.RLock()

@@ -6,7 +6,7 @@ import time
 
 import anthropic
 
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
+from .base import ChatRequest, ChatResponse, Provider, elapsed_ms, unfinished_stream
 
 
 class AnthropicProvider(Provider):
@@ -59,7 +59,10 @@ class AnthropicProvider(Provider):
         stop_reason = None
         ttft = None
         finished = False
-        for event in self.client().messages.create(**params, stream=True):
+        events = 0
+        stream = self.client().messages.create(**params, stream=True)
+        for event in stream:
+            events += 1
             if event.type == "message_start":
                 _take_usage(tokens, event.message.usage)
             elif event.type == "content_block_delta" and event.delta.type == "text_delta":
@@ -73,7 +76,7 @@ class AnthropicProvider(Provider):
             elif event.type == "message_stop":
                 finished = True
         if not finished:
-            raise ProviderError("connection", "the stream ended before message_stop", duration_ms=elapsed_ms(start))
+            raise unfinished_stream(stream, events, "the stream ended before message_stop", start)
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft,
                             cache_read_tokens=tokens[2], cache_write_tokens=tokens[3])
 

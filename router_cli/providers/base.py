@@ -185,6 +185,16 @@ class Provider:
         return error
 
 
+def unfinished_stream(stream, events: int, message: str, start: float) -> ProviderError:
+    """The error for a streamed answer that ended early: ``connection`` when it broke off, but
+    ``malformed`` when the server answered with something that is not an event stream at all."""
+    content_type = str(getattr(stream, "response", None) and stream.response.headers.get("content-type") or "")
+    if events == 0 and not content_type.startswith("text/event-stream"):
+        return ProviderError("malformed", f"the answer is not an event stream (content-type {content_type or 'none'})",
+                             duration_ms=elapsed_ms(start))
+    return ProviderError("connection", message, duration_ms=elapsed_ms(start))
+
+
 def billed_before_failure(request: ChatRequest, reported: list[int], parts: list[str]) -> tuple[int, int, bool]:
     """Tokens to charge for a call that failed after text arrived: what the
     provider reported, or an estimate where it reported less than was sent."""

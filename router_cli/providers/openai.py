@@ -11,7 +11,7 @@ import time
 import openai
 
 from ..pricing import estimate_tokens
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
+from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms, unfinished_stream
 
 
 class OpenAIProvider(Provider):
@@ -63,7 +63,9 @@ class OpenAIProvider(Provider):
         ttft = None
         usage = None
         stream = self.client().chat.completions.create(**params, stream=True, stream_options={"include_usage": True})
+        events = 0
         for chunk in stream:
+            events += 1
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
@@ -76,7 +78,7 @@ class OpenAIProvider(Provider):
                 if choice.finish_reason:
                     stop_reason = choice.finish_reason
         if stop_reason is None:
-            raise ProviderError("connection", "the stream ended without a finish_reason", duration_ms=elapsed_ms(start))
+            raise unfinished_stream(stream, events, "the stream ended without a finish_reason", start)
         return _response(request, usage, "".join(parts), stop_reason, start, ttft)
 
 
