@@ -151,7 +151,9 @@ class ChainRunner:
             return "next"
         wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
         if wait is None:
-            self.on_note(f"{attempt.label} failed: {e}; trying the next model")
+            same = len(attempts) > 1 and attempts[-2].error == attempt.error and attempts[-2].status == "error"
+            self.on_note(f"{attempt.label} failed the same way; trying the next model" if same
+                         else f"{attempt.label} failed: {e}; trying the next model")
             return "next"
         self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
         if e.retry_after is None:
@@ -173,6 +175,13 @@ class ChainRunner:
         over_budget = [a for a in attempts if a.error_kind == "budget"]
         if over_budget and not any(a.status != "skipped" for a in attempts):
             return BudgetExceeded(f"no model of this route fits the budget: {over_budget[0].error}")
+        tried = sum(1 for a in attempts if a.status != "skipped")
+        errors = {(a.status, a.error) for a in attempts}
+        if len(attempts) > 1 and len(errors) == 1 and tried:
+            # The same failure everywhere (the local tier not installed, on every tier): said once.
+            labels = ", ".join(dict.fromkeys(a.label for a in attempts))
+            return AllAttemptsFailed(f"every model failed ({tried} attempts), each the same way: {labels}: "
+                                     f"{attempts[0].error}", attempts)
         # Consecutive identical failures (the retries of one model) are shown once, with a count.
         counts: list[tuple[str, int]] = []
         for a in attempts:
@@ -182,7 +191,6 @@ class ChainRunner:
             else:
                 counts.append((text, 1))
         parts = [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
-        tried = sum(1 for a in attempts if a.status != "skipped")
         return AllAttemptsFailed(f"every model failed ({tried} attempts): " + "; ".join(parts), attempts)
 
 
