@@ -76,3 +76,44 @@ def test_mypy_test_outlives_its_own_subprocess_limit():
     default = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["timeout"]
     (marker,) = [m for m in getattr(test_typecheck.test_mypy_passes, "pytestmark", []) if m.name == "timeout"]
     assert marker.args[0] > test_typecheck.MYPY_TIMEOUT > default
+
+
+# ---------------------------------------------------------------- item 4: eval with a classifier that cannot run
+
+
+def _labelled(tmp_path):
+    import json
+
+    path = tmp_path / "labeled.jsonl"
+    rows = [("hi there", "simple"), ("Summarise this article about tides", "medium"), ("Prove Fermat's little theorem", "complex")]
+    path.write_text("".join(json.dumps({"prompt": p, "label": label}) + "\n" for p, label in rows))
+    return path
+
+
+def test_eval_with_an_llm_classifier_that_has_no_key_fails_and_counts_it(tmp_path, mmr):
+    import json
+
+    path = _labelled(tmp_path)
+    result = mmr("eval", str(path), "--classifier", "rules,llm", "--json", env=NO_KEYS, db=False)
+    assert result.returncode == 5, result.stderr
+    report = json.loads(result.stdout)
+    assert report["classifiers"]["llm"]["failures"] == 3 and report["classifiers"]["rules"]["failures"] == 0
+    assert "no API key" in report["classifiers"]["llm"]["first_failure"]
+    stderr = result.stderr.decode()
+    assert "the llm classifier could not run for 3 of 3 rows" in stderr and "TEST_ANTHROPIC_KEY" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("Error: llm: the classifier could not run for some rows")
+    assert "--tolerate-failures" in stderr
+    table = mmr("eval", str(path), "--classifier", "llm", "--tolerate-failures", env=NO_KEYS, db=False)
+    assert table.returncode == 0, table.stderr
+    assert "llm (3/3 failed)" in table.stdout.decode() and "could not run" in table.stderr.decode()
+
+
+def test_eval_with_a_working_llm_classifier_exits_0(tmp_path, server, mmr):
+    import json
+
+    from tests.provider_server import reply
+
+    server.always("claude-small", reply("MEDIUM"))
+    result = mmr("eval", str(_labelled(tmp_path)), "--classifier", "llm", "--json", db=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["classifiers"]["llm"]["failures"] == 0 and result.stderr == b""

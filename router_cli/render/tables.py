@@ -44,7 +44,7 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
         return out
 
     for name, m in report["classifiers"].items():
-        _row(table, name, *cells(m), style="bold")
+        _row(table, _router_label(name, m, report["rows"]), *cells(m), style="bold")
     table.add_section()
     for name, m in report["baselines"].items():
         _row(table, name, *cells(m), style="dim")
@@ -63,6 +63,14 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
     for name, m in report["classifiers"].items():
         if "sweep" in m:
             _say(console, "\n".join(frontier_lines(name, m["sweep"])))
+
+
+def _router_label(name: str, m: dict, rows: int) -> str:
+    """A classifier's name in the eval table, with what its scores must be read with."""
+    marks = []
+    if m.get("failures"):
+        marks.append(f"{m['failures']}/{rows} failed")
+    return f"{name} ({', '.join(marks)})" if marks else name
 
 
 _COST_FIELDS = [

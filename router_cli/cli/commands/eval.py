@@ -26,12 +26,16 @@ def evaluate(
     since: Annotated[str, typer.Option("--since", help="With --replay: start (7d, 24h, YYYY-MM-DD...).")] = "30d",
     until: Annotated[Optional[str], typer.Option("--until", help="With --replay: end (default: now).")] = None,
     thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="ml thresholds to try, e.g. simple=0.6,medium=0.5.")] = None,
+    tolerate_failures: Annotated[bool, typer.Option("--tolerate-failures", help="Exit 0 even when a classifier that calls a model could not run for some rows (they are scored at its fallback tier).")] = False,
     ml_model: MlModelOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
     """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines;
     or, with --replay, re-route past traffic from the ledger and estimate what it would have cost.
+
+    A classifier that calls a model (llm) and could not run for some rows is said so on stderr,
+    counted ("failures"), and the command exits 5 unless --tolerate-failures.
 
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
@@ -63,6 +67,22 @@ def evaluate(
     if plot is not None:
         write_file(plot, "--plot", frontier_svg(report))
     eval_report(report, cfg.tier_names, json_output)
+    _check_failures(report, tolerate_failures)
+
+
+def _check_failures(report: dict, tolerate: bool) -> None:
+    """A classifier that could not run was not scored as itself: say so, and fail unless tolerated."""
+    from ...errors import AllAttemptsFailed
+    from ...render.text import note
+
+    failed = {name: m for name, m in report["classifiers"].items() if m.get("failures")}
+    for name, m in failed.items():
+        note(f"the {name} classifier could not run for {m['failures']} of {report['rows']} rows, scored at its "
+             f"fallback tier: {m['first_failure']}")
+    if failed and not tolerate:
+        names = ", ".join(failed)
+        raise AllAttemptsFailed(f"{names}: the classifier could not run for some rows, so its scores are not its own: "
+                                "fix the cause above, or pass --tolerate-failures to keep them")
 
 
 def _replay(cfg: Config, names: list[str], file: str | None, since: str, until: str | None, db: str | None,
