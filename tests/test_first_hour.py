@@ -117,3 +117,62 @@ def test_eval_with_a_working_llm_classifier_exits_0(tmp_path, server, mmr):
     result = mmr("eval", str(_labelled(tmp_path)), "--classifier", "llm", "--json", db=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["classifiers"]["llm"]["failures"] == 0 and result.stderr == b""
+
+
+# ---------------------------------------------------------------- item 5: ask --json failures are JSON too
+
+
+def test_ask_json_failure_prints_one_json_object(server, mmr, db_path):
+    import json
+
+    from tests.provider_server import error
+
+    for model in ("claude-small", "gpt-small", "claude-mid", "gpt-mid", "claude-big", "gpt-big"):
+        server.always(model, error(404))
+    result = mmr("ask", "--json", "hello there")
+    assert result.returncode == 5
+    (line,) = result.stdout.decode().splitlines()
+    out = json.loads(line)
+    assert out["exit_code"] == 5 and out["error"]["kind"] == "all_attempts_failed" and out["error"]["exit_code"] == 5
+    assert out["error"]["message"].startswith("every model failed (6 attempts)")
+    assert len(out["attempts"]) == 6 and out["cost_usd"] == "0"
+    assert out["request_id"] == ledger_rows(db_path)[0]["request_id"]
+    assert result.stderr.decode().startswith("Error: every model failed")  # the stderr line is unchanged
+
+
+def test_ask_json_without_any_key_prints_json_with_exit_4(mmr):
+    import json
+
+    result = mmr("ask", "--json", "hello", env=NO_KEYS)
+    assert result.returncode == 4
+    out = json.loads(result.stdout)
+    assert out["exit_code"] == 4 and out["error"]["kind"] == "missing_key" and out["request_id"]
+    assert "no API key" in out["error"]["message"]
+
+
+def test_ask_json_config_error_prints_json_with_exit_3(mmr, tmp_path):
+    import json
+
+    result = mmr("ask", "--json", "--config", str(tmp_path / "missing.yaml"), "hello")
+    assert result.returncode == 3
+    out = json.loads(result.stdout)
+    assert out == {"error": {"kind": "config", "message": out["error"]["message"], "exit_code": 3}, "exit_code": 3,
+                   "request_id": None, "attempts": [], "cost_usd": "0"}
+
+
+# ---------------------------------------------------------------- item 6: latency_ms is the provider's, wall_ms the command's
+
+
+def test_json_latency_is_the_ledgers_and_wall_time_is_separate(server, mmr, db_path):
+    import json
+
+    from tests.provider_server import reply
+
+    server.script("claude-small", reply("hi", delay=0.3))
+    result = mmr("ask", "--json", "--tier", "simple", "hello")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    (row,) = ledger_rows(db_path)
+    assert out["latency_ms"] == round(row["duration_ms"], 1) and out["latency_ms"] >= 300
+    # The whole command: importing the SDK, opening the ledger... (more than the call itself).
+    assert out["wall_ms"] > out["latency_ms"]

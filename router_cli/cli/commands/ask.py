@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import typer
 
+from ...errors import MmrError
 from ..common import load_config, read_prompt
 from ..options import (
     AskDryRunOption,
@@ -91,15 +94,16 @@ def ask(
                      conflicts={"--dry-run": dry_run, "--stream": bool(stream)})  # exits with the batch's code
     from ...render import text as render
 
-    router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
-    if dry_run:
-        render.estimate(router.estimate(text, options), json_output)
-        return
-    if stream is None:
-        stream = sys.stdout.isatty() and not json_output
-    on_text = render.stream_text if stream and not json_output else None
-    _deliver(router, lambda: router.ask(text, options, on_text=on_text, on_restart=render.stream_restart),
-             json_output=json_output, streamed=on_text is not None, show_notes=show_notes)
+    with _json_on_failure(json_output):
+        router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        if dry_run:
+            render.estimate(router.estimate(text, options), json_output)
+            return
+        if stream is None:
+            stream = sys.stdout.isatty() and not json_output
+        on_text = render.stream_text if stream and not json_output else None
+        _deliver(router, lambda: router.ask(text, options, on_text=on_text, on_restart=render.stream_restart),
+                 json_output=json_output, streamed=on_text is not None, show_notes=show_notes)
 
 
 def cascade(
@@ -149,12 +153,27 @@ def cascade(
     from ...engine import cascade as cascading
     from ...render import text as render
 
-    router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
-    if dry_run:
-        render.cascade_estimate(cascading.estimate(router, text, options), json_output)
-        return
-    _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
-             show_notes=show_notes)
+    with _json_on_failure(json_output):
+        router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        if dry_run:
+            render.cascade_estimate(cascading.estimate(router, text, options), json_output)
+            return
+        _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
+                 show_notes=show_notes)
+
+
+@contextmanager
+def _json_on_failure(json_output: bool) -> Iterator[None]:
+    """With --json, a failure prints its JSON object on stdout too; the stderr line and exit code stay."""
+    try:
+        yield
+    except MmrError as e:
+        if json_output:
+            from ...render.text import emit_json, failure_json
+
+            emit_json(failure_json(e))
+            sys.stdout.flush()
+        raise
 
 
 def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,
@@ -176,8 +195,11 @@ def _deliver(router: Router, produce: Callable[[], Answer], *, json_output: bool
     """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly."""
     from ...render import text as render
 
+    from .. import STARTED
+
     try:
         answer = produce()
+        answer.latency_ms = (time.perf_counter() - STARTED) * 1000  # wall_ms: the whole command
         render.answer(answer, json_output=json_output, streamed=streamed, show_note=show_notes)
     except BrokenPipeError:
         # The reader went away (mmr ask | head): stop writing, quietly.
