@@ -176,3 +176,102 @@ def test_json_latency_is_the_ledgers_and_wall_time_is_separate(server, mmr, db_p
     assert out["latency_ms"] == round(row["duration_ms"], 1) and out["latency_ms"] >= 300
     # The whole command: importing the SDK, opening the ledger... (more than the call itself).
     assert out["wall_ms"] > out["latency_ms"]
+
+
+# ---------------------------------------------------------------- item 7: this machine offline opens no circuit
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once closed
+
+
+def _offline_config(tmp_path, anthropic_url: str, openai_url: str):
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "offline.yaml", anthropic_url, extra="breaker: {failures: 1, window: 60, cooldown: 30}\n")
+    text = path.read_text().replace(f"base_url: {anthropic_url}/v1", f"base_url: {openai_url}/v1")
+    path.write_text(text)
+    return path
+
+
+def test_no_network_at_all_opens_no_circuit_and_says_so(tmp_path, mmr, db_path):
+    import json
+
+    path = _offline_config(tmp_path, _closed_port_url(), _closed_port_url())
+    for _ in range(2):  # the second run tries every model again: nothing was blamed
+        result = mmr("ask", "--config", str(path), "--tier", "complex", "hello")
+        assert result.returncode == 5
+        error = result.stderr.decode().strip().splitlines()[-1]
+        assert error.startswith("Error: no provider could be reached (4 attempts, none connected: is this machine online?)")
+        assert "0 attempts" not in error and "circuit open" not in error
+    health = json.loads(mmr("health", "--json", "--config", str(path)).stdout)
+    assert {m["state"] for m in health["models"]} == {"closed"}
+    assert {m["recent_failures"] for m in health["models"]} == {0}
+
+
+def test_one_provider_unreachable_while_another_answers_is_its_own_fault(tmp_path, server, mmr):
+    import json
+
+    path = _offline_config(tmp_path, _closed_port_url(), server.url)
+    result = mmr("ask", "--config", str(path), "--tier", "complex", "hello")
+    assert result.returncode == 0, result.stderr
+    models = {m["model"]: m for m in json.loads(mmr("health", "--json", "--config", str(path)).stdout)["models"]}
+    assert models["claude-big"]["state"] == "open" and models["gpt-big"]["state"] == "closed"
+
+
+def test_every_model_passed_over_says_no_model_was_tried(mmr, config, db_path):
+    from router_cli.config import BreakerConfig
+    from router_cli.ledger import open_ledger
+    from router_cli.policy.breakers import Breakers
+
+    with open_ledger(db_path) as ledger:
+        board = Breakers(ledger, BreakerConfig(failures=1))
+        for model in ("claude-small", "claude-mid", "claude-big"):
+            board.failure("anthropic", model, "HTTP 500 server: down")
+        for model in ("gpt-small", "gpt-mid", "gpt-big"):
+            board.failure("openai", model, "HTTP 500 server: down")
+    result = mmr("ask", "hello")
+    assert result.returncode == 5
+    error = result.stderr.decode().strip().splitlines()[-1]
+    assert error.startswith("Error: no model was tried: simple anthropic/claude-small: circuit open until ")
+    assert "attempts)" not in error
+
+
+def test_health_table_says_what_its_counts_mean(mmr, server, db_path):
+    from tests.provider_server import error
+
+    server.script("claude-small", error(500))
+    assert mmr("ask", "hello").returncode == 0
+    out = mmr("health").stdout.decode()
+    assert "to open" in out and "1 of 5" in out
+    assert "of the 5 that open a circuit for 30 s" in " ".join(out.split())
+    assert "every call in the last 1h (--since)" in " ".join(out.split())
+
+
+# ---------------------------------------------------------------- item 8: in-sample scores are marked
+
+
+def test_eval_on_the_shipped_models_training_set_is_marked_in_sample(mmr, tmp_path):
+    import json
+    import shutil
+
+    data = ROOT / "router_cli" / "data" / "labelled.jsonl"
+    result = mmr("eval", str(data), "--classifier", "rules,ml", "--json", db=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["classifiers"]["ml"]["in_sample"] is True and report["classifiers"]["rules"]["in_sample"] is False
+    assert "ml: in-sample: " in result.stderr.decode()
+    table = mmr("eval", str(data), "--classifier", "ml", db=False)
+    assert "ml (in-sample)" in table.stdout.decode()
+    # Other data (here: the same rows less the last) is not in-sample.
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
+    result = mmr("eval", str(other), "--classifier", "ml", "--json", db=False)
+    assert json.loads(result.stdout)["classifiers"]["ml"]["in_sample"] is False and b"in-sample" not in result.stderr
+    shutil.copy(data, tmp_path / "copy.jsonl")  # the same bytes under another name still are
+    result = mmr("eval", str(tmp_path / "copy.jsonl"), "--classifier", "ml", "--json", db=False)
+    assert json.loads(result.stdout)["classifiers"]["ml"]["in_sample"] is True

@@ -44,6 +44,7 @@ class Attempt:
     quality: float | None = None  # the gate's score, in cascades
     gate_reason: str | None = None
     saved: Decimal = Decimal(0)  # a cache hit: what the original answer cost
+    reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
 
     @property
     def label(self) -> str:

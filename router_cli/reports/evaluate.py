@@ -62,6 +62,19 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     return report
 
 
+def mark_in_sample(report: dict, classifiers: dict, data_sha256: str) -> list[str]:
+    """Set each classifier's ``in_sample``: True when its model was trained on exactly these bytes
+    (a trained model records its data's hash). Returns the names of those that were."""
+    marked = []
+    for name, classifier in classifiers.items():
+        training = getattr(getattr(classifier, "model", None), "training", None) or {}
+        in_sample = training.get("data_sha256") == data_sha256
+        report["classifiers"][name]["in_sample"] = in_sample
+        if in_sample:
+            marked.append(name)
+    return marked
+
+
 # The sweep evaluates at most this many threshold settings; with many tiers its grid coarsens.
 MAX_SWEEP_SETTINGS = 20_000
 

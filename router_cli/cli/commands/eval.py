@@ -39,8 +39,8 @@ def evaluate(
 
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
-    from ...labelled import read_labelled
-    from ...reports.evaluate import evaluate as score
+    from ...labelled import read_labelled_file
+    from ...reports.evaluate import evaluate as score, mark_in_sample
     from ...render.charts import frontier_svg
     from ...render.tables import eval_report
     from ...render.text import note
@@ -60,10 +60,13 @@ def evaluate(
         raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
     if plot is not None and not plot.lower().endswith(".svg"):
         raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
-    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
-    for problem in problems:
+    labelled = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in labelled.problems:
         note(f"skipped {problem}")
-    report = score(rows, chosen, cfg, target_quality=target_quality)
+    report = score(labelled.rows, chosen, cfg, target_quality=target_quality)
+    for name in mark_in_sample(report, chosen, labelled.sha256):
+        note(f"{name}: in-sample: {file} is the data its model was trained on, so these scores overstate how it "
+             "routes prompts it has not seen (its held-out scores are in the model file's training section)")
     if plot is not None:
         write_file(plot, "--plot", frontier_svg(report))
     eval_report(report, cfg.tier_names, json_output)
