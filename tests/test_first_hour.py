@@ -275,3 +275,84 @@ def test_eval_on_the_shipped_models_training_set_is_marked_in_sample(mmr, tmp_pa
     shutil.copy(data, tmp_path / "copy.jsonl")  # the same bytes under another name still are
     result = mmr("eval", str(tmp_path / "copy.jsonl"), "--classifier", "ml", "--json", db=False)
     assert json.loads(result.stdout)["classifiers"]["ml"]["in_sample"] is True
+
+
+# ---------------------------------------------------------------- item 9: the small mismatches
+
+
+def test_errors_have_the_documented_form(mmr, tmp_path):
+    import re
+
+    assert "Errors are one line on stderr: `Error: <what>: <how to fix>`" in (ROOT / "README.md").read_text()
+    cases = [
+        mmr("ask", "hello", env=NO_KEYS),                                   # exit 4
+        mmr("ask", "--config", str(tmp_path / "missing.yaml"), "hi"),      # exit 3
+        mmr("ask", "--max-tokens", "0", "hi"),                              # exit 2
+        mmr("train", str(tmp_path / "x.jsonl")),                            # exit 2: no --output
+    ]
+    for result in cases:
+        (line,) = result.stderr.decode().strip().splitlines()
+        assert re.fullmatch(r"Error: [^:]+(: .+)*", line) and " — " not in line, line
+    assert re.fullmatch(r"Error: no API key for any model of this route: set \S+ or \S+\n", cases[0].stderr.decode())
+
+
+def test_costs_help_lists_every_by_key():
+    import subprocess
+    import sys
+
+    from router_cli.reports.costs import GROUP_KEYS as BY_KEYS
+
+    out = subprocess.run([sys.executable, "-m", "router_cli", "costs", "--help"], capture_output=True, text=True).stdout
+    text = " ".join(out.split())
+    for key in BY_KEYS:
+        assert key in text, key
+    assert "routed_tier" in text and "role" in text
+
+
+def test_readme_json_keys_include_savings_and_wall_time():
+    text = " ".join(_readme_section("`mmr ask`: answer from the cheapest suitable tier").split())
+    for key in ("`savings_usd`", "`latency_ms`", "`wall_ms`", "`exit_code`"):
+        assert key in text, key
+
+
+def test_train_hint_is_the_readmes_install_command(tmp_path, mmr):
+    site_dir = without_packages(tmp_path, "sklearn", "scikit_learn")
+    data = ROOT / "router_cli" / "data" / "labelled.jsonl"
+    result = run_mmr(site_dir, "train", str(data), "-o", str(tmp_path / "m.json"))
+    assert result.returncode == 2
+    error = _one_error_line(result)
+    assert "pip install -e '.[ml]'" in error
+    assert "`pip install -e '.[ml]'` (scikit-learn, for `mmr train`)" in (ROOT / "README.md").read_text()
+
+
+def test_costs_csv_has_rows_of_one_kind(mmr, server):
+    import csv
+    import io
+
+    for _ in range(2):
+        assert mmr("ask", "--tier", "simple", "hi").returncode == 0
+    assert mmr("ask", "--tier", "complex", "hello").returncode == 0
+    rows = list(csv.DictReader(io.StringIO(mmr("costs", "--csv", "--by", "tier").stdout.decode())))
+    assert sorted(r["tier"] for r in rows) == ["complex", "simple"]
+    assert sum(int(r["calls"]) for r in rows) == 3
+
+
+def test_top_level_help_cuts_no_command_description():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "router_cli", "--help"], capture_output=True, text=True).stdout
+    commands = out[out.index("Commands:"):].splitlines()[1:]
+    assert len(commands) == 10 and not any(line.rstrip().endswith("...") for line in commands), commands
+
+
+def test_eval_and_costs_tables_fit_100_columns_when_piped(mmr, server):
+    for tier in ("simple", "medium", "complex"):
+        assert mmr("ask", "--tier", tier, "hi", "--user", "someone").returncode == 0
+    data = ROOT / "router_cli" / "data" / "labelled.jsonl"
+    for args in (("costs", "--by", "tier,model"), ("costs", "--by", "user,tier"), ("costs",),
+                 ("eval", str(data), "--classifier", "rules,ml"), ("health",)):
+        result = mmr(*args)
+        assert result.returncode == 0, result.stderr
+        widest = max(len(line) for line in result.stdout.decode().splitlines())
+        assert 0 < widest <= 100, (args, widest)
