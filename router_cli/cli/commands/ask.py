@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import typer
 
-from ...errors import MmrError
-from ..common import load_config, read_prompt
+from ...errors import MissingKeyError, MmrError
+from ..common import keyless_default, load_config, read_prompt
 from ..options import (
     AskDryRunOption,
     BatchIdOption,
@@ -95,7 +95,7 @@ def ask(
     from ...render import text as render
 
     with _json_on_failure(json_output):
-        router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        router, text, show_notes, key_hint = _prepare(config, db, prompt, verbose, dry_run, ml_model)
         if dry_run:
             render.estimate(router.estimate(text, options), json_output)
             return
@@ -103,7 +103,7 @@ def ask(
             stream = sys.stdout.isatty() and not json_output
         on_text = render.stream_text if stream and not json_output else None
         _deliver(router, lambda: router.ask(text, options, on_text=on_text, on_restart=render.stream_restart),
-                 json_output=json_output, streamed=on_text is not None, show_notes=show_notes)
+                 json_output=json_output, streamed=on_text is not None, show_notes=show_notes, key_hint=key_hint)
 
 
 def cascade(
@@ -154,12 +154,12 @@ def cascade(
     from ...render import text as render
 
     with _json_on_failure(json_output):
-        router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        router, text, show_notes, key_hint = _prepare(config, db, prompt, verbose, dry_run, ml_model)
         if dry_run:
             render.cascade_estimate(cascading.estimate(router, text, options), json_output)
             return
         _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
-                 show_notes=show_notes)
+                 show_notes=show_notes, key_hint=key_hint)
 
 
 @contextmanager
@@ -177,22 +177,24 @@ def _json_on_failure(json_output: bool) -> Iterator[None]:
 
 
 def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,
-             ml_model: str | None) -> tuple[Router, str, bool]:
-    """Load the config and the prompt, make the router; say whether routing notes are shown."""
+             ml_model: str | None) -> tuple[Router, str, bool, str]:
+    """Load the config and the prompt, make the router; say whether routing notes are shown, and
+    what to add to a missing-key error (see :func:`keyless_default`)."""
     from ...ledger import resolve_db_path
     from ...render import text as render
     from ...engine.router import Router
 
-    cfg = load_config(config, ml_model)
+    cfg, key_hint = keyless_default(load_config(config, ml_model))
     text = read_prompt(prompt)
     show_notes = verbose or render.stderr_is_terminal()
     router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
-    return router, text, show_notes
+    return router, text, show_notes, key_hint
 
 
 def _deliver(router: Router, produce: Callable[[], Answer], *, json_output: bool, streamed: bool,
-             show_notes: bool) -> None:
-    """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly."""
+             show_notes: bool, key_hint: str = "") -> None:
+    """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly; a missing key's
+    error gets ``key_hint``."""
     from ...render import text as render
 
     from .. import STARTED
@@ -201,6 +203,9 @@ def _deliver(router: Router, produce: Callable[[], Answer], *, json_output: bool
         answer = produce()
         answer.latency_ms = (time.perf_counter() - STARTED) * 1000  # wall_ms: the whole command
         render.answer(answer, json_output=json_output, streamed=streamed, show_note=show_notes)
+    except MissingKeyError as e:
+        e.message += key_hint
+        raise
     except BrokenPipeError:
         # The reader went away (mmr ask | head): stop writing, quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
