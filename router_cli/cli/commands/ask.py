@@ -184,8 +184,9 @@ def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bo
     from ...render import text as render
     from ...engine.router import Router
 
-    cfg, key_hint = keyless_default(load_config(config, ml_model))
+    cfg = load_config(config, ml_model)
     text = read_prompt(prompt)
+    cfg, key_hint = keyless_default(cfg)
     show_notes = verbose or render.stderr_is_terminal()
     router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
     return router, text, show_notes, key_hint
