@@ -27,6 +27,7 @@ class MmrError(Exception):
     """Base class: a one-line message and an exit code."""
 
     exit_code = EXIT_INTERNAL
+    request_id: str | None = None  # the failed request's id in the ledger, once it had one
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -76,6 +77,12 @@ class BudgetExceeded(MmrError):
     """A budget or ``--max-cost`` refuses the request: its worst-case cost would cross the limit."""
 
     exit_code = EXIT_BUDGET
+
+
+def error_kind(e: MmrError) -> str:
+    """The ``kind`` of an error in JSON: ``AllAttemptsFailed`` -> ``all_attempts_failed``, ``UsageError`` -> ``usage``."""
+    name = type(e).__name__.removesuffix("Error") or "error"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 _KEY_LIKE = re.compile(r"\b(sk|pk|key)-[A-Za-z0-9_\-]{6,}")

@@ -237,8 +237,8 @@ def test_without_llama_cpp_the_error_says_what_to_install(tmp_path):
         "    print(e.kind, '|', e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out.startswith("load_error | load_error: llama-cpp-python is not installed: pip install 'mmr-router[local]'")
-    assert "GGML_NATIVE=OFF" in out
+    assert "load_error | load_error: " in out and ": llama-cpp-python not installed: install the local tier with: " in out
+    assert "CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF\" pip install 'llama-cpp-python>=0.3.7'" in out
 
 
 # ---------------------------------------------------------------- the router and the CLI

@@ -3,12 +3,11 @@ and what a finished row becomes (:class:`Outcome`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import ConfigError, LedgerError, MissingKeyError, MmrError
+from ..errors import ConfigError, LedgerError, MissingKeyError, MmrError, error_kind
 from ..pricing import decimal_str
 from .rows import Row
 
@@ -79,12 +78,6 @@ def _in_batch(call: Callable[[Row], object], batch_id: str | None) -> Callable[[
 
 def _for_row(options: RequestOptions, row: Row) -> RequestOptions:
     return options.with_row(system=row.system, tier=row.tier, max_tokens=row.max_tokens, user=row.user)
-
-
-def error_kind(e: MmrError) -> str:
-    """``AllAttemptsFailed`` -> ``all_attempts_failed``, ``UsageError`` -> ``usage``."""
-    name = type(e).__name__.removesuffix("Error") or "error"
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 @dataclass

@@ -104,8 +104,8 @@ def answer_from_calls(calls: list[dict]) -> Answer:
     """The :class:`Answer` a request's ledger rows describe (its calls, oldest first).
 
     The calls it skipped without calling (no key, an open circuit) were never recorded,
-    so they are not among its attempts; ``latency_ms`` runs from its first call's start
-    to its last call's end.
+    so they are not among its attempts; its wall time (``wall_ms``) runs from its first
+    call's start to its last call's end.
     """
     from ..classify import Decision
     from ..engine.types import Answer, Attempt

@@ -35,6 +35,7 @@ class Decision:
     latency_ms: float = 0.0
     calls: tuple = ()  # model calls the classifier made (router Attempts), billed to the request
     thresholds: dict[str, float] | None = None  # the cut-offs the score was compared with, when there are any
+    failure: str | None = None  # a classifier that calls a model could not: why (``tier`` is then its fallback)
 
 
 class Classifier(Protocol):

@@ -46,7 +46,9 @@ class LLMClassifier:
         start = time.perf_counter()
         reply = self.caller.ask_cheapest(prompt, self.system, MAX_TOKENS)
         fallback = self.tiers[len(self.tiers) // 2]
+        failure = None
         if reply.failure is not None:
+            failure = reply.failure
             tier, reason = fallback, f"the classifier call failed ({reply.failure}); routed to {fallback}"
         else:
             answer = reply.text or ""
@@ -56,4 +58,5 @@ class LLMClassifier:
             else:
                 tier, reason = fallback, f"unparseable classifier answer {answer.strip()[:30]!r}; routed to {fallback}"
         score = (self.tiers.index(tier) + 0.5) / len(self.tiers)
-        return Decision(tier, round(score, 4), reason, self.name, (time.perf_counter() - start) * 1000, reply.calls)
+        return Decision(tier, round(score, 4), reason, self.name, (time.perf_counter() - start) * 1000, reply.calls,
+                        failure=failure)

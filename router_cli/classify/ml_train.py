@@ -26,7 +26,7 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
         import numpy as np
         from sklearn.model_selection import KFold
     except ImportError:
-        raise UsageError("mmr train needs scikit-learn: pip install 'mmr-router[ml]'") from None
+        raise UsageError("mmr train needs scikit-learn: pip install -e '.[ml]' (in the mmr checkout, as the README says)") from None
     from ..labelled import row_costs
     from ..prices import resolve_prices
 

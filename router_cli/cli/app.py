@@ -25,18 +25,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# In the order `mmr --help` lists them.
-app.command(name="ask")(ask.ask)
-app.command(name="cascade")(ask.cascade)
-app.command(name="classify")(classify.classify)
-app.command(name="eval")(evaluation.evaluate)
-app.command(name="train")(evaluation.train)
-app.command(name="costs")(costs.costs)
-app.command(name="labels")(ledger_data.labels)
-app.command(name="feedback")(ledger_data.feedback)
-app.command(name="explain")(ledger_data.explain)
-app.command(name="health")(costs.health)
-app.command(name="prices")(prices.prices)
+# In the order `mmr --help` lists them, each with a line short enough not to be cut there.
+app.command(name="ask", short_help="Answer a prompt from the cheapest suitable tier.")(ask.ask)
+app.command(name="cascade", short_help="Answer from the cheapest tier that passes a quality gate.")(ask.cascade)
+app.command(name="classify", short_help="Print the tier a prompt would go to; call no model.")(classify.classify)
+app.command(name="eval", short_help="Score classifiers on labelled data, or replay the ledger.")(evaluation.evaluate)
+app.command(name="train", short_help="Train the ml classifier (needs the ml extra).")(evaluation.train)
+app.command(name="costs", short_help="Spend, baseline, savings and drift from the ledger.")(costs.costs)
+app.command(name="labels", short_help="Labelled JSONL from the ledger's gates and feedback.")(ledger_data.labels)
+app.command(name="feedback", short_help="Say whether an answer was good or bad.")(ledger_data.feedback)
+app.command(name="explain", short_help="Why a request went where it went.")(ledger_data.explain)
+app.command(name="health", short_help="Each model's circuit, error rate and latency.")(costs.health)
+app.command(name="prices", short_help="Each model's price per token class and where it came from.")(prices.prices)
 
 
 def _print_version(value: bool) -> None:

@@ -53,6 +53,27 @@ def load_config(config: str | None, ml_model: str | None = None, *, prices: bool
     return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
 
 
+def keyless_default(cfg: Config) -> tuple[Config, str]:
+    """The built-in default config when no provider key is set: with the local model in every tier
+    when the local tier is installed (said on stderr), else unchanged with the hint to add to the
+    missing-key error (the other way out). Any other config, or a key set: unchanged, no hint."""
+    import os
+
+    from ..config.load import DEFAULT_LABEL
+
+    names = sorted({p.api_key_env for p in cfg.providers.values() if p.api_key_env})
+    if cfg.source != DEFAULT_LABEL or "local" in cfg.providers or any(os.environ.get(n) for n in names):
+        return cfg, ""
+    from ..providers.local import LOCAL_INSTALL, local_tier_installed, with_local_model
+    from ..render.text import note
+
+    if not local_tier_installed():
+        return cfg, f"; or answer without a key from a local model, installed with: {LOCAL_INSTALL}"
+    note(f"no API key is set ({' or '.join(names)}): the local model answers, in process and free "
+         "(set a key to use the built-in providers)")
+    return with_local_model(cfg), ""
+
+
 def ledger_path(db: str | None) -> Path:
     """The ledger to read; a clear error when nothing has been recorded there."""
     from ..ledger import resolve_db_path

@@ -40,6 +40,8 @@ class Call:
     on_restart: Note | None = None
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
     streamed: bool = field(default=False, init=False)  # text already went out on_text
+    # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
+    unreached: list = field(default_factory=list, init=False)
 
     def limit(self, model: ModelSpec) -> int:
         limit = self.max_tokens or model.max_tokens
@@ -67,6 +69,14 @@ class ChainRunner:
         ``fatal`` when no other model should be tried (a rejected key or request).
         """
         start = len(attempts)
+        try:
+            outcome = self._walk(attempts, chain, call, request, start)
+        finally:
+            self._settle_unreached(call, attempts[start:])
+        return outcome
+
+    def _walk(self, attempts: list[Attempt], chain: Chain, call: Call, request: "Request | None",
+              start: int) -> tuple[MmrError | None, bool]:
         for position, (tier, model) in enumerate(chain):
             spec = self.config.providers[model.provider]
             ticket = self.admitter.admit(request, attempts, chain, position,
@@ -115,7 +125,7 @@ class ChainRunner:
                 call.streamed = call.streamed or bool(emitted)
                 _fill_failure(attempt, model, spec.type, e)
                 attempts.append(attempt)
-                action = self._after_failure(e, attempts, chain, position, retry, ticket)
+                action = self._after_failure(e, attempts, chain, position, retry, ticket, call)
                 if action == "retry":
                     continue
                 return action
@@ -130,13 +140,29 @@ class ChainRunner:
             return None, False
         return "next"
 
-    def _after_failure(self, e, attempts: list[Attempt], chain: Chain, position: int, retry: int, ticket):
+    def _settle_unreached(self, call: Call, tried: list[Attempt]) -> None:
+        """Count the failures to connect against their circuits, unless every call of the chain failed
+        to connect to two or more providers: then this machine is offline (no network, no DNS) and no
+        provider is to blame."""
+        pending, call.unreached = call.unreached, []
+        calls = [a for a in tried if a.status != "skipped"]
+        if len({spec.name for spec, _, _, _ in pending}) > 1 and all(not a.reached for a in calls):
+            self.on_note("no provider could be reached (is this machine offline?): no circuit was opened")
+            return
+        for spec, model, ticket, error in pending:
+            self.admitter.outcome(spec, model, ticket, error)
+
+    def _after_failure(self, e, attempts: list[Attempt], chain: Chain, position: int, retry: int, ticket,
+                       call: Call):
         """After a failed try (the last of ``attempts``): ``"retry"`` (having slept), ``"next"``, or ``(error, True)``."""
         attempt = attempts[-1]
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         policy = self.config.retry
-        self.admitter.outcome(spec, model, ticket, e)
+        if e.reached or ticket.probe:
+            self.admitter.outcome(spec, model, ticket, e)
+        else:
+            call.unreached.append((spec, model, ticket, e))
         if e.retryable and e.retry_after is not None and e.retry_after <= policy.max_retry_after:
             # The provider told us to hold off: every thread waits it out, or uses a
             # tier-mate, before calling this provider again.
@@ -156,7 +182,9 @@ class ChainRunner:
             return "next"
         wait = self._retry_wait(e, retry) if e.retryable and retry < policy.max_retries else None
         if wait is None:
-            self.on_note(f"{attempt.label} failed: {e}; trying the next model")
+            same = len(attempts) > 1 and attempts[-2].error == attempt.error and attempts[-2].status == "error"
+            self.on_note(f"{attempt.label} failed the same way; trying the next model" if same
+                         else f"{attempt.label} failed: {e}; trying the next model")
             return "next"
         self.on_note(f"{attempt.label} failed: {e}; retrying in {wait:.2f} s")
         if e.retry_after is None:
@@ -178,17 +206,32 @@ class ChainRunner:
         over_budget = [a for a in attempts if a.error_kind == "budget"]
         if over_budget and not any(a.status != "skipped" for a in attempts):
             return BudgetExceeded(f"no model of this route fits the budget: {over_budget[0].error}")
-        # Consecutive identical failures (the retries of one model) are shown once, with a count.
-        counts: list[tuple[str, int]] = []
-        for a in attempts:
-            text = f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}"
-            if counts and counts[-1][0] == text:
-                counts[-1] = (text, counts[-1][1] + 1)
-            else:
-                counts.append((text, 1))
-        parts = [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
         tried = sum(1 for a in attempts if a.status != "skipped")
-        return AllAttemptsFailed(f"every model failed ({tried} attempts): " + "; ".join(parts), attempts)
+        if not tried:
+            # Every model was passed over (open circuits, pauses): none failed, none was called.
+            return AllAttemptsFailed("no model was tried: " + "; ".join(
+                dict.fromkeys(f"{a.label}: {a.error}" for a in attempts)), attempts)
+        if all(not a.reached for a in attempts if a.status != "skipped"):
+            head = f"no provider could be reached ({tried} attempts, none connected: is this machine online?)"
+        else:
+            head = f"every model failed ({tried} attempts)"
+        if len(attempts) > 1 and {(a.error_kind, a.error) for a in attempts} == {("load_error", attempts[0].error)}:
+            # The same local model failing to load on every tier (not installed): said once.
+            labels = ", ".join(dict.fromkeys(a.label for a in attempts))
+            return AllAttemptsFailed(f"{head}, each the same way: {labels}: {attempts[0].error}", attempts)
+        return AllAttemptsFailed(f"{head}: " + "; ".join(_counted(attempts)), attempts)
+
+
+def _counted(attempts: list[Attempt]) -> list[str]:
+    """Each attempt as ``label: error``; consecutive identical ones (the retries of one model) once, with a count."""
+    counts: list[tuple[str, int]] = []
+    for a in attempts:
+        text = f"{a.label}: {'skipped, ' if a.status == 'skipped' else ''}{a.error}"
+        if counts and counts[-1][0] == text:
+            counts[-1] = (text, counts[-1][1] + 1)
+        else:
+            counts.append((text, 1))
+    return [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
 
 
 def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str], None]:
@@ -239,6 +282,7 @@ def _fill_answer(attempt: Attempt, model: ModelSpec, provider_type: str, respons
 def _fill_failure(attempt: Attempt, model: ModelSpec, provider_type: str, e) -> None:
     attempt.status = "error"
     attempt.error, attempt.error_kind, attempt.http_status = str(e), e.kind, e.status
+    attempt.reached = e.reached
     attempt.duration_ms = e.duration_ms
     # Tokens the provider reported before failing (a dropped stream) were billed.
     attempt.usage_estimated = e.usage_estimated

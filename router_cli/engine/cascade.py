@@ -82,6 +82,7 @@ def cascade(router: Router, prompt: str, options: RequestOptions | None = None, 
         assert failure is not None
         if ledger_error is not None:
             failure.message += f" (and the ledger could not be written: {ledger_error})"
+        failure.request_id = request.request_id
         raise failure
     return Answer(returned.text or "", request.request_id, decision, request.attempts, returned, request.baseline,
                   (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",

@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 from ..classify import NEEDS_CALLER, Decision, get_classifier
 from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
-from ..errors import BudgetExceeded, LedgerError, UsageError
+from ..errors import BudgetExceeded, LedgerError, MmrError, UsageError
 from ..ids import new_id
 from ..policy.pauses import ProviderPauses
 from ..pricing import estimate_tokens, max_input_tokens
@@ -159,6 +159,15 @@ class Router:
         route = self.route(options.user)
         decision = self.decide(prompt, options.tier, options.classifier, route)
         request = self.open(command, route, decision, prompt, options, stream=on_text is not None)
+        try:
+            return self._answer_request(request, options, prompt, started, on_text, on_restart)
+        except MmrError as e:
+            e.request_id = e.request_id or request.request_id
+            raise
+
+    def _answer_request(self, request: Request, options: RequestOptions, prompt: str, started: float,
+                        on_text: Callable[[str], None] | None, on_restart: Note | None) -> Answer:
+        """:meth:`ask` once the request is open: the cache, budgets, then the fallback chain."""
         cache = self._cache(request.config) if options.use_cache else None
         key, hit = self._before_calls(request, options, cache)
         if hit is not None:

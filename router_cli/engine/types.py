@@ -51,6 +51,7 @@ class Attempt:
     usage: Usage = field(default_factory=Usage)  # ... and by billed class, for the cost and the baseline
     price_source: str | None = None  # where the price of ``cost`` came from
     cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
+    reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
 
     @property
     def label(self) -> str:
@@ -78,7 +79,7 @@ class Answer:
     attempts: list[Attempt]
     final: Attempt
     baseline_cost: Decimal
-    latency_ms: float
+    latency_ms: float  # the whole request in mmr (classifying, loading SDKs, retries); ``wall_ms`` in JSON
     ledger_error: LedgerError | None = None
     best_effort: bool = False  # a cascade where no answer passed the gate
     policy: tuple[str, ...] = ()  # what budgets, the cache and circuit breakers decided
@@ -109,7 +110,9 @@ class Answer:
             "cost_usd": decimal_str(self.cost),
             "baseline_cost_usd": decimal_str(self.baseline_cost),
             "savings_usd": decimal_str(self.baseline_cost - self.cost),
-            "latency_ms": round(self.latency_ms, 1),
+            # The answering call's latency, as the ledger records it; the whole wait is wall_ms.
+            "latency_ms": round(self.final.duration_ms, 1),
+            "wall_ms": round(self.latency_ms, 1),
             "cached": self.final.status == "cached",
             "stop_reason": self.final.stop_reason,
             "variant": self.variant,

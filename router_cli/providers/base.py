@@ -75,8 +75,10 @@ class ProviderError(Exception):
         output_tokens: int = 0,
         duration_ms: float = 0.0,
         usage_estimated: bool = False,
+        reached: bool = True,
     ):
         super().__init__(message)
+        self.reached = reached  # False: no connection was made (refused, DNS, unreachable): maybe our own network
         self.kind = kind
         self.message = message
         self.status = status
@@ -236,7 +238,8 @@ def map_sdk_error(sdk, exc: BaseException, secret: str | None, duration_ms: floa
         return make("malformed", f"unexpected response: {exc}")
     if isinstance(exc, (sdk.APIConnectionError, httpx2.TransportError)):
         cause = exc.__cause__ or exc
-        return make("connection", f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+        return make("connection", f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__,
+                    reached=not isinstance(cause, httpx2.ConnectError))
     if isinstance(exc, TypeError):
         # The SDK refused our arguments: a request no model of this SDK would take.
         return make("bad_request", f"the SDK rejected the call: {exc}")

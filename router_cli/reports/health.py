@@ -27,6 +27,7 @@ class ModelHealth:
     latency_p50_ms: float | None
     retry_at: datetime | None
     last_error: str | None
+    failures_to_open: int = 0  # the breaker's threshold: this many recent failures open the circuit
 
     @property
     def error_rate(self) -> float | None:
@@ -35,7 +36,7 @@ class ModelHealth:
     def to_json(self) -> dict:
         return {
             "provider": self.provider, "model": self.model, "tiers": self.tiers, "state": self.state,
-            "recent_failures": self.recent_failures, "calls": self.calls, "errors": self.errors,
+            "recent_failures": self.recent_failures, "failures_to_open": self.failures_to_open, "calls": self.calls, "errors": self.errors,
             "error_rate": self.error_rate, "latency_p50_ms": self.latency_p50_ms,
             "retry_at": None if self.retry_at is None else self.retry_at.isoformat(timespec="seconds"),
             "last_error": self.last_error,
@@ -76,7 +77,7 @@ def health_report(ledger, config: Config, window: timedelta, now: float | None =
         times = durations.get(key, [])
         out.append(ModelHealth(
             key[0], key[1], tiers.get(key, []), state, recent, calls, errors,
-            times[(len(times) - 1) // 2] if times else None, retry_at, last_error,
+            times[(len(times) - 1) // 2] if times else None, retry_at, last_error, config.breaker.failures,
         ))
     return out
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import typer
 
-from ..common import load_config, read_prompt
+from ...errors import MissingKeyError, MmrError
+from ..common import keyless_default, load_config, read_prompt
 from ..options import (
     AskDryRunOption,
     BatchIdOption,
@@ -93,15 +96,16 @@ def ask(
                      conflicts={"--dry-run": dry_run, "--stream": bool(stream)})  # exits with the batch's code
     from ...render import text as render
 
-    router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
-    if dry_run:
-        render.estimate(router.estimate(text, options), json_output)
-        return
-    if stream is None:
-        stream = sys.stdout.isatty() and not json_output
-    on_text = render.stream_text if stream and not json_output else None
-    _deliver(router, lambda: router.ask(text, options, on_text=on_text, on_restart=render.stream_restart),
-             json_output=json_output, streamed=on_text is not None, show_notes=show_notes)
+    with _json_on_failure(json_output):
+        router, text, show_notes, key_hint = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        if dry_run:
+            render.estimate(router.estimate(text, options), json_output)
+            return
+        if stream is None:
+            stream = sys.stdout.isatty() and not json_output
+        on_text = render.stream_text if stream and not json_output else None
+        _deliver(router, lambda: router.ask(text, options, on_text=on_text, on_restart=render.stream_restart),
+                 json_output=json_output, streamed=on_text is not None, show_notes=show_notes, key_hint=key_hint)
 
 
 def cascade(
@@ -153,36 +157,60 @@ def cascade(
     from ...engine import cascade as cascading
     from ...render import text as render
 
-    router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
-    if dry_run:
-        render.cascade_estimate(cascading.estimate(router, text, options), json_output)
-        return
-    _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
-             show_notes=show_notes)
+    with _json_on_failure(json_output):
+        router, text, show_notes, key_hint = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        if dry_run:
+            render.cascade_estimate(cascading.estimate(router, text, options), json_output)
+            return
+        _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
+                 show_notes=show_notes, key_hint=key_hint)
+
+
+@contextmanager
+def _json_on_failure(json_output: bool) -> Iterator[None]:
+    """With --json, a failure prints its JSON object on stdout too; the stderr line and exit code stay."""
+    try:
+        yield
+    except MmrError as e:
+        if json_output:
+            from ...render.text import emit_json, failure_json
+
+            emit_json(failure_json(e))
+            sys.stdout.flush()
+        raise
 
 
 def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,
-             ml_model: str | None) -> tuple[Router, str, bool]:
-    """Load the config and the prompt, make the router; say whether routing notes are shown."""
+             ml_model: str | None) -> tuple[Router, str, bool, str]:
+    """Load the config and the prompt, make the router; say whether routing notes are shown, and
+    what to add to a missing-key error (see :func:`keyless_default`)."""
     from ...ledger import resolve_db_path
     from ...render import text as render
     from ...engine.router import Router
 
     cfg = load_config(config, ml_model)
     text = read_prompt(prompt)
+    cfg, key_hint = keyless_default(cfg)
     show_notes = verbose or render.stderr_is_terminal()
     router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
-    return router, text, show_notes
+    return router, text, show_notes, key_hint
 
 
 def _deliver(router: Router, produce: Callable[[], Answer], *, json_output: bool, streamed: bool,
-             show_notes: bool) -> None:
-    """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly."""
+             show_notes: bool, key_hint: str = "") -> None:
+    """Run ``produce()`` for an Answer and print it; a closed stdout ends quietly; a missing key's
+    error gets ``key_hint``."""
     from ...render import text as render
+
+    from .. import STARTED
 
     try:
         answer = produce()
+        answer.latency_ms = (time.perf_counter() - STARTED) * 1000  # wall_ms: the whole command
         render.answer(answer, json_output=json_output, streamed=streamed, show_note=show_notes)
+    except MissingKeyError as e:
+        e.message += key_hint
+        raise
     except BrokenPipeError:
         # The reader went away (mmr ask | head): stop writing, quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

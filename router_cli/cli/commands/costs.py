@@ -111,4 +111,4 @@ def health(
     else:
         note(f"no ledger yet at {path}: nothing has been recorded")
         rows = health_report(None, cfg, window, now.timestamp())
-    show(rows, json_output)
+    show(rows, json_output, since=since, breaker=cfg.breaker)

@@ -26,6 +26,7 @@ def evaluate(
     since: Annotated[str, typer.Option("--since", help="With --replay: start (7d, 24h, YYYY-MM-DD...).")] = "30d",
     until: Annotated[Optional[str], typer.Option("--until", help="With --replay: end (default: now).")] = None,
     thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="ml thresholds to try, e.g. simple=0.6,medium=0.5.")] = None,
+    tolerate_failures: Annotated[bool, typer.Option("--tolerate-failures", help="Exit 0 even when a classifier that calls a model could not run for some rows (they are scored at its fallback tier).")] = False,
     ml_model: MlModelOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
@@ -33,10 +34,13 @@ def evaluate(
     """Score classifiers on labelled data, next to the always-<tier>, random and oracle baselines;
     or, with --replay, re-route past traffic from the ledger and estimate what it would have cost.
 
+    A classifier that calls a model (llm) and could not run for some rows is said so on stderr,
+    counted ("failures"), and the command exits 5 unless --tolerate-failures.
+
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
-    from ...labelled import read_labelled
-    from ...reports.evaluate import evaluate as score
+    from ...labelled import read_labelled_file
+    from ...reports.evaluate import evaluate as score, mark_in_sample
     from ...render.charts import frontier_svg
     from ...render.tables import eval_report
     from ...render.text import note
@@ -56,13 +60,32 @@ def evaluate(
         raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
     if plot is not None and not plot.lower().endswith(".svg"):
         raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
-    rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
-    for problem in problems:
+    labelled = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
+    for problem in labelled.problems:
         note(f"skipped {problem}")
-    report = score(rows, chosen, cfg, target_quality=target_quality)
+    report = score(labelled.rows, chosen, cfg, target_quality=target_quality)
+    for name in mark_in_sample(report, chosen, labelled.sha256):
+        note(f"{name}: in-sample: {file} is the data its model was trained on, so these scores overstate how it "
+             "routes prompts it has not seen (its held-out scores are in the model file's training section)")
     if plot is not None:
         write_file(plot, "--plot", frontier_svg(report))
     eval_report(report, cfg.tier_names, json_output)
+    _check_failures(report, tolerate_failures)
+
+
+def _check_failures(report: dict, tolerate: bool) -> None:
+    """A classifier that could not run was not scored as itself: say so, and fail unless tolerated."""
+    from ...errors import AllAttemptsFailed
+    from ...render.text import note
+
+    failed = {name: m for name, m in report["classifiers"].items() if m.get("failures")}
+    for name, m in failed.items():
+        note(f"the {name} classifier could not run for {m['failures']} of {report['rows']} rows, scored at its "
+             f"fallback tier: {m['first_failure']}")
+    if failed and not tolerate:
+        names = ", ".join(failed)
+        raise AllAttemptsFailed(f"{names}: the classifier could not run for some rows, so its scores are not its own: "
+                                "fix the cause above, or pass --tolerate-failures to keep them")
 
 
 def _replay(cfg: Config, names: list[str], file: str | None, since: str, until: str | None, db: str | None,
