@@ -130,10 +130,55 @@ def mmr(config_path, db_path):
     return run
 
 
-def ledger_rows(db_path: Path) -> list[dict]:
+def ledger_rows(db_path: Path | str) -> list[dict]:
     from router_cli.ledger import open_ledger
 
-    if not db_path.exists():
+    if isinstance(db_path, Path) and not db_path.exists():
         return []
     with open_ledger(db_path) as ledger:
         return ledger.rows()
+
+
+# ------------------------------------------------------------------ a real PostgreSQL server
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this test session (initdb/pg_ctl in a temporary directory); skipped when
+    PostgreSQL is not installed, unless MMR_REQUIRE_PG=1 makes that a failure."""
+    from tests.pg_server import PgServer, find_bin
+
+    bindir = find_bin()
+    problem = None
+    if bindir is None:
+        problem = "PostgreSQL is not installed (initdb not found; Debian: apt-get install postgresql)"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            problem = "psycopg is not installed (pip install 'mmr[postgres]')"
+    server = None
+    if problem is None:
+        try:
+            server = PgServer(bindir).start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            problem = f"cannot start PostgreSQL: {e}"
+    if problem is not None:
+        if os.environ.get("MMR_REQUIRE_PG") == "1":
+            pytest.fail(problem + " (MMR_REQUIRE_PG=1)")
+        pytest.skip(problem)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a new, empty PostgreSQL database."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request, tmp_path):
+    """The ledger every test using it runs against twice: an SQLite file, then a PostgreSQL database (a URL)."""
+    if request.param == "sqlite":
+        return tmp_path / "ledger.db"
+    return request.getfixturevalue("pg_url")
