@@ -139,6 +139,23 @@ def ledger_rows(db_path: Path | str) -> list[dict]:
         return ledger.rows()
 
 
+def raw_execute(db: Path | str, sql: str) -> None:
+    """Run one statement on a ledger behind mmr's back (as another process or machine would), either backend."""
+    if isinstance(db, str) and db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(sql)
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.close()
+
+
 # ------------------------------------------------------------------ a real PostgreSQL server
 
 @pytest.fixture(scope="session")

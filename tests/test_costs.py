@@ -16,6 +16,12 @@ from router_cli.errors import EXIT_USAGE, LedgerError, UsageError
 from router_cli.ledger import open_ledger
 from router_cli.pricing import decimal_str, to_nanousd
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
