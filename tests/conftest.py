@@ -158,6 +158,22 @@ def raw_execute(db: Path | str, sql: str) -> None:
 
 # ------------------------------------------------------------------ a real PostgreSQL server
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: run only on the SQLite ledger of the ledger_url fixture")
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test about SQLite files (a missing file, a file that is not a database) has no PostgreSQL case.
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        postgres = callspec is not None and callspec.params.get("ledger_url") == "postgres"
+        (drop if postgres and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """A PostgreSQL server of this test session (initdb/pg_ctl in a temporary directory); skipped when

@@ -136,6 +136,8 @@ class PostgresLedger:
             except psycopg.Error as e:
                 raise self._error(e) from None
             conn.adapters.register_loader("numeric", _numeric_loader())
+            if self.readonly:
+                conn.execute("SET default_transaction_read_only = on")
             self._local.conn = conn
             with self._guard:
                 self._connections.append(conn)
