@@ -121,23 +121,23 @@ def test_one_store_shared_by_threads_writes_from_each_and_closes_every_connectio
             conn.execute("SELECT 1")
 
 
-def test_database_failures_are_ledger_errors(tmp_path):
-    with open_ledger(tmp_path / "l.db") as ledger:
-        with pytest.raises(LedgerError, match="no such table"):
+def test_database_failures_are_ledger_errors(ledger_url):
+    with open_ledger(ledger_url) as ledger:
+        with pytest.raises(LedgerError, match="no such table|does not exist"):
             ledger.read("SELECT * FROM nothing_here")
         with pytest.raises(LedgerError):
             ledger.record({"nothing_here": [{"a": 1}]})
         with pytest.raises(ValueError, match="unknown budget scope"):
             ledger.spent_nanousd("calls; DROP TABLE calls", None, "0")
-    with open_ledger(tmp_path / "l.db", readonly=True) as ledger:
-        with pytest.raises(LedgerError, match="readonly"):
+    with open_ledger(ledger_url, readonly=True) as ledger:
+        with pytest.raises(LedgerError, match="readonly|read-only"):
             ledger.cache_put({"key": "k", "created_at": 0.0, "expires_at": 1.0}, now=0.0)
-        with pytest.raises(LedgerError, match="readonly"):
+        with pytest.raises(LedgerError, match="readonly|read-only"):
             ledger.release_hold("r1")
 
 
-def test_budget_holds_and_breaker_updates_through_the_store(tmp_path):
-    with open_ledger(tmp_path / "l.db") as ledger:
+def test_budget_holds_and_breaker_updates_through_the_store(ledger_url):
+    with open_ledger(ledger_url) as ledger:
         assert ledger.hold_budget("r1", "alice", "ml", lambda: (700, 9e12)) is True
         assert ledger.hold_budget("r2", "bob", "ml", lambda: None) is False
         assert ledger.held_nanousd("team", "ml", "r2", 0.0) == 700
@@ -166,8 +166,8 @@ def test_costs_on_an_up_to_date_ledger_does_not_import_sqlite_utils(tmp_path):
     assert result.stdout.strip() == "False"
 
 
-def test_a_batch_row_is_found_through_its_index(tmp_path):
-    with open_ledger(tmp_path / "l.db") as ledger:
+def test_a_batch_row_is_found_through_its_index(ledger_url):
+    with open_ledger(ledger_url) as ledger:
         ledger.record([
             {"id": "c1", "request_id": "r1", "attempt": 1, "role": "answer", "status": "error", "batch_id": "b", "batch_row": "s:x"},
             {"id": "c2", "request_id": "r1", "attempt": 2, "role": "answer", "status": "ok", "batch_id": "b", "batch_row": "s:x"},
@@ -178,7 +178,9 @@ def test_a_batch_row_is_found_through_its_index(tmp_path):
         assert ledger.batch_answered("b") == ["s:x"]  # an error row answers nothing; another batch is another batch
         assert [c["id"] for c in ledger.batch_answer("b", "s:x")] == ["c1", "c2"]  # the whole request, in order
         assert ledger.batch_answer("b", "i:2") == []
-    conn = sqlite3.connect(tmp_path / "l.db")
+    if not isinstance(ledger_url, Path):
+        return  # the plan below is SQLite's
+    conn = sqlite3.connect(ledger_url)
     for sql in ("SELECT DISTINCT batch_row FROM calls WHERE batch_id = ? AND role = 'answer' AND status = 'ok'",
                 "SELECT request_id FROM calls WHERE batch_id = ? AND batch_row = ? ORDER BY id DESC"):
         plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("b", "s:x")[: sql.count("?")]))

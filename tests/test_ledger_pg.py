@@ -1,0 +1,116 @@
+"""The PostgreSQL ledger against a real server: the same schema as SQLite's, upgrades, errors, secrets."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from router_cli.errors import EXIT_LEDGER, LedgerError
+from router_cli.ledger import open_ledger
+from router_cli.ledger.migrations import MIGRATIONS, migration_name
+from router_cli.ledger.pg_schema import PG_MIGRATIONS
+from tests.conftest import ROOT
+
+# The tables both backends hold (PostgreSQL adds mmr_migrations and mmr_write_check of its own).
+TABLES = ("calls", "prompts", "responses", "embeddings", "breakers", "cache", "feedback", "budget_holds")
+
+
+def test_every_sqlite_migration_has_a_postgresql_counterpart():
+    assert list(PG_MIGRATIONS) == [migration_name(m) for m in MIGRATIONS]
+
+
+def test_both_backends_end_with_the_same_tables_and_columns(tmp_path, pg_url):
+    import psycopg
+
+    open_ledger(tmp_path / "l.db").close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    sqlite_columns = {t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in TABLES}
+    conn.close()
+    open_ledger(pg_url).close()
+    with psycopg.connect(pg_url) as pg:
+        pg_columns = {t: [name for (name,) in pg.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+            (t,))] for t in TABLES}
+        indexes = {name for (name,) in pg.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'calls'")}
+    assert pg_columns == sqlite_columns
+    assert {"idx_calls_routed", "idx_calls_spend", "idx_calls_user_spend", "idx_calls_team_spend",
+            "idx_calls_batch"} <= indexes
+
+
+def test_machines_upgrading_at_once_apply_each_migration_once(pg_url):
+    import psycopg
+
+    errors: list[BaseException] = []
+
+    def open_close() -> None:
+        try:
+            open_ledger(pg_url).close()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_close) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with psycopg.connect(pg_url) as pg:
+        versions = [v for (v,) in pg.execute("SELECT version FROM mmr_migrations ORDER BY version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_money_keeps_its_types(pg_url):
+    with open_ledger(pg_url) as ledger:
+        ledger.record([{"id": "a", "request_id": "r", "attempt": 1, "datetime_utc": "2026-01-01T00:00:00.000Z",
+                        "cost_usd": "0.000000123456789", "cost_nanousd": 9_000_000_000_000_000_000 // 1000}])
+        (row,) = ledger.rows()
+        assert row["cost_usd"] == "0.000000123456789" and row["cost_nanousd"] == 9_000_000_000_000_000
+        total = ledger.read("SELECT sum(cost_nanousd) FROM calls").fetchone()[0]
+        assert total == 9_000_000_000_000_000 and isinstance(total, int)
+
+
+def test_ids_and_times_sort_bytewise_as_on_sqlite(pg_url):
+    with open_ledger(pg_url) as ledger:
+        ledger.record([{"id": i, "request_id": i, "datetime_utc": i} for i in ("a-1", "A.2", "a_0", "Z")])
+        assert [r["id"] for r in ledger.rows()] == sorted(["a-1", "A.2", "a_0", "Z"])
+
+
+def test_an_unreachable_server_is_exit_7_naming_the_host_not_the_password(mmr, server, tmp_path):
+    url = "postgresql://alice:hunter2secret@127.0.0.1:1/team?connect_timeout=2"
+    result = mmr("ask", "--db", url, "hello")
+    err = result.stderr.decode()
+    assert result.returncode == EXIT_LEDGER, err
+    assert len(err.strip().splitlines()) == 1 and "127.0.0.1:1" in err and "hunter2secret" not in err
+    assert "no provider was called" in err
+    assert server.calls() == []
+    costs = mmr("costs", "--db", url)
+    assert costs.returncode == EXIT_LEDGER and "hunter2secret" not in costs.stderr.decode()
+
+
+def test_a_wrong_password_is_not_printed(pg_server, pg_url):
+    pg_server.execute("CREATE ROLE mmr_pw LOGIN PASSWORD 'right-one'")
+    url = f"postgresql://mmr_pw:wrong%40pass@127.0.0.1:1/x?connect_timeout=2"
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(url)
+    assert "wrong" not in str(caught.value) and "127.0.0.1:1" in str(caught.value)
+
+
+def test_psycopg_is_imported_only_for_a_postgresql_url(tmp_path, config_path):
+    code = (
+        "import sys, io, contextlib\n"
+        "from router_cli.cli import main\n"
+        "for argv in (['costs', '--db', %r], ['classify', '--config', %r, 'hello'], ['--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print('psycopg' in sys.modules)\n" % (str(tmp_path / "l.db"), str(config_path))
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
