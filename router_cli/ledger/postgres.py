@@ -115,11 +115,24 @@ class PostgresLedger:
                                       "that writes to it (mmr ask) to upgrade it")
             else:
                 pg_schema.migrate(conn)
+                self._sync_outbox()
         except BaseException as e:
             self.close()
             if isinstance(e, LedgerError):
                 raise
             raise self._error(e) from None
+
+    def _sync_outbox(self) -> None:
+        """Send what an earlier command kept locally while the server was away (see ``outbox.py``)."""
+        from . import outbox
+
+        if outbox.outbox_path(self.url).exists():
+            pushed = outbox.sync(self)
+            if pushed is not None and pushed.added.get("calls"):
+                import sys
+
+                print(f"mmr: sent {pushed.added['calls']} calls kept locally while {self.host} was unreachable",
+                      file=sys.stderr)
 
     # ------------------------------------------------------------ connections and errors
 
@@ -147,8 +160,10 @@ class PostgresLedger:
         import psycopg
 
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if isinstance(e, psycopg.OperationalError):
-            return LedgerError(f"cannot reach the ledger's PostgreSQL server at {self.host}: {redact_url(first)}")
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            error = LedgerError(f"cannot reach the ledger's PostgreSQL server at {self.host}: {redact_url(first)}")
+            error.unreachable = True  # type: ignore[attr-defined]
+            return error
         return LedgerError(f"{self.path}: {redact_url(first)}")
 
     def _run(self, action: Callable[[object], T]) -> T:
@@ -159,7 +174,7 @@ class PostgresLedger:
             conn = self._connection()
             try:
                 return action(conn)
-            except psycopg.OperationalError as e:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
                 if attempt == 2 or not conn.closed or getattr(self._local, "in_transaction", False):
                     raise self._error(e) from None
                 self._local.conn = None  # the server restarted under us: one new connection
@@ -206,7 +221,17 @@ class PostgresLedger:
         """Insert rows in one transaction; ``skip_existing``: rows whose key is already stored are left out
         (how the outbox and ``mmr ledger push`` stay idempotent)."""
         by_table = {"calls": tables} if isinstance(tables, list) else tables
+        try:
+            self._insert(by_table, skip_existing)
+        except LedgerError as e:
+            if not getattr(e, "unreachable", False) or skip_existing or "calls" not in by_table:
+                raise
+            from . import outbox
 
+            kept = outbox.save(self.url, by_table)  # paid for: never lost
+            raise LedgerError(f"{e}; the calls were kept in {kept} and `mmr ledger sync` sends them") from None
+
+    def _insert(self, by_table: dict[str, list[dict]], skip_existing: bool) -> None:
         def insert(conn) -> None:
             with conn.cursor() as cursor:
                 for table, table_rows in by_table.items():

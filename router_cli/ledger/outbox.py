@@ -1,0 +1,88 @@
+"""What a PostgreSQL ledger keeps locally when its server goes away after a call was paid for,
+and merging an SQLite ledger into a team's database (``mmr ledger push``).
+
+The outbox is an SQLite ledger in the user's data directory, one per database
+(``outbox-<hash of the URL without its password>.db``). A request whose rows cannot reach the
+server is written there; ``mmr ledger sync`` (and the next command that opens that database)
+pushes it. Pushing inserts each row unless its key (a call's id, a request's prompt, a call's
+response, a feedback id) is already stored, so a row is in the database exactly once however
+often a push is repeated or interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import redact_url
+from .paths import user_data_dir
+
+# The tables a push copies, parents first; budget holds, breakers and the cache are machine state, not history.
+TABLES = ("calls", "prompts", "responses", "feedback")
+CHUNK = 2000
+
+
+def outbox_path(url: str) -> Path:
+    """The outbox file for the database ``url`` names (the password does not change which one)."""
+    digest = hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
+    return user_data_dir() / f"outbox-{digest}.db"
+
+
+def save(url: str, tables: dict[str, list[dict]]) -> Path:
+    """Write a request's rows to the outbox of ``url``; its path. Raises LedgerError when that fails too."""
+    from .sqlite import SQLiteLedger
+
+    path = outbox_path(url)
+    with SQLiteLedger(path) as outbox:
+        outbox.record(tables)
+    return path
+
+
+@dataclass
+class Pushed:
+    """How many rows of each table a push added (rows already in the target are not counted)."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+
+
+def push(source, target) -> Pushed:
+    """Copy every row of ``source`` (an SQLite store) into ``target`` (a PostgreSQL store) that it lacks."""
+    result = Pushed()
+    target_columns = {t: _columns(target, t) for t in TABLES}
+    for table in TABLES:
+        cursor = source.read(f"SELECT * FROM {table}")
+        names = [d[0] for d in cursor.description]
+        keep = [n for n in names if n in target_columns[table]]
+        before = target.read(f"SELECT count(*) FROM {table}").fetchone()[0]
+        seen = 0
+        while rows := cursor.fetchmany(CHUNK):
+            seen += len(rows)
+            target.record({table: [{n: row[names.index(n)] for n in keep} for row in rows]}, skip_existing=True)
+        result.seen[table] = seen
+        result.added[table] = target.read(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+    return result
+
+
+def sync(target) -> Pushed | None:
+    """Push the outbox of ``target`` (a PostgreSQL store) and remove it; None when there is none."""
+    from .sqlite import SQLiteLedger
+
+    path = outbox_path(target.url)
+    if not path.exists():
+        return None
+    with SQLiteLedger(path) as outbox:
+        result = push(outbox, target)
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
+    return result
+
+
+def _columns(store, table: str) -> set[str]:
+    cursor = store.read(f"SELECT * FROM {table} LIMIT 0")
+    return {d[0] for d in cursor.description}
