@@ -56,6 +56,9 @@ class PgServer:
         if not (self.data / "PG_VERSION").exists():
             self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.superuser, "--auth=trust",
                       "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+            # Role mmr_pw must give its password (tests of secrets); everyone else is trusted on the socket.
+            hba = self.data / "pg_hba.conf"
+            hba.write_text("local all mmr_pw scram-sha-256\n" + hba.read_text())
         self._pg_ctl_start()
         return self
 

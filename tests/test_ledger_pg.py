@@ -91,12 +91,22 @@ def test_an_unreachable_server_is_exit_7_naming_the_host_not_the_password(mmr, s
     assert costs.returncode == EXIT_LEDGER and "hunter2secret" not in costs.stderr.decode()
 
 
-def test_a_wrong_password_is_not_printed(pg_server, pg_url):
+def test_passwords_come_from_the_url_or_pgpassword_and_are_never_printed(pg_server, pg_url, mmr, monkeypatch):
     pg_server.execute("CREATE ROLE mmr_pw LOGIN PASSWORD 'right-one'")
-    url = f"postgresql://mmr_pw:wrong%40pass@127.0.0.1:1/x?connect_timeout=2"
+    dbname = pg_url.split("/")[3].split("?")[0]
+    pg_server.execute(f'GRANT ALL ON DATABASE "{dbname}" TO mmr_pw')
+    pg_server.execute("GRANT ALL ON SCHEMA public TO mmr_pw", dbname=dbname)
+    base = f"postgresql://mmr_pw%s@/{dbname}?host={pg_server.socket_dir}"
     with pytest.raises(LedgerError) as caught:
-        open_ledger(url)
-    assert "wrong" not in str(caught.value) and "127.0.0.1:1" in str(caught.value)
+        open_ledger(base % ":wrong-secret")
+    message = str(caught.value)
+    assert "password authentication failed" in message and "wrong-secret" not in message
+    assert pg_server.socket_dir.name in message  # names the host (here: the socket directory)
+    open_ledger(base % ":right-one").close()
+    monkeypatch.setenv("PGPASSWORD", "right-one")
+    open_ledger(base % "").close()
+    result = mmr("costs", "--db", base % ":wrong-secret", config=False)
+    assert result.returncode == EXIT_LEDGER and "wrong-secret" not in result.stderr.decode() + result.stdout.decode()
 
 
 def test_psycopg_is_imported_only_for_a_postgresql_url(tmp_path, config_path):

@@ -16,196 +16,23 @@ Passwords come from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq), and are ne
 
 from __future__ import annotations
 
-import re
-import threading
 import time
-from functools import lru_cache
-from typing import Callable, Iterable, Sequence, TypeVar
-from urllib.parse import urlsplit
+from typing import Callable, Iterable, Sequence
 
-from ..errors import LedgerError, redact_url
+from ..errors import LedgerError
+from .pg_base import PostgresBase, pg_sql
 from .store import SCOPES
 
-T = TypeVar("T")
-URL_SCHEMES = ("postgresql://", "postgres://")
 _BREAKER_COLUMNS = ("state", "failures", "opened_at", "open_until", "probe_until", "last_error", "updated_at")
 _CACHE_COLUMNS = ("key", "scope", "created_at", "expires_at", "request_id", "tier", "provider", "model", "text",
                   "input_tokens", "output_tokens", "cost_usd", "stop_reason")
 _ANSWERED = "role = 'answer' AND status IN ('ok', 'cached', 'best_effort')"
 # The advisory lock every budget hold takes: a hold's check reads the global, user and team spend at once.
 HOLD_LOCK = 0x6D6D725F686F6C64
-CONNECT_TIMEOUT = 10  # seconds, unless the URL says otherwise
 
 
-def is_url(target) -> bool:
-    """Whether ``target`` (a ``--db`` value) names a PostgreSQL database rather than a file."""
-    return isinstance(target, str) and target.startswith(URL_SCHEMES)
-
-
-def describe(url: str) -> str:
-    """The URL without its password, and the host it names, for messages."""
-    return redact_url(url)
-
-
-def host_of(url: str) -> str:
-    """The server a URL names: ``host:port``, or the socket directory given as ``?host=``."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host:
-        found = re.search(r"[?&]host=([^&]+)", url)
-        host = found.group(1) if found else "localhost"
-    return f"{host}:{parts.port}" if parts.port else host
-
-
-@lru_cache(maxsize=512)
-def pg_sql(sql: str) -> str:
-    """SQLite's ``?`` placeholders as psycopg's ``%s`` (outside quoted text), ``%`` escaped."""
-    out, quote = [], ""
-    for ch in sql:
-        if quote:
-            quote = "" if ch == quote else quote
-            out.append("%%" if ch == "%" else ch)
-        elif ch in "'\"":
-            quote = ch
-            out.append(ch)
-        elif ch == "?":
-            out.append("%s")
-        else:
-            out.append("%%" if ch == "%" else ch)
-    return "".join(out)
-
-
-def _numeric_loader():
-    """A loader for ``numeric`` (what PostgreSQL's sum() of integers returns): int when whole, else float,
-    as SQLite's sums are; money stays exact because it is summed in integer nano-dollars."""
-    from psycopg.adapt import Loader
-
-    class IntOrFloat(Loader):
-        def load(self, data):
-            text = bytes(data)
-            return float(text) if b"." in text or b"N" in text else int(text)
-
-    return IntOrFloat
-
-
-class PostgresLedger:
-    """An open PostgreSQL ledger: the :class:`~router_cli.ledger.store.LedgerStore` for a ``postgresql://`` URL.
-
-    Each thread gets its own connection on first use; :meth:`close` closes them all.
-    """
-
-    dialect = "postgres"
-
-    def __init__(self, url: str, busy_timeout: float = 10.0, *, readonly: bool = False):
-        self.url = url
-        self.path = describe(url)
-        self.host = host_of(url)
-        self.busy_timeout = busy_timeout
-        self.readonly = readonly
-        self._local = threading.local()
-        self._connections: list = []
-        self._guard = threading.Lock()
-        from . import pg_schema
-
-        try:
-            conn = self._connection()
-            if readonly:
-                if pg_schema.schema_version(conn) < pg_schema.SCHEMA_VERSION:
-                    raise LedgerError(f"{self.path}: the ledger's schema is older than this mmr; run a command "
-                                      "that writes to it (mmr ask) to upgrade it")
-            else:
-                pg_schema.migrate(conn)
-                self._sync_outbox()
-        except BaseException as e:
-            self.close()
-            if isinstance(e, LedgerError):
-                raise
-            raise self._error(e) from None
-
-    def _sync_outbox(self) -> None:
-        """Send what an earlier command kept locally while the server was away (see ``outbox.py``)."""
-        from . import outbox
-
-        if outbox.outbox_path(self.url).exists():
-            pushed = outbox.sync(self)
-            if pushed is not None and pushed.added.get("calls"):
-                import sys
-
-                print(f"mmr: sent {pushed.added['calls']} calls kept locally while {self.host} was unreachable",
-                      file=sys.stderr)
-
-    # ------------------------------------------------------------ connections and errors
-
-    def _connection(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and conn.closed:
-            conn = None
-        if conn is None:
-            import psycopg
-
-            extra = {} if "connect_timeout" in self.url else {"connect_timeout": CONNECT_TIMEOUT}
-            try:
-                conn = psycopg.connect(self.url, autocommit=True, **extra)
-            except psycopg.Error as e:
-                raise self._error(e) from None
-            conn.adapters.register_loader("numeric", _numeric_loader())
-            if self.readonly:
-                conn.execute("SET default_transaction_read_only = on")
-            self._local.conn = conn
-            with self._guard:
-                self._connections.append(conn)
-        return conn
-
-    def _error(self, e: BaseException) -> LedgerError:
-        import psycopg
-
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
-            error = LedgerError(f"cannot reach the ledger's PostgreSQL server at {self.host}: {redact_url(first)}")
-            error.unreachable = True  # type: ignore[attr-defined]
-            return error
-        return LedgerError(f"{self.path}: {redact_url(first)}")
-
-    def _run(self, action: Callable[[object], T]) -> T:
-        """``action(conn)``; a broken connection is reopened once, any database error is a LedgerError."""
-        import psycopg
-
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                return action(conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-                if attempt == 2 or not conn.closed or getattr(self._local, "in_transaction", False):
-                    raise self._error(e) from None
-                self._local.conn = None  # the server restarted under us: one new connection
-            except psycopg.Error as e:
-                raise self._error(e) from None
-        raise AssertionError("unreachable")
-
-    def _write(self, action: Callable[[object], T], lock: int | None = None) -> T:
-        """``action(conn)`` in one transaction (holding advisory lock ``lock`` until it ends)."""
-        def transaction(conn) -> T:
-            self._local.in_transaction = True  # the queries action makes must not reconnect outside it
-            try:
-                with conn.transaction():
-                    if lock is not None:
-                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-                    return action(conn)
-            finally:
-                self._local.in_transaction = False
-
-        return self._run(transaction)
-
-    def _dicts(self, sql: str, params: Sequence = ()) -> list[dict]:
-        def fetch(conn) -> list[dict]:
-            cursor = conn.execute(pg_sql(sql), list(params))
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-        return self._run(fetch)
-
-    def _value(self, sql: str, params: Sequence = ()):
-        return self._run(lambda conn: conn.execute(pg_sql(sql), list(params)).fetchone()[0])
+class PostgresLedger(PostgresBase):
+    """An open PostgreSQL ledger: the :class:`~router_cli.ledger.store.LedgerStore` for a ``postgresql://`` URL."""
 
     def check_writable(self) -> None:
         """Commit a write now (a read-only role, a standby or an unreachable server fail here)."""
@@ -214,7 +41,6 @@ class PostgresLedger:
         self._write(lambda conn: conn.execute(
             "INSERT INTO mmr_write_check VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
             (time.time(),)))
-
     # ------------------------------------------------------------ requests and reports
 
     def record(self, tables: dict[str, list[dict]] | list[dict], *, skip_existing: bool = False) -> None:
@@ -387,26 +213,8 @@ class PostgresLedger:
             conn.execute("DELETE FROM cache WHERE expires_at < %s", (now,))
 
         self._write(write)
-
-    # ------------------------------------------------------------ lifetime
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        with self._guard:
-            connections, self._connections = self._connections, []
-            self._local = threading.local()
-        for conn in connections:
-            try:
-                conn.close()
-            except Exception:  # a connection the server already dropped
-                pass
-
     def __enter__(self) -> "PostgresLedger":
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _breaker_row(conn, provider: str, model: str) -> dict | None:
     row = conn.execute(f"SELECT {', '.join(_BREAKER_COLUMNS)} FROM breakers WHERE provider = %s AND model = %s",
