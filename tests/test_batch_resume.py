@@ -20,6 +20,12 @@ import pytest
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 ROWS = 60
 SLOW = "p0"  # the first row: held back, so the rows after it are answered and recorded but not yet written
 

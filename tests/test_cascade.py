@@ -16,6 +16,12 @@ from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import error, reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 QUESTION = "Explain why the sky is blue"
 
 

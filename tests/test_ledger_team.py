@@ -79,3 +79,24 @@ def test_calls_paid_while_the_server_was_down_land_exactly_once_after_sync(mmr, 
         assert again.returncode == 0 and len(ledger_rows(url)) == paid
     finally:
         pg.remove()
+
+
+def test_ledger_url_in_the_config_is_the_ledger_when_no_db_is_given(mmr, server, tmp_path, pg_url):
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "team.yaml", server.url, extra=f"ledger: {{url: '{pg_url}'}}\n")
+    asked = mmr("ask", "--config", str(config), "--tier", "simple", "hello", db=False)
+    assert asked.returncode == 0, asked.stderr
+    assert len(ledger_rows(pg_url)) == 1 and not (tmp_path / "data" / "mmr" / "ledger.db").exists()
+    costs = mmr("costs", "--config", str(config), "--json", db=False)
+    assert costs.returncode == 0 and json.loads(costs.stdout)["total"]["calls"] == 1
+
+
+def test_ledger_url_must_be_a_postgresql_url_and_is_shown_without_its_password(mmr, server, tmp_path):
+    from router_cli.errors import EXIT_CONFIG
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "bad.yaml", server.url, extra="ledger: {url: 'mysql://me:pw123@h/db'}\n")
+    result = mmr("ask", "--config", str(config), "hello", db=False)
+    err = result.stderr.decode()
+    assert result.returncode == EXIT_CONFIG and "ledger.url" in err and "pw123" not in err

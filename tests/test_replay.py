@@ -15,6 +15,12 @@ from router_cli.ledger import open_ledger
 from router_cli.reports.replay import check_classifiers, replay
 from tests.ledger_factory import NOW, attempt, merge, request
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 TIERS = ["simple", "medium", "complex"]
 # The rules: "hi ..." -> simple; "debug ..." -> complex; a long plain prompt -> medium.
 GREETING = "hi there, how are you doing today?"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 import typer
 
-from ..common import load_config, read_prompt
+from ..common import ledger_target, load_config, read_prompt
 from ..options import (
     AskDryRunOption,
     BatchIdOption,
@@ -160,14 +160,13 @@ def cascade(
 def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,
              ml_model: str | None) -> tuple[Router, str, bool]:
     """Load the config and the prompt, make the router; say whether routing notes are shown."""
-    from ...ledger import resolve_db_path
     from ...render import text as render
     from ...engine.router import Router
 
     cfg = load_config(config, ml_model)
     text = read_prompt(prompt)
     show_notes = verbose or render.stderr_is_terminal()
-    router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
+    router = Router(cfg, None if dry_run else ledger_target(db, cfg=cfg), on_note=render.note if show_notes else None)
     return router, text, show_notes
 
 

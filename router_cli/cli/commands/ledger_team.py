@@ -13,12 +13,13 @@ app = typer.Typer(no_args_is_help=True, help="A team's ledger: send what was kep
 
 
 def _team_ledger(db: str | None):
-    from ...ledger import open_ledger, resolve_db_path
+    from ...ledger import open_ledger
     from ...ledger.paths import is_url
+    from ..common import ledger_target
 
-    target = resolve_db_path(db)
+    target = ledger_target(db)
     if not is_url(str(target)):
-        raise UsageError("this needs a PostgreSQL ledger: --db postgresql://... or $MMR_DB")
+        raise UsageError("this needs a PostgreSQL ledger: --db postgresql://..., $MMR_DB or ledger.url in the config")
     return open_ledger(str(target))
 
 
