@@ -124,3 +124,27 @@ def test_psycopg_is_imported_only_for_a_postgresql_url(tmp_path, config_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_documented_least_privilege_roles_are_enough(pg_server, mmr, server):
+    """docs/team.md's roles: mmr owns only its schema; a reader reports but cannot ask (nothing paid)."""
+    dbname = f"team_{id(pg_server) % 100000}_{__import__('os').getpid()}"
+    pg_server.execute(f'CREATE DATABASE "{dbname}"')
+    pg_server.execute("CREATE ROLE mmr_owner LOGIN; CREATE ROLE mmr_reader LOGIN")
+    for statement in ("CREATE SCHEMA mmr AUTHORIZATION mmr_owner",
+                      f'ALTER ROLE mmr_owner IN DATABASE "{dbname}" SET search_path = mmr',
+                      "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                      "GRANT USAGE ON SCHEMA mmr TO mmr_reader",
+                      "ALTER DEFAULT PRIVILEGES FOR ROLE mmr_owner IN SCHEMA mmr GRANT SELECT ON TABLES TO mmr_reader",
+                      f'ALTER ROLE mmr_reader IN DATABASE "{dbname}" SET search_path = mmr'):
+        pg_server.execute(statement, dbname=dbname)
+    owner, reader = pg_server.url(dbname, "mmr_owner"), pg_server.url(dbname, "mmr_reader")
+    asked = mmr("ask", "--db", owner, "--tier", "simple", "hello")
+    assert asked.returncode == 0, asked.stderr
+    costs = mmr("costs", "--db", reader, "--json", config=False)
+    assert costs.returncode == 0, costs.stderr
+    assert __import__("json").loads(costs.stdout)["total"]["calls"] == 1
+    calls_before = len(server.calls())
+    refused = mmr("ask", "--db", reader, "--tier", "simple", "hello")
+    assert refused.returncode == EXIT_LEDGER and "no provider was called" in refused.stderr.decode()
+    assert len(server.calls()) == calls_before
