@@ -95,7 +95,9 @@ def test_kill_9_then_resume_pays_no_recorded_row_twice_and_writes_every_id_once(
         wait_for(lambda: len(children(proc.pid)) >= 2)
     workers = children(proc.pid)
     # The rows behind the slow first one are answered and recorded, but held back to keep the output in order.
-    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= 20)
+    # Fewer on PostgreSQL: each request's writes are round trips, and the slow row must still be in flight.
+    recorded = 20 if isinstance(db_path, os.PathLike) else 5
+    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= recorded)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     if processes == "2":
@@ -242,7 +244,9 @@ def test_a_resume_right_after_a_kill_waits_for_the_killed_runs_workers_to_record
     with open(out, "wb") as stdout:
         proc = subprocess.Popen(batch_argv(config_path, db_path, str(source), "2"), stdout=stdout,
                                 stderr=subprocess.DEVNULL)
-    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= 20)
+    # Fewer on PostgreSQL: each request's writes are round trips, and the slow row must still be in flight.
+    recorded = 20 if isinstance(db_path, os.PathLike) else 5
+    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= recorded)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     # at once: the first row is still in flight at a worker of the killed run

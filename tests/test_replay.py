@@ -108,6 +108,7 @@ def test_bad_replay_input(db_path, mmr, args, message):
     assert message in result.stderr.decode() and result.stderr.decode().count("\n") == 1
 
 
+@pytest.mark.sqlite_only  # about a ledger file that does not exist yet
 def test_replay_without_a_ledger(mmr):
     result = mmr("eval", "--replay", "--classifier", "rules")
     assert result.returncode == 2 and b"no ledger at" in result.stderr

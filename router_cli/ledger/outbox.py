@@ -2,7 +2,7 @@
 and merging an SQLite ledger into a team's database (``mmr ledger push``).
 
 The outbox is an SQLite ledger in the user's data directory, one per database
-(``outbox-<hash of the URL without its password>.db``). A request whose rows cannot reach the
+(``outbox-<hash of the URL without its password>.db``; see :func:`~.paths.beside_ledger`). A request whose rows cannot reach the
 server is written there; ``mmr ledger sync`` (and the next command that opens that database)
 pushes it. Pushing inserts each row unless its key (a call's id, a request's prompt, a call's
 response, a feedback id) is already stored, so a row is in the database exactly once however
@@ -11,13 +11,11 @@ often a push is repeated or interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import redact_url
-from .paths import user_data_dir
+from .paths import beside_ledger
 
 # The tables a push copies, parents first; budget holds, breakers and the cache are machine state, not history.
 TABLES = ("calls", "prompts", "responses", "feedback")
@@ -26,8 +24,7 @@ CHUNK = 2000
 
 def outbox_path(url: str) -> Path:
     """The outbox file for the database ``url`` names (the password does not change which one)."""
-    digest = hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
-    return user_data_dir() / f"outbox-{digest}.db"
+    return beside_ledger(url, ".outbox.db")
 
 
 def save(url: str, tables: dict[str, list[dict]]) -> Path:

@@ -31,6 +31,23 @@ def resolve_db_path(explicit: str | os.PathLike | None = None, configured: str |
     return Path(chosen)
 
 
+def beside_ledger(db: str, suffix: str) -> Path:
+    """A local file belonging to ledger ``db``: ``<file><suffix>`` beside an SQLite ledger; for a PostgreSQL URL
+    (no file to sit beside), ``<suffix without its dot>-<hash of the URL without its password>`` in
+    :func:`user_data_dir`, so each machine keeps its own."""
+    if not is_url(db):
+        return Path(f"{db}{suffix}")
+    import hashlib
+
+    from ..errors import redact_url
+
+    digest = hashlib.sha256(redact_url(db).encode()).hexdigest()[:16]
+    stem, _, ext = suffix.lstrip(".").rpartition(".")
+    directory = user_data_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory / f"{stem.replace('.', '-')}-{digest}.{ext}"
+
+
 class LedgerURL(str):
     """A PostgreSQL ledger's URL where callers expect a ledger path: it always "exists", prints without
     its password, and ``str()`` gives the URL back for the store (and for worker processes)."""
