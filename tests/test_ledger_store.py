@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,54 @@ def test_a_batch_row_is_found_through_its_index(ledger_url):
                 "SELECT request_id FROM calls WHERE batch_id = ? AND batch_row = ? ORDER BY id DESC"):
         plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("b", "s:x")[: sql.count("?")]))
         assert "idx_calls_batch" in plan and "SCAN calls" not in plan.replace("USING", "")
+
+
+def test_a_budget_check_sees_every_hold_another_machine_made_while_it_waited(ledger_url):
+    """Two stores (two machines): B's check-and-hold starts while A's is between its check and its hold.
+    B must wait and then see A's hold; without serialisation both would read 0 and both hold."""
+    first, second = open_ledger(ledger_url), open_ledger(ledger_url)
+    seen: dict[str, int] = {}
+    a_checked = threading.Event()
+
+    def decide_a():
+        seen["a"] = first.held_nanousd("team", "ml", "a", 0.0)
+        a_checked.set()
+        time.sleep(0.5)  # A has checked and not yet held: the race window
+        return (700, 9e12)
+
+    def decide_b():
+        seen["b"] = second.held_nanousd("team", "ml", "b", 0.0)
+        return (300, 9e12)
+
+    a = threading.Thread(target=lambda: first.hold_budget("a", "ann", "ml", decide_a))
+    a.start()
+    assert a_checked.wait(10)
+    second.hold_budget("b", "bo", "ml", decide_b)
+    a.join(10)
+    assert seen == {"a": 0, "b": 700}
+    first.close()
+    second.close()
+
+
+def test_a_breaker_change_sees_the_change_another_machine_made_while_it_waited(ledger_url):
+    """Two machines record a failure of one model at once: both failures count (no lost update)."""
+    first, second = open_ledger(ledger_url), open_ledger(ledger_url)
+    a_read = threading.Event()
+
+    def add(name: str, slow: bool):
+        def change(row):
+            failures = (row or {}).get("failures") or "[]"
+            if slow:
+                a_read.set()
+                time.sleep(0.5)
+            return {"state": "closed", "failures": failures[:-1] + ("," if failures != "[]" else "") + f'"{name}"]'}
+        return change
+
+    a = threading.Thread(target=lambda: first.update_breaker("p", "m", add("a", True)))
+    a.start()
+    assert a_read.wait(10)
+    second.update_breaker("p", "m", add("b", False))
+    a.join(10)
+    assert first.breaker("p", "m")["failures"] == '["a","b"]'
+    first.close()
+    second.close()
