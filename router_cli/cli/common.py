@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..config import Config
+    from ..ledger.paths import LedgerURL
 
 
 def read_prompt(prompt: str | None) -> str:
@@ -47,7 +48,7 @@ def load_config(config: str | None, ml_model: str | None = None) -> Config:
     return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
 
 
-def ledger_target(db: str | None, config: str | None = None, cfg: Config | None = None) -> Path:
+def ledger_target(db: str | None, config: str | None = None, cfg: Config | None = None) -> Path | LedgerURL:
     """The ledger: ``--db``, else ``$MMR_DB``, else ``ledger.url`` of the config (``cfg``, or read only when
     a tiers file exists), else the default file. A PostgreSQL URL comes back as a ``LedgerURL``."""
     import os
@@ -65,12 +66,12 @@ def ledger_target(db: str | None, config: str | None = None, cfg: Config | None 
     return resolve_db_path(None, cfg.ledger.url)
 
 
-def ledger_path(db: str | None, config: str | None = None) -> Path:
+def ledger_path(db: str | None, config: str | None = None) -> Path | LedgerURL:
     """The ledger to read; a clear error when nothing has been recorded there."""
     return ledger_target_checked(db, None, config)
 
 
-def ledger_target_checked(db: str | None, cfg: Config | None, config: str | None = None) -> Path:
+def ledger_target_checked(db: str | None, cfg: Config | None, config: str | None = None) -> Path | LedgerURL:
     """:func:`ledger_target` (``cfg`` when already loaded), refused when nothing has been recorded there."""
     path = ledger_target(db, config, cfg)
     if not path.exists():

@@ -20,7 +20,7 @@ def is_url(target) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-def resolve_db_path(explicit: str | os.PathLike | None = None, configured: str | None = None) -> Path:
+def resolve_db_path(explicit: str | os.PathLike | None = None, configured: str | None = None) -> Path | LedgerURL:
     """The ledger: ``explicit`` (``--db``), else ``$MMR_DB``, else ``configured`` (``ledger.url`` in the config),
     else ``ledger.db`` in :func:`user_data_dir`. A PostgreSQL URL is returned as a :class:`LedgerURL`."""
     chosen = explicit or os.environ.get("MMR_DB") or configured

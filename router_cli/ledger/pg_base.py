@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from functools import lru_cache
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import LedgerError, redact_url
@@ -141,7 +141,7 @@ class PostgresBase:
             return error
         return LedgerError(f"{self.path}: {redact_url(first)}")
 
-    def _run(self, action: Callable[[object], T]) -> T:
+    def _run(self, action: Callable[[Any], T]) -> T:
         """``action(conn)``; a broken connection is reopened once, any database error is a LedgerError."""
         import psycopg
 
@@ -157,7 +157,7 @@ class PostgresBase:
                 raise self._error(e) from None
         raise AssertionError("unreachable")
 
-    def _write(self, action: Callable[[object], T], lock: int | None = None) -> T:
+    def _write(self, action: Callable[[Any], T], lock: int | None = None) -> T:
         """``action(conn)`` in one transaction (holding advisory lock ``lock`` until it ends)."""
         def transaction(conn) -> T:
             self._local.in_transaction = True  # the queries action makes must not reconnect outside it
