@@ -148,3 +148,34 @@ def test_the_documented_least_privilege_roles_are_enough(pg_server, mmr, server)
     refused = mmr("ask", "--db", reader, "--tier", "simple", "hello")
     assert refused.returncode == EXIT_LEDGER and "no provider was called" in refused.stderr.decode()
     assert len(server.calls()) == calls_before
+
+
+def test_the_daily_rollup_and_views_match_the_calls(pg_url):
+    import psycopg
+
+    rows = [
+        {"id": "c1", "request_id": "r1", "attempt": 1, "datetime_utc": "2026-03-01T23:59:59.999Z", "user": "ann",
+         "team": "ml", "provider": "anthropic", "model": "m1", "input_tokens": 10, "output_tokens": 5,
+         "cost_nanousd": 1_000_000_001, "baseline_cost_nanousd": 3, "status": "error"},
+        {"id": "c2", "request_id": "r1", "attempt": 2, "datetime_utc": "2026-03-02T00:00:00.000Z", "user": "ann",
+         "team": "ml", "provider": "anthropic", "model": "m1", "input_tokens": 1, "output_tokens": 2,
+         "cost_nanousd": 7, "baseline_cost_nanousd": 0, "status": "ok"},
+        {"id": "c3", "request_id": "r2", "attempt": 1, "datetime_utc": "2026-03-02T10:00:00.000Z", "user": None,
+         "team": None, "provider": "openai", "model": "m2", "input_tokens": 3, "output_tokens": 4,
+         "cost_nanousd": 20, "baseline_cost_nanousd": 40, "status": "ok"},
+    ]
+    with open_ledger(pg_url) as ledger:
+        ledger.record(rows[:1])
+        ledger.record(rows[1:])
+        ledger.record([{**rows[2], "id": "c4"}])  # a second statement adds to the same group
+    with psycopg.connect(pg_url) as pg:
+        daily = pg.execute('SELECT day::text, "user", team, model, calls, requests, input_tokens, spend_usd::text, '
+                           "baseline_usd::text FROM mmr_daily_spend ORDER BY 1, 4").fetchall()
+        requests = pg.execute("SELECT request_id, calls, cost_usd::text, answered_tier FROM mmr_requests "
+                              "ORDER BY 1").fetchall()
+    assert daily == [
+        ("2026-03-01", "ann", "ml", "m1", 1, 1, 10, "1.000000001", "0.000000003"),
+        ("2026-03-02", "ann", "ml", "m1", 1, 0, 1, "0.000000007", "0.000000000"),
+        ("2026-03-02", None, None, "m2", 2, 2, 6, "0.000000040", "0.000000080"),
+    ]
+    assert [r[:3] for r in requests] == [("r1", 2, "1.000000008"), ("r2", 2, "0.000000040")]

@@ -14,6 +14,7 @@ each migration exactly once.
 
 from __future__ import annotations
 
+from . import pg_views
 from .migrations import MIGRATIONS, SCHEMA_VERSION, migration_name
 
 T = 'text COLLATE "C"'
@@ -91,27 +92,14 @@ PG_MIGRATIONS: dict[str, list[str]] = {
     ],
 }
 
-# Not part of the shared schema: how check_writable proves a commit goes through, and the
-# views a dashboard reads (replaced after every upgrade, as later migrations add columns).
+# Not part of the shared schema: the record of migrations, how check_writable proves a commit goes
+# through, and (pg_views.py) the rollup and views a dashboard reads, replaced after every upgrade.
 _SUPPORT = [
     "CREATE TABLE IF NOT EXISTS mmr_migrations (version integer PRIMARY KEY, name text NOT NULL, "
     "applied_at timestamptz NOT NULL DEFAULT now())",
 ]
 _AFTER = [
     "CREATE TABLE IF NOT EXISTS mmr_write_check (id integer PRIMARY KEY, at double precision)",
-    # Spend per UTC day, user, team, provider and model, in USD (nano-dollars summed exactly).
-    "CREATE OR REPLACE VIEW mmr_daily_spend AS SELECT substr(datetime_utc, 1, 10)::date AS day, \"user\", team, "
-    "provider, model, count(*) AS calls, count(*) FILTER (WHERE attempt = 1) AS requests, "
-    "coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, "
-    "coalesce(sum(cost_nanousd), 0)::numeric / 1000000000 AS spend_usd, "
-    "coalesce(sum(baseline_cost_nanousd), 0)::numeric / 1000000000 AS baseline_usd "
-    "FROM calls GROUP BY 1, 2, 3, 4, 5",
-    # One row per request: when, who, how it was routed, what answered it and what it cost in all.
-    "CREATE OR REPLACE VIEW mmr_requests AS SELECT request_id, min(datetime_utc)::timestamptz AS started_at, "
-    "min(\"user\") AS \"user\", min(team) AS team, min(command) AS command, min(routed_tier) AS routed_tier, "
-    "max(CASE WHEN role = 'answer' AND status IN ('ok', 'cached', 'best_effort') THEN tier END) AS answered_tier, "
-    "max(escalated) AS escalated, count(*) AS calls, coalesce(sum(cost_nanousd), 0)::numeric / 1000000000 AS cost_usd, "
-    "coalesce(sum(duration_ms), 0) AS duration_ms FROM calls GROUP BY request_id",
 ]
 # Any 64-bit number only mmr uses: the advisory lock two upgrading machines take turns on.
 MIGRATION_LOCK = 0x6D6D725F6D696772
@@ -144,6 +132,7 @@ def migrate(conn) -> None:
             conn.execute("INSERT INTO mmr_migrations (version, name) VALUES (%s, %s)", (version, name))
         for statement in _AFTER:
             conn.execute(statement)
+        pg_views.create(conn)
 
 
 def schema_version(conn) -> int:
