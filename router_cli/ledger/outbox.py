@@ -11,7 +11,6 @@ often a push is repeated or interrupted.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .paths import beside_ledger
 
 # The tables a push copies, parents first; budget holds, breakers and the cache are machine state, not history.
 TABLES = ("calls", "prompts", "responses", "feedback")
+KEYS = {"calls": "id", "prompts": "request_id", "responses": "call_id", "feedback": "id"}
 CHUNK = 2000
 
 
@@ -43,6 +43,7 @@ class Pushed:
 
     added: dict[str, int] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, list] = field(default_factory=dict)  # the key of every row pushed, by table
 
 
 def push(source, target) -> Pushed:
@@ -54,29 +55,44 @@ def push(source, target) -> Pushed:
         names = [d[0] for d in cursor.description]
         keep = [n for n in names if n in target_columns[table]]
         before = target.read(f"SELECT count(*) FROM {table}").fetchone()[0]
-        seen = 0
+        seen, key = 0, names.index(KEYS[table])
+        result.keys[table] = []
         while rows := cursor.fetchmany(CHUNK):
             seen += len(rows)
+            result.keys[table].extend(row[key] for row in rows)
             target.record({table: [{n: row[names.index(n)] for n in keep} for row in rows]}, skip_existing=True)
         result.seen[table] = seen
         result.added[table] = target.read(f"SELECT count(*) FROM {table}").fetchone()[0] - before
     return result
 
 
-def sync(target) -> Pushed | None:
-    """Push the outbox of ``target`` (a PostgreSQL store) and remove it; None when there is none."""
+def waiting(url: str) -> bool:
+    """Whether the outbox of ``url`` holds calls not yet sent."""
     from .sqlite import SQLiteLedger
 
-    path = outbox_path(target.url)
+    path = outbox_path(url)
     if not path.exists():
-        return None
+        return False
     with SQLiteLedger(path) as outbox:
+        return outbox.read("SELECT 1 FROM calls LIMIT 1").fetchone() is not None
+
+
+def sync(target) -> Pushed | None:
+    """Push the outbox of ``target`` (a PostgreSQL store), then delete from it what was pushed; None when
+    it holds nothing. Deleted by key, not by removing the file: another process may be adding a row to it
+    meanwhile (its server gone too), and that row must stay for the next sync."""
+    from .sqlite import SQLiteLedger
+
+    if not waiting(target.url):
+        return None
+    with SQLiteLedger(outbox_path(target.url)) as outbox:
         result = push(outbox, target)
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.unlink(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
+
+        def forget(conn) -> None:
+            for table, keys in result.keys.items():
+                conn.executemany(f"DELETE FROM {table} WHERE {KEYS[table]} = ?", [(k,) for k in keys])
+
+        outbox._write(forget)
     return result
 
 

@@ -93,21 +93,24 @@ class PostgresBase:
                 self._sync_outbox()
         except BaseException as e:
             self.close()
-            if isinstance(e, LedgerError):
+            if isinstance(e, LedgerError) or not isinstance(e, Exception):
                 raise
             raise self._error(e) from None
 
     def _sync_outbox(self) -> None:
         """Send what an earlier command kept locally while the server was away (see ``outbox.py``)."""
+        import sys
+
         from . import outbox
 
-        if outbox.outbox_path(self.url).exists():
+        try:
             pushed = outbox.sync(self)
-            if pushed is not None and pushed.added.get("calls"):
-                import sys
-
-                print(f"mmr: sent {pushed.added['calls']} calls kept locally while {self.host} was unreachable",
-                      file=sys.stderr)
+        except LedgerError as e:  # the command goes on; `mmr ledger sync` says what is wrong
+            print(f"mmr: the calls kept locally could not be sent yet: {e}", file=sys.stderr)
+            return
+        if pushed is not None and pushed.added.get("calls"):
+            print(f"mmr: sent {pushed.added['calls']} calls kept locally while {self.host} was unreachable",
+                  file=sys.stderr)
 
     # ------------------------------------------------------------ connections and errors
 

@@ -29,13 +29,12 @@ def sync(db: DbOption = None) -> None:
 
     Example: mmr ledger sync --db postgresql://mmr@db.example.com/mmr
     """
-    from ...ledger.outbox import outbox_path, sync as send
+    from ...ledger.outbox import sync as send
     from ...render.text import note
 
-    # Opening the ledger sends the outbox already; sync says what it sent.
+    # Opening the ledger tries already (and says what it sent); this says what is wrong if it cannot.
     with _team_ledger(db) as ledger:
-        waiting = outbox_path(ledger.url).exists()
-        pushed = send(ledger) if waiting else None
+        pushed = send(ledger)
     if pushed is None:
         note("nothing to send: no calls were kept locally for this database")
         return
