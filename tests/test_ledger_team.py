@@ -100,3 +100,27 @@ def test_ledger_url_must_be_a_postgresql_url_and_is_shown_without_its_password(m
     result = mmr("ask", "--config", str(config), "hello", db=False)
     err = result.stderr.decode()
     assert result.returncode == EXIT_CONFIG and "ledger.url" in err and "pw123" not in err
+
+
+def test_a_sync_keeps_a_row_another_process_adds_to_the_outbox_meanwhile(pg_url, monkeypatch):
+    from router_cli.ledger import outbox
+
+    def call(n: int) -> dict:
+        return {"calls": [{"id": f"c{n}", "request_id": f"r{n}", "attempt": 1, "datetime_utc": "2026-01-01T00:00:00.000Z",
+                           "cost_nanousd": n}]}
+
+    outbox.save(pg_url, call(1))
+    real_push = outbox.push
+
+    def push_then_another_process_saves(source, target):
+        pushed = real_push(source, target)
+        outbox.save(pg_url, call(2))  # after c1 was read and sent, before the outbox forgets c1
+        return pushed
+
+    monkeypatch.setattr(outbox, "push", push_then_another_process_saves)
+    with open_ledger(pg_url) as ledger:  # opening sends the outbox
+        assert [r["id"] for r in ledger.rows()] == ["c1"]
+    monkeypatch.setattr(outbox, "push", real_push)
+    with open_ledger(pg_url) as ledger:
+        assert [r["id"] for r in ledger.rows()] == ["c1", "c2"]
+    assert not outbox.waiting(pg_url)
