@@ -124,3 +124,28 @@ def test_a_sync_keeps_a_row_another_process_adds_to_the_outbox_meanwhile(pg_url,
     with open_ledger(pg_url) as ledger:
         assert [r["id"] for r in ledger.rows()] == ["c1", "c2"]
     assert not outbox.waiting(pg_url)
+
+
+def _machine(tmp_path, name: str, user: str) -> dict:
+    home = tmp_path / name
+    return {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / "config"),
+            "MMR_USER": user}
+
+
+def test_two_machines_share_breakers_and_the_global_cache(mmr, server, tmp_path, pg_url):
+    from tests.conftest import write_config
+    from tests.provider_server import error
+
+    config = write_config(tmp_path / "team.yaml", server.url,
+                          extra="breaker: {failures: 2, window: 60, cooldown: 30}\ncache: {enabled: true, scope: global}\n")
+    laptop, runner = _machine(tmp_path, "laptop", "ann"), _machine(tmp_path, "ci", "bo")
+    server.always("claude-small", error(500))
+    for prompt in ("one", "two"):  # two failures on the laptop open claude-small's circuit
+        assert mmr("ask", "--config", str(config), "--db", pg_url, "--tier", "simple", prompt, env=laptop).returncode == 0
+    failed = len(server.calls("claude-small"))
+    other = mmr("ask", "--config", str(config), "--db", pg_url, "--tier", "simple", "--json", "three", env=runner)
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["model"] == "gpt-small" and len(server.calls("claude-small")) == failed
+    asked = len(server.calls())
+    again = mmr("ask", "--config", str(config), "--db", pg_url, "--tier", "simple", "--json", "one", env=runner)
+    assert json.loads(again.stdout)["cached"] is True and len(server.calls()) == asked  # the laptop's answer
