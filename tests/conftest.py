@@ -130,10 +130,10 @@ def mmr(config_path, db_path):
     return run
 
 
-def ledger_rows(db_path: Path) -> list[dict]:
+def ledger_rows(db_path: Path | str) -> list[dict]:
     from router_cli.ledger import open_ledger
 
-    if not db_path.exists():
+    if isinstance(db_path, Path) and not db_path.exists():
         return []
     with open_ledger(db_path) as ledger:
         return ledger.rows()
@@ -154,3 +154,81 @@ def require_ml() -> None:
 def ml() -> None:
     """For tests that need the ml extra: see :func:`require_ml`."""
     require_ml()
+
+
+def raw_execute(db: Path | str, sql: str) -> None:
+    """Run one statement on a ledger behind mmr's back (as another process or machine would), either backend."""
+    if isinstance(db, str) and db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(sql)
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------ a real PostgreSQL server
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: run only on the SQLite ledger of the ledger_url fixture")
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test about SQLite files (a missing file, a file that is not a database) has no PostgreSQL case.
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        postgres = callspec is not None and callspec.params.get("ledger_url") == "postgres"
+        (drop if postgres and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server of this test session (initdb/pg_ctl in a temporary directory); skipped when
+    PostgreSQL is not installed, unless MMR_REQUIRE_PG=1 makes that a failure."""
+    from tests.pg_server import PgServer, find_bin
+
+    bindir = find_bin()
+    problem = None
+    if bindir is None:
+        problem = "PostgreSQL is not installed (initdb not found; Debian: apt-get install postgresql)"
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            problem = "psycopg is not installed (pip install 'mmr[postgres]')"
+    server = None
+    if problem is None:
+        try:
+            server = PgServer(bindir).start()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            problem = f"cannot start PostgreSQL: {e}"
+    if problem is not None:
+        if os.environ.get("MMR_REQUIRE_PG") == "1":
+            pytest.fail(problem + " (MMR_REQUIRE_PG=1)")
+        pytest.skip(problem)
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a new, empty PostgreSQL database."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request, tmp_path):
+    """The ledger every test using it runs against twice: an SQLite file, then a PostgreSQL database (a URL)."""
+    if request.param == "sqlite":
+        return tmp_path / "ledger.db"
+    return request.getfixturevalue("pg_url")

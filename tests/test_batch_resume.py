@@ -20,6 +20,12 @@ import pytest
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 ROWS = 60
 SLOW = "p0"  # the first row: held back, so the rows after it are answered and recorded but not yet written
 
@@ -230,13 +236,20 @@ def test_a_bad_batch_id_is_a_usage_error(mmr, tmp_path):
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finding worker processes needs Linux's /proc")
 def test_a_resume_right_after_a_kill_waits_for_the_killed_runs_workers_to_record(server, config_path, db_path, tmp_path):
     server.always("claude-small", reply(delay=0.1))
-    server.script_prompt(SLOW, reply(delay=1.5))
+    slow = 1.5
+    if not isinstance(db_path, os.PathLike):
+        # On PostgreSQL each write is a round trip and the resume connects first: keep the slow row in flight
+        # longer than that (and within the provider timeout).
+        config_path, slow = write_config(tmp_path / "slow.yaml", server.url, timeout=8.0), 5.0
+    server.script_prompt(SLOW, reply(delay=slow))
     source = prompts_file(tmp_path)
     out = tmp_path / "out.jsonl"
     with open(out, "wb") as stdout:
         proc = subprocess.Popen(batch_argv(config_path, db_path, str(source), "2"), stdout=stdout,
                                 stderr=subprocess.DEVNULL)
-    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= 20)
+    # Fewer on PostgreSQL: each request's writes are round trips, and the slow row must still be in flight.
+    recorded = 20 if isinstance(db_path, os.PathLike) else 5
+    wait_for(lambda: sum(r["status"] == "ok" for r in ledger_rows(db_path)) >= recorded)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     # at once: the first row is still in flight at a worker of the killed run

@@ -16,6 +16,12 @@ from router_cli import Router
 from tests.conftest import ROOT, ledger_rows, write_config
 from tests.provider_server import error, reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 BREAKER = "breaker: {failures: 2, window: 60, cooldown: 30}\n"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from decimal import Decimal
 
 import pytest
@@ -11,8 +10,14 @@ import pytest
 from router_cli.config import load_config
 from router_cli.errors import EXIT_BUDGET, EXIT_PROVIDER, AllAttemptsFailed, BudgetExceeded
 from router_cli import Router
-from tests.conftest import ledger_rows, write_config
+from tests.conftest import raw_execute, ledger_rows, write_config
 from tests.provider_server import reply
+
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
 
 # "hello" has at most 53 tokens (5 bytes, 16 for its message, 32 for the request); the worst
 # case is 53 input tokens plus the model's max_tokens.
@@ -203,9 +208,7 @@ def test_a_hold_counts_for_others_until_released(server, tmp_path, db_path):
         assert second.hold(WORST["simple"], Decimal(0), lease=60) is None
         expired = BudgetGuard.for_request(config, ledger, user=None, team="ml", max_cost=None, request_id="r4")
         assert expired.hold(WORST["simple"], Decimal(0), lease=60) is not None
-        other = sqlite3.connect(db_path, isolation_level=None)  # its process died
-        other.execute("UPDATE budget_holds SET expires_at = 0 WHERE request_id = 'r2'")
-        other.close()
+        raw_execute(db_path, "UPDATE budget_holds SET expires_at = 0 WHERE request_id = 'r2'")  # its process died
         assert expired.hold(WORST["simple"], Decimal(0), lease=60) is None
 
 

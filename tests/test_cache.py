@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from decimal import Decimal
 
 import pytest
 
 from router_cli.config import load_config
 from router_cli import Router
-from tests.conftest import ledger_rows, write_config
+from tests.conftest import raw_execute, ledger_rows, write_config
 from tests.provider_server import error, reply
+
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
 
 
 class Clock:
@@ -172,9 +177,7 @@ def test_an_entry_from_a_model_outside_its_tier_is_a_miss(server, tmp_path, db_p
     with cache_router(server, tmp_path, db_path, clock=time.time) as router:
         router.ask("hello", tier="simple")
         # The entry now claims a model of another tier: not a valid answer for simple.
-        other = sqlite3.connect(db_path, isolation_level=None)
-        other.execute("UPDATE cache SET model = 'claude-big', provider = 'anthropic'")
-        other.close()
+        raw_execute(db_path, "UPDATE cache SET model = 'claude-big', provider = 'anthropic'")
         notes: list[str] = []
         router.on_note = notes.append
         assert router.ask("hello", tier="simple").final.status == "ok"

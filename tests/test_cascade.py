@@ -15,6 +15,12 @@ from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import error, reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 QUESTION = "Explain why the sky is blue"
 
 
@@ -213,6 +219,7 @@ def test_bad_options(server, make_router, kwargs, message):
     assert server.calls() == []
 
 
+@pytest.mark.sqlite_only  # about a ledger file that does not exist yet
 def test_cli_bad_threshold_is_one_line(mmr, db_path):
     result = mmr("cascade", "--threshold", "2", "hello")
     assert result.returncode == EXIT_USAGE
@@ -245,6 +252,7 @@ def test_costs_report_discarded_and_judging_shares(server, make_router, db_path,
     assert [(r["routed_tier"], r["requests"]) for r in out["rows"]] == [("simple", 2)]
 
 
+@pytest.mark.sqlite_only  # about a ledger file that does not exist yet
 def test_dry_run_shows_the_plan_and_calls_nothing(server, mmr, db_path):
     result = mmr("cascade", "--dry-run", "--json", "--max-tier", "medium", "--gate", "judge", QUESTION)
     assert result.returncode == 0, result.stderr

@@ -23,6 +23,12 @@ from tests.conftest import ROOT, TEST_CONFIG, ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 TWO_ARMS = """
 experiments:
   mid-models:

@@ -18,6 +18,12 @@ from tests.conftest import ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 TIERS = ["simple", "medium", "complex"]
 
 
@@ -94,6 +100,7 @@ def test_bad_feedback_is_one_line(server, mmr, args, message, db_path):
         assert ledger.read("SELECT count(*) FROM feedback").fetchone()[0] == 0
 
 
+@pytest.mark.sqlite_only  # about a ledger file that does not exist yet
 def test_no_ledger_is_a_clear_error(mmr, db_path):
     result = mmr("feedback", "X", "good")
     assert result.returncode == EXIT_USAGE and b"no ledger at" in result.stderr

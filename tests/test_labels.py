@@ -26,6 +26,12 @@ from tests.conftest import require_ml, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 TIERS = ["simple", "medium", "complex"]
 WEAK = reply("I don't know.")
 GOOD = reply("Because shorter wavelengths scatter more in the atmosphere.")

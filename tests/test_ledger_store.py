@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,18 @@ def test_no_module_outside_the_ledger_writes_sql_or_touches_a_connection():
     assert offenders == []
 
 
-def test_the_sqlite_store_implements_every_method_of_the_interface():
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_each_store_implements_every_method_of_the_interface(store):
+    from router_cli.ledger.postgres import PostgresLedger
+
+    implementation = SQLiteLedger if store == "sqlite" else PostgresLedger
     wanted = {name for name, _ in inspect.getmembers(LedgerStore, inspect.isfunction) if not name.startswith("_")}
     for name in wanted:
-        mine, theirs = getattr(SQLiteLedger, name), getattr(LedgerStore, name)
-        assert mine is not theirs, f"SQLiteLedger does not implement {name}"
-        assert list(inspect.signature(mine).parameters) == list(inspect.signature(theirs).parameters), name
+        mine, theirs = getattr(implementation, name), getattr(LedgerStore, name)
+        assert mine is not theirs, f"{implementation.__name__} does not implement {name}"
+        # Keyword-only extras (record's skip_existing) are the store's own.
+        positional = [p for p, v in inspect.signature(mine).parameters.items() if v.kind != v.KEYWORD_ONLY]
+        assert positional == list(inspect.signature(theirs).parameters), name
 
 
 def test_migrations_are_top_level_functions_applied_in_order_under_their_old_names():
@@ -121,23 +128,23 @@ def test_one_store_shared_by_threads_writes_from_each_and_closes_every_connectio
             conn.execute("SELECT 1")
 
 
-def test_database_failures_are_ledger_errors(tmp_path):
-    with open_ledger(tmp_path / "l.db") as ledger:
-        with pytest.raises(LedgerError, match="no such table"):
+def test_database_failures_are_ledger_errors(ledger_url):
+    with open_ledger(ledger_url) as ledger:
+        with pytest.raises(LedgerError, match="no such table|does not exist"):
             ledger.read("SELECT * FROM nothing_here")
         with pytest.raises(LedgerError):
             ledger.record({"nothing_here": [{"a": 1}]})
         with pytest.raises(ValueError, match="unknown budget scope"):
             ledger.spent_nanousd("calls; DROP TABLE calls", None, "0")
-    with open_ledger(tmp_path / "l.db", readonly=True) as ledger:
-        with pytest.raises(LedgerError, match="readonly"):
+    with open_ledger(ledger_url, readonly=True) as ledger:
+        with pytest.raises(LedgerError, match="readonly|read-only"):
             ledger.cache_put({"key": "k", "created_at": 0.0, "expires_at": 1.0}, now=0.0)
-        with pytest.raises(LedgerError, match="readonly"):
+        with pytest.raises(LedgerError, match="readonly|read-only"):
             ledger.release_hold("r1")
 
 
-def test_budget_holds_and_breaker_updates_through_the_store(tmp_path):
-    with open_ledger(tmp_path / "l.db") as ledger:
+def test_budget_holds_and_breaker_updates_through_the_store(ledger_url):
+    with open_ledger(ledger_url) as ledger:
         assert ledger.hold_budget("r1", "alice", "ml", lambda: (700, 9e12)) is True
         assert ledger.hold_budget("r2", "bob", "ml", lambda: None) is False
         assert ledger.held_nanousd("team", "ml", "r2", 0.0) == 700
@@ -166,8 +173,8 @@ def test_costs_on_an_up_to_date_ledger_does_not_import_sqlite_utils(tmp_path):
     assert result.stdout.strip() == "False"
 
 
-def test_a_batch_row_is_found_through_its_index(tmp_path):
-    with open_ledger(tmp_path / "l.db") as ledger:
+def test_a_batch_row_is_found_through_its_index(ledger_url):
+    with open_ledger(ledger_url) as ledger:
         ledger.record([
             {"id": "c1", "request_id": "r1", "attempt": 1, "role": "answer", "status": "error", "batch_id": "b", "batch_row": "s:x"},
             {"id": "c2", "request_id": "r1", "attempt": 2, "role": "answer", "status": "ok", "batch_id": "b", "batch_row": "s:x"},
@@ -178,8 +185,61 @@ def test_a_batch_row_is_found_through_its_index(tmp_path):
         assert ledger.batch_answered("b") == ["s:x"]  # an error row answers nothing; another batch is another batch
         assert [c["id"] for c in ledger.batch_answer("b", "s:x")] == ["c1", "c2"]  # the whole request, in order
         assert ledger.batch_answer("b", "i:2") == []
-    conn = sqlite3.connect(tmp_path / "l.db")
+    if not isinstance(ledger_url, Path):
+        return  # the plan below is SQLite's
+    conn = sqlite3.connect(ledger_url)
     for sql in ("SELECT DISTINCT batch_row FROM calls WHERE batch_id = ? AND role = 'answer' AND status = 'ok'",
                 "SELECT request_id FROM calls WHERE batch_id = ? AND batch_row = ? ORDER BY id DESC"):
         plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("b", "s:x")[: sql.count("?")]))
         assert "idx_calls_batch" in plan and "SCAN calls" not in plan.replace("USING", "")
+
+
+def test_a_budget_check_sees_every_hold_another_machine_made_while_it_waited(ledger_url):
+    """Two stores (two machines): B's check-and-hold starts while A's is between its check and its hold.
+    B must wait and then see A's hold; without serialisation both would read 0 and both hold."""
+    first, second = open_ledger(ledger_url), open_ledger(ledger_url)
+    seen: dict[str, int] = {}
+    a_checked = threading.Event()
+
+    def decide_a():
+        seen["a"] = first.held_nanousd("team", "ml", "a", 0.0)
+        a_checked.set()
+        time.sleep(0.5)  # A has checked and not yet held: the race window
+        return (700, 9e12)
+
+    def decide_b():
+        seen["b"] = second.held_nanousd("team", "ml", "b", 0.0)
+        return (300, 9e12)
+
+    a = threading.Thread(target=lambda: first.hold_budget("a", "ann", "ml", decide_a))
+    a.start()
+    assert a_checked.wait(10)
+    second.hold_budget("b", "bo", "ml", decide_b)
+    a.join(10)
+    assert seen == {"a": 0, "b": 700}
+    first.close()
+    second.close()
+
+
+def test_a_breaker_change_sees_the_change_another_machine_made_while_it_waited(ledger_url):
+    """Two machines record a failure of one model at once: both failures count (no lost update)."""
+    first, second = open_ledger(ledger_url), open_ledger(ledger_url)
+    a_read = threading.Event()
+
+    def add(name: str, slow: bool):
+        def change(row):
+            failures = (row or {}).get("failures") or "[]"
+            if slow:
+                a_read.set()
+                time.sleep(0.5)
+            return {"state": "closed", "failures": failures[:-1] + ("," if failures != "[]" else "") + f'"{name}"]'}
+        return change
+
+    a = threading.Thread(target=lambda: first.update_breaker("p", "m", add("a", True)))
+    a.start()
+    assert a_read.wait(10)
+    second.update_breaker("p", "m", add("b", False))
+    a.join(10)
+    assert first.breaker("p", "m")["failures"] == '["a","b"]'
+    first.close()
+    second.close()

@@ -15,6 +15,12 @@ from router_cli.ledger import open_ledger
 from router_cli.reports.replay import check_classifiers, replay
 from tests.ledger_factory import NOW, attempt, merge, request
 
+
+@pytest.fixture
+def db_path(ledger_url):
+    """Every test here runs on an SQLite file and on a PostgreSQL database."""
+    return ledger_url
+
 TIERS = ["simple", "medium", "complex"]
 # The rules: "hi ..." -> simple; "debug ..." -> complex; a long plain prompt -> medium.
 GREETING = "hi there, how are you doing today?"
@@ -102,6 +108,7 @@ def test_bad_replay_input(db_path, mmr, args, message):
     assert message in result.stderr.decode() and result.stderr.decode().count("\n") == 1
 
 
+@pytest.mark.sqlite_only  # about a ledger file that does not exist yet
 def test_replay_without_a_ledger(mmr):
     result = mmr("eval", "--replay", "--classifier", "rules")
     assert result.returncode == 2 and b"no ledger at" in result.stderr

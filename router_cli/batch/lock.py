@@ -28,7 +28,11 @@ _held: dict[str, int] = {}  # lock file -> this process's one descriptor of it
 
 
 def lock_path(db: str) -> str:
-    return f"{db}.batches.lock"
+    """``<ledger>.batches.lock``; for a team's PostgreSQL ledger, a file in the user's data directory
+    (the processes a resume waits for run on this machine)."""
+    from ..ledger.paths import beside_ledger
+
+    return str(beside_ledger(db, ".batches.lock"))
 
 
 def _offset(batch_id: str) -> int:

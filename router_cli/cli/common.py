@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..config import Config
+    from ..ledger.paths import LedgerURL
 
 
 def read_prompt(prompt: str | None) -> str:
@@ -74,11 +75,32 @@ def keyless_default(cfg: Config) -> tuple[Config, str]:
     return with_local_model(cfg), ""
 
 
-def ledger_path(db: str | None) -> Path:
-    """The ledger to read; a clear error when nothing has been recorded there."""
+def ledger_target(db: str | None, config: str | None = None, cfg: Config | None = None) -> Path | LedgerURL:
+    """The ledger: ``--db``, else ``$MMR_DB``, else ``ledger.url`` of the config (``cfg``, or read only when
+    a tiers file exists), else the default file. A PostgreSQL URL comes back as a ``LedgerURL``."""
+    import os
+
     from ..ledger import resolve_db_path
 
-    path = resolve_db_path(db)
+    if db or os.environ.get("MMR_DB"):
+        return resolve_db_path(db)
+    if cfg is None:
+        from ..config.load import DEFAULT_CONFIG, resolve_config_path
+
+        if resolve_config_path(config) == DEFAULT_CONFIG:
+            return resolve_db_path()  # the built-in config names no team ledger
+        cfg = load_config(config)
+    return resolve_db_path(None, cfg.ledger.url)
+
+
+def ledger_path(db: str | None, config: str | None = None) -> Path | LedgerURL:
+    """The ledger to read; a clear error when nothing has been recorded there."""
+    return ledger_target_checked(db, None, config)
+
+
+def ledger_target_checked(db: str | None, cfg: Config | None, config: str | None = None) -> Path | LedgerURL:
+    """:func:`ledger_target` (``cfg`` when already loaded), refused when nothing has been recorded there."""
+    path = ledger_target(db, config, cfg)
     if not path.exists():
         raise UsageError(f"no ledger at {path}: nothing has been recorded yet (use --db or $MMR_DB to choose another)")
     return path

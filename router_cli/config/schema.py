@@ -158,6 +158,7 @@ class LedgerConfig:
     store: str = "full"
     preview_chars: int = 200
     busy_timeout: float = 10.0
+    url: str | None = None  # a team's PostgreSQL ledger (postgresql://...), used when neither --db nor $MMR_DB is given
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def retry(c: Checks, value: Any) -> RetryPolicy:
 
 
 def ledger(c: Checks, value: Any) -> LedgerConfig:
-    section = c.mapping(value, "ledger", {"store", "preview_chars", "busy_timeout"})
+    section = c.mapping(value, "ledger", {"store", "preview_chars", "busy_timeout", "url"})
     store = section.get("store", "full")
     if store not in STORE_MODES:
         raise c.fail("ledger.store", f"expected one of {', '.join(STORE_MODES)}, got {store!r}")
@@ -33,7 +33,18 @@ def ledger(c: Checks, value: Any) -> LedgerConfig:
         store,
         c.integer(section.get("preview_chars", 200), "ledger.preview_chars", minimum=1),
         c.number(section.get("busy_timeout", 10), "ledger.busy_timeout", minimum=0.0, maximum=3600),
+        _ledger_url(c, section.get("url")),
     )
+
+
+def _ledger_url(c: Checks, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("postgresql://", "postgres://")):
+        from ..errors import redact_url
+
+        raise c.fail("ledger.url", f"expected a postgresql:// URL, got {redact_url(str(value))!r}")
+    return value
 
 
 def cascade(c: Checks, value: Any, tiers: list[str]) -> CascadeConfig:

@@ -12,7 +12,8 @@ and ``store.record({table: rows})``. Moments are aware datetimes, compared with
 
 The SQL is standard where that costs nothing. The forms ``mmr costs`` is fast with
 (booleans summed as integers, ``total()``, a bare column beside ``max()``) are SQLite's
-and say so; another store answers the same functions with its own SQL.
+and say so; for a PostgreSQL store (``store.dialect == "postgres"``) those functions
+send PostgreSQL's own forms instead (``FILTER``, ``DISTINCT ON``). ``?`` placeholders serve both.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ GROUP_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "co
 def stamp(moment: datetime) -> str:
     """``moment`` as the ledger's ``datetime_utc`` text: ``2026-11-01T09:00:00.000Z``."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _postgres(store) -> bool:
+    """Whether ``store`` speaks PostgreSQL (its own SQL below where SQLite's differs); ``?`` works for both."""
+    return getattr(store, "dialect", "sqlite") == "postgres"
 
 
 def _as_dicts(cursor) -> list[dict]:
@@ -72,6 +78,12 @@ def tier_window_counts(store, tier: str, since: datetime, until: datetime) -> tu
         "coalesce(sum(status = 'error'), 0), count(*) "
         "FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?"
     )
+    if _postgres(store):
+        sql = (
+            "SELECT count(*) FILTER (WHERE attempt = 1), count(*) FILTER (WHERE attempt = 1 AND escalated <> 0), "
+            "count(*) FILTER (WHERE status = 'error'), count(*) "
+            "FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?"
+        )
     requests, escalated, errors, calls = store.read(sql, [tier, stamp(since), stamp(until)]).fetchone()
     return requests, escalated, errors, calls
 
@@ -120,6 +132,8 @@ _BUCKET = (
     "WHEN duration_ms < 100000 THEN CAST(duration_ms / 500 AS INTEGER) * 500 "
     "ELSE CAST(duration_ms / 5000 AS INTEGER) * 5000 END"
 )
+# PostgreSQL's cast rounds where SQLite's truncates: truncate first.
+_PG_BUCKET = _BUCKET.replace("CAST(duration_ms", "CAST(trunc(duration_ms").replace(" AS INTEGER)", ") AS bigint)")
 
 
 def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = (), *, squares: bool = False):
@@ -141,6 +155,16 @@ def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = ()
         f"sum(role = 'answer'), {squared} "
         f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {columns}bucket, status"
     )
+    if _postgres(store):
+        squared = "coalesce(sum(cost_nanousd::float8 * cost_nanousd), 0)" if squares else "0"
+        sql = (
+            f"SELECT {columns}{_PG_BUCKET} AS bucket, status, count(*), count(*) FILTER (WHERE attempt = 1), "
+            "coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), "
+            "coalesce(sum(baseline_cost_nanousd), 0), count(*) FILTER (WHERE attempt = 1 AND escalated <> 0), "
+            "coalesce(sum(cost_nanousd) FILTER (WHERE role = 'judge'), 0), "
+            f"sum(CASE WHEN role = 'answer' THEN 1 ELSE 0 END), {squared} "
+            f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {columns}bucket, status"
+        )
     return store.read(sql, [stamp(start), stamp(end)])
 
 
@@ -166,6 +190,14 @@ def feedback_counts(store, since: datetime, until: datetime, keys: Sequence[str]
         "CROSS JOIN calls ON calls.id = f.call_id "
         f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {columns}{minute}f.verdict, f.needs_higher"
     )
+    if _postgres(store):
+        # The latest verdict per call: DISTINCT ON walks idx_feedback_call (call_id, id) backwards.
+        sql = (
+            f"SELECT {columns}{minute}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
+            "(SELECT DISTINCT ON (call_id) call_id, verdict, needs_higher FROM feedback ORDER BY call_id, id DESC) AS f "
+            "JOIN calls ON calls.id = f.call_id "
+            f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {columns}{minute}f.verdict, f.needs_higher"
+        )
     return store.read(sql, [stamp(since), stamp(until)])
 
 
@@ -229,7 +261,8 @@ def request_feedback(store, request_id: str) -> list[dict]:
     """The feedback given on a request's calls, oldest first: id, call_id, datetime_utc, verdict,
     should_be, note, user."""
     return _as_dicts(store.read(
-        "SELECT id, call_id, datetime_utc, verdict, should_be, note, user FROM feedback WHERE request_id = ? ORDER BY id",
+        # "user" quoted: a bare user is PostgreSQL's current_user.
+        'SELECT id, call_id, datetime_utc, verdict, should_be, note, "user" FROM feedback WHERE request_id = ? ORDER BY id',
         [request_id],
     ))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ..errors import LedgerError
+from .paths import is_url
 from .sqlite_base import DEFAULT_BUSY_TIMEOUT, SQLiteBase
 from .store import SCOPES
 
@@ -39,6 +40,8 @@ class SQLiteLedger(SQLiteBase):
     One object serves every thread of a process: each thread gets its own
     connection on first use, and :meth:`close` closes them all.
     """
+
+    dialect = "sqlite"
 
     # ------------------------------------------------------------ requests and reports
 
@@ -210,15 +213,20 @@ class SQLiteLedger(SQLiteBase):
 
 
 def open_ledger(target: str | os.PathLike, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-                readonly: bool = False) -> SQLiteLedger:
+                readonly: bool = False):
     """Open (creating and upgrading as needed) the ledger at ``target``; raises LedgerError.
 
-    A file that cannot be opened for writing is refused (unless ``readonly``).
+    A file that cannot be opened for writing is refused (unless ``readonly``). A ``postgresql://``
+    URL opens the team's PostgreSQL ledger instead (psycopg is imported only then).
     """
+    if is_url(str(target)):
+        from .postgres import PostgresLedger
+
+        return PostgresLedger(str(target), busy_timeout, readonly=readonly)
     return SQLiteLedger(target, busy_timeout, readonly=readonly)
 
 
-def open_for_reading(target: str | os.PathLike) -> SQLiteLedger:
+def open_for_reading(target: str | os.PathLike):
     """Open for reports: upgrade in place when writable, else read without changing anything.
 
     Read-only means the file or its directory cannot be written, or the file has no
@@ -228,6 +236,8 @@ def open_for_reading(target: str | os.PathLike) -> SQLiteLedger:
     directory or filesystem could not take them; a writable directory would keep
     them). Beside an existing ``-wal``, SQLite's read-only mode reads through it.
     """
+    if is_url(str(target)):
+        return open_ledger(target)
     path = Path(target)
     if _writable(path):
         return SQLiteLedger(path)

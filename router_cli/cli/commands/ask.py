@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import typer
 
 from ...errors import MissingKeyError, MmrError
-from ..common import keyless_default, load_config, read_prompt
+from ..common import keyless_default, ledger_target, load_config, read_prompt
 from ..options import (
     AskDryRunOption,
     BatchIdOption,
@@ -184,7 +184,6 @@ def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bo
              ml_model: str | None) -> tuple[Router, str, bool, str]:
     """Load the config and the prompt, make the router; say whether routing notes are shown, and
     what to add to a missing-key error (see :func:`keyless_default`)."""
-    from ...ledger import resolve_db_path
     from ...render import text as render
     from ...engine.router import Router
 
@@ -192,7 +191,7 @@ def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bo
     text = read_prompt(prompt)
     cfg, key_hint = keyless_default(cfg)
     show_notes = verbose or render.stderr_is_terminal()
-    router = Router(cfg, None if dry_run else resolve_db_path(db), on_note=render.note if show_notes else None)
+    router = Router(cfg, None if dry_run else ledger_target(db, cfg=cfg), on_note=render.note if show_notes else None)
     return router, text, show_notes, key_hint
 
 

@@ -26,7 +26,7 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     from ...batch.pool import MAX_PROCESSES, auto_processes
     from ...batch.session import BatchJob, run_job
     from ...config import parse_config, read_config
-    from ...ledger import resolve_db_path
+    from ..common import ledger_target
     from ...render import progress as bars
     from ...render.text import jsonl_row, note, stderr_is_terminal
 
@@ -49,7 +49,7 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     cfg = resolve_prices(parse_config(text, source_name))  # a model without a price stops the batch before row 1
     if ml_model is not None:
         cfg = replace(cfg, ml_model=ml_model)
-    job = BatchJob(source, kind, options, text, source_name, ml_model, str(resolve_db_path(db)), verbose=verbose,
+    job = BatchJob(source, kind, options, text, source_name, ml_model, str(ledger_target(db, cfg=cfg)), verbose=verbose,
                    concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id)
     on_terminal = stderr_is_terminal()
     def write(row: dict) -> None:

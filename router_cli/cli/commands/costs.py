@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from ..common import load_config, write_file
+from ..common import ledger_target, load_config, write_file
 from ..options import ConfigOption, DbOption, JsonOption
 
 
@@ -37,7 +37,7 @@ def costs(
     from ...reports.costs import cost_report, empty_report, parse_by
     from ...reports.drift import drift
     from ...reports.when import parse_when
-    from ...ledger import open_for_reading, resolve_db_path
+    from ...ledger import open_for_reading
     from ...render.charts import spend_svg
     from ...render.tables import cost_report as show
     from ...render.text import note
@@ -51,7 +51,7 @@ def costs(
         raise UsageError(f"--plot writes SVG: give a file name ending in .svg, not {plot!r}")
     # Budgets live in the config; reading it is skipped when no report needs it (start-up time).
     budgets = load_config(config).budgets if config or {"user", "team"} & set(keys) else None
-    path = resolve_db_path(db)
+    path = ledger_target(db, config)
     if path.exists():
         with open_for_reading(path) as ledger:
             report = cost_report(ledger, start, end, keys, utc=utc)
@@ -95,7 +95,7 @@ def health(
 
     from ...reports.health import health_report
     from ...reports.when import parse_when
-    from ...ledger import open_for_reading, resolve_db_path
+    from ...ledger import open_for_reading
     from ...render.tables import health as show
     from ...render.text import note
 
@@ -104,7 +104,7 @@ def health(
     window = now - parse_when(since, now=now)
     if window.total_seconds() <= 0:
         raise UsageError(f"--since must reach into the past, got {since!r}")
-    path = resolve_db_path(db)
+    path = ledger_target(db, cfg=cfg)
     if path.exists():
         with open_for_reading(path) as ledger:
             rows = health_report(ledger, cfg, window, now.timestamp())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ...errors import UsageError
-from ..common import classifiers, ledger_path, load_config, window, write_file
+from ..common import classifiers, ledger_path, ledger_target_checked, load_config, window, write_file
 from ..options import ConfigOption, DbOption, JsonOption, MlModelOption, SkipBadOption
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def _replay(cfg: Config, names: list[str], file: str | None, since: str, until: 
     check_classifiers(names)
     start, end = window(since, until)
     chosen = classifiers(cfg, names)
-    with open_for_reading(ledger_path(db)) as ledger:
+    with open_for_reading(ledger_target_checked(db, cfg)) as ledger:
         report = replay(ledger, cfg, chosen, start, end)
     replay_report(report, json_output)
 
@@ -138,7 +138,7 @@ def train(
         from ...reports.training import ledger_training_rows
 
         start, end = window(since, until)
-        with open_for_reading(ledger_path(db)) as ledger:
+        with open_for_reading(ledger_path(db, config)) as ledger:
             data = ledger_training_rows(ledger, cfg.tier_names, start, end)
         note(data.summary)
         rows, digest = data.rows, data.sha256

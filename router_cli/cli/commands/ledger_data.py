@@ -31,7 +31,7 @@ def labels(
 
     cfg = load_config(config)
     start, end = window(since, until)
-    with open_for_reading(ledger_path(db)) as ledger:
+    with open_for_reading(ledger_path(db, config)) as ledger:
         result = ledger_labels(ledger, cfg.tier_names, start, end)
     rows = "".join(json_text(row) + "\n" for row in result.rows)  # no raw control or bidi character reaches a terminal
     if output is None:
@@ -63,7 +63,7 @@ def feedback(
 
     check_text(note, "--note")
     tiers = load_config(config).tier_names if should_be is not None else None
-    with open_ledger(ledger_path(db)) as ledger:
+    with open_ledger(ledger_path(db, config)) as ledger:
         entry = record(ledger, call_id, verdict, should_be=should_be, note=note, user=user, tiers=tiers,
                        allow_unstored=allow_unstored)
     feedback_recorded(entry, json_output)
@@ -89,6 +89,6 @@ def explain(
     except ConfigError as e:
         note(f"the config could not be loaded ({e}); not checking whether the request ran under it")
         current = None
-    with open_for_reading(ledger_path(db)) as ledger:
+    with open_for_reading(ledger_path(db, config)) as ledger:
         report = explain_call(ledger, call_id, current)
     show(report, json_output)
