@@ -38,7 +38,14 @@ class Call:
     role: str = "answer"  # "classifier" or "judge" for a call made on the answer's behalf
     on_text: Callable[[str], None] | None = None
     on_restart: Note | None = None
+    history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
+    stop: tuple[str, ...] = ()
     streamed: bool = field(default=False, init=False)  # text already went out on_text
+
+    @property
+    def transcript(self) -> str:
+        """Everything sent but the system prompt, as one text: what budgets and estimates count."""
+        return transcript(self.history, self.prompt)
 
     def limit(self, model: ModelSpec) -> int:
         limit = self.max_tokens or model.max_tokens
@@ -69,7 +76,7 @@ class ChainRunner:
         for position, (tier, model) in enumerate(chain):
             spec = self.config.providers[model.provider]
             ticket = self.admitter.admit(request, attempts, chain, position,
-                                         (call.prompt, call.system, call.limit(model)), call.role)
+                                         (call.transcript, call.system, call.limit(model)), call.role)
             if ticket is None:
                 continue
             if call.temperature is not None and spec.type == "anthropic" and call.role == "answer":
@@ -87,11 +94,11 @@ class ChainRunner:
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature)
+        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop)
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
-                                                         (call.prompt, call.system, call.limit(model)), call.role):
+                                                         (call.transcript, call.system, call.limit(model)), call.role):
                 return "next"  # a retry may bill another worst case: it must fit too
             if call.streamed and call.on_restart is not None:
                 call.on_restart(f"the answer broke off; {attempt.label} answers again from the start")
@@ -186,6 +193,14 @@ class ChainRunner:
         return AllAttemptsFailed(f"every model failed ({tried} attempts): " + "; ".join(parts), attempts)
 
 
+def transcript(history: tuple[tuple[str, str], ...], prompt: str) -> str:
+    """A conversation as one text (the prompt alone when there is no history): what the ledger keeps,
+    the cache keys and the budgets bound."""
+    if not history:
+        return prompt
+    return "\n\n".join(f"{role}: {text}" for role, text in (*history, ("user", prompt)))
+
+
 def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str], None]:
     """``on_text``, keeping what went out; its own failure (a closed pipe) is an OutputFailed."""
     from ..providers import OutputFailed
@@ -221,7 +236,7 @@ def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
 def _fill_interrupted(attempt: Attempt, model: ModelSpec, call: Call, emitted: list[str]) -> None:
     attempt.status, attempt.error, attempt.error_kind = "error", "interrupted", "interrupted"
     if emitted:
-        attempt.input_tokens = estimate_tokens(f"{call.system or ''}\n{call.prompt}")
+        attempt.input_tokens = estimate_tokens(f"{call.system or ''}\n{call.transcript}")
         attempt.output_tokens = estimate_tokens("".join(emitted))
         attempt.usage_estimated = True
         attempt.cost = cost_usd(model.price, attempt.input_tokens, attempt.output_tokens)

@@ -25,8 +25,10 @@ class AnthropicProvider(Provider):
         params: dict = {
             "model": request.model.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": request.messages(),
         }
+        if request.stop:
+            params["stop_sequences"] = list(request.stop)
         if request.system:
             params["system"] = request.system
         # No temperature: the Messages API (version 2026-10-21, sent by SDK 2.x)
@@ -53,22 +55,24 @@ class AnthropicProvider(Provider):
         stop_reason = None
         ttft = None
         finished = False
-        for event in self.client().messages.create(**params, stream=True):
-            if event.type == "message_start":
-                tokens[0] = event.message.usage.input_tokens or 0
-                tokens[1] = event.message.usage.output_tokens or 0
-            elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                if ttft is None:
-                    ttft = elapsed_ms(start)
-                on_text(event.delta.text)
-                parts.append(event.delta.text)
-            elif event.type == "message_delta":
-                stop_reason = event.delta.stop_reason
-                tokens[1] = event.usage.output_tokens or tokens[1]
-                if getattr(event.usage, "input_tokens", None):
-                    tokens[0] = event.usage.input_tokens
-            elif event.type == "message_stop":
-                finished = True
+        # Leaving early (a reader gone) closes the stream, which stops the upstream call.
+        with self.client().messages.create(**params, stream=True) as stream:
+            for event in stream:
+                if event.type == "message_start":
+                    tokens[0] = event.message.usage.input_tokens or 0
+                    tokens[1] = event.message.usage.output_tokens or 0
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    if ttft is None:
+                        ttft = elapsed_ms(start)
+                    on_text(event.delta.text)
+                    parts.append(event.delta.text)
+                elif event.type == "message_delta":
+                    stop_reason = event.delta.stop_reason
+                    tokens[1] = event.usage.output_tokens or tokens[1]
+                    if getattr(event.usage, "input_tokens", None):
+                        tokens[0] = event.usage.input_tokens
+                elif event.type == "message_stop":
+                    finished = True
         if not finished:
             raise ProviderError("connection", "the stream ended before message_stop", duration_ms=elapsed_ms(start))
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft)
