@@ -22,7 +22,7 @@ from .schema import (
 )
 
 TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
-            "breaker", "budgets", "cache", "experiments"}
+            "breaker", "budgets", "cache", "experiments", "serve"}
 _REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
 _LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -58,6 +58,7 @@ def validate(data: Any, source: str) -> Config:
         breaker=policy.breaker(c, top.get("breaker", {})),
         budgets=policy.budgets(c, top.get("budgets", []), names),
         cache=policy.cache(c, top.get("cache", {})),
+        serve=policy.serve(c, top.get("serve", {})),
         experiments=_experiments(c, top.get("experiments", {}), names, providers),
     )
 

@@ -1,0 +1,60 @@
+"""Running the server: bind, say where on stderr, serve until SIGTERM or Ctrl-C, then drain.
+
+uvicorn stops accepting on SIGTERM and waits for the requests in flight (their
+workers record them in the ledger); then the worker pool is joined and the
+ledger closed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+
+from ..errors import UsageError
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (a name or an address) only reaches this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(router, host: str, port: int, *, no_auth: bool, threads: int = 1000) -> None:
+    """Serve ``router`` on ``host``:``port`` (0: any free port) until stopped; prints the URL on stderr."""
+    if no_auth and not is_loopback(host):
+        raise UsageError(f"--no-auth is allowed only on a loopback address (127.0.0.1, ::1), not {host}")
+    from .auth import Keys
+
+    keys = None if no_auth else Keys(router.config.serve.keys, source=router.config.source)
+    if keys is not None and not keys:
+        raise UsageError(f"{router.config.source}: serve.keys: no client keys configured; add some, "
+                         "or pass --no-auth on a loopback address")
+    import uvicorn
+
+    from .app import Server
+
+    server = Server(router, keys, threads)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    config = uvicorn.Config(server.app(), log_level="warning", access_log=False, lifespan="off",
+                            timeout_keep_alive=30, backlog=2048)
+    print(f"mmr serve: listening on http://{shown}:{bound} (OpenAI: http://{shown}:{bound}/v1, "
+          f"Anthropic: http://{shown}:{bound})", file=sys.stderr, flush=True)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        server.close()
+        sock.close()
