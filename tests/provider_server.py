@@ -71,10 +71,11 @@ class Step:
 
 
 def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0,
-          usage: str = "full") -> Step:
-    """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all."""
+          usage: str = "full", chunk_delay: float = 0.0) -> Step:
+    """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all;
+    ``chunk_delay`` seconds pass between streamed events (a slow stream)."""
     return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason,
-                seconds=delay, extra={"usage": usage})
+                seconds=delay, extra={"usage": usage, "chunk_delay": chunk_delay})
 
 
 def embeddings(*, drop_last: int = 0) -> Step:
@@ -307,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}}),
             ("message_stop", {"type": "message_stop"}),
         ]
-        return self._sse(events)
+        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0))
 
     def _openai(self, body: dict, step: Step):
         text, stop, input_tokens, output_tokens = self._answer(body, step, "openai")
@@ -334,7 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
-        return self._sse(events)
+        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0))
 
     def _embeddings(self, body: dict, step: Step):
         texts = body.get("input")
@@ -369,12 +370,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _sse(self, events: list, drop: bool = False):
+    def _sse(self, events: list, drop: bool = False, pause: float = 0.0):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         for name, data in events:
+            if pause:
+                time.sleep(pause)
             payload = data if isinstance(data, str) else json.dumps(data)
             frame = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
             self._chunk(frame.encode())

@@ -8,6 +8,7 @@ ledger closed.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
 
@@ -24,6 +25,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def warm(router) -> None:
+    """Import the SDKs and build the clients and the classifier now, not on the first request."""
+    config = router.config
+    for name in dict.fromkeys(m.provider for t in config.tiers for m in t.models):
+        router.provider(config.providers[name])
+    router.classifier(config.classifier)
+
+
 def serve(router, host: str, port: int, *, no_auth: bool, threads: int = 1000) -> None:
     """Serve ``router`` on ``host``:``port`` (0: any free port) until stopped; prints the URL on stderr."""
     if no_auth and not is_loopback(host):
@@ -38,12 +47,14 @@ def serve(router, host: str, port: int, *, no_auth: bool, threads: int = 1000) -
 
     from .app import Server
 
+    warm(router)
     server = Server(router, keys, threads)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # before the URL is printed: a client may connect at once
     except OSError as e:
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
@@ -53,8 +64,13 @@ def serve(router, host: str, port: int, *, no_auth: bool, threads: int = 1000) -
                             timeout_keep_alive=30, backlog=2048)
     print(f"mmr serve: listening on http://{shown}:{bound} (OpenAI: http://{shown}:{bound}/v1, "
           f"Anthropic: http://{shown}:{bound})", file=sys.stderr, flush=True)
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again under the handler it found: this one
+    # lets that end in a clean exit (0) once every request in flight is answered and recorded.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         server.close()
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
