@@ -69,8 +69,8 @@ class Metrics:
             for (api, tier, model, status), n in sorted(self.requests.items()):
                 out.append(f"mmr_requests_total{_labels(api=api, tier=tier, model=model, status=status)} {n}")
             family("mmr_errors_total", "counter", "Requests that ended in an HTTP error, by API and status.")
-            for (api, status), n in sorted(self.errors.items()):
-                out.append(f"mmr_errors_total{_labels(api=api, status=str(status))} {n}")
+            for (api, code), n in sorted(self.errors.items()):
+                out.append(f"mmr_errors_total{_labels(api=api, status=str(code))} {n}")
             family("mmr_spend_usd_total", "counter", "USD billed by providers, by tier and model.")
             for (tier, model), usd in sorted(self.spend.items()):
                 out.append(f"mmr_spend_usd_total{_labels(tier=tier, model=model)} {usd}")

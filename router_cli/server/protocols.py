@@ -215,7 +215,7 @@ class StreamWriter:
     def start(self) -> bytes:
         if self.asked.protocol == OPENAI:
             return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        message = {"id": f"msg_{self.request_id}", "type": "message", "role": "assistant", "model": self.model,
+        message: dict[str, Any] = {"id": f"msg_{self.request_id}", "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": 0, "output_tokens": 0}}  # the real counts come in message_delta
         return (sse({"type": "message_start", "message": message}, "message_start")
