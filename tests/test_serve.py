@@ -370,3 +370,44 @@ def test_sigterm_finishes_and_records_the_requests_in_flight(served, server, db_
     assert served.proc.wait(30) == 0
     assert results == {"plain": "slow answer", "stream": "slow stream of words here"}
     assert sorted((r["model"], r["status"]) for r in ledger_rows(db_path)) == [("claude-small", "ok"), ("gpt-small", "ok")]
+
+
+# ---------------------------------------------------------------- policies apply as on the command line
+
+
+def test_budgets_and_the_cache_apply(server, tmp_path, db_path):
+    extra = ("budgets:\n  - {scope: user, user: tight, period: day, limit: 0.000001, policy: block}\n"
+             "cache:\n  enabled: true\n")
+    running = start_serve(write_config(tmp_path / "policy.yaml", server.url, extra=extra), db_path, "--no-auth")
+    try:
+        client = running.openai()
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(model="auto", user="tight", messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 402 and e.value.body["type"] == "insufficient_quota"
+        with pytest.raises(anthropic.APIStatusError) as e:
+            running.anthropic().messages.create(model="auto", max_tokens=9, metadata={"user_id": "tight"},
+                                                messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 402 and e.value.body["error"]["type"] == "billing_error"
+        first = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "again"}])
+        second = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "again"}])
+        assert first.headers["x-mmr-cost-usd"] == "0.0000128"  # 1 * 0.80e-6 + 3 * 4.00e-6
+        assert second.headers["x-mmr-cost-usd"] == "0" and second.parse().choices[0].message.content == "Answer to: again"
+    finally:
+        running.stop()
+    rows = ledger_rows(db_path)
+    assert [(r["status"], r["user"], r["command"]) for r in rows] == [
+        ("blocked", "tight", "serve"), ("blocked", "tight", "serve"), ("ok", None, "serve"), ("cached", None, "serve")]
+    assert len(server.calls()) == 1
+
+
+def test_a_bad_serve_section_is_one_config_error(server, tmp_path, db_path):
+    config = write_config(tmp_path / "bad.yaml", server.url, extra="serve:\n  keys:\n    - {sha256: abc, user: x}\n")
+    result = subprocess.run([sys.executable, "-m", "router_cli", "serve", "--port", "0", "--config", str(config),
+                             "--db", str(db_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stderr == f"Error: {config}: serve.keys[0].sha256: expected 64 hex digits (sha256 of the key)\n"
+    config = write_config(tmp_path / "unset.yaml", server.url, extra="serve:\n  keys:\n    - {env: MMR_NOT_SET_HERE}\n")
+    result = subprocess.run([sys.executable, "-m", "router_cli", "serve", "--port", "0", "--config", str(config),
+                             "--db", str(db_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stderr == f"Error: {config}: serve.keys[0].env: the variable MMR_NOT_SET_HERE is not set\n"
