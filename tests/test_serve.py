@@ -411,3 +411,21 @@ def test_a_bad_serve_section_is_one_config_error(server, tmp_path, db_path):
                              "--db", str(db_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
     assert result.stderr == f"Error: {config}: serve.keys[0].env: the variable MMR_NOT_SET_HERE is not set\n"
+
+
+def test_openai_user_names_the_session_when_configured(server, tmp_path, db_path):
+    config = write_config(tmp_path / "sessions.yaml", server.url, extra="serve:\n  session_from_user: true\n")
+    running = start_serve(config, db_path, "--no-auth")
+    try:
+        client = running.openai()
+
+        def ask(prompt: str, user: str) -> str:
+            raw = client.chat.completions.with_raw_response.create(
+                model="auto", user=user, messages=[{"role": "user", "content": prompt}])
+            return raw.headers["x-mmr-model"]
+
+        assert ask("hello", "u1") == "anthropic/claude-small"
+        assert ask("Debug this stack trace", "u1") == "anthropic/claude-small"
+        assert ask("Debug this stack trace", "u2") == "anthropic/claude-big"
+    finally:
+        running.stop()
