@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import ledger_rows, write_config
-from tests.provider_server import error, reply
+from tests.provider_server import drop, error, reply
 from tests.serve_fixture import start_serve
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,6 +226,21 @@ def test_an_upstream_fault_falls_back(served, server, db_path):
         ("claude-small", "error", "serve"), ("gpt-small", "ok", "serve")]
 
 
+def test_a_stream_that_breaks_after_text_ends_with_an_error_event(served, server, db_path):
+    server.script("claude-small", drop(after_chunks=2))
+    stream = served.openai().chat.completions.create(model="claude-small", stream=True,
+                                                     messages=[{"role": "user", "content": "break it"}])
+    seen = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "")
+    assert "".join(seen) == "Answer to:"  # what went out before the break is not repeated by another model
+    assert "broke off" in str(e.value)
+    assert server.calls("gpt-small") == []
+    assert [(r["model"], r["status"], r["error_kind"]) for r in ledger_rows(db_path)] == [
+        ("claude-small", "error", "connection")]
+
+
 def test_every_model_failing_is_a_502_recorded(served, server, db_path):
     for model in ("claude-small", "gpt-small", "claude-mid", "gpt-mid", "claude-big", "gpt-big"):
         server.always(model, error(400, message="bad thing"))
@@ -429,3 +444,25 @@ def test_openai_user_names_the_session_when_configured(server, tmp_path, db_path
         assert ask("Debug this stack trace", "u2") == "anthropic/claude-big"
     finally:
         running.stop()
+
+
+def test_a_server_reuses_a_fresh_proof_of_a_writable_ledger(config, db_path):
+    from router_cli import Router
+
+    now = [1000.0]
+    router = Router(config, db_path, clock=lambda: now[0])
+    proofs = []
+    store = router.ledger()
+    real = store.check_writable
+    store.check_writable = lambda: proofs.append(now[0]) or real()
+    router.check_ledger()
+    router.check_ledger()
+    assert len(proofs) == 2  # the CLI's way: every request proves it
+    router.ledger_proof_ttl = 1.0
+    router.check_ledger()
+    now[0] += 0.5
+    router.check_ledger()
+    now[0] += 1.0
+    router.check_ledger()
+    assert proofs == [1000.0, 1000.0, 1001.5]  # the proof at 1000.0 served until 1001.0
+    router.close()

@@ -71,6 +71,10 @@ class Router:
         self._lock = threading.RLock()
         self._store = None
         self._breakers = None
+        # A server answering many requests may reuse a proof of a writable ledger for this many
+        # seconds (the CLI proves it once per request, before anything is paid for).
+        self.ledger_proof_ttl = 0.0
+        self._ledger_proven = float("-inf")
         self.admitter = Admitter(config, os.environ if env is None else env, self.pauses, self.breakers,
                                  lambda message: self.on_note(message))
         self.runner = ChainRunner(config, self.admitter, self.provider, lambda seconds: self.sleep(seconds),
@@ -318,10 +322,13 @@ class Router:
         before a classifier that calls a model) and before a batch sends any row. Does
         nothing without a ledger.
         """
+        if self.ledger_proof_ttl and self.clock() - self._ledger_proven < self.ledger_proof_ttl:
+            return
         try:
             store = self.ledger()
             if store is not None:
                 store.check_writable()
+                self._ledger_proven = self.clock()
         except LedgerError as e:
             e.message += "; no provider was called"
             raise

@@ -21,12 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..engine.options import parse_max_cost
-from ..errors import AllAttemptsFailed, BudgetExceeded, EXIT_REQUEST_REJECTED, MmrError, UsageError, redact
+from ..errors import (
+    EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, LedgerError, MmrError, UsageError, redact,
+)
 from ..ids import new_id
 from ..pricing import decimal_str
 from .auth import Client, Keys
@@ -170,6 +172,10 @@ class Server:
                                on_restart=worker.on_restart if asked.stream else None, command="serve")
 
     def _remember(self, session: str | None, what: Meaning, answer) -> None:
+        """After an answer: keep the session's model; a ledger that could not be written is told on stderr."""
+        if answer.ledger_error is not None:
+            print(f"mmr serve: request {answer.request_id} was answered but not recorded: {answer.ledger_error}",
+                  file=sys.stderr, flush=True)
         if session and what.kind == "auto" and answer.final.status in ("ok", "cached"):
             self.sessions.keep(session, answer.final.tier, answer.final.model)
 
@@ -232,14 +238,16 @@ def bill(answer) -> dict[str, str]:
 
 
 def _status(e: BaseException) -> int:
-    if isinstance(e, (UsageError, BrokeOff)):
-        return 400 if isinstance(e, UsageError) else 502
+    if isinstance(e, UsageError):
+        return 400
     if isinstance(e, BudgetExceeded):
         return 402
-    if isinstance(e, AllAttemptsFailed):
-        return 400 if e.exit_code == EXIT_REQUEST_REJECTED else 502
-    if isinstance(e, (MmrError, ClientGone, ClientDisconnect)):
-        return 502 if not isinstance(e, ClientDisconnect) else 499
+    if isinstance(e, AllAttemptsFailed) and e.exit_code == EXIT_REQUEST_REJECTED:
+        return 400  # every provider would reject it: the client's to fix
+    if isinstance(e, LedgerError):
+        return 500
+    if isinstance(e, (MmrError, BrokeOff, ClientGone)):
+        return 502
     return 500
 
 

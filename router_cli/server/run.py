@@ -48,6 +48,9 @@ def serve(router, host: str, port: int, *, no_auth: bool, threads: int = 1000) -
     from .app import Server
 
     warm(router)
+    # One proof per second, not one write transaction more per request; a ledger that fails
+    # later is still reported when the request is recorded.
+    router.ledger_proof_ttl = 1.0
     server = Server(router, keys, threads)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
