@@ -475,10 +475,10 @@ def test_responses_do_not_wait_for_a_delayed_ack(served):
     host, port = served.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     took = []
-    for _ in range(10):
+    for _ in range(40):  # past the first few, which Linux acknowledges at once (quick-ack mode)
         started = time.perf_counter()
         connection.request("GET", "/healthz")
         assert connection.getresponse().read() == b"ok\n"
         took.append(time.perf_counter() - started)
     connection.close()
-    assert min(took) < 0.02
+    assert sorted(took[10:])[15] < 0.02  # the median; 40 ms and more with Nagle on
