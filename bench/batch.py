@@ -107,9 +107,22 @@ def bare_sdk(sdk: str, url: str, rows: int, concurrency: int) -> float:
     return time.perf_counter() - start
 
 
-def shell_loop(env: dict, prompts: Path, db: Path) -> float:
-    """Seconds for a bash loop of single `mmr ask` calls over the lines of ``prompts``."""
-    script = f'while IFS= read -r p; do "{sys.executable}" -m router_cli ask --json --db "{db}" "$p" > /dev/null || exit 1; done < "{prompts}"'
+def ratio(runs: list, floors: list) -> float:
+    """The median of run i / floor i over the alternated pairs."""
+    return statistics.median((a["wall"] if isinstance(a, dict) else a) / (b["wall"] if isinstance(b, dict) else b)
+                             for a, b in zip(runs, floors))
+
+
+def shell_loop(env: dict, prompts: Path, db: Path, url: str | None = None) -> float:
+    """Seconds for a bash loop of single `mmr ask` calls over the lines of ``prompts`` (with ``url``: of a bare
+    anthropic SDK script making the same call, the floor)."""
+    if url is None:
+        command = f'"{sys.executable}" -m router_cli ask --json --db "{db}" "$p"'
+    else:
+        code = BARE_SDK["anthropic"].replace("URL", repr(url)) + "\nimport sys; call(sys.argv[1])"
+        command = f'"{sys.executable}" -c "$BARE" "$p"'
+        env = {**env, "BARE": code}
+    script = f'while IFS= read -r p; do {command} > /dev/null || exit 1; done < "{prompts}"'
     start = time.perf_counter()
     subprocess.run(["bash", "-c", script], env=env, check=True)
     return time.perf_counter() - start
@@ -123,6 +136,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20, help="prompts for the shell loop")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each batch (the median is shown)")
     parser.add_argument("--cpu-bound", type=int, default=5000, help="rows of the concurrency-64 runs (0: skip them)")
+    parser.add_argument("--workers", type=int, default=2, help="also run the Anthropic batch with this many worker "
+                        "processes, alternating with the others (0: skip)")
     args = parser.parse_args()
 
     server, url = start_server()
@@ -141,9 +156,14 @@ def main() -> None:
         for sdk, env in envs.items():
             ledger = tmp / f"{sdk}.db"
             fresh = run_batch(env, rows, args.concurrency, ledger)  # creates the ledger; warms the bytecode caches
-            runs = [run_batch(env, rows, args.concurrency, ledger) for _ in range(args.runs)]
-            bare = [bare_sdk(sdk, url, args.rows, args.concurrency) for _ in range(args.runs)]
-            results[sdk] = {"fresh": fresh, "runs": runs, "bare": bare}
+            bare_sdk(sdk, url, args.rows, args.concurrency)  # the bare script's first run, untimed, likewise
+            runs, bare, workers = [], [], []
+            for _ in range(args.runs):  # A B (C) A B (C): drift in the machine's load hits every side alike
+                runs.append(run_batch(env, rows, args.concurrency, ledger))
+                bare.append(bare_sdk(sdk, url, args.rows, args.concurrency))
+                if args.workers and sdk == "anthropic":
+                    workers.append(run_batch(env, rows, args.concurrency, ledger, "--processes", str(args.workers)))
+            results[sdk] = {"fresh": fresh, "runs": runs, "bare": bare, "workers": workers}
         env = envs["anthropic"]
         cpu = None
         if args.cpu_bound:
@@ -155,6 +175,7 @@ def main() -> None:
         prompts = tmp / "sample.txt"
         prompts.write_text("".join(f"What is the capital of country number {i}?\n" for i in range(args.sample)))
         per_prompt = shell_loop(env, prompts, tmp / "loop.db") / args.sample
+        bare_per_prompt = shell_loop(env, prompts, tmp / "loop.db", url) / args.sample
 
         large = None
         if args.large:
@@ -181,7 +202,12 @@ def main() -> None:
             ("  the same with a fresh ledger (created by this run)", f"{r['fresh']['wall']:.2f} s", "", ""),
             (f"  bare {sdk} SDK, same calls from {args.concurrency} threads, import included", f"{bare:.2f} s",
              f"mmr adds {wall - bare:+.2f} s", ""),
+            ("  median of the pairs' ratios, mmr / bare SDK", f"{ratio(r['runs'], r['bare']):.2f}", "", ""),
         ]
+        if r["workers"]:
+            lines += [(f"  the same batch in --processes {args.workers} worker processes",
+                       f"{statistics.median(x['wall'] for x in r['workers']):.2f} s",
+                       f"x{ratio(r['workers'], [x['wall'] for x in r['runs']]):.2f} of one process", "")]
     one = results["anthropic"]["runs"][0]
     lines += [(f"peak RSS, {args.rows:,} rows", f"{one['peak_mb']:.0f} MB", "", "")]
     if large is not None:
@@ -196,6 +222,7 @@ def main() -> None:
                   (f"  default here: {auto_processes(64)} worker processes",
                    f"{args.cpu_bound / cpu['auto']['batch']:,.0f} rows/s", "", "")]
     lines += [(f"shell loop of mmr ask, per prompt ({args.sample} prompts)", f"{per_prompt:.2f} s", "", ""),
+              ("  shell loop of a bare anthropic SDK script, per prompt", f"{bare_per_prompt:.2f} s", "", ""),
               (f"shell loop, extrapolated to {args.rows:,}", f"{per_prompt * args.rows:,.0f} s",
                f"{per_prompt * args.rows / statistics.median(x['wall'] for x in results['anthropic']['runs']):,.0f}x slower", "")]
     widths = [max(len(line[i]) for line in lines) for i in range(4)]

@@ -9,6 +9,12 @@ between two variants of an experiment, and 1 % of answers carry feedback.
 Targets (issue 5): `mmr costs --since 7d` under 1 s and `mmr costs --since 30d --by day`
 under 1.5 s. Also timed: `--by variant` (with its significance tests), `mmr labels` and
 `mmr eval --replay` over a day of traffic.
+
+Next to each `mmr costs` command, its floor: a bare Python process that runs one
+SQL aggregate over the same rows with sqlite3 (count, distinct requests, token
+and nano-dollar sums, errors; grouped the same way), the least any report of
+those rows must do. Runs alternate (mmr, floor, mmr, floor...) and the median
+of the pairs' ratios is printed.
 """
 
 from __future__ import annotations
@@ -100,11 +106,37 @@ def generate(path: Path, calls: int, seed: int = 7) -> None:
         ledger.record({"calls": batch, "prompts": prompts, "responses": responses, "feedback": feedback})
 
 
+BARE_SQL = """
+import sqlite3, sys
+from datetime import datetime, timedelta, timezone
+days, group = int(sys.argv[2]), sys.argv[3]
+since = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+key = {"none": "''", "day": "substr(datetime_utc, 1, 10)", "tier,model": "tier || '/' || model", "user": "user",
+       "variant": "variant"}[group]
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+rows = db.execute(f"SELECT {key}, count(*), count(DISTINCT request_id), sum(input_tokens), sum(output_tokens), "
+                  "sum(cost_nanousd), sum(baseline_cost_nanousd), sum(status = 'error') "
+                  f"FROM calls WHERE datetime_utc >= ? GROUP BY 1 ORDER BY 1", (since,)).fetchall()
+print(len(rows))
+"""
+
+
+def alternated(pairs: list[tuple[list[str], list[str] | None]], runs: int, env: dict) -> list[tuple[list[float], list[float]]]:
+    """Each command and its floor timed in turn, A B A B, ``runs`` times."""
+    out: list[tuple[list[float], list[float]]] = [([], []) for _ in pairs]
+    for _ in range(runs):
+        for (argv, floor), (times, floors) in zip(pairs, out):
+            times.extend(timed(argv, 1, env))
+            if floor is not None:
+                floors.extend(timed(floor, 1, env))
+    return out
+
+
 def timed(argv: list[str], runs: int, env: dict) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - start)
     return times
 
@@ -129,24 +161,35 @@ def main() -> None:
         print(f"generated {args.calls:,} calls in {time.perf_counter() - start:.1f} s -> {args.db}")
     env = {**os.environ, "MMR_DB": str(args.db)}
     py = sys.executable
+    def floor(days: int, group: str) -> list[str]:
+        return [py, "-c", BARE_SQL, str(args.db), str(days), group]
+
+    mmr = [py, "-m", "router_cli"]
     cases = [
-        ("python -c pass", [py, "-c", "pass"], None),
-        ("mmr costs --since 7d", [py, "-m", "router_cli", "costs", "--since", "7d"], 1.0),
-        ("mmr costs --since 30d --by day", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "day"], 1.5),
-        ("mmr costs --since 30d --by tier,model", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "tier,model"], None),
-        ("mmr costs --since 7d --by user", [py, "-m", "router_cli", "costs", "--since", "7d", "--by", "user"], None),
-        ("mmr costs --since 30d --by variant", [py, "-m", "router_cli", "costs", "--since", "30d", "--by", "variant"], None),
-        ("mmr labels --since 1d", [py, "-m", "router_cli", "labels", "--since", "1d"], None),
-        ("mmr eval --replay --since 1d", [py, "-m", "router_cli", "eval", "--replay", "--since", "1d", "--classifier", "rules"], None),
+        ("python -c pass", [py, "-c", "pass"], None, None),
+        ("mmr costs --since 7d", mmr + ["costs", "--since", "7d"], 1.0, floor(7, "none")),
+        ("mmr costs --since 30d --by day", mmr + ["costs", "--since", "30d", "--by", "day"], 1.5, floor(30, "day")),
+        ("mmr costs --since 30d --by tier,model", mmr + ["costs", "--since", "30d", "--by", "tier,model"], None,
+         floor(30, "tier,model")),
+        ("mmr costs --since 7d --by user", mmr + ["costs", "--since", "7d", "--by", "user"], None, floor(7, "user")),
+        ("mmr costs --since 30d --by variant", mmr + ["costs", "--since", "30d", "--by", "variant"], None,
+         floor(30, "variant")),
+        ("mmr labels --since 1d", mmr + ["labels", "--since", "1d"], None, None),
+        ("mmr eval --replay --since 1d", mmr + ["eval", "--replay", "--since", "1d", "--classifier", "rules"], None, None),
     ]
-    print(f"{'command':<40} {'median':>9} {'min':>9} {'target':>8}  ok")
-    for name, argv, target in cases:
-        times = timed(argv, args.runs, env)
+    if args.calls != 1_000_000:  # the targets are for a million calls
+        cases = [(name, argv, None, bare) for name, argv, _, bare in cases]
+    timings = alternated([(argv, bare) for _, argv, _, bare in cases], args.runs, env)
+    print(f"{'command':<40} {'median':>8} {'min':>8} {'target':>7}  ok  {'bare SQL':>8}  {'ratio':>6}")
+    for (name, _, target, bare), (times, floors) in zip(cases, timings):
         med = statistics.median(times)
         ok = "" if target is None else ("yes" if med <= target else "NO")
-        print(f"{name:<40} {med:>8.3f}s {min(times):>8.3f}s {'' if target is None else f'{target:.1f}s':>8}  {ok}")
-    print(f"\n{args.calls:,} calls over 30 days; runs={args.runs}")
-
+        side = (f"{statistics.median(floors):>7.3f}s  {statistics.median(a / b for a, b in zip(times, floors)):>6.2f}"
+                if floors else "")
+        print(f"{name:<40} {med:>7.3f}s {min(times):>7.3f}s {'' if target is None else f'{target:.1f}s':>7}  "
+              f"{ok:<3} {side}")
+    print(f"\n{args.calls:,} calls over 30 days; runs={args.runs}, alternating each command with its bare SQL floor "
+          f"(ratio: median of the pairs' ratios); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
 if __name__ == "__main__":
     main()

@@ -31,6 +31,13 @@ llama_cpp.Llama(model_path=sys.argv[1], n_ctx=2048, verbose=False)
 print(json.dumps({"import": imported - start, "load": time.perf_counter() - imported}))
 """
 
+BARE_ASK = """
+import json, sys
+import llama_cpp
+llama = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=2048, verbose=False)
+result = llama.create_chat_completion(messages=[{"role": "user", "content": "Say hello"}], max_tokens=256)
+print(json.dumps({"output_tokens": result["usage"]["completion_tokens"]}))
+"""
 STORY = "Write a long story about a dragon who learns to cook."
 LONG_PROMPT = "Summarise the following notes. " + " ".join(
     f"Note {i}: the river rose {i} centimetres after the spring rain near the old mill." for i in range(25))
@@ -73,8 +80,9 @@ def speeds(model: str, threads: int | None, runs: int) -> tuple[list[float], lis
     return generation, prompt, prompt_tokens
 
 
-def mmr_ask(runs: int) -> tuple[dict[str, list[float]], list[int]]:
-    """Wall time of whole `mmr` processes on the offline config, a greeting each."""
+def mmr_ask(model: str, runs: int) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Wall time of whole `mmr` processes on the offline config, a greeting each, alternating with the floor:
+    a bare Python process that imports llama_cpp, loads the same model and answers the same greeting."""
     tmp = Path(tempfile.mkdtemp(prefix="mmr-bench-local-"))
     env = {**os.environ, "MMR_CONFIG": str(ROOT / "tiers.offline.yaml"), "MMR_DB": str(tmp / "ledger.db")}
     py = sys.executable
@@ -82,17 +90,18 @@ def mmr_ask(runs: int) -> tuple[dict[str, list[float]], list[int]]:
         "python -c pass": [py, "-c", "pass"],
         "mmr ask --dry-run 'Say hello'": [py, "-m", "router_cli", "ask", "--dry-run", "Say hello"],
         "mmr ask 'Say hello'": [py, "-m", "router_cli", "ask", "--json", "Say hello"],
+        "  floor: bare llama_cpp, load, answer 'Say hello'": [py, "-c", BARE_ASK, model],
     }
     subprocess.run(cases["mmr ask 'Say hello'"], env=env, capture_output=True, check=True)  # warm caches, create the ledger
     times: dict[str, list[float]] = {name: [] for name in cases}
-    tokens: list[int] = []
+    tokens: dict[str, list[int]] = {"mmr": [], "bare": []}
     for _ in range(runs):
         for name, argv in cases.items():
             start = time.perf_counter()
             done = subprocess.run(argv, env=env, capture_output=True, check=True)
             times[name].append(time.perf_counter() - start)
-            if name == "mmr ask 'Say hello'":
-                tokens.append(json.loads(done.stdout)["output_tokens"])
+            if "Say hello" in name and "dry-run" not in name:
+                tokens["bare" if "floor" in name else "mmr"].append(json.loads(done.stdout)["output_tokens"])
     return times, tokens
 
 
@@ -120,13 +129,14 @@ def main() -> None:
         generation, prompt, prompt_tokens = speeds(model, threads, args.runs)
         lines.append(row(f"generation, n_threads={threads}", generation, "tokens/s"))
         lines.append(row(f"prompt processing, n_threads={threads}", prompt, "tokens/s"))
-    times, tokens = mmr_ask(args.runs)
+    times, tokens = mmr_ask(model, args.runs)
     for name, values in times.items():
         lines.append(row(name, values, "ms", 1000))
     print("\n".join(lines))
     print(f"\nruns={args.runs}; {os.cpu_count()} CPUs, load average {load_before:.1f} before and "
           f"{os.getloadavg()[0]:.1f} after; long prompt {prompt_tokens} tokens; "
-          f"greeting answers {min(tokens)}-{max(tokens)} tokens; mmr ask uses tiers.offline.yaml (n_threads: llama.cpp's default)")
+          f"greeting answers {min(tokens['mmr'])}-{max(tokens['mmr'])} tokens through mmr, "
+          f"{min(tokens['bare'])}-{max(tokens['bare'])} bare; mmr ask uses tiers.offline.yaml (n_threads: llama.cpp's default)")
 
 
 if __name__ == "__main__":

@@ -7,24 +7,86 @@ keeps an integer count of nano-dollars so SQL can sum costs exactly.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from .config import Price
+from .config.schema import UNPRICED
 
 ONE_MILLION = Decimal(1_000_000)
 NANO = Decimal("0.000000001")
 
 
+@dataclass(frozen=True)
+class Usage:
+    """A call's billed tokens by class. ``input`` excludes cache reads and writes (each has
+    its own price); ``reasoning`` is inside ``output`` and billed as output."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+    @classmethod
+    def reported(cls, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+                 reasoning: int = 0, *, cache_in_input: bool = False) -> "Usage":
+        """Usage from counts as a provider reports them: OpenAI's ``prompt_tokens`` include its
+        cached tokens (``cache_in_input``), Anthropic's ``input_tokens`` exclude cache reads and writes."""
+        uncached = input_tokens - cache_read - cache_write if cache_in_input else input_tokens
+        return cls(max(0, uncached), output_tokens, cache_read, cache_write, reasoning)
+
+    @property
+    def total_input(self) -> int:
+        """Every input token, cached or not: what a long-context tier is judged by."""
+        return self.input + self.cache_read + self.cache_write
+
+
+def rates(price: Price, total_input: int, long: bool | None = None) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """USD per 1M tokens of (input, cache read, cache write, output) for a request of
+    ``total_input`` input tokens: a long-context tier's rates apply to all of them above its
+    threshold. ``long`` given says which rates, whatever ``total_input`` (sums of many requests)."""
+    if price.source == UNPRICED:
+        raise ValueError("this model's price was never resolved (router_cli.prices.resolve_prices)")
+    tier = price.long_context
+    if long is None:
+        long = tier is not None and total_input > tier.above
+    if tier is not None and long:
+        return (tier.input, tier.input if tier.cache_read is None else tier.cache_read,
+                tier.input if tier.cache_write is None else tier.cache_write, tier.output)
+    return (price.input, price.input if price.cache_read is None else price.cache_read,
+            price.input if price.cache_write is None else price.cache_write, price.output)
+
+
+def cost(price: Price, usage: Usage, long: bool | None = None) -> Decimal:
+    """Cost of one call in USD, exact: each token class at its price (``long``: see :func:`rates`).
+
+    >>> cost(Price(Decimal("3"), Decimal("15"), Decimal("0.30"), Decimal("3.75")), Usage(100, 10, 2000, 0))
+    Decimal('0.00105')
+    """
+    if min(usage.input, usage.output, usage.cache_read, usage.cache_write) < 0:
+        raise ValueError("token counts must be non-negative")
+    r_in, r_read, r_write, r_out = rates(price, usage.total_input, long)
+    total = (r_in * usage.input + r_read * usage.cache_read + r_write * usage.cache_write
+             + r_out * usage.output) / ONE_MILLION
+    return total.normalize() if total else Decimal(0)
+
+
 def cost_usd(price: Price, input_tokens: int, output_tokens: int) -> Decimal:
-    """Cost of one call in USD, exact.
+    """Cost of a call without cache traffic in USD, exact.
 
     >>> cost_usd(Price(Decimal("0.80"), Decimal("4.00")), 123, 45)
     Decimal('0.0002784')
     """
-    if input_tokens < 0 or output_tokens < 0:
-        raise ValueError("token counts must be non-negative")
-    total = (price.input * input_tokens + price.output * output_tokens) / ONE_MILLION
-    return total.normalize() if total else Decimal(0)
+    return cost(price, Usage(input_tokens, output_tokens))
+
+
+def cache_saving(price: Price, usage: Usage) -> Decimal:
+    """What prompt caching saved on one call: cache reads at the input price minus what they
+    cost, less the premium paid on cache writes (negative when writes were not reused)."""
+    r_in, r_read, r_write, _ = rates(price, usage.total_input)
+    saved = ((r_in - r_read) * usage.cache_read - (r_write - r_in) * usage.cache_write) / ONE_MILLION
+    return saved.normalize() if saved else Decimal(0)
 
 
 def to_nanousd(amount: Decimal) -> int:
@@ -88,5 +150,9 @@ def max_input_tokens(prompt: str, system: str | None = None) -> int:
 
 
 def max_cost_usd(price: Price, prompt: str, system: str | None, max_output_tokens: int) -> Decimal:
-    """The most one call can cost: :func:`max_input_tokens` plus every allowed output token."""
-    return cost_usd(price, max_input_tokens(prompt, system), max_output_tokens)
+    """The most one call can cost: :func:`max_input_tokens` plus every allowed output token, every
+    input token at the dearest input rate (a cache write costs more than plain input)."""
+    tokens = max_input_tokens(prompt, system)
+    r_in, r_read, r_write, r_out = rates(price, tokens)
+    total = (max(r_in, r_read, r_write) * tokens + r_out * max_output_tokens) / ONE_MILLION
+    return total.normalize() if total else Decimal(0)

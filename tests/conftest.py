@@ -137,3 +137,20 @@ def ledger_rows(db_path: Path) -> list[dict]:
         return []
     with open_ledger(db_path) as ledger:
         return ledger.rows()
+
+
+def require_ml() -> None:
+    """Skip unless the ml extra (scikit-learn) is installed; with MMR_REQUIRE_ML=1 (set by .ci/run) fail instead."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        if os.environ.get("MMR_REQUIRE_ML") == "1":
+            pytest.fail("MMR_REQUIRE_ML=1 but scikit-learn is not installed (pip install -e '.[ml]')")
+        pytest.skip("needs the ml extra (scikit-learn)")
+
+
+
+@pytest.fixture
+def ml() -> None:
+    """For tests that need the ml extra: see :func:`require_ml`."""
+    require_ml()

@@ -13,6 +13,13 @@ Anthropic clients use ``server.url``; OpenAI clients use ``server.url + "/v1"``.
 Without a script a model answers ``reply_text(prompt)``. Token counts are
 whitespace-separated words (``count_tokens``), so tests can compute exact costs.
 
+Usage carries every field the real APIs send (cached, cache-write and reasoning
+tokens, in streams too), and prompt caching works like theirs: an Anthropic
+prefix marked with ``cache_control`` (at least 1,024 tokens, 2,048 for Haiku
+models) is written on first use and read by later calls with the same prefix;
+an OpenAI prompt of 1,024 tokens or more reports the part it shares with an
+earlier prompt to the same model as ``cached_tokens`` (in steps of 128).
+
 Run standalone for benchmarks or manual tries:
 ``python -m tests.provider_server --port 8765 --latency 0.05``.
 """
@@ -68,14 +75,24 @@ class Step:
     stop_reason: str | None = None
     after_chunks: int = 1
     extra: dict = field(default_factory=dict)
+    cache_read: int | None = None
+    cache_write: int | None = None
+    reasoning: int = 0
 
 
 def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0,
-          usage: str = "full", chunk_delay: float = 0.0) -> Step:
+          usage: str = "full", cache_read: int | None = None, cache_write: int | None = None,
+          reasoning: int = 0, chunk_delay: float = 0.0) -> Step:
     """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all;
-    ``chunk_delay`` seconds pass between streamed events (a slow stream)."""
+    ``chunk_delay`` seconds pass between streamed events (a slow stream).
+
+    Counts are as the API reports them: ``input_tokens`` is OpenAI's ``prompt_tokens`` (cached
+    ones included) or Anthropic's ``input_tokens`` (cache reads and writes not included);
+    ``output_tokens`` includes the ``reasoning`` tokens. ``cache_read`` / ``cache_write`` given
+    replace what the server's own prompt cache would report."""
     return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason,
-                seconds=delay, extra={"usage": usage, "chunk_delay": chunk_delay})
+                seconds=delay, extra={"usage": usage, "chunk_delay": chunk_delay}, cache_read=cache_read,
+                cache_write=cache_write, reasoning=reasoning)
 
 
 def embeddings(*, drop_last: int = 0) -> Step:
@@ -124,6 +141,8 @@ class ProviderServer:
         self._always: dict[str, Step] = {}
         self._by_prompt: dict[str, collections.deque[Step]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
+        self._prefixes: set[tuple[str, str]] = set()  # (model, prefix) written to the Anthropic-shape cache
+        self._seen: dict[str, list[list[str]]] = collections.defaultdict(list)  # OpenAI-shape prompts of 1,024+ tokens
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -154,6 +173,36 @@ class ProviderServer:
             self.requests.clear()
             self.api_key = None
             self.reasoning_models.clear()
+            self._prefixes.clear()
+            self._seen.clear()
+
+    def anthropic_cache(self, model: str, prefix: str) -> tuple[int, int]:
+        """(cache read, cache write) tokens for a marked ``prefix``: written once, then read."""
+        tokens = count_tokens(prefix)
+        if tokens < (2048 if "haiku" in model else 1024):
+            return 0, 0  # below the minimum the API caches: marked, but not cached
+        with self._lock:
+            if (model, prefix) in self._prefixes:
+                return tokens, 0
+            self._prefixes.add((model, prefix))
+        return 0, tokens
+
+    def openai_cache(self, model: str, words: list[str]) -> int:
+        """Cached tokens of an OpenAI-shape prompt: its longest prefix shared with an earlier
+        prompt of 1,024+ tokens to ``model``, in 1,024 + 128k tokens, else 0."""
+        if len(words) < 1024:
+            return 0
+        with self._lock:
+            shared = 0
+            for seen in self._seen[model]:
+                n = 0
+                for a, b in zip(seen, words):
+                    if a != b:
+                        break
+                    n += 1
+                shared = max(shared, n)
+            self._seen[model].append(words)
+        return 0 if shared < 1024 else 1024 + (shared - 1024) // 128 * 128
 
     def calls(self, model: str | None = None) -> list[dict]:
         with self._lock:
@@ -265,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: dict, step: Step, protocol: str):
         messages = body.get("messages") or []
         prompt = _user_prompt(body)
-        system_parts = [body.get("system") or ""] + [m.get("content", "") for m in messages if m.get("role") in ("system", "developer")]
+        system_parts = [_text(body.get("system"))] + [m.get("content", "") for m in messages if m.get("role") in ("system", "developer")]
         system = " ".join(p for p in system_parts if isinstance(p, str) and p)
         text = step.text if step.text is not None else reply_text(prompt)
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or 10**9
@@ -282,6 +331,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic(self, body: dict, step: Step):
         text, stop, input_tokens, output_tokens = self._answer(body, step, "anthropic")
+        read, write = 0, 0
+        prefix = _marked_prefix(body)
+        if prefix is not None:
+            read, write = self.server_state.anthropic_cache(body["model"], prefix)
+            if step.input_tokens is None:
+                input_tokens -= read + write  # the API counts cache reads and writes apart from input_tokens
+        read = read if step.cache_read is None else step.cache_read
+        write = write if step.cache_write is None else step.cache_write
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_creation_input_tokens": write,
+                 "cache_read_input_tokens": read,
+                 "cache_creation": {"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0},
+                 "server_tool_use": None, "service_tier": "standard"}
         message_id = f"msg_{uuid.uuid4().hex[:20]}"
         if not body.get("stream"):
             if step.action == "drop":
@@ -289,11 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {
                 "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
                 "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+                "usage": usage,
             })
         events = [("message_start", {"type": "message_start", "message": {
             "id": message_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+            "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}}),
             ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ("ping", {"type": "ping"})]
         chunks = _chunks(text)
@@ -312,8 +373,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _openai(self, body: dict, step: Step):
         text, stop, input_tokens, output_tokens = self._answer(body, step, "openai")
+        if step.output_tokens is None:
+            output_tokens += step.reasoning  # completion_tokens include the reasoning tokens
+        words = " ".join(str(m.get("content", "")) for m in body.get("messages") or []).split()
+        cached = min(input_tokens, self.server_state.openai_cache(body["model"], words)) if step.cache_read is None else step.cache_read
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:20]}", "created": int(time.time()), "model": body["model"]}
-        usage: dict | None = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        usage: dict | None = {
+            "prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": step.reasoning, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
         if step.extra.get("usage") == "null":
             usage = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
         elif step.extra.get("usage") == "absent":
@@ -409,7 +478,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _user_prompt(body: dict) -> str:
     messages = body.get("messages") or []
-    return " ".join(m.get("content", "") for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str))
+    return " ".join(_text(m.get("content")) for m in messages if m.get("role") == "user")
+
+
+def _text(content) -> str:
+    """A system prompt or message content as text: a string, or the texts of its blocks."""
+    if isinstance(content, list):
+        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _marked_prefix(body: dict) -> str | None:
+    """The text up to the last block marked with ``cache_control`` (system blocks, then the
+    messages' content blocks), or None when nothing is marked."""
+    segments: list[tuple[str, bool]] = []
+    for content in [body.get("system")] + [m.get("content") for m in body.get("messages") or []]:
+        if isinstance(content, list):
+            segments += [(b.get("text", ""), "cache_control" in b) for b in content if isinstance(b, dict)]
+        elif isinstance(content, str):
+            segments.append((content, False))
+    marked = [i for i, (_, mark) in enumerate(segments) if mark]
+    if not marked:
+        return None
+    return " ".join(text for text, _ in segments[: marked[-1] + 1])
 
 
 def _chunks(text: str) -> list[str]:

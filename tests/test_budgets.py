@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from router_cli.config import load_config
-from router_cli.errors import EXIT_BUDGET, AllAttemptsFailed, BudgetExceeded
+from router_cli.errors import EXIT_BUDGET, EXIT_PROVIDER, AllAttemptsFailed, BudgetExceeded
 from router_cli import Router
 from tests.conftest import ledger_rows, write_config
 from tests.provider_server import reply
@@ -216,7 +216,18 @@ def test_each_retry_must_fit_the_budget_too(server, tmp_path, db_path, monkeypat
     limit = Decimal("0.00031")  # one worst case ($0.0002984) fits, a second billed try does not
     server.script("claude-small", drop(after_chunks=3), drop(after_chunks=3), reply("done"))
     with budget_router(server, tmp_path, db_path, f"  - {{scope: global, period: day, limit: '{limit}', policy: block}}\n") as router:
-        with pytest.raises((AllAttemptsFailed, BudgetExceeded)):
+        # A call was made and failed; the budget then skipped the retry and every model above, as it skips
+        # any fallback (test_fallback_to_a_tier_over_budget_is_skipped): the request failed at the provider
+        # (exit 5), and the message lists the budget's refusals. BudgetExceeded (exit 8) is for a request
+        # the budget refuses before any call.
+        with pytest.raises(AllAttemptsFailed) as info:
             router.ask("hello", tier="simple", on_text=lambda text: None, on_restart=lambda message: None)
-    spent = sum(Decimal(r["cost_usd"]) for r in ledger_rows(db_path))
-    assert 0 < spent <= limit
+    message = str(info.value)
+    assert info.value.exit_code == EXIT_PROVIDER
+    assert message.startswith("every model failed (1 attempts): simple anthropic/claude-small: connection: ")
+    assert ("simple anthropic/claude-small: skipped, global daily budget: up to 0.0002984 USD with 0.0002932 USD left"
+            in message)
+    # "hello" in, "Answer to: hello" streamed before the drop: 1 token reported in, (16 + 3) // 4 = 4 estimated
+    # out: 1 * 0.80 + 4 * 4.00 = 16.8 micro-dollars; 310 - 16.8 = 293.2 left, less than the 298.4 worst case.
+    assert [(r["status"], r["cost_usd"]) for r in ledger_rows(db_path)] == [("error", "0.0000168")]
+    assert len(server.calls("claude-small")) == 1

@@ -10,7 +10,6 @@ import pytest
 from router_cli import cascade
 from router_cli.config import load_config
 from router_cli.errors import EXIT_PROVIDER, EXIT_USAGE, AllAttemptsFailed, UsageError
-from router_cli.pricing import cost_usd
 from router_cli.engine.gates import heuristic_gate, parse_judge_score
 from router_cli import Router
 from tests.conftest import ledger_rows, write_config
@@ -137,23 +136,26 @@ def test_best_effort_when_no_tier_passes(server, make_router, mmr, config_path, 
     assert "no tier passed the quality gate" in result.stderr.decode()  # said even without --verbose
 
 
-def test_costs_of_answers_and_judge_calls_add_up_exactly(server, make_router, db_path, config):
+def test_costs_of_answers_and_judge_calls_add_up_exactly(server, make_router, db_path):
     server.script("claude-small", reply("too short", input_tokens=1000, output_tokens=3),  # answer: fails the judge
                   reply("0.2", input_tokens=1200, output_tokens=1),  # judge of simple's answer
                   reply("0.9", input_tokens=1300, output_tokens=1))  # judge of medium's answer
     server.script("claude-mid", reply("a full and careful answer", input_tokens=1000, output_tokens=500))
     answer = cascade(make_router(), QUESTION, gate="judge")
-    prices = {m.model: m.price for t in config.tiers for m in t.models}
-    expected = (cost_usd(prices["claude-small"], 1000, 3) + cost_usd(prices["claude-small"], 1200, 1)
-                + cost_usd(prices["claude-mid"], 1000, 500) + cost_usd(prices["claude-small"], 1300, 1))
-    assert answer.cost == expected == Decimal("0.01332")
-    assert answer.baseline_cost == cost_usd(prices["claude-big"], 1000, 500)  # one premium call, same tokens
+    # In micro-dollars (prices are per 1M tokens):
+    #   simple's answer  claude-small 1000 in, 3 out:    1000 * 0.80 +   3 *  4.00 =   812
+    #   its judge        claude-small 1200 in, 1 out:    1200 * 0.80 +   1 *  4.00 =   964
+    #   medium's answer  claude-mid   1000 in, 500 out:  1000 * 3.00 + 500 * 15.00 = 10500
+    #   its judge        claude-small 1300 in, 1 out:    1300 * 0.80 +   1 *  4.00 =  1044
+    #   total 13320 -> $0.01332
+    # Baseline: one claude-big call with the accepted answer's tokens: 1000 * 15 + 500 * 75 = 52500 -> $0.0525
+    assert answer.cost == Decimal("0.01332")
+    assert answer.baseline_cost == Decimal("0.0525")
     out = answer.to_json()
-    assert out["cost_usd"] == "0.01332"
-    assert Decimal(out["savings_usd"]) == answer.baseline_cost - expected
+    assert out["cost_usd"] == "0.01332" and out["savings_usd"] == "0.03918"  # 52500 - 13320 = 39180
     rows = ledger_rows(db_path)
     assert sum(r["cost_nanousd"] for r in rows) == 13_320_000
-    assert sum(r["baseline_cost_nanousd"] for r in rows) == round(answer.baseline_cost * 10**9)
+    assert sum(r["baseline_cost_nanousd"] for r in rows) == 52_500_000
 
 
 def test_savings_can_be_negative(server, make_router):
@@ -243,22 +245,24 @@ def test_costs_report_discarded_and_judging_shares(server, make_router, db_path,
     assert [(r["routed_tier"], r["requests"]) for r in out["rows"]] == [("simple", 2)]
 
 
-def test_dry_run_shows_the_plan_and_calls_nothing(server, mmr, db_path, config):
+def test_dry_run_shows_the_plan_and_calls_nothing(server, mmr, db_path):
     result = mmr("cascade", "--dry-run", "--json", "--max-tier", "medium", "--gate", "judge", QUESTION)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["tier"] == "simple" and out["tiers"] == ["simple", "medium"] and out["gate"] == "judge"
     assert out["thresholds"] == {"simple": 0.7, "medium": 0.7}
-    # Input tokens from their upper bound. simple: 64 out; medium: 128 out; each judged by
-    # claude-small (question, answer at its token limit and rubric in, 16 out).
-    from router_cli.engine.gates import JUDGE_SYSTEM, judge_prompt
-    from router_cli.pricing import max_input_tokens
-
-    small, mid = config.tier("simple").models[0].price, config.tier("medium").models[0].price
-    asked, judged = max_input_tokens(QUESTION), max_input_tokens(judge_prompt(QUESTION, ""), JUDGE_SYSTEM)
-    expected = (cost_usd(small, asked, 64) + cost_usd(small, judged + 64, 16)
-                + cost_usd(mid, asked, 128) + cost_usd(small, judged + 128, 16))
-    assert Decimal(out["worst_case_cost_usd"]) == expected
+    # Input tokens from their upper bound: 32 per request + 16 per message + the text's bytes.
+    #   the question (27 bytes):                             32 + 16 + 27 = 75 tokens
+    #   the judge's prompt without the answer (64 bytes) and its
+    #   system text (258 bytes):                   32 + (16 + 64) + (16 + 258) = 386 tokens
+    # Each answer is judged by claude-small with the answer at its tier's token limit in, 16 out.
+    # In micro-dollars:
+    #   simple's answer  claude-small   75 in,  64 out:   75 * 0.80 +  64 *  4.00 =  316
+    #   its judge        claude-small  450 in,  16 out:  450 * 0.80 +  16 *  4.00 =  424
+    #   medium's answer  claude-mid     75 in, 128 out:   75 * 3.00 + 128 * 15.00 = 2145
+    #   its judge        claude-small  514 in,  16 out:  514 * 0.80 +  16 *  4.00 =  475.2
+    #   total 3360.2 -> $0.0033602
+    assert out["worst_case_cost_usd"] == "0.0033602"
     assert server.calls() == [] and not db_path.exists()
     text = mmr("cascade", "--dry-run", QUESTION).stdout.decode()
     assert "cascade   simple -> medium -> complex; gate both" in text and "worst" in text
@@ -312,3 +316,20 @@ def test_from_classifier_above_max_tier_starts_at_the_cap(server, make_router):
     answer = cascade(router, "Please debug this code for me, it crashes on start", from_classifier=True,
                      max_tier="medium", gate="heuristic")
     assert answer.final.tier == "medium" and any("starting at --max-tier medium" in n for n in notes)
+
+
+def test_dry_run_from_the_classifier_plans_and_prices_at_most_max_tier(server, mmr, db_path):
+    args = ("cascade", "--dry-run", "--from-classifier", "--max-tier", "medium", "Write code to parse a CSV")
+    out = json.loads(mmr(*args, "--json").stdout)
+    # The rules classifier says complex; --max-tier medium caps the plan, and the prices with it.
+    # "Write code to parse a CSV" is 25 bytes: 32 + 16 + 25 = 73 input tokens at most. In micro-dollars:
+    #   medium's answer  claude-mid    73 in, 128 out:   73 * 3.00 + 128 * 15.00 = 2139
+    #   its judge        claude-small  384 + 128 in (question 62 + rubric 258 bytes, 16 + 16 + 32 framing;
+    #                    the answer at its limit), 16 out:  512 * 0.80 + 16 * 4.00 = 473.6
+    assert (out["tier"], out["model"], out["tiers"]) == ("medium", "claude-mid", ["medium"])
+    assert out["max_cost_usd"] == "0.002139" and out["worst_case_cost_usd"] == "0.0026126"
+    assert "the classifier chose complex, capped by --max-tier" in out["reason"]
+    text = mmr(*args).stdout.decode()
+    assert "tier      medium" in text and "anthropic/claude-mid" in text and "claude-big" not in text
+    assert "at most $0.002139" in text and "cascade   medium;" in text
+    assert server.calls() == [] and not db_path.exists()

@@ -17,9 +17,9 @@ from router_cli.config import load_config
 from router_cli.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
 from router_cli.labelled import LabelledRow
 
-sklearn = pytest.importorskip("sklearn", reason="training needs the ml extra (scikit-learn)")
-from router_cli.classify.ml import MLModel  # noqa: E402
-from router_cli.classify.ml_train import fit, predict, to_json, train  # noqa: E402
+from router_cli.classify.ml import DEFAULT_MODEL, MLModel
+from router_cli.classify.ml_train import fit, predict, to_json, train
+from tests.conftest import require_ml
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 TIERS = ["simple", "medium", "complex"]
@@ -45,10 +45,17 @@ def synthetic_rows(n_per_tier: int = 40, seed: int = 1) -> list[LabelledRow]:
 
 @pytest.fixture(scope="module")
 def model_data():
+    require_ml()
     return train(synthetic_rows(), load_config(EXAMPLE), target_quality=0.95, folds=4, data_sha256="abc")
 
 
-def test_pure_python_predictions_equal_scikit_learns():
+@pytest.fixture
+def shipped_data():
+    """The model file that ships with mmr: the validation tests below need no scikit-learn."""
+    return json.loads(DEFAULT_MODEL.read_text())
+
+
+def test_pure_python_predictions_equal_scikit_learns(ml):
     import numpy as np
 
     rows = synthetic_rows()
@@ -103,7 +110,7 @@ def test_training_record_and_routing(model_data, tmp_path):
     assert decision.tier == "complex" and decision.score > 0.5 and "simple: P(good enough)=" in decision.reason
 
 
-def test_cheap_calls_make_a_large_lambda_that_still_loads(tmp_path):
+def test_cheap_calls_make_a_large_lambda_that_still_loads(tmp_path, ml):
     import numpy as np
 
     rows = synthetic_rows()
@@ -130,7 +137,7 @@ def test_routing_follows_quality_net_of_cost(model_data):
     assert model.route(text)[0] == "simple"
 
 
-def test_calibration_scales_with_tiers():
+def test_calibration_scales_with_tiers(ml):
     import numpy as np
 
     from router_cli.classify.ml_train import calibrate
@@ -153,8 +160,8 @@ def test_calibration_scales_with_tiers():
     (lambda d: d.update({"lambda": 0.0}), "checksum does not match"),
     (lambda d: d.update(format="pickle"), "not an mmr model file"),
 ])
-def test_bad_model_files(model_data, tmp_path, mutate, message):
-    data = json.loads(json.dumps(model_data))
+def test_bad_model_files(shipped_data, tmp_path, mutate, message):
+    data = json.loads(json.dumps(shipped_data))
     mutate(data)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
@@ -191,8 +198,8 @@ def _resigned(data: dict) -> dict:
     (lambda d: d["quality"]["simple"]["coef"].__setitem__(0, 1e7), "quality.simple.coef[0]: number out of range"),
     (lambda d: d["quality"].update(simple=[1, 2]), "quality.simple: expected dict, got list"),
 ])
-def test_tampered_models_with_a_valid_checksum(model_data, tmp_path, mutate, message):
-    data = json.loads(json.dumps(model_data))
+def test_tampered_models_with_a_valid_checksum(shipped_data, tmp_path, mutate, message):
+    data = json.loads(json.dumps(shipped_data))
     mutate(data)
     path = tmp_path / "tampered.json"
     path.write_text(json.dumps(_resigned(data)))
@@ -202,9 +209,9 @@ def test_tampered_models_with_a_valid_checksum(model_data, tmp_path, mutate, mes
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
-def test_non_finite_numbers_in_a_model(model_data, tmp_path, literal):
-    text = json.dumps(_resigned(json.loads(json.dumps(model_data))), separators=(",", ":"))
-    first = json.dumps(model_data["quality"]["simple"]["coef"][0])
+def test_non_finite_numbers_in_a_model(shipped_data, tmp_path, literal):
+    text = json.dumps(_resigned(json.loads(json.dumps(shipped_data))), separators=(",", ":"))
+    first = json.dumps(shipped_data["quality"]["simple"]["coef"][0])
     text = text.replace(f'"coef":[{first},', f'"coef":[{literal},', 1)
     path = tmp_path / "nan.json"
     path.write_text(text)
@@ -212,8 +219,8 @@ def test_non_finite_numbers_in_a_model(model_data, tmp_path, literal):
         MLModel.load(path, TIERS)
 
 
-def test_cli_tampered_model_is_one_line_and_exit_3(model_data, tmp_path, mmr):
-    data = json.loads(json.dumps(model_data))
+def test_cli_tampered_model_is_one_line_and_exit_3(shipped_data, tmp_path, mmr):
+    data = json.loads(json.dumps(shipped_data))
     data["cost"]["simple"]["coef"] = {"0": 1}
     path = tmp_path / "m.json"
     path.write_text(json.dumps(_resigned(data)))
@@ -222,7 +229,7 @@ def test_cli_tampered_model_is_one_line_and_exit_3(model_data, tmp_path, mmr):
     assert result.stderr.decode() == f"Error: {path}: malformed model: cost.simple.coef: expected list, got dict\n"
 
 
-def test_train_with_nothing_to_learn_from(tmp_path, mmr):
+def test_train_with_nothing_to_learn_from(tmp_path, mmr, ml):
     data = tmp_path / "punct.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "label": t}) + "\n" for p, t in
                             [("?!", "simple"), ("...", "complex"), ("!", "medium"), ("?", "simple")] * 10))
@@ -233,7 +240,7 @@ def test_train_with_nothing_to_learn_from(tmp_path, mmr):
     assert not (tmp_path / "m.json").exists()
 
 
-def test_train_measures_against_the_baseline_tier(tmp_path):
+def test_train_measures_against_the_baseline_tier(tmp_path, ml):
     from dataclasses import replace
 
     config = replace(load_config(EXAMPLE), baseline_tier="medium")
@@ -246,7 +253,7 @@ def test_train_measures_against_the_baseline_tier(tmp_path):
     assert data["training"]["held_out"]["savings_vs_premium"] < 0.1
 
 
-def test_cli_train_hashes_the_file_it_read_and_closes_it(tmp_path):
+def test_cli_train_hashes_the_file_it_read_and_closes_it(tmp_path, ml):
     import hashlib
 
     data = tmp_path / "train.jsonl"
@@ -261,9 +268,9 @@ def test_cli_train_hashes_the_file_it_read_and_closes_it(tmp_path):
     assert json.loads(model.read_text())["training"]["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
 
 
-def test_model_for_other_tiers_and_unreadable_files(model_data, tmp_path):
+def test_model_for_other_tiers_and_unreadable_files(shipped_data, tmp_path):
     path = tmp_path / "m.json"
-    path.write_text(json.dumps(model_data))
+    path.write_text(json.dumps(shipped_data))
     with pytest.raises(ConfigError, match="trained for tiers simple, medium, complex, but the config has cheap, dear"):
         MLModel.load(path, ["cheap", "dear"])
     (tmp_path / "junk.json").write_bytes(b"\x80\x04\x95 pickle bytes")
@@ -273,7 +280,7 @@ def test_model_for_other_tiers_and_unreadable_files(model_data, tmp_path):
         MLModel.load(tmp_path / "missing.json", TIERS)
 
 
-def test_cli_train_then_classify_without_importing_sklearn(tmp_path, mmr):
+def test_cli_train_then_classify_without_importing_sklearn(tmp_path, mmr, ml):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"prompt": r.prompt, "label": r.label}) + "\n" for r in synthetic_rows()))
     model = tmp_path / "router.json"

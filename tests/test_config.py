@@ -31,7 +31,7 @@ def test_example_has_three_tiers_anthropic_first_openai_second():
     assert config.baseline_tier == "complex"
     for tier in config.tiers:
         assert [config.providers[m.provider].type for m in tier.models] == ["anthropic", "openai"]
-    assert config.tier("simple").models[0].price.input == Decimal("1.00")
+    assert config.tier("simple").models[0].price.source == "unpriced"  # genai-prices' price, resolved when needed
     assert config.providers["anthropic"].api_key_env == "ANTHROPIC_API_KEY"
     assert config.tier("complex").models[1].reasoning  # gpt-5 takes max_completion_tokens
 
@@ -55,9 +55,9 @@ BASE = (ROOT / "tiers.example.yaml").read_text()
 @pytest.mark.parametrize(
     "old,new,message",
     [
-        ("price: {input: 3.00, output: 15.00}", "price: {input: 3.00, output: cheap}", "tiers[1].models[0].price.output: not a number: 'cheap'"),
-        ("price: {input: 3.00, output: 15.00}", "price: {input: -3, output: 15.00}", "tiers[1].models[0].price.input: must be an amount between 0 and 1000000"),
-        ("price: {input: 3.00, output: 15.00}", "price: {input: 3.00}", "tiers[1].models[0].price.output: required key is missing"),
+        ("model: claude-sonnet-4-5\n", "model: claude-sonnet-4-5\n        price: {input: 3.00, output: cheap}\n", "tiers[1].models[0].price.output: not a number: 'cheap'"),
+        ("model: claude-sonnet-4-5\n", "model: claude-sonnet-4-5\n        price: {input: -3, output: 15.00}\n", "tiers[1].models[0].price.input: must be an amount between 0 and 1000000"),
+        ("model: claude-sonnet-4-5\n", "model: claude-sonnet-4-5\n        price: {input: 3.00}\n", "tiers[1].models[0].price.output: required key is missing"),
         ("max_tokens: 2048\n      - provider: openai", "max_tokens: 0\n      - provider: openai", "tiers[1].models[0].max_tokens: must be between 1 and"),
         ("provider: anthropic\n        model: claude-sonnet-4-5", "provider: antropic\n        model: claude-sonnet-4-5", "tiers[1].models[0].provider: unknown provider 'antropic'; defined providers: anthropic, openai"),
         ("    timeout: 60            # seconds per request", "    timeout: 60\n    api_key: sk-secret", "providers.anthropic.api_key: unknown key"),
@@ -72,7 +72,7 @@ BASE = (ROOT / "tiers.example.yaml").read_text()
         ("  max_retries: 2", "  max_retries: two", "retry.max_retries: expected an integer"),
         ("    timeout: 60            # seconds per request", "    timeout: " + "9" * 400, "providers.anthropic.timeout: must be a number between"),
         ("  backoff_base: 0.5", "  backoff_base: .nan", "retry.backoff_base: must be a number between"),
-        ("price: {input: 3.00, output: 15.00}", 'price: {input: "1e999999", output: 15.00}', "tiers[1].models[0].price.input: must be an amount between"),
+        ("model: claude-sonnet-4-5\n", 'model: claude-sonnet-4-5\n        price: {input: "1e999999", output: 15.00}\n', "tiers[1].models[0].price.input: must be an amount between"),
         ("        - debug\n", "        - a{99999999999}\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
         ("        - debug\n", "        - " + "(" * 1200 + ")" * 1200 + "\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
         ("  name: rules", "  name: magic", "classifier.name: unknown classifier 'magic'; valid classifiers: embedding, llm, ml, rules"),
@@ -96,7 +96,7 @@ def test_an_integer_too_long_for_python_is_a_config_error():
 
 
 def test_float_prices_keep_every_digit():
-    config = parse_config(BASE.replace("{input: 0.25, output: 2.00}", "{input: 0.12345678901234567891, output: 2.00}", 1), "t.yaml")
+    config = parse_config(BASE.replace("model: gpt-5-mini\n", "model: gpt-5-mini\n        price: {input: 0.12345678901234567891, output: 2.00}\n", 1), "t.yaml")
     assert config.tier("simple").models[1].price.input == Decimal("0.12345678901234567891")
 
 
@@ -124,7 +124,7 @@ def test_openai_compatible_provider_without_a_key():
 
 
 def test_prices_keep_the_digits_written():
-    config = parse_config(BASE.replace("{input: 0.25, output: 2.00}", '{input: "0.075", output: 0.3}', 1), "t.yaml")
+    config = parse_config(BASE.replace("model: gpt-5-mini\n", 'model: gpt-5-mini\n        price: {input: "0.075", output: 0.3}\n', 1), "t.yaml")
     price = config.tier("simple").models[1].price
     assert (price.input, price.output) == (Decimal("0.075"), Decimal("0.3"))
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -16,7 +19,7 @@ from router_cli.errors import ConfigError
 from router_cli.ledger import open_ledger
 from router_cli.policy.experiments import apply, assign, bucket, pick
 from router_cli import Router
-from tests.conftest import TEST_CONFIG, ledger_rows, write_config
+from tests.conftest import ROOT, TEST_CONFIG, ledger_rows, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply
 
@@ -27,6 +30,10 @@ experiments:
       control: {weight: 1}
       gpt: {weight: 3, tiers: {medium: [{provider: openai, model: gpt-mid, price: {input: 2.50, output: 10.00}}]}}
 """
+
+
+# The variants of user-0 ... user-11 in mid-models (weights control 1 : gpt 3), pinned once.
+PINNED_USERS = ["gpt"] * 6 + ["control"] * 4 + ["gpt"] * 2
 
 
 def _config(extra: str, url: str = "http://127.0.0.1:9"):
@@ -76,19 +83,51 @@ def test_bad_experiments_are_clear_errors(extra, message):
 def test_assignment_is_deterministic_and_pinned():
     config = _config(TWO_ARMS)
     experiment = config.experiments[0]
-    # Pinned: a change to the hashing would silently move users between variants.
-    assert bucket("mid-models", "alice") == pytest.approx(int.from_bytes(
-        __import__("hashlib").sha256(b"mid-models\0alice").digest()[:8], "big") / 2**64)
-    assert {pick(experiment, "alice").name for _ in range(100)} == {pick(experiment, "alice").name}
-    assert assign(config.experiments, "alice").label == f"mid-models/{pick(experiment, 'alice').name}"
+    # Pinned: a change to the hashing would silently move users between variants. Weights 1:3 give
+    # control [0, 0.25) and gpt [0.25, 1); alice's bucket, 0.639..., falls in gpt's.
+    assert bucket("mid-models", "alice") == 0.6391766722778909
+    assert pick(experiment, "alice").name == "gpt"
+    assert assign(config.experiments, "alice").label == "mid-models/gpt"
+    # The same in fresh processes under other string-hash seeds: nothing rests on Python's hash() or process state.
+    code = ("from tests.test_experiments import _config, TWO_ARMS; from router_cli.policy.experiments import pick; "
+            "e = _config(TWO_ARMS).experiments[0]; print(' '.join(pick(e, f'user-{i}').name for i in range(12)))")
+    for seed in ("0", "1", "4242"):
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, check=True).stdout.split()
+        assert out == PINNED_USERS
 
 
 def test_split_proportions_follow_the_weights_over_many_users():
     config = _config(TWO_ARMS)
     counts = Counter(pick(config.experiments[0], f"user-{i}").name for i in range(20000))
     assert counts["gpt"] / 20000 == pytest.approx(0.75, abs=0.01)  # 1:3; the binomial s.d. is 0.003
-    # Adding users does not move the ones already assigned.
-    assert all(pick(config.experiments[0], f"user-{i}").name == pick(config.experiments[0], f"user-{i}").name for i in range(100))
+
+
+ANOTHER_EXPERIMENT = """
+  judges:
+    variants:
+      a: {weight: 1}
+      b: {weight: 1, classifier: ml}
+"""
+
+
+def test_adding_users_does_not_move_the_ones_already_assigned(server, tmp_path, db_path):
+    first = [f"user-{i}" for i in range(12)]
+    config = load_config(write_config(tmp_path / "t.yaml", server.url, extra=TWO_ARMS))
+    with Router(config, db_path, sleep=lambda s: None) as router:
+        before = {u: router.ask("hello", tier="medium", user=u).to_json()["variant"] for u in first}
+        for i in range(30):  # more users arrive, and the ledger fills with their rows
+            router.ask("hello", tier="medium", user=f"newcomer-{i}")
+        again = {u: router.ask("hello", tier="medium", user=u).to_json()["variant"] for u in first}
+    assert again == before == {u: f"mid-models/{v}" for u, v in zip(first, PINNED_USERS)}
+    # A later config adds an experiment and reprices an unrelated tier; a new router, the same ledger.
+    changed = write_config(tmp_path / "t2.yaml", server.url, extra=TWO_ARMS + ANOTHER_EXPERIMENT)
+    changed.write_text(changed.read_text().replace("price: {input: 0.80, output: 4.00}", "price: {input: 0.90, output: 4.50}"))
+    with Router(load_config(changed), db_path, sleep=lambda s: None) as router:
+        later = {u: router.ask("hello", tier="medium", user=u).to_json()["variant"].split(",")[0] for u in first}
+    assert later == before
+    stored = {(r["user"], r["variant"].split(",")[0]) for r in ledger_rows(db_path) if r["user"] in first}
+    assert stored == set(before.items())
 
 
 def test_experiments_are_assigned_independently():

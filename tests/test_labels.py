@@ -22,7 +22,7 @@ from router_cli.reports.labels import (
 )
 from router_cli.ledger import open_ledger
 from router_cli import Router
-from tests.conftest import write_config
+from tests.conftest import require_ml, write_config
 from tests.ledger_factory import NOW, attempt, merge, request
 from tests.provider_server import error, reply
 
@@ -127,7 +127,7 @@ def test_mmr_labels_writes_jsonl_that_eval_and_train_read(db_path, mmr, tmp_path
 
 
 def test_train_from_ledger(db_path, mmr, tmp_path):
-    pytest.importorskip("sklearn", reason="mmr train needs the ml extra (scikit-learn)")
+    require_ml()  # mmr train needs the ml extra
     easy = ["What is {}?", "Define {}", "Translate {} to French"]
     hard = ["Prove that {} holds for every n, step by step", "Write code to compute {} and analyze its complexity"]
     words = ["a monad", "entropy", "a prime", "a graph", "recursion", "a tensor", "a lattice", "an integral"]

@@ -18,7 +18,7 @@ FLOORS = [
     {"config"},
     {"ledger"},
     {"pricing"},
-    {"providers", "policy", "labelled", "render"},
+    {"providers", "policy", "labelled", "render", "prices"},
     {"classify"},
     {"engine", "reports"},
     {"batch", "server"},

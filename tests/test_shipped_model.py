@@ -7,11 +7,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from router_cli.classify import get_classifier
 from router_cli.classify.embedding import DEFAULT_LABELLED
 from router_cli.classify.ml import DEFAULT_MODEL, MLModel
 from router_cli.config import load_config
 from router_cli.labelled import read_labelled
+from tests.conftest import require_ml
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "tiers.example.yaml"
 
@@ -39,3 +42,24 @@ def test_ml_works_out_of_the_box():
     classifier = get_classifier("ml", load_config(EXAMPLE))
     assert classifier.classify("hi!").tier == "simple"
     assert classifier.classify("Prove that there are infinitely many primes of the form 4k+3.").tier == "complex"
+
+
+def test_retraining_on_the_shipped_set_reproduces_the_shipped_model():
+    require_ml()
+    from router_cli.classify.ml_train import train
+
+    config = load_config(EXAMPLE)
+    shipped = MLModel.load(DEFAULT_MODEL, config.tier_names)
+    rows, _ = read_labelled(DEFAULT_LABELLED, config.tier_names)
+    record = shipped.training
+    data = train(rows, config, target_quality=record["target_quality"], folds=record["folds"],
+                 data_sha256=hashlib.sha256(DEFAULT_LABELLED.read_bytes()).hexdigest())
+    retrained = MLModel(data, "retrained")
+    assert data["training"]["held_out"] == record["held_out"]
+    assert data["lambda"] == pytest.approx(shipped.lam, rel=1e-6)
+    probes = [r.prompt for r in rows] + ["hi!", "Prove that there are infinitely many primes of the form 4k+3.",
+                                         "Write a haiku about rain", "", "Ünïcode  wörds"]
+    assert [retrained.route(p)[0] for p in probes] == [shipped.route(p)[0] for p in probes]
+    for p in probes[::25]:
+        (q_new, c_new), (q_old, c_old) = retrained.predict(p), shipped.predict(p)
+        assert q_new == pytest.approx(q_old, abs=1e-5) and c_new == pytest.approx(c_old, rel=1e-4)

@@ -28,7 +28,10 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
     except ImportError:
         raise UsageError("mmr train needs scikit-learn: pip install 'mmr-router[ml]'") from None
     from ..labelled import row_costs
+    from ..prices import resolve_prices
 
+    if any(r.costs is None for r in rows):
+        config = resolve_prices(config)  # rows without costs are priced at the tiers' models' prices
     tiers = config.tier_names
     if not 0 < target_quality <= 1:
         raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")

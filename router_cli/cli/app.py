@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MmrError
-from .commands import ask, classify, costs, eval as evaluation, ledger_data, serve
+from .commands import ask, classify, costs, eval as evaluation, ledger_data, prices, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -36,6 +36,7 @@ app.command(name="labels")(ledger_data.labels)
 app.command(name="feedback")(ledger_data.feedback)
 app.command(name="explain")(ledger_data.explain)
 app.command(name="health")(costs.health)
+app.command(name="prices")(prices.prices)
 app.command(name="serve")(serve.serve)
 
 

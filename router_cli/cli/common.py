@@ -37,13 +37,19 @@ def read_prompt(prompt: str | None) -> str:
     return text
 
 
-def load_config(config: str | None, ml_model: str | None = None) -> Config:
-    """The config (``--config`` or the default search), with ``--ml-model`` when given."""
+def load_config(config: str | None, ml_model: str | None = None, *, prices: bool = False) -> Config:
+    """The config (``--config`` or the default search), with ``--ml-model`` when given; with
+    ``prices``, every model priced (the maintained source's price where the config gives none:
+    a model with none is a ConfigError here, before anything runs)."""
     from dataclasses import replace
 
     from ..config import load_config as load
 
     cfg = load(config)
+    if prices:
+        from ..prices import resolve_prices
+
+        cfg = resolve_prices(cfg)
     return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
 
 

@@ -36,6 +36,9 @@ MaxCostOption = Annotated[Optional[str], typer.Option("--max-cost", help="Most t
 TierOption = Annotated[Optional[str], typer.Option("--tier", "-t", help="Use this tier; skip classification.")]
 StreamOption = Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream the answer (default: when stdout is a terminal).", show_default=False)]
 AskDryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the decision and a cost estimate; call nothing.")]
+PromptCacheOption = Annotated[Optional[str], typer.Option(
+    "--prompt-cache", help="auto: mark long system prompts for Anthropic's prompt cache; off (default: config, auto).",
+    show_default=False)]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 RefreshOption = Annotated[bool, typer.Option("--refresh", help="Ask again and replace the cached answer.")]
 # -- cascade only
@@ -67,7 +70,7 @@ def request_options(*, system: str | None = None, tier: str | None = None, class
                     max_tokens: int | None = None, temperature: float | None = None, max_cost: str | None = None,
                     user: str | None = None, team: str | None = None, no_cache: bool = False, refresh: bool = False,
                     max_tier: str | None = None, from_classifier: bool = False, threshold: float | None = None,
-                    gate: str | None = None) -> RequestOptions:
+                    gate: str | None = None, prompt_cache: str | None = None) -> RequestOptions:
     """The request options as given on the command line, checked (a UsageError names the flag).
 
     ``tier`` is ``--tier`` for ask and ``--start-tier`` for cascade.
@@ -77,4 +80,4 @@ def request_options(*, system: str | None = None, tier: str | None = None, class
     return RequestOptions(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
                           temperature=temperature, max_cost=parse_max_cost(max_cost), user=user, team=team,
                           use_cache=not no_cache, refresh=refresh, max_tier=max_tier,
-                          from_classifier=from_classifier, threshold=threshold, gate=gate)
+                          from_classifier=from_classifier, threshold=threshold, gate=gate, prompt_cache=prompt_cache)

@@ -36,12 +36,43 @@ SEED_SIMPLE_PATTERNS = (
 )
 
 
+PROMPT_CACHE_MODES = ("auto", "off")
+# Where a price came from when the config names none and the maintained source has none yet.
+UNPRICED = "unpriced"
+
+
+@dataclass(frozen=True)
+class LongContext:
+    """Rates for a request whose input (every input class together) is above ``above`` tokens:
+    the whole request is billed at them (a cliff, as the providers bill it)."""
+
+    above: int
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None = None  # None: this tier's input rate
+    cache_write: Decimal | None = None
+
+
 @dataclass(frozen=True)
 class Price:
-    """USD per one million input and output tokens."""
+    """USD per one million tokens of each class.
+
+    ``cache_read`` / ``cache_write`` None: billed at the input price (a config that names
+    neither never under-charges a cache read). ``source``: ``config``, ``free``, ``local``,
+    ``genai-prices VERSION``, or :data:`UNPRICED` until prices are resolved.
+    """
 
     input: Decimal
     output: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+    long_context: LongContext | None = None
+    source: str = "config"
+
+    @classmethod
+    def unpriced(cls) -> "Price":
+        """The placeholder of a model whose price comes from the maintained source (see router_cli.prices)."""
+        return cls(Decimal(0), Decimal(0), source=UNPRICED)
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,7 @@ class ModelSpec:
     max_tokens: int
     reasoning: bool = False
     weight: float = 1.0  # share of first tries when the tier's strategy is "weighted"
+    where: str = field(default="", compare=False)  # "tiers[0].models[1]": its place in the config, for errors
 
 
 @dataclass(frozen=True)
@@ -245,6 +277,13 @@ class Config:
     config_hash: str = ""
     experiments: tuple[Experiment, ...] = ()
     ml_thresholds: dict[str, float] | None = None  # overrides the ml model's own thresholds
+    prompt_cache: str = "auto"  # auto: mark long Anthropic system prompts with cache_control; off
+
+    def models(self) -> list[ModelSpec]:
+        """Every model the config may call: the tiers' and the experiment variants', in order."""
+        found = [m for t in self.tiers for m in t.models]
+        found += [m for e in self.experiments for v in e.variants for ms in v.tiers.values() for m in ms]
+        return found
 
     @property
     def tier_names(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from typing import Any
 
 from ..errors import redact
@@ -16,13 +17,13 @@ from . import validate_policy as policy
 from .checks import Checks, join, kind
 from .patterns import backtracking_risk
 from .schema import (
-    CLASSIFIERS, MAX_OUTPUT_TOKENS, MAX_SECONDS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS,
+    CLASSIFIERS, MAX_OUTPUT_TOKENS, PROMPT_CACHE_MODES, MAX_SECONDS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS,
     SEED_SIMPLE_PATTERNS, Config,
-    EmbeddingConfig, Experiment, LocalModel, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
+    EmbeddingConfig, Experiment, LocalModel, LongContext, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
 )
 
 TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
-            "breaker", "budgets", "cache", "experiments", "serve"}
+            "breaker", "budgets", "cache", "experiments", "prompt_cache", "serve"}
 _REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
 _LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -60,7 +61,16 @@ def validate(data: Any, source: str) -> Config:
         cache=policy.cache(c, top.get("cache", {})),
         serve=policy.serve(c, top.get("serve", {})),
         experiments=_experiments(c, top.get("experiments", {}), names, providers),
+        prompt_cache=_prompt_cache(c, top.get("prompt_cache", "auto")),
     )
+
+
+def _prompt_cache(c: Checks, value: Any) -> str:
+    if isinstance(value, bool):  # YAML reads an unquoted off as false (and on as true)
+        value = "auto" if value else "off"
+    if value not in PROMPT_CACHE_MODES:
+        raise c.fail("prompt_cache", f"expected one of {', '.join(PROMPT_CACHE_MODES)}, got {value!r}")
+    return str(value)
 
 
 def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
@@ -164,9 +174,6 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec])
     if provider not in providers:
         raise c.fail(join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
     model = c.string(entry["model"], join(path, "model"))
-    if "price" not in entry and providers[provider].type != "local":  # a local model costs nothing by default
-        raise c.fail(join(path, "price"), "required key is missing")
-    price = c.mapping(entry.get("price", {"input": 0, "output": 0}), join(path, "price"), {"input", "output"}, {"input", "output"})
     max_tokens = c.integer(entry.get("max_tokens", 1024), join(path, "max_tokens"), minimum=1, maximum=MAX_OUTPUT_TOKENS)
     reasoning = entry.get("reasoning")
     if reasoning is None:
@@ -176,11 +183,40 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec])
     return ModelSpec(
         provider=provider,
         model=model,
-        price=Price(c.money(price["input"], join(path, "price.input")), c.money(price["output"], join(path, "price.output"))),
+        price=_price(c, entry.get("price"), join(path, "price"), providers[provider].type),
         max_tokens=max_tokens,
         reasoning=reasoning,
         weight=c.number(entry.get("weight", 1), join(path, "weight")),
+        where=path,
     )
+
+
+_PRICE_KEYS = {"input", "output", "cache_read", "cache_write"}
+
+
+def _price(c: Checks, value: Any, path: str, provider_type: str) -> Price:
+    """A model's ``price``: absent (the maintained source's, resolved when a command needs
+    prices; a local model's is 0), ``free``, or USD per 1M tokens of each class."""
+    if value is None:
+        return Price(Decimal(0), Decimal(0), source="local") if provider_type == "local" else Price.unpriced()
+    if value == "free":
+        return Price(Decimal(0), Decimal(0), Decimal(0), Decimal(0), source="free")
+    if isinstance(value, str):
+        raise c.fail(path, f"expected free or a mapping of prices (input, output, cache_read, cache_write, "
+                           f"long_context), got {value!r}")
+    entry = c.mapping(value, path, _PRICE_KEYS | {"long_context"}, {"input", "output"})
+    def rates(section: dict, where: str) -> tuple[Decimal, Decimal, Decimal | None, Decimal | None]:
+        money = {k: c.money(section[k], join(where, k)) if k in section else None for k in _PRICE_KEYS}
+        return money["input"] or Decimal(0), money["output"] or Decimal(0), money["cache_read"], money["cache_write"]
+
+    entry = c.mapping(value, path, _PRICE_KEYS | {"long_context"}, {"input", "output"})
+    long_context = None
+    if "long_context" in entry:
+        where = join(path, "long_context")
+        tier = c.mapping(entry["long_context"], where, _PRICE_KEYS | {"above"}, {"above", "input", "output"})
+        above = c.integer(tier["above"], join(where, "above"), minimum=1, maximum=100_000_000)
+        long_context = LongContext(above, *rates(tier, where))
+    return Price(*rates(entry, path), long_context=long_context)
 
 
 def _classifier_name(c: Checks, value: Any, path: str) -> str:

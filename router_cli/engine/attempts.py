@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..config import Config, ModelSpec, ProviderSpec
 from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
-from ..pricing import cost_usd, estimate_tokens
+from ..pricing import Usage, cache_saving, cost, estimate_tokens
 from .admission import Admitter, Chain
 from .types import Attempt, Note
 
@@ -40,6 +40,7 @@ class Call:
     on_restart: Note | None = None
     history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
     stop: tuple[str, ...] = ()
+    prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
     streamed: bool = field(default=False, init=False)  # text already went out on_text
 
     @property
@@ -94,7 +95,8 @@ class ChainRunner:
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop)
+        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop,
+                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system))
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
@@ -103,19 +105,22 @@ class ChainRunner:
             if call.streamed and call.on_restart is not None:
                 call.on_restart(f"the answer broke off; {attempt.label} answers again from the start")
                 call.streamed = False
+            paused = self.admitter.pauses.remaining(spec.name)
+            if paused > 0 and not retry:  # a retry's own wait was announced with its failure
+                self.on_note(f"{spec.name} asked to hold off (retry-after): waiting {paused:.2f} s before {attempt.label}")
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
             try:
                 response = provider.complete(chat, on_text=_sink(call.on_text, emitted) if call.on_text else None)  # type: ignore[attr-defined]
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
-                attempt.input_tokens, attempt.output_tokens, attempt.usage_estimated = e.usage
-                attempt.cost = cost_usd(model.price, e.usage[0], e.usage[1])
+                attempt.usage_estimated = e.usage[2]
+                bill(attempt, model, spec.type, e.usage[0], e.usage[1], *e.cache_tokens)
                 attempts.append(attempt)
                 raise e.error from None
             except ProviderError as e:
                 call.streamed = call.streamed or bool(emitted)
-                _fill_failure(attempt, model, e)
+                _fill_failure(attempt, model, spec.type, e)
                 attempts.append(attempt)
                 action = self._after_failure(e, attempts, chain, position, retry, ticket)
                 if action == "retry":
@@ -123,10 +128,10 @@ class ChainRunner:
                 return action
             except BaseException:
                 # Ctrl-C (or a bug) mid-call: keep the attempt; text already streamed was billed.
-                _fill_interrupted(attempt, model, call, emitted)
+                _fill_interrupted(attempt, model, spec.type, call, emitted)
                 attempts.append(attempt)
                 raise
-            _fill_answer(attempt, model, response)
+            _fill_answer(attempt, model, spec.type, response)
             attempts.append(attempt)
             self.admitter.outcome(spec, model, ticket)
             return None, False
@@ -215,28 +220,49 @@ def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str],
     return sink
 
 
-def _fill_answer(attempt: Attempt, model: ModelSpec, response) -> None:
+def worth_caching(provider_type: str, model: str, system: str | None) -> bool:
+    """Whether to mark ``system`` for the provider's prompt cache: Anthropic only (OpenAI caches
+    by itself), and only at or above the model's minimum cacheable length (1,024 tokens; 2,048 for
+    Haiku models). The length is the average-case estimate: a mark below the minimum costs nothing
+    (the API does not cache it), while an estimate on the low side would lose a cache read."""
+    if provider_type != "anthropic" or not system:
+        return False
+    return estimate_tokens(system) >= (2048 if "haiku" in model.lower() else 1024)
+
+
+def bill(attempt: Attempt, model: ModelSpec, provider_type: str, input_tokens: int, output_tokens: int,
+         cache_read: int = 0, cache_write: int = 0, reasoning: int = 0) -> None:
+    """Put the reported token counts on ``attempt`` and charge each class at ``model``'s price.
+    OpenAI (and compatible servers) count cached tokens inside the prompt tokens; Anthropic does not."""
+    attempt.input_tokens, attempt.output_tokens = input_tokens, output_tokens
+    attempt.cache_read_tokens, attempt.cache_write_tokens, attempt.reasoning_tokens = cache_read, cache_write, reasoning
+    attempt.usage = Usage.reported(input_tokens, output_tokens, cache_read, cache_write, reasoning,
+                                   cache_in_input=provider_type == "openai")
+    attempt.cost = cost(model.price, attempt.usage)
+    attempt.cache_saved = cache_saving(model.price, attempt.usage)
+    attempt.price_source = model.price.source
+
+
+def _fill_answer(attempt: Attempt, model: ModelSpec, provider_type: str, response) -> None:
     attempt.text = response.text
-    attempt.input_tokens, attempt.output_tokens = response.input_tokens, response.output_tokens
-    attempt.cost = cost_usd(model.price, response.input_tokens, response.output_tokens)
+    bill(attempt, model, provider_type, response.input_tokens, response.output_tokens, response.cache_read_tokens,
+         response.cache_write_tokens, response.reasoning_tokens)
     attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
     attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
 
 
-def _fill_failure(attempt: Attempt, model: ModelSpec, e) -> None:
+def _fill_failure(attempt: Attempt, model: ModelSpec, provider_type: str, e) -> None:
     attempt.status = "error"
     attempt.error, attempt.error_kind, attempt.http_status = str(e), e.kind, e.status
     attempt.duration_ms = e.duration_ms
     # Tokens the provider reported before failing (a dropped stream) were billed.
-    attempt.input_tokens, attempt.output_tokens = e.input_tokens, e.output_tokens
     attempt.usage_estimated = e.usage_estimated
-    attempt.cost = cost_usd(model.price, e.input_tokens, e.output_tokens)
+    bill(attempt, model, provider_type, e.input_tokens, e.output_tokens, *e.cache_tokens)
 
 
-def _fill_interrupted(attempt: Attempt, model: ModelSpec, call: Call, emitted: list[str]) -> None:
+def _fill_interrupted(attempt: Attempt, model: ModelSpec, provider_type: str, call: Call, emitted: list[str]) -> None:
     attempt.status, attempt.error, attempt.error_kind = "error", "interrupted", "interrupted"
     if emitted:
-        attempt.input_tokens = estimate_tokens(f"{call.system or ''}\n{call.transcript}")
-        attempt.output_tokens = estimate_tokens("".join(emitted))
         attempt.usage_estimated = True
-        attempt.cost = cost_usd(model.price, attempt.input_tokens, attempt.output_tokens)
+        bill(attempt, model, provider_type, estimate_tokens(f"{call.system or ''}\n{call.transcript}"),
+             estimate_tokens("".join(emitted)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import LedgerError
-from ..pricing import decimal_str
+from ..pricing import Usage, decimal_str
 from .types import Attempt
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ def _hit(cache, key: str, request: "Request") -> Attempt | None:
                  f"saving {decimal_str(entry.cost)} USD")
     attempt = Attempt(entry.tier, entry.provider, entry.model, "cached", text=entry.text,
                       input_tokens=entry.input_tokens, output_tokens=entry.output_tokens,
-                      stop_reason=entry.stop_reason, saved=entry.cost)
+                      stop_reason=entry.stop_reason, saved=entry.cost,
+                      usage=Usage(entry.input_tokens, entry.output_tokens))  # the baseline's tokens
     request.attempts.append(attempt)
     return attempt
 

@@ -85,7 +85,7 @@ def cascade(router: Router, prompt: str, options: RequestOptions | None = None, 
         raise failure
     return Answer(returned.text or "", request.request_id, decision, request.attempts, returned, request.baseline,
                   (time.perf_counter() - started) * 1000, ledger_error, best_effort=returned.status == "best_effort",
-                  policy=tuple(request.policy), variant=request.variant)
+                  policy=tuple(request.policy), variant=request.variant, budget_warnings=tuple(request.budget_warnings))
 
 
 def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers: list[Tier], prompt: str):
@@ -95,7 +95,7 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
     failure, fatal = None, False
     for tier in tiers:
         call = Call(prompt, options.system, options.max_tokens, options.temperature, history=options.history,
-                    stop=options.stop)
+                    stop=options.stop, prompt_cache=options.prompt_cache or request.config.prompt_cache)
         chain = [(tier, m) for m in router.models_of(tier, request.request_id)]
         failure, fatal = router.runner.run(request.attempts, chain, call, request)
         if failure is not None:
@@ -154,6 +154,9 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     if options.from_classifier:
         refuse_model_calls(options.classifier or config.classifier)
     decision, tiers = plan(router, prompt, options, route)
+    if tiers[0].name != decision.tier:  # the classifier aimed above --max-tier: the plan starts at the cap
+        decision = replace(decision, tier=tiers[0].name,
+                           reason=f"{decision.reason}; the classifier chose {decision.tier}, capped by --max-tier")
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
                                                            max_tokens=options.max_tokens, user=options.user)),
                     decision=decision)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
 
 from ..config import GATES, MAX_OUTPUT_TOKENS, MAX_USD
+from ..config.schema import PROMPT_CACHE_MODES
 from ..errors import UsageError
 
 
@@ -49,6 +50,7 @@ class RequestOptions:
     team: str | None = None
     use_cache: bool = True
     refresh: bool = False
+    prompt_cache: str | None = None  # auto | off; None: the config's
     # the server's (mmr serve): earlier turns as (role, text) pairs, stop sequences, a model asked for by id
     history: tuple[tuple[str, str], ...] = ()
     stop: tuple[str, ...] = ()
@@ -83,6 +85,8 @@ class RequestOptions:
             raise UsageError("--start-tier and --from-classifier both choose where to start; give one")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise UsageError(f"--threshold must be between 0 and 1, got {self.threshold:g}")
+        if self.prompt_cache is not None and self.prompt_cache not in PROMPT_CACHE_MODES:
+            raise UsageError(f"--prompt-cache: expected one of {', '.join(PROMPT_CACHE_MODES)}, got {self.prompt_cache!r}")
         if self.gate is not None and self.gate not in GATES:
             raise UsageError(f"--gate: unknown gate {self.gate!r}; valid gates: {', '.join(GATES)}")
         for name in ("system", "user", "team"):

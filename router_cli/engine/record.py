@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import LedgerError
 from ..ids import new_id
-from ..pricing import cost_usd, decimal_str, to_nanousd
+from ..pricing import cost, decimal_str, to_nanousd
 from ..version import __version__
 from .request import Request
 from .types import Attempt
@@ -21,18 +21,25 @@ if TYPE_CHECKING:
 
 
 def finish(request: Request, returned: Attempt | None) -> LedgerError | None:
-    """Record every attempt of ``request``; the baseline is one premium call at ``returned``'s tokens.
+    """Record every attempt of ``request``; the baseline is one premium call at ``returned``'s tokens,
+    each class (input, cache read, cache write, output) at the baseline model's price for it.
 
     A ledger that cannot be written is returned, not raised: the answer was paid for
     and still goes out, with the error beside it.
     """
     if returned is not None:
-        request.baseline = cost_usd(request.config.baseline_model.price, returned.input_tokens, returned.output_tokens)
+        request.baseline = cost(request.config.baseline_model.price, returned.usage)
     if request.store is not None:
         try:
             record_request(request.store, request, returned)
         except LedgerError as e:
             return e  # the hold stays until it expires: the billed calls are not in the ledger to count
+        if request.guard is not None:
+            try:
+                billed = sum(to_nanousd(a.cost) for a in request.attempts)  # as the rows just written hold it
+                request.budget_warnings = request.guard.crossed(billed)  # type: ignore[attr-defined]
+            except LedgerError:
+                pass  # a warning is not worth failing an answer that was paid for
     if request.guard is not None:
         request.guard.release()  # type: ignore[attr-defined]
     return None
@@ -71,6 +78,9 @@ def record_request(store, request: Request, returned: Attempt | None) -> None:
             "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
             "quality": a.quality, "gate_reason": a.gate_reason,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
+            "cache_read_tokens": a.cache_read_tokens, "cache_write_tokens": a.cache_write_tokens,
+            "reasoning_tokens": a.reasoning_tokens, "price_source": a.price_source,
+            "cache_saved_nanousd": to_nanousd(a.cache_saved),
             "cost_usd": decimal_str(a.cost), "cost_nanousd": to_nanousd(a.cost),
             "baseline_cost_usd": decimal_str(baseline), "baseline_cost_nanousd": to_nanousd(baseline),
             "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),

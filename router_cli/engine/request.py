@@ -61,6 +61,7 @@ class Request:
     gate_thresholds: dict[str, float] | None = None  # a cascade's, per tier tried
     baseline: Decimal = Decimal(0)
     start_tier: str = ""
+    budget_warnings: list[str] = field(default_factory=list)  # budgets this request carried past 80 % / 95 %
     batch_row: tuple[str, str] | None = field(default_factory=_batch_row.get)  # (batch_id, row key), in a batch
 
     def __post_init__(self) -> None:

@@ -59,13 +59,17 @@ class Router:
 
     def __init__(self, config: Config, db_path: str | os.PathLike | None = None, *,
                  env: Mapping[str, str] | None = None, on_note: Note | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
+        from ..prices import resolve_prices
+
+        config = resolve_prices(config)  # a model without a price fails here, before any call
         self.config = config
         self.db_path = db_path
         self.on_note = on_note or (lambda message: None)
         self.sleep = sleep
         self.clock = clock
-        self.pauses = ProviderPauses()
+        self.pauses = ProviderPauses(monotonic)
         self._providers: dict[str, object] = {}
         self._classifiers: dict[tuple[str, str | None], object] = {}
         self._lock = threading.RLock()
@@ -172,7 +176,8 @@ class Router:
                     on_text(hit.text or "")
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
-                    on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop)
+                    on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
+                    prompt_cache=options.prompt_cache or request.config.prompt_cache)
         chain = self.chain(request.start_tier, request.request_id, request.config)
         if options.model is not None and request.start_tier == decision.tier:  # that model first, then the rest
             chain.sort(key=lambda link: link[1].model != options.model)
@@ -206,7 +211,7 @@ class Router:
         ledger_error = finish(request, final)
         return Answer(final.text or "", request.request_id, request.decision, request.attempts, final, request.baseline,
                       (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(request.policy),
-                      variant=request.variant)
+                      variant=request.variant, budget_warnings=tuple(request.budget_warnings))
 
     def _apply_budgets(self, request: Request, max_tokens: int | None) -> None:
         """Downgrade ``request.start_tier`` to what the budgets allow, or record the refusal and raise it."""

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..classify import Decision
 from ..errors import LedgerError
-from ..pricing import decimal_str
+from ..pricing import Usage, decimal_str
 
 Note = Callable[[str], None]  # where a router tells what it decided (stderr in the CLI)
 
@@ -44,6 +44,13 @@ class Attempt:
     quality: float | None = None  # the gate's score, in cascades
     gate_reason: str | None = None
     saved: Decimal = Decimal(0)  # a cache hit: what the original answer cost
+    # Token counts as the provider reported them (see providers/base.py ChatResponse) ...
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage: Usage = field(default_factory=Usage)  # ... and by billed class, for the cost and the baseline
+    price_source: str | None = None  # where the price of ``cost`` came from
+    cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
 
     @property
     def label(self) -> str:
@@ -76,6 +83,7 @@ class Answer:
     best_effort: bool = False  # a cascade where no answer passed the gate
     policy: tuple[str, ...] = ()  # what budgets, the cache and circuit breakers decided
     variant: str | None = None  # the experiment variants it ran under
+    budget_warnings: tuple[str, ...] = ()  # budgets this request carried past 80 % or 95 % of their limit
 
     @property
     def cost(self) -> Decimal:
@@ -95,6 +103,9 @@ class Answer:
             "score": self.decision.score,
             "input_tokens": self.final.input_tokens,
             "output_tokens": self.final.output_tokens,
+            "cache_read_tokens": self.final.cache_read_tokens,
+            "cache_write_tokens": self.final.cache_write_tokens,
+            "reasoning_tokens": self.final.reasoning_tokens,
             "cost_usd": decimal_str(self.cost),
             "baseline_cost_usd": decimal_str(self.baseline_cost),
             "savings_usd": decimal_str(self.baseline_cost - self.cost),
@@ -103,6 +114,7 @@ class Answer:
             "stop_reason": self.final.stop_reason,
             "variant": self.variant,
             "attempts": [a.to_json() for a in self.attempts],
+            "budget_warnings": list(self.budget_warnings),
             **({"policy": list(self.policy)} if self.policy else {}),
             **({"quality": self.final.quality, "best_effort": self.best_effort} if self.final.quality is not None else {}),
         }

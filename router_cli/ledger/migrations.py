@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 # The number of the last migration below.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def m001_calls(db) -> None:
@@ -151,9 +151,22 @@ def m008_batch_rows(db) -> None:
     db.execute("CREATE INDEX idx_calls_batch ON calls (batch_id, batch_row, role, status) WHERE batch_id IS NOT NULL")
 
 
+def m009_token_classes(db) -> None:
+    # Every token class a provider bills, as it reported them: Anthropic's cache reads and writes
+    # are outside input_tokens, OpenAI's cached tokens inside them; reasoning tokens are inside
+    # output_tokens. price_source: where the row's prices came from ("genai-prices 0.2.3", "config").
+    # cache_saved_nanousd: what prompt caching saved on the call (negative: writes not yet read).
+    # Rows from before all read 0 / NULL.
+    db.execute("ALTER TABLE calls ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN price_source TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN cache_saved_nanousd INTEGER NOT NULL DEFAULT 0")
+
+
 # In the order they apply; the name of each is its function's without the "m".
 MIGRATIONS = (m001_calls, m002_routing_outcome, m003_quality_gates, m004_embeddings, m005_resilience,
-              m006_experiments, m007_budget_holds, m008_batch_rows)
+              m006_experiments, m007_budget_holds, m008_batch_rows, m009_token_classes)
 
 
 def migration_name(function) -> str:

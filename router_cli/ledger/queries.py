@@ -84,6 +84,31 @@ def call_time_range(store) -> tuple[str | None, str | None]:
     return first, last
 
 
+def cache_use(store, since: datetime, until: datetime) -> list[tuple]:
+    """Prompt-cache traffic of [since, until) by provider: rows ``(provider, input tokens, cache
+    read tokens, cache write tokens, nano-dollars caching saved)``, counts as reported."""
+    sql = ("SELECT provider, coalesce(sum(input_tokens), 0), coalesce(sum(cache_read_tokens), 0), "
+           "coalesce(sum(cache_write_tokens), 0), coalesce(sum(cache_saved_nanousd), 0) "
+           "FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY provider")
+    return store.read(sql, [stamp(since), stamp(until)]).fetchall()
+
+
+def usage_by_model(store, since: datetime, until: datetime, above: int, inside: Sequence[str]) -> list[tuple]:
+    """Billed tokens of [since, until) by provider, model and whether a request's input was above
+    ``above`` tokens (a long-context tier): rows ``(provider, model, long, calls, input, output,
+    cache read, cache write, recorded nano-dollars)``. The providers named in ``inside`` count
+    cached tokens inside ``input_tokens`` (OpenAI's shape); the others beside it. Cache hits
+    (``status = 'cached'``) billed nothing and are left out."""
+    marks = ", ".join("?" for _ in inside) or "NULL"
+    total = (f"CASE WHEN provider IN ({marks}) THEN input_tokens "
+             "ELSE input_tokens + cache_read_tokens + cache_write_tokens END")
+    sql = (f"SELECT provider, model, ({total}) > ? AS long, count(*), coalesce(sum(input_tokens), 0), "
+           "coalesce(sum(output_tokens), 0), coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_write_tokens), 0), "
+           "coalesce(sum(cost_nanousd), 0) FROM calls "
+           "WHERE datetime_utc >= ? AND datetime_utc < ? AND status != 'cached' GROUP BY provider, model, long")
+    return store.read(sql, [*inside, above, stamp(since), stamp(until)]).fetchall()
+
+
 # Latency histogram buckets at most 5 % wide: 1 ms below 100 ms, 5 ms below 1 s, 50 ms
 # below 10 s, 500 ms below 100 s, 5 s above (the reports take each bucket's middle, so
 # they must agree on these widths). Plain integer arithmetic: SQLite's math functions

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..ledger.store import LedgerStore
 
 NANO_PER_USD = Decimal(10) ** 9
+WARN_AT = (Decimal("0.80"), Decimal("0.95"))  # shares of a limit whose passing is said once on stderr
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,24 @@ class BudgetGuard:
             if worst_case > limit.left(billed):
                 return limit
         return None
+
+    def crossed(self, billed_nanousd: int, now: datetime | None = None) -> list[str]:
+        """Warnings for the budgets that this request's spend (``billed_nanousd``, already in the
+        ledger) carried past 80 % or 95 % of their limit: each mark is passed once per period, by one request."""
+        if self.ledger is None or billed_nanousd <= 0:
+            return []
+        now = now or datetime.now(timezone.utc)
+        warnings = []
+        for limit in self.limits:
+            if limit.budget is None or limit.limit <= 0:
+                continue
+            spent = spent_nanousd(self.ledger, limit.budget, limit.who, now)
+            after, before = Decimal(spent) / NANO_PER_USD, Decimal(spent - billed_nanousd) / NANO_PER_USD
+            passed = [mark for mark in WARN_AT if before < limit.limit * mark <= after]
+            if passed:
+                warnings.append(f"{limit.label}: {after / limit.limit:.1%} of {format_usd(limit.limit)} used "
+                                f"({format_usd(after)} spent); passed {passed[-1]:.0%}")
+        return warnings
 
     def choose_tier(self, tiers: list[str], decided: str, worst_case: Callable[[str], Decimal]) -> tuple[str, str | None]:
         """The most capable tier at or below ``decided`` that every limit allows, and a note when it changed.

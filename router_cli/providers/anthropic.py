@@ -6,7 +6,7 @@ import time
 
 import anthropic
 
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
+from .base import ChatRequest, ChatResponse, Provider, elapsed_ms, unfinished_stream
 
 
 class AnthropicProvider(Provider):
@@ -29,23 +29,29 @@ class AnthropicProvider(Provider):
         }
         if request.stop:
             params["stop_sequences"] = list(request.stop)
-        if request.system:
+        if request.system and request.cache_system:
+            # The system prompt is the prefix every call of a batch shares: cached, later calls read it at a tenth.
+            params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+        elif request.system:
             params["system"] = request.system
         # No temperature: the Messages API (version 2026-10-21, sent by SDK 2.x)
         # rejects sampling parameters with a 400, and the SDK no longer takes them.
         start = time.perf_counter()
-        tokens = [0, 0]
+        tokens = [0, 0, 0, 0]  # input, output, cache read, cache write
         parts: list[str] = []
         try:
             if on_text is None:
                 message = self.client().messages.create(**params)
                 text = "".join(block.text for block in message.content if block.type == "text")
+                usage = message.usage
                 return ChatResponse(
                     text=text,
-                    input_tokens=message.usage.input_tokens,
-                    output_tokens=message.usage.output_tokens,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
                     stop_reason=message.stop_reason,
                     duration_ms=elapsed_ms(start),
+                    cache_read_tokens=usage.cache_read_input_tokens or 0,
+                    cache_write_tokens=usage.cache_creation_input_tokens or 0,
                 )
             return self._stream(params, on_text, start, tokens, parts)
         except Exception as e:
@@ -55,12 +61,13 @@ class AnthropicProvider(Provider):
         stop_reason = None
         ttft = None
         finished = False
+        events = 0
         # Leaving early (a reader gone) closes the stream, which stops the upstream call.
         with self.client().messages.create(**params, stream=True) as stream:
             for event in stream:
+                events += 1
                 if event.type == "message_start":
-                    tokens[0] = event.message.usage.input_tokens or 0
-                    tokens[1] = event.message.usage.output_tokens or 0
+                    _take_usage(tokens, event.message.usage)
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     if ttft is None:
                         ttft = elapsed_ms(start)
@@ -68,11 +75,20 @@ class AnthropicProvider(Provider):
                     parts.append(event.delta.text)
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason
-                    tokens[1] = event.usage.output_tokens or tokens[1]
-                    if getattr(event.usage, "input_tokens", None):
-                        tokens[0] = event.usage.input_tokens
+                    _take_usage(tokens, event.usage)
                 elif event.type == "message_stop":
                     finished = True
         if not finished:
-            raise ProviderError("connection", "the stream ended before message_stop", duration_ms=elapsed_ms(start))
-        return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft)
+            raise unfinished_stream(stream, events, "the stream ended before message_stop", start)
+        return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft,
+                            cache_read_tokens=tokens[2], cache_write_tokens=tokens[3])
+
+
+def _take_usage(tokens: list[int], usage) -> None:
+    """Counts from a stream's ``message_start`` or ``message_delta`` usage: the delta's are
+    cumulative, and a field it leaves out (null, or 0) keeps the count from ``message_start``."""
+    fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    for i, name in enumerate(fields):
+        value = getattr(usage, name, None)
+        if isinstance(value, int) and value > 0:
+            tokens[i] = value

@@ -44,6 +44,7 @@ class ChatRequest:
     temperature: float | None = None
     history: tuple[tuple[str, str], ...] = ()  # (role, text): "user" or "assistant"
     stop: tuple[str, ...] = ()
+    cache_system: bool = False  # mark the system prompt for the provider's prompt cache (Anthropic)
 
     def messages(self) -> list[dict]:
         """The conversation as chat messages (the system prompt not included)."""
@@ -64,6 +65,11 @@ class ChatResponse:
     duration_ms: float
     ttft_ms: float | None = None
     usage_estimated: bool = False
+    # As the provider reports them: Anthropic's cache reads and writes are outside input_tokens,
+    # OpenAI's cached tokens inside them; reasoning tokens are inside output_tokens.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class ProviderError(Exception):
@@ -90,6 +96,7 @@ class ProviderError(Exception):
         self.output_tokens = output_tokens
         self.duration_ms = duration_ms
         self.usage_estimated = usage_estimated
+        self.cache_tokens = (0, 0)  # cache reads and writes billed before the failure
 
     @property
     def retryable(self) -> bool:
@@ -112,6 +119,7 @@ class OutputFailed(Exception):
         super().__init__(str(error))
         self.error = error
         self.usage = (0, 0, False)  # tokens billed for the stream so far, set by the provider
+        self.cache_tokens = (0, 0)  # and the cache reads and writes among them
 
 
 def kind_for_status(status: int, error_type: str | None = None) -> str:
@@ -174,14 +182,28 @@ class Provider:
     def failure(self, sdk, e: Exception, request: ChatRequest, reported: list[int], parts: list[str], start: float) -> Exception:
         """What to raise for ``e``, carrying the tokens billed before it (``reported`` by the
         provider, or estimated from the ``parts`` of text already streamed)."""
-        usage = billed_before_failure(request, reported, parts)
+        usage = billed_before_failure(request, reported[:2], parts)
+        cache = (reported[2], reported[3]) if len(reported) >= 4 else (0, 0)
         if isinstance(e, OutputFailed):
-            e.usage = usage
+            e.usage, e.cache_tokens = usage, cache
             return e
         if isinstance(e, ProviderError):
             e.input_tokens, e.output_tokens, e.usage_estimated = usage
+            e.cache_tokens = cache
             return e
-        return map_sdk_error(sdk, e, self._api_key, elapsed_ms(start), usage)
+        error = map_sdk_error(sdk, e, self._api_key, elapsed_ms(start), usage)
+        error.cache_tokens = cache
+        return error
+
+
+def unfinished_stream(stream, events: int, message: str, start: float) -> ProviderError:
+    """The error for a streamed answer that ended early: ``connection`` when it broke off, but
+    ``malformed`` when the server answered with something that is not an event stream at all."""
+    content_type = str(getattr(stream, "response", None) and stream.response.headers.get("content-type") or "")
+    if events == 0 and not content_type.startswith("text/event-stream"):
+        return ProviderError("malformed", f"the answer is not an event stream (content-type {content_type or 'none'})",
+                             duration_ms=elapsed_ms(start))
+    return ProviderError("connection", message, duration_ms=elapsed_ms(start))
 
 
 def billed_before_failure(request: ChatRequest, reported: list[int], parts: list[str]) -> tuple[int, int, bool]:

@@ -11,7 +11,7 @@ import time
 import openai
 
 from ..pricing import estimate_tokens
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms
+from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms, unfinished_stream
 
 
 class OpenAIProvider(Provider):
@@ -54,8 +54,7 @@ class OpenAIProvider(Provider):
                     raise ProviderError("malformed", "the response has no choices", duration_ms=elapsed_ms(start))
                 choice = completion.choices[0]
                 text = choice.message.content or ""
-                tin, tout, estimated = _usage(request, completion.usage, text)
-                return ChatResponse(text, tin, tout, choice.finish_reason, elapsed_ms(start), usage_estimated=estimated)
+                return _response(request, completion.usage, text, choice.finish_reason, start, None)
             return self._stream(request, params, on_text, start, parts)
         except Exception as e:
             # Usage comes only in the last chunk: what was streamed is charged as an estimate.
@@ -71,7 +70,9 @@ class OpenAIProvider(Provider):
         stop_reason = None
         ttft = None
         usage = None
+        events = 0
         for chunk in stream:
+            events += 1
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
@@ -84,16 +85,21 @@ class OpenAIProvider(Provider):
                 if choice.finish_reason:
                     stop_reason = choice.finish_reason
         if stop_reason is None:
-            raise ProviderError("connection", "the stream ended without a finish_reason", duration_ms=elapsed_ms(start))
-        text = "".join(parts)
-        tin, tout, estimated = _usage(request, usage, text)
-        return ChatResponse(text, tin, tout, stop_reason, elapsed_ms(start), ttft, estimated)
+            raise unfinished_stream(stream, events, "the stream ended without a finish_reason", start)
+        return _response(request, usage, "".join(parts), stop_reason, start, ttft)
 
 
-def _usage(request: ChatRequest, usage, text: str) -> tuple[int, int, bool]:
-    """Token counts from ``usage``; OpenAI-compatible servers may omit them (then: estimates)."""
+def _response(request: ChatRequest, usage, text: str, stop_reason, start: float, ttft: float | None) -> ChatResponse:
+    """The response with token counts from ``usage``: cached tokens (inside ``prompt_tokens``) and
+    reasoning tokens (inside ``completion_tokens``) too. OpenAI-compatible servers may omit the
+    counts (then: estimates) or the details (then: 0)."""
     prompt_tokens = getattr(usage, "prompt_tokens", None)
     completion_tokens = getattr(usage, "completion_tokens", None)
-    if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
-        return prompt_tokens, completion_tokens, False
-    return estimate_tokens(request.sent_text), estimate_tokens(text), True
+    if not (isinstance(prompt_tokens, int) and isinstance(completion_tokens, int)):
+        return ChatResponse(text, estimate_tokens(request.sent_text), estimate_tokens(text),
+                            stop_reason, elapsed_ms(start), ttft, True)
+    cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+    reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
+    return ChatResponse(text, prompt_tokens, completion_tokens, stop_reason, elapsed_ms(start), ttft,
+                        cache_read_tokens=cached if isinstance(cached, int) else 0,
+                        reasoning_tokens=reasoning if isinstance(reasoning, int) else 0)

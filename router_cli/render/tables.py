@@ -111,6 +111,13 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
     if report.drift is not None:
         console.print()
         _say(console, "\n".join(_drift_lines(report.drift)))
+    if report.cache is not None and (report.cache.cache_read or report.cache.cache_write):
+        c = report.cache
+        _say(console, f"\nPrompt caching: {c.read_share:.1%} of {c.input_tokens:,} input tokens read from a cache "
+                      f"({c.cache_write:,} written); it saved {format_usd(c.saved)} (net of cache-write premiums).")
+    if report.reprice is not None:
+        console.print()
+        console.print(_reprice_table(report.reprice))
     if report.budgets:
         console.print()
         console.print(_budget_table(report.budgets))
@@ -203,6 +210,21 @@ def _cost_table(report, title: str, with_feedback: bool):
     return table
 
 
+def _reprice_table(reprice: dict):
+    table = _table("At today's prices (recorded costs are unchanged)")
+    for header in ("provider/model", "calls", "recorded", "today", "source"):
+        table.add_column(header, justify="right" if header in ("calls", "recorded", "today") else "left")
+    for r in reprice["models"]:
+        _row(table, f"{r['provider']}/{r['model']}", f"{r['calls']:,}", format_usd(Decimal(r["recorded_usd"])),
+             format_usd(Decimal(r["today_usd"])), r["source"])
+    for r in reprice["not_repriced"]:
+        _row(table, f"{r['provider']}/{r['model']}", f"{r['calls']:,}", format_usd(Decimal(r["recorded_usd"])),
+             "-", "not in the config")
+    _row(table, "TOTAL", "", format_usd(Decimal(reprice["recorded_usd"])), format_usd(Decimal(reprice["today_usd"])), "",
+         style="bold")
+    return table
+
+
 def _budget_table(budgets: list[dict]):
     table = _table("Budgets (current period, UTC)")
     for header in ("budget", "who", "since", "spent", "limit", "used", "policy"):
@@ -284,3 +306,29 @@ def replay_report(report: dict, json_output: bool) -> None:
         "first model at the tokens the recorded answer used.", style="dim")
     if report["skipped"]:
         _say(console, "Skipped: " + ", ".join(f"{reason} ({n:,})" for reason, n in report["skipped"].items()), style="dim")
+
+
+def price_table(rows: list[dict], json_output: bool) -> None:
+    """``mmr prices``: one row per model, USD per 1M tokens; warnings under the table."""
+    if json_output:
+        from .text import emit_json
+
+        emit_json({"models": rows, "unit": "USD per 1M tokens"})
+        return
+    table = _table("Prices (USD per 1M tokens)")
+    for column in ("provider/model", "input", "cached input", "cache write", "output", "long context", "source"):
+        table.add_column(column, justify="right" if column in ("input", "cached input", "cache write", "output") else "left")
+    for r in rows:
+        tier = r["long_context"]
+        long_context = (f"above {tier['above']:,}: {tier['input']} / {tier['cache_read']} / {tier['cache_write']} / "
+                        f"{tier['output']}") if tier else "-"
+        _row(table, f"{r['provider']}/{r['model']}", r["input"], r["cache_read"], r["cache_write"], r["output"],
+             long_context, r["source"])
+    console = _console(160)
+    console.print(table)
+    if any(r["long_context"] for r in rows):
+        _say(console, "long context: a request with more input tokens than that (cached ones included) is billed "
+                      "whole at input / cached input / cache write / output", style="dim")
+    for r in rows:
+        if r["warning"]:
+            _say(console, f"warning: {r['provider']}/{r['model']}: {r['warning']}", style="yellow")

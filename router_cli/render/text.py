@@ -110,6 +110,8 @@ def answer(answer, *, json_output: bool, streamed: bool, show_note: bool) -> Non
             f"{final.tier} · {final.provider}/{final.model} · {final.input_tokens}→{final.output_tokens} tokens · "
             f"{format_usd(answer.cost)} (premium {format_usd(answer.baseline_cost)}) · {answer.latency_ms / 1000:.2f} s{retried}"
         )
+    for warning in answer.budget_warnings:  # shown whatever the verbosity: money is running out
+        note(f"warning: {warning}")
     if answer.best_effort:
         note(f"no tier passed the quality gate; this is the best answer ({final.tier}, score {final.quality:.2f}: {final.gate_reason})")
     if final.stop_reason in ("max_tokens", "length"):

@@ -18,6 +18,7 @@ from decimal import Decimal
 from ..errors import UsageError
 from ..ledger.queries import GROUP_COLUMNS, call_time_range, calls_in_day, feedback_counts, has_feedback
 from ..pricing import decimal_str
+from .cache_money import CacheUse
 from .cost_rows import Accumulator, CostRow
 from .drift import Drift, no_drift
 from .when import MAX_CHART_WINDOW, checked_window, days, iso, period_of
@@ -48,6 +49,8 @@ class CostReport:
     drift: Drift | None = None
     budgets: list[dict] = field(default_factory=list)  # each budget's use in its current period
     comparison: dict | None = None  # with --by variant: see experiments.compare
+    cache: "CacheUse | None" = None  # prompt caching: its share of input tokens, what it saved
+    reprice: dict | None = None  # with --reprice: the window at today's prices (see cache_money.reprice)
 
     BASELINE_NOTE = (
         "Baseline: the premium tier's first model at its prices, applied to the tokens of each "
@@ -62,6 +65,8 @@ class CostReport:
             "drift": self.drift.to_json() if self.drift else None,
             "budgets": self.budgets,
             **({"comparison": self.comparison} if self.comparison is not None else {}),
+            "prompt_cache": (self.cache or CacheUse()).to_json(),
+            **({"reprice": self.reprice} if self.reprice is not None else {}),
             "baseline": self.BASELINE_NOTE,
         }
 

@@ -39,6 +39,10 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
     baselines = {f"always_{t}": [Prediction(t, None, 0.0) for _ in rows] for t in tiers}
     baselines["random"] = [Prediction(rng.choice(tiers), rng.random(), 0.0) for _ in rows]
     baselines["oracle"] = [Prediction(row.label, None, 0.0) for row in rows]
+    if any(row.costs is None for row in rows):
+        from ..prices import resolve_prices
+
+        config = resolve_prices(config)  # rows without costs are priced at the tiers' models' prices
     costs = [row_costs(row, config) for row in rows]
     premium = config.baseline_tier
     report: dict = {

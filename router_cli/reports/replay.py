@@ -39,6 +39,9 @@ def check_classifiers(names: list[str]) -> None:
 
 def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) -> dict:
     """The replay report: per classifier, the tier mix, changed routes and estimated costs."""
+    from ..prices import resolve_prices
+
+    config = resolve_prices(config)
     tiers = config.tier_names
     price = {t.name: t.models[0].price for t in config.tiers}
     baseline_price = config.baseline_model.price

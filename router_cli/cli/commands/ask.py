@@ -28,6 +28,7 @@ from ..options import (
     NoCacheOption,
     ProcessesOption,
     PromptArgument,
+    PromptCacheOption,
     RefreshOption,
     ResumeOption,
     StartTierOption,
@@ -61,6 +62,7 @@ def ask(
     max_cost: MaxCostOption = None,
     no_cache: NoCacheOption = False,
     refresh: RefreshOption = False,
+    prompt_cache: PromptCacheOption = None,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -82,7 +84,7 @@ def ask(
     """
     options = request_options(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
                               temperature=temperature, max_cost=max_cost, user=user, team=team, no_cache=no_cache,
-                              refresh=refresh)
+                              refresh=refresh, prompt_cache=prompt_cache)
     if batch is not None:
         from .batch import answer_batch
 
@@ -116,6 +118,7 @@ def cascade(
     json_output: JsonOption = False,
     dry_run: CascadeDryRunOption = False,
     max_cost: MaxCostOption = None,
+    prompt_cache: PromptCacheOption = None,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -139,7 +142,8 @@ def cascade(
     """
     options = request_options(system=system, tier=start_tier, from_classifier=from_classifier, classifier=classifier,
                               max_tier=max_tier, threshold=threshold, gate=gate, max_tokens=max_tokens,
-                              temperature=temperature, max_cost=max_cost, user=user, team=team)
+                              temperature=temperature, max_cost=max_cost, user=user, team=team,
+                              prompt_cache=prompt_cache)
     if batch is not None:
         from .batch import answer_batch
 

@@ -44,13 +44,20 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     if source == "-" and (sys.stdin is None or sys.stdin.isatty()):
         raise UsageError("--batch -: pipe the JSONL rows in on stdin")
     text, source_name = read_config(config)
-    cfg = parse_config(text, source_name)
+    from ...prices import resolve_prices
+
+    cfg = resolve_prices(parse_config(text, source_name))  # a model without a price stops the batch before row 1
     if ml_model is not None:
         cfg = replace(cfg, ml_model=ml_model)
     job = BatchJob(source, kind, options, text, source_name, ml_model, str(resolve_db_path(db)), verbose=verbose,
                    concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id)
     on_terminal = stderr_is_terminal()
-    summary = run_job(job, cfg, write=jsonl_row, note=note, stdin=sys.stdin.buffer,
+    def write(row: dict) -> None:
+        jsonl_row(row)
+        for warning in row.get("budget_warnings") or ():  # each once: only the row that passed the mark has it
+            note(f"warning: {warning}")
+
+    summary = run_job(job, cfg, write=write, note=note, stdin=sys.stdin.buffer,
                       progress=bars.BatchProgress if on_terminal else None)
     if summary.output_closed:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -20,16 +20,20 @@ def costs(
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
     drift_points: Annotated[float, typer.Option("--drift-points", help="Flag tier-mix shifts larger than this many points.")] = 10.0,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the daily spend chart to this .svg file.")] = None,
+    reprice: Annotated[bool, typer.Option("--reprice", help="Also show what the window would cost at today's prices (recorded costs never change).")] = False,
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
-    """Spend, premium baseline and net savings from the ledger, with drift against the previous window.
+    """Spend, premium baseline and net savings from the ledger, with drift against the previous window,
+    and prompt caching's share of input tokens and what it saved.
 
-    With --by user or team (or --config), also each budget's use in its current period.
+    With --by user or team (or --config), also each budget's use in its current period. With
+    --reprice, the window's tokens at today's prices beside what was recorded.
 
-    Example: mmr costs --since 30d --by tier,model
+    Example: mmr costs --since 30d --by tier,model; mmr costs --since 30d --reprice
     """
     from ...policy.budgets import budget_use
+    from ...reports.cache_money import cache_summary, reprice as reprice_window
     from ...reports.costs import cost_report, empty_report, parse_by
     from ...reports.drift import drift
     from ...reports.when import parse_when
@@ -54,6 +58,9 @@ def costs(
             report.drift = drift(ledger, report.since, report.until, drift_points, current=report.total)
             if budgets is not None:
                 report.budgets = budget_use(ledger, budgets)
+            report.cache = cache_summary(ledger, report.since, report.until, lambda: _provider_types(config))
+            if reprice:
+                report.reprice = reprice_window(ledger, load_config(config, prices=True), report.since, report.until)
     else:
         note(f"no ledger yet at {path}: nothing has been recorded")
         report = empty_report(start, end, keys, utc, drift_points)
@@ -62,6 +69,16 @@ def costs(
     if plot is not None:
         write_file(plot, "--plot", spend_svg(report.daily_spend))
     show(report, json_output=json_output, csv_output=csv_output, utc=utc)
+
+
+def _provider_types(config: str | None) -> dict[str, str]:
+    """Provider name -> type, from the config; {} when it cannot be read (the report guesses then)."""
+    from ...errors import ConfigError
+
+    try:
+        return {name: spec.type for name, spec in load_config(config).providers.items()}
+    except ConfigError:
+        return {}
 
 
 def health(

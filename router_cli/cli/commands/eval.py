@@ -42,7 +42,7 @@ def evaluate(
     from ...render.text import note
     from ...reports.thresholds import with_thresholds
 
-    cfg = load_config(config, ml_model)
+    cfg = load_config(config, ml_model)  # evaluate and replay price it when they need prices
     if thresholds is not None:
         cfg = with_thresholds(cfg, thresholds)
     names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
@@ -109,7 +109,7 @@ def train(
         raise UsageError("give --output FILE: where to write the model")
     if (file is None) == (not from_ledger):
         raise UsageError("give a labelled FILE or --from-ledger (one of the two)")
-    cfg = load_config(config)
+    cfg = load_config(config)  # train prices it when rows carry no costs
     if from_ledger:
         from ...ledger import open_for_reading
         from ...reports.training import ledger_training_rows
