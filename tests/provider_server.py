@@ -82,16 +82,17 @@ class Step:
 
 def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0,
           usage: str = "full", cache_read: int | None = None, cache_write: int | None = None,
-          reasoning: int = 0) -> Step:
-    """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all.
+          reasoning: int = 0, chunk_delay: float = 0.0) -> Step:
+    """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all;
+    ``chunk_delay`` seconds pass between streamed events (a slow stream).
 
     Counts are as the API reports them: ``input_tokens`` is OpenAI's ``prompt_tokens`` (cached
     ones included) or Anthropic's ``input_tokens`` (cache reads and writes not included);
     ``output_tokens`` includes the ``reasoning`` tokens. ``cache_read`` / ``cache_write`` given
     replace what the server's own prompt cache would report."""
     return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason,
-                seconds=delay, extra={"usage": usage}, cache_read=cache_read, cache_write=cache_write,
-                reasoning=reasoning)
+                seconds=delay, extra={"usage": usage, "chunk_delay": chunk_delay}, cache_read=cache_read,
+                cache_write=cache_write, reasoning=reasoning)
 
 
 def embeddings(*, drop_last: int = 0) -> Step:
@@ -368,7 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}}),
             ("message_stop", {"type": "message_stop"}),
         ]
-        return self._sse(events)
+        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0))
 
     def _openai(self, body: dict, step: Step):
         text, stop, input_tokens, output_tokens = self._answer(body, step, "openai")
@@ -403,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
-        return self._sse(events)
+        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0))
 
     def _embeddings(self, body: dict, step: Step):
         texts = body.get("input")
@@ -438,12 +439,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _sse(self, events: list, drop: bool = False):
+    def _sse(self, events: list, drop: bool = False, pause: float = 0.0):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         for name, data in events:
+            if pause:
+                time.sleep(pause)
             payload = data if isinstance(data, str) else json.dumps(data)
             frame = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
             self._chunk(frame.encode())

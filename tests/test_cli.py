@@ -250,7 +250,9 @@ def test_help_and_dry_run_do_not_import_the_sdks(config_path):
         f"    assert main(['ask', '--dry-run', '--config', {str(config_path)!r}, 'hello']) == 0\n"
         f"    assert main(['classify', 'hello']) == 0\n"
         f"    assert main(['costs']) == 0\n"
-        "print(sorted(m for m in ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils', 'genai_prices')"
+        f"    assert main(['serve', '--help']) == 0\n"
+        "print(sorted(m for m in ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils', 'genai_prices', 'starlette',"
+        " 'uvicorn')"
         " if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

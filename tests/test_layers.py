@@ -21,7 +21,7 @@ FLOORS = [
     {"providers", "policy", "labelled", "render", "prices"},
     {"classify"},
     {"engine", "reports"},
-    {"batch"},
+    {"batch", "server"},
     {"cli"},
     {"__init__", "__main__"},
 ]

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MmrError
-from .commands import ask, classify, costs, eval as evaluation, ledger_data, ledger_team, prices
+from .commands import ask, classify, costs, eval as evaluation, ledger_data, ledger_team, prices, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -37,6 +37,7 @@ app.command(name="feedback", short_help="Say whether an answer was good or bad."
 app.command(name="explain", short_help="Why a request went where it went.")(ledger_data.explain)
 app.command(name="health", short_help="Each model's circuit, error rate and latency.")(costs.health)
 app.command(name="prices", short_help="Each model's price per token class and where it came from.")(prices.prices)
+app.command(name="serve", short_help="Serve the router as an OpenAI- and Anthropic-compatible API.")(serve.serve)
 app.add_typer(ledger_team.app, name="ledger", short_help="Sync the outbox or push a local ledger to the team's.")
 
 

@@ -201,6 +201,27 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class ServeKey:
+    """One client key of ``mmr serve``: its value in environment variable ``env``, or only its
+    ``sha256`` (hex) stored; the user and team its requests are billed to."""
+
+    env: str | None = None
+    sha256: str | None = None
+    user: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """``mmr serve``: client keys, the largest request body, and whether OpenAI's ``user`` names a session."""
+
+    keys: tuple[ServeKey, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    session_from_user: bool = False
+    sessions: int = 10_000  # the session-affinity map's bound (least recently used dropped first)
+
+
+@dataclass(frozen=True)
 class CascadeConfig:
     """Quality gates: an answer scoring below its tier's threshold escalates."""
 
@@ -253,6 +274,7 @@ class Config:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     budgets: tuple[Budget, ...] = ()
     cache: CacheConfig = field(default_factory=CacheConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     config_hash: str = ""
     experiments: tuple[Experiment, ...] = ()
     ml_thresholds: dict[str, float] | None = None  # overrides the ml model's own thresholds

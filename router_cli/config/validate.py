@@ -23,7 +23,7 @@ from .schema import (
 )
 
 TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
-            "breaker", "budgets", "cache", "experiments", "prompt_cache"}
+            "breaker", "budgets", "cache", "experiments", "prompt_cache", "serve"}
 _REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
 _LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -59,6 +59,7 @@ def validate(data: Any, source: str) -> Config:
         breaker=policy.breaker(c, top.get("breaker", {})),
         budgets=policy.budgets(c, top.get("budgets", []), names),
         cache=policy.cache(c, top.get("cache", {})),
+        serve=policy.serve(c, top.get("serve", {})),
         experiments=_experiments(c, top.get("experiments", {}), names, providers),
         prompt_cache=_prompt_cache(c, top.get("prompt_cache", "auto")),
     )

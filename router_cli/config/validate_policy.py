@@ -1,5 +1,5 @@
 """The tiers file's policy sections: retries, the ledger, cascades, circuit breakers,
-budgets and the response cache. Each function checks one section (see validate.py)."""
+budgets, the response cache and ``mmr serve``. Each function checks one section (see validate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from .checks import Checks, join, kind
 from .schema import (
     GATES, MAX_OUTPUT_TOKENS, MAX_RETRIES, MAX_SECONDS, MAX_USD, STORE_MODES, BreakerConfig, Budget, CacheConfig,
-    CascadeConfig, LedgerConfig, RetryPolicy,
+    CascadeConfig, LedgerConfig, RetryPolicy, ServeConfig, ServeKey,
 )
 
 
@@ -119,3 +119,35 @@ def cache(c: Checks, value: Any) -> CacheConfig:
     if scope not in ("user", "global"):
         raise c.fail("cache.scope", f"expected user or global, got {scope!r}")
     return CacheConfig(enabled, c.duration(section.get("ttl", d.ttl), "cache.ttl"), scope)
+
+
+def serve(c: Checks, value: Any) -> ServeConfig:
+    section = c.mapping(value, "serve", {"keys", "max_body_bytes", "session_from_user", "sessions"})
+    d = ServeConfig()
+    keys = section.get("keys", [])
+    if not isinstance(keys, list):
+        raise c.fail("serve.keys", f"expected a list of keys, got {kind(keys)}")
+    return ServeConfig(
+        tuple(_serve_key(c, entry, f"serve.keys[{i}]") for i, entry in enumerate(keys)),
+        c.integer(section.get("max_body_bytes", d.max_body_bytes), "serve.max_body_bytes", minimum=1,
+                  maximum=1 << 30),
+        c.boolean(section.get("session_from_user", d.session_from_user), "serve.session_from_user"),
+        c.integer(section.get("sessions", d.sessions), "serve.sessions", minimum=1, maximum=10_000_000),
+    )
+
+
+def _serve_key(c: Checks, value: Any, path: str) -> ServeKey:
+    entry = c.mapping(value, path, {"env", "sha256", "user", "team"})
+    if ("env" in entry) == ("sha256" in entry):
+        raise c.fail(path, "give env (the variable holding the key) or sha256 (the key's hash), one of them")
+    digest = entry.get("sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64
+                                   and all(ch in "0123456789abcdef" for ch in digest.lower())):
+        raise c.fail(join(path, "sha256"), "expected 64 hex digits (sha256 of the key)")
+    env = entry.get("env")
+    return ServeKey(
+        env=None if env is None else c.string(env, join(path, "env")),
+        sha256=None if digest is None else digest.lower(),
+        user=None if "user" not in entry else c.string(entry["user"], join(path, "user")),
+        team=None if "team" not in entry else c.string(entry["team"], join(path, "team")),
+    )

@@ -38,10 +38,17 @@ class Call:
     role: str = "answer"  # "classifier" or "judge" for a call made on the answer's behalf
     on_text: Callable[[str], None] | None = None
     on_restart: Note | None = None
+    history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
+    stop: tuple[str, ...] = ()
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
+
+    @property
+    def transcript(self) -> str:
+        """Everything sent but the system prompt, as one text: what budgets and estimates count."""
+        return transcript(self.history, self.prompt)
 
     def limit(self, model: ModelSpec) -> int:
         limit = self.max_tokens or model.max_tokens
@@ -80,7 +87,7 @@ class ChainRunner:
         for position, (tier, model) in enumerate(chain):
             spec = self.config.providers[model.provider]
             ticket = self.admitter.admit(request, attempts, chain, position,
-                                         (call.prompt, call.system, call.limit(model)), call.role)
+                                         (call.transcript, call.system, call.limit(model)), call.role)
             if ticket is None:
                 continue
             if call.temperature is not None and spec.type == "anthropic" and call.role == "answer":
@@ -98,12 +105,12 @@ class ChainRunner:
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature,
+        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop,
                            cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system))
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
-                                                         (call.prompt, call.system, call.limit(model)), call.role):
+                                                         (call.transcript, call.system, call.limit(model)), call.role):
                 return "next"  # a retry may bill another worst case: it must fit too
             if call.streamed and call.on_restart is not None:
                 call.on_restart(f"the answer broke off; {attempt.label} answers again from the start")
@@ -234,6 +241,14 @@ def _counted(attempts: list[Attempt]) -> list[str]:
     return [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
 
 
+def transcript(history: tuple[tuple[str, str], ...], prompt: str) -> str:
+    """A conversation as one text (the prompt alone when there is no history): what the ledger keeps,
+    the cache keys and the budgets bound."""
+    if not history:
+        return prompt
+    return "\n\n".join(f"{role}: {text}" for role, text in (*history, ("user", prompt)))
+
+
 def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str], None]:
     """``on_text``, keeping what went out; its own failure (a closed pipe) is an OutputFailed."""
     from ..providers import OutputFailed
@@ -293,5 +308,5 @@ def _fill_interrupted(attempt: Attempt, model: ModelSpec, provider_type: str, ca
     attempt.status, attempt.error, attempt.error_kind = "error", "interrupted", "interrupted"
     if emitted:
         attempt.usage_estimated = True
-        bill(attempt, model, provider_type, estimate_tokens(f"{call.system or ''}\n{call.prompt}"),
+        bill(attempt, model, provider_type, estimate_tokens(f"{call.system or ''}\n{call.transcript}"),
              estimate_tokens("".join(emitted)))

@@ -20,7 +20,9 @@ def lookup(cache, request: "Request", options: "RequestOptions") -> tuple[str, A
     """The request's cache key at ``request.start_tier``, and the cached answer (None on a miss or ``refresh``)."""
     from ..policy.cache import cache_key
 
-    key = cache_key(request.config, tier=request.start_tier, prompt=request.prompt, system=request.system,
+    # Stop sequences change the answer: they are part of what is asked (mmr serve's only).
+    prompt = request.prompt + (f"\0stop={list(options.stop)!r}" if options.stop else "")
+    key = cache_key(request.config, tier=request.start_tier, prompt=prompt, system=request.system,
                     max_tokens=options.max_tokens, temperature=options.temperature, user=request.user,
                     variant=request.variant)
     return key, None if options.refresh else _hit(cache, key, request)

@@ -18,7 +18,7 @@ from ..classify import Decision
 from ..config import Tier
 from ..errors import UsageError
 from ..pricing import cost_usd, decimal_str, max_cost_usd, max_input_tokens
-from .attempts import Call
+from .attempts import Call, transcript
 from .gates import JUDGE_SYSTEM, judge_answer, judge_prompt
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
@@ -70,11 +70,11 @@ def cascade(router: Router, prompt: str, options: RequestOptions | None = None, 
     gate = options.gate or settings.gate
     decision, tiers = plan(router, prompt, options, route)
     started = time.perf_counter()
-    request = router.open(command, route, decision, prompt, options)
+    request = router.open(command, route, decision, transcript(options.history, prompt), options)
     request.gate_thresholds = {t.name: _threshold(options, settings, t) for t in tiers}
     returned, failure, fatal = None, None, False
     with recording_on_interrupt(request):
-        returned, failure, fatal = _escalate(router, request, options, gate, tiers)
+        returned, failure, fatal = _escalate(router, request, options, gate, tiers, prompt)
     if returned is None and not fatal:
         failure = router.runner.exhausted_error([a for a in request.attempts if a.role == "answer"])
     ledger_error = finish(request, returned)
@@ -89,14 +89,14 @@ def cascade(router: Router, prompt: str, options: RequestOptions | None = None, 
                   policy=tuple(request.policy), variant=request.variant, budget_warnings=tuple(request.budget_warnings))
 
 
-def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers: list[Tier]):
+def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers: list[Tier], prompt: str):
     """Tier by tier until an answer passes: ``(returned, failure, fatal)``."""
     settings = request.config.cascade
     best: Attempt | None = None
     failure, fatal = None, False
     for tier in tiers:
-        call = Call(request.prompt, options.system, options.max_tokens, options.temperature,
-                    prompt_cache=options.prompt_cache or request.config.prompt_cache)
+        call = Call(prompt, options.system, options.max_tokens, options.temperature, history=options.history,
+                    stop=options.stop, prompt_cache=options.prompt_cache or request.config.prompt_cache)
         chain = [(tier, m) for m in router.models_of(tier, request.request_id)]
         failure, fatal = router.runner.run(request.attempts, chain, call, request)
         if failure is not None:

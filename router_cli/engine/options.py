@@ -51,6 +51,10 @@ class RequestOptions:
     use_cache: bool = True
     refresh: bool = False
     prompt_cache: str | None = None  # auto | off; None: the config's
+    # the server's (mmr serve): earlier turns as (role, text) pairs, stop sequences, a model asked for by id
+    history: tuple[tuple[str, str], ...] = ()
+    stop: tuple[str, ...] = ()
+    model: str | None = None
     # cascade only
     max_tier: str | None = None
     from_classifier: bool = False
@@ -58,6 +62,10 @@ class RequestOptions:
     gate: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "history", tuple((str(r), str(t)) for r, t in self.history))
+        object.__setattr__(self, "stop", tuple(str(s) for s in self.stop))
+        if any(role not in ("user", "assistant") for role, _ in self.history):
+            raise UsageError("history: each earlier turn is a user's or an assistant's")
         if self.max_tokens is not None:
             if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
                 raise UsageError(f"--max-tokens must be a whole number, got {self.max_tokens!r}")

@@ -19,7 +19,7 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Callable, Mapping
 
@@ -32,7 +32,7 @@ from ..policy.pauses import ProviderPauses
 from ..pricing import estimate_tokens, max_input_tokens
 from . import caching
 from .admission import Admitter, worst_case
-from .attempts import Call, ChainRunner
+from .attempts import Call, ChainRunner, transcript
 from .caller import UnderConfig
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
@@ -75,6 +75,10 @@ class Router:
         self._lock = threading.RLock()
         self._store = None
         self._breakers = None
+        # A server answering many requests may reuse a proof of a writable ledger for this many
+        # seconds (the CLI proves it once per request, before anything is paid for).
+        self.ledger_proof_ttl = 0.0
+        self._ledger_proven = float("-inf")
         self.admitter = Admitter(config, os.environ if env is None else env, self.pauses, self.breakers,
                                  lambda message: self.on_note(message))
         self.runner = ChainRunner(config, self.admitter, self.provider, lambda seconds: self.sleep(seconds),
@@ -150,7 +154,9 @@ class Router:
         Before any call, budgets and ``max_cost`` may move the request down to a
         cheaper tier or refuse it (:class:`BudgetExceeded`), and with the cache enabled
         an exact repeat is answered from it (``use_cache`` False bypasses it;
-        ``refresh`` asks again and replaces the entry).
+        ``refresh`` asks again and replaces the entry). ``options.history`` holds a
+        conversation's earlier turns (``prompt`` is its last user turn; the classifier reads
+        that turn); ``options.model`` puts that model of the tier first (``tier`` must be its).
         """
         options = resolve(options, fields)
         if not prompt.strip():
@@ -158,7 +164,10 @@ class Router:
         started = time.perf_counter()
         route = self.route(options.user)
         decision = self.decide(prompt, options.tier, options.classifier, route)
-        request = self.open(command, route, decision, prompt, options, stream=on_text is not None)
+        if options.model is not None:
+            decision = replace(decision, reason=f"model {options.model} asked for")
+        request = self.open(command, route, decision, transcript(options.history, prompt), options,
+                            stream=on_text is not None)
         try:
             return self._answer_request(request, options, prompt, started, on_text, on_restart)
         except MmrError as e:
@@ -176,11 +185,13 @@ class Router:
                     on_text(hit.text or "")
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
-                    on_text=on_text, on_restart=on_restart,
+                    on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
                     prompt_cache=options.prompt_cache or request.config.prompt_cache)
+        chain = self.chain(request.start_tier, request.request_id, request.config)
+        if options.model is not None and request.start_tier == request.decision.tier:  # that model first, then the rest
+            chain.sort(key=lambda link: link[1].model != options.model)
         with recording_on_interrupt(request):
-            failure, _ = self.runner.run(request.attempts, self.chain(request.start_tier, request.request_id,
-                                                                      request.config), call, request)
+            failure, _ = self.runner.run(request.attempts, chain, call, request)
         if failure is not None:
             ledger_error = finish(request, None)
             if ledger_error is not None:
@@ -325,10 +336,13 @@ class Router:
         before a classifier that calls a model) and before a batch sends any row. Does
         nothing without a ledger.
         """
+        if self.ledger_proof_ttl and self.clock() - self._ledger_proven < self.ledger_proof_ttl:
+            return
         try:
             store = self.ledger()
             if store is not None:
                 store.check_writable()
+                self._ledger_proven = self.clock()
         except LedgerError as e:
             e.message += "; no provider was called"
             raise

@@ -25,8 +25,10 @@ class AnthropicProvider(Provider):
         params: dict = {
             "model": request.model.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": request.messages(),
         }
+        if request.stop:
+            params["stop_sequences"] = list(request.stop)
         if request.system and request.cache_system:
             # The system prompt is the prefix every call of a batch shares: cached, later calls read it at a tenth.
             params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
@@ -60,21 +62,22 @@ class AnthropicProvider(Provider):
         ttft = None
         finished = False
         events = 0
-        stream = self.client().messages.create(**params, stream=True)
-        for event in stream:
-            events += 1
-            if event.type == "message_start":
-                _take_usage(tokens, event.message.usage)
-            elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                if ttft is None:
-                    ttft = elapsed_ms(start)
-                on_text(event.delta.text)
-                parts.append(event.delta.text)
-            elif event.type == "message_delta":
-                stop_reason = event.delta.stop_reason
-                _take_usage(tokens, event.usage)
-            elif event.type == "message_stop":
-                finished = True
+        # Leaving early (a reader gone) closes the stream, which stops the upstream call.
+        with self.client().messages.create(**params, stream=True) as stream:
+            for event in stream:
+                events += 1
+                if event.type == "message_start":
+                    _take_usage(tokens, event.message.usage)
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    if ttft is None:
+                        ttft = elapsed_ms(start)
+                    on_text(event.delta.text)
+                    parts.append(event.delta.text)
+                elif event.type == "message_delta":
+                    stop_reason = event.delta.stop_reason
+                    _take_usage(tokens, event.usage)
+                elif event.type == "message_stop":
+                    finished = True
         if not finished:
             raise unfinished_stream(stream, events, "the stream ended before message_stop", start)
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft,

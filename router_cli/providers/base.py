@@ -35,14 +35,25 @@ MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "l
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One single-turn chat call to one model."""
+    """One chat call to one model: ``prompt`` is the last user turn, ``history`` the turns before it."""
 
     model: ModelSpec
     prompt: str
     system: str | None = None
     max_tokens: int = 1024
     temperature: float | None = None
+    history: tuple[tuple[str, str], ...] = ()  # (role, text): "user" or "assistant"
+    stop: tuple[str, ...] = ()
     cache_system: bool = False  # mark the system prompt for the provider's prompt cache (Anthropic)
+
+    def messages(self) -> list[dict]:
+        """The conversation as chat messages (the system prompt not included)."""
+        return [{"role": role, "content": text} for role, text in (*self.history, ("user", self.prompt))]
+
+    @property
+    def sent_text(self) -> str:
+        """Everything sent, as one text: what a token estimate counts."""
+        return "\n".join([self.system or "", *(text for _, text in self.history), self.prompt])
 
 
 @dataclass(frozen=True)
@@ -205,7 +216,7 @@ def billed_before_failure(request: ChatRequest, reported: list[int], parts: list
         return input_tokens, output_tokens, False
     from ..pricing import estimate_tokens
 
-    estimated_in = estimate_tokens(f"{request.system or ''}\n{request.prompt}")
+    estimated_in = estimate_tokens(request.sent_text)
     estimated_out = estimate_tokens("".join(parts))
     estimated = input_tokens == 0 or output_tokens < estimated_out
     return input_tokens or estimated_in, max(output_tokens, estimated_out), estimated

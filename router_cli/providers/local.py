@@ -153,8 +153,10 @@ class LocalProvider(Provider):
         messages = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
+        messages += request.messages()
         params: dict = {"messages": messages, "max_tokens": request.max_tokens}
+        if request.stop:
+            params["stop"] = list(request.stop)
         if request.temperature is not None:
             params["temperature"] = request.temperature
         llama, lock = load_model(spec, start)

@@ -31,8 +31,10 @@ class OpenAIProvider(Provider):
         messages = []
         if request.system:
             messages.append({"role": "developer" if request.model.reasoning else "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
+        messages += request.messages()
         params: dict = {"model": request.model.model, "messages": messages}
+        if request.stop:
+            params["stop"] = list(request.stop)
         if request.model.reasoning:
             params["max_completion_tokens"] = request.max_tokens
         else:
@@ -59,10 +61,15 @@ class OpenAIProvider(Provider):
             raise self.failure(openai, e, request, [0, 0], parts, start) from None
 
     def _stream(self, request: ChatRequest, params: dict, on_text, start: float, parts: list[str]) -> ChatResponse:
+        with self.client().chat.completions.create(**params, stream=True,
+                                                   stream_options={"include_usage": True}) as stream:
+            return self._read(request, stream, on_text, start, parts)
+
+    def _read(self, request: ChatRequest, stream, on_text, start: float, parts: list[str]) -> ChatResponse:
+        """The stream's chunks; leaving early (a reader gone) closes it, which stops the upstream call."""
         stop_reason = None
         ttft = None
         usage = None
-        stream = self.client().chat.completions.create(**params, stream=True, stream_options={"include_usage": True})
         events = 0
         for chunk in stream:
             events += 1
@@ -89,7 +96,7 @@ def _response(request: ChatRequest, usage, text: str, stop_reason, start: float,
     prompt_tokens = getattr(usage, "prompt_tokens", None)
     completion_tokens = getattr(usage, "completion_tokens", None)
     if not (isinstance(prompt_tokens, int) and isinstance(completion_tokens, int)):
-        return ChatResponse(text, estimate_tokens(f"{request.system or ''}\n{request.prompt}"), estimate_tokens(text),
+        return ChatResponse(text, estimate_tokens(request.sent_text), estimate_tokens(text),
                             stop_reason, elapsed_ms(start), ttft, True)
     cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
     reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)

@@ -1,0 +1,217 @@
+"""Benchmark `mmr serve` against the local provider server, with the official async OpenAI SDK as the client.
+
+Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--litellm /work/venvs/litellm/bin/litellm]
+
+Goals (issue 18): added latency over calling the provider server directly with
+the same SDK, p50 <= 5 ms and p99 <= 20 ms at 50 concurrent clients; 500
+concurrent streaming clients with no error, every stream complete, memory
+flat (RSS reported); and, when a LiteLLM proxy is given (installed in its own
+venv), requests/s and p99 at 50 clients through it, side by side. The
+provider server, mmr serve and LiteLLM each run in their own process; mmr serve
+writes its SQLite ledger as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import KEYS, TEST_CONFIG  # noqa: E402
+
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: gpt-small
+    litellm_params: {{model: openai/gpt-small, api_base: "{url}/v1", api_key: sk-bench}}
+litellm_settings: {{num_retries: 0, drop_params: true}}
+general_settings: {{disable_spend_logs: true, master_key: {key}}}
+"""
+
+
+def start(argv: list[str], pattern: str, env: dict | None = None, stream: str = "stdout") -> tuple[subprocess.Popen, str]:
+    """Start a process and wait for the URL it prints (matching ``pattern``)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    pipe = proc.stdout if stream == "stdout" else proc.stderr
+    for line in pipe:
+        found = re.search(pattern, line)
+        if found:
+            return proc, found.group(1)
+    raise SystemExit(f"{argv[0]} did not start: {proc.stderr.read() if stream == 'stdout' else ''}")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of ``pid`` in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def load(base_url: str, model: str, requests: int, clients: int,
+               key: str = KEYS["TEST_OPENAI_KEY"]) -> tuple[list[float], float, int]:
+    """``requests`` calls from ``clients`` concurrent tasks: (latencies in s, wall s, errors)."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(range(requests))
+
+    async def one_client() -> None:
+        nonlocal errors
+        for i in queue:
+            started = time.perf_counter()
+            try:
+                await client.chat.completions.create(model=model, max_tokens=64,
+                                                     messages=[{"role": "user", "content": f"question number {i}"}])
+                latencies.append(time.perf_counter() - started)
+            except openai.OpenAIError:
+                errors += 1
+
+    await one_client_warmup(client, model)
+    wall = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    wall = time.perf_counter() - wall
+    await client.close()
+    return latencies, wall, errors
+
+
+async def one_client_warmup(client, model: str) -> None:
+    for _ in range(5):
+        await client.chat.completions.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "warm"}])
+
+
+async def streams(base_url: str, count: int) -> tuple[int, int, float]:
+    """``count`` streams at once: (complete, errors, wall s)."""
+    import httpx2
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0,
+                                http_client=openai.DefaultAsyncHttpxClient(
+                                    limits=httpx2.Limits(max_connections=count + 10), timeout=120))
+    expected = "Answer to: stream " + " ".join(["word"] * 20)
+    complete = errors = 0
+
+    async def one(i: int) -> None:
+        nonlocal complete, errors
+        try:
+            text = []
+            stream = await client.chat.completions.create(
+                model="gpt-small", stream=True, messages=[{"role": "user", "content": "stream " + " ".join(["word"] * 20)}])
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    text.append(chunk.choices[0].delta.content)
+            complete += "".join(text) == expected
+        except openai.OpenAIError:
+            errors += 1
+
+    wall = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await client.close()
+    return complete, errors, time.perf_counter() - wall
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--streams", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds the provider server adds to each call")
+    parser.add_argument("--litellm", help="the litellm executable of a venv with litellm[proxy] installed")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="mmr-bench-serve-"))
+    provider, url = start([sys.executable, "-m", "tests.provider_server", "--port", "0", "--latency", str(args.latency),
+                           "--no-record"], r"listening on (http://\S+) ")
+    procs = [provider]
+    try:
+        config = tmp / "tiers.yaml"
+        config.write_text(TEST_CONFIG.format(url=url, timeout=60))
+        serve, mmr = start([sys.executable, "-m", "router_cli", "serve", "--port", "0", "--no-auth", "--config",
+                            str(config), "--db", str(tmp / "ledger.db")], r"listening on (http://\S+) ",
+                           env=KEYS, stream="stderr")
+        procs.append(serve)
+        rows = []
+        for name, base in (("direct, 1 client", url), ("mmr serve, 1 client", mmr)):
+            lat, wall, errors = asyncio.run(load(base + "/v1", "gpt-small", args.requests // 5, 1))
+            rows.append((name, lat, wall, errors))
+        direct, direct_wall, direct_errors = asyncio.run(load(url + "/v1", "gpt-small", args.requests, args.clients))
+        routed, routed_wall, routed_errors = asyncio.run(load(mmr + "/v1", "gpt-small", args.requests, args.clients))
+        rows.append(("direct, 50 clients", direct, direct_wall, direct_errors))
+        rows.append(("mmr serve, 50 clients", routed, routed_wall, routed_errors))
+        if args.litellm:
+            master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
+            (tmp / "litellm.yaml").write_text(LITELLM_CONFIG.format(url=url, key=master))
+            port = free_port()
+            litellm = subprocess.Popen([args.litellm, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
+                                        "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(litellm)
+            wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
+            lite, lite_wall, lite_errors = asyncio.run(load(f"http://127.0.0.1:{port}/v1", "gpt-small", args.requests,
+                                                            args.clients, master))
+            rows.append(("LiteLLM proxy, 50 clients", lite, lite_wall, lite_errors))
+        print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
+              f"{args.latency * 1000:.0f} ms, async openai SDK")
+        print(f"| {'path':<26} | req/s | p50 ms | p99 ms | added p50 | added p99 | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for i, (name, lat, wall, errors) in enumerate(rows):
+            base = rows[0][1] if i < 2 else direct
+            base50, base99 = pct(base, 50), pct(base, 99)
+            print(f"| {name:<26} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | "
+                  f"{pct(lat, 50) - base50:9.1f} | {pct(lat, 99) - base99:9.1f} | {errors} |")
+        if not args.streams:
+            return
+        before = rss_mb(serve.pid)[0]
+        complete, errors, wall = asyncio.run(streams(mmr + "/v1", args.streams))
+        after, peak = rss_mb(serve.pid)
+        complete2, errors2, wall2 = asyncio.run(streams(mmr + "/v1", args.streams))
+        again, peak2 = rss_mb(serve.pid)
+        print(f"\n{args.streams} concurrent streams through mmr serve: round 1 {complete} complete, {errors} errors, "
+              f"{wall:.1f} s; round 2 {complete2} complete, {errors2} errors, {wall2:.1f} s")
+        print(f"mmr serve RSS: {before:.0f} MB before, {after:.0f} MB after round 1 (peak {peak:.0f}), "
+              f"{again:.0f} MB after round 2 (peak {peak2:.0f})")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer in {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
