@@ -346,7 +346,7 @@ def test_top_level_help_cuts_no_command_description():
 
     commands = out[out.index("Commands:"):].splitlines()[1:]
     names = [line.split()[0] for line in commands]
-    assert names == [c.name for c in app.registered_commands], commands
+    assert names == [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups], commands
     assert not any(line.rstrip().endswith("...") for line in commands), commands
 
 
