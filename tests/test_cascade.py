@@ -326,6 +326,7 @@ def test_from_classifier_above_max_tier_starts_at_the_cap(server, make_router):
     assert answer.final.tier == "medium" and any("starting at --max-tier medium" in n for n in notes)
 
 
+@pytest.mark.sqlite_only  # about a ledger file that does not exist yet
 def test_dry_run_from_the_classifier_plans_and_prices_at_most_max_tier(server, mmr, db_path):
     args = ("cascade", "--dry-run", "--from-classifier", "--max-tier", "medium", "Write code to parse a CSV")
     out = json.loads(mmr(*args, "--json").stdout)
