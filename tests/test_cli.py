@@ -249,7 +249,10 @@ def test_help_and_dry_run_do_not_import_the_sdks(config_path):
         f"    assert main(['--help']) == 0\n"
         f"    assert main(['ask', '--dry-run', '--config', {str(config_path)!r}, 'hello']) == 0\n"
         f"    assert main(['classify', 'hello']) == 0\n"
-        "print(sorted(m for m in ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils') if m in sys.modules))\n"
+        f"    assert main(['classify', '--classifier', 'ml', 'hello']) == 0\n"
+        f"    assert main(['costs', '--config', {str(config_path)!r}, '--db', {str(config_path.parent / 'fast.db')!r}]) == 0\n"
+        "heavy = ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils', 'numpy', 'tokenizers', 'safetensors')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -112,11 +112,12 @@ class RulesConfig:
 class EmbeddingConfig:
     """The embedding classifier: where vectors come from and what they are compared with."""
 
-    provider: str
+    provider: str | None  # None with backend "local"
     model: str
     labelled: str | None = None  # None: the labelled set shipped with mmr
     method: str = "centroid"  # or "knn"
     k: int = 7
+    backend: str = "openai"  # an OpenAI-compatible /embeddings endpoint, or "local" (all-MiniLM-L6-v2 in numpy)
 
 
 @dataclass(frozen=True)

@@ -201,20 +201,31 @@ def _classifier(c: Checks, value: Any, tiers: list[str], providers: dict[str, Pr
 
 
 def _embedding(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> EmbeddingConfig:
-    e = c.mapping(value, "classifier.embedding", {"provider", "model", "labelled", "method", "k"}, {"provider", "model"})
-    provider = c.string(e["provider"], "classifier.embedding.provider")
-    if provider not in providers or providers[provider].type != "openai":
-        openai_like = [n for n, p in providers.items() if p.type == "openai"]
-        raise c.fail("classifier.embedding.provider",
-                     f"must name an OpenAI-compatible provider ({', '.join(openai_like) or 'none defined'}), got {provider!r}")
+    e = c.mapping(value, "classifier.embedding", {"backend", "provider", "model", "labelled", "method", "k"})
+    backend = e.get("backend", "openai")
+    if backend not in ("openai", "local"):
+        raise c.fail("classifier.embedding.backend", f"expected openai or local, got {backend!r}")
+    provider = None
+    if backend == "openai":
+        for key in ("provider", "model"):
+            if key not in e:
+                raise c.fail(f"classifier.embedding.{key}", "required key is missing")
+        provider = c.string(e["provider"], "classifier.embedding.provider")
+        if provider not in providers or providers[provider].type != "openai":
+            openai_like = [n for n, p in providers.items() if p.type == "openai"]
+            raise c.fail("classifier.embedding.provider",
+                         f"must name an OpenAI-compatible provider ({', '.join(openai_like) or 'none defined'}), got {provider!r}")
+    elif "provider" in e or "model" in e:
+        raise c.fail("classifier.embedding", "backend: local runs all-MiniLM-L6-v2 itself; drop provider and model")
     method = e.get("method", "centroid")
     if method not in ("centroid", "knn"):
         raise c.fail("classifier.embedding.method", f"expected centroid or knn, got {method!r}")
     labelled = e.get("labelled")
+    model = c.string(e["model"], "classifier.embedding.model") if backend == "openai" else "local/all-MiniLM-L6-v2"
     return EmbeddingConfig(
-        provider, c.string(e["model"], "classifier.embedding.model"),
+        provider, model,
         None if labelled is None else c.relative(c.string(labelled, "classifier.embedding.labelled")),
-        method, c.integer(e.get("k", 7), "classifier.embedding.k", minimum=1, maximum=1000),
+        method, c.integer(e.get("k", 7), "classifier.embedding.k", minimum=1, maximum=1000), backend,
     )
 
 
