@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent.parent / "shared" / "data" if not (ROOT.parent / "shared").exists() else ROOT.parent / "shared" / "data"
+# /work/main's sibling, or a worktree's grandparent's: wherever the shared routing data is.
+DATA = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()),
+            ROOT.parent / "shared" / "data")
 CACHE = Path("/work/cache/embeddings")
 sys.path.insert(0, str(ROOT))
 
-
-def request_text(prompt: str) -> str:
-    _, blank, request = prompt.strip().rpartition("\n\n")
-    return request if blank and request.strip() else prompt.strip()
+from router_cli.classify.knn import request_text  # noqa: E402
 
 
 def load_vectors(name: str, texts: list[str], cache: Path = CACHE, chunk: int = 256):

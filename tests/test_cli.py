@@ -77,7 +77,7 @@ def test_dry_run_calls_nothing_and_writes_nothing(server, mmr, db_path):
         (["ask"], b"\xff\xfe bad", EXIT_USAGE, "not UTF-8"),
         (["ask", "--max-tokens", "0", "hi"], None, EXIT_USAGE, "--max-tokens must be at least 1"),
         (["ask", "--tier", "huge", "hi"], None, EXIT_USAGE, "unknown tier 'huge'; valid tiers: simple, medium, complex"),
-        (["ask", "--classifier", "magic", "hi"], None, EXIT_USAGE, "valid classifiers: embedding, llm, ml, rules"),
+        (["ask", "--classifier", "magic", "hi"], None, EXIT_USAGE, "valid classifiers: blend, embedding, knn, llm, ml, rules"),
         (["ask", "--no-such-flag", "hi"], None, EXIT_USAGE, "No such option"),
         (["ask", "--config", "missing.yaml", "hi"], None, EXIT_CONFIG, "missing.yaml: file not found"),
     ],

@@ -37,14 +37,16 @@ def read_prompt(prompt: str | None) -> str:
     return text
 
 
-def load_config(config: str | None, ml_model: str | None = None) -> Config:
-    """The config (``--config`` or the default search), with ``--ml-model`` when given."""
+def load_config(config: str | None, ml_model: str | None = None, knn_model: str | None = None,
+                blend_model: str | None = None) -> Config:
+    """The config (``--config`` or the default search), with ``--ml-model`` (``--knn-model``, ``--blend-model``) when given."""
     from dataclasses import replace
 
     from ..config import load_config as load
 
     cfg = load(config)
-    return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
+    given = {k: v for k, v in (("ml_model", ml_model), ("knn_model", knn_model), ("blend_model", blend_model)) if v}
+    return replace(cfg, **given) if given else cfg
 
 
 def ledger_path(db: str | None) -> Path:

@@ -24,6 +24,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Routing notes on stderr even when it is not a terminal.")]
 ClassifierOption = Annotated[Optional[str], typer.Option("--classifier", help="Classifier name (default from config: rules).")]
 MlModelOption = Annotated[Optional[str], typer.Option("--ml-model", help="Model file for --classifier ml (default: config, else the shipped one).")]
+KnnModelOption = Annotated[Optional[str], typer.Option("--knn-model", help="Model file for --classifier knn (mmr train --router knn).")]
+BlendModelOption = Annotated[Optional[str], typer.Option("--blend-model", help="Model file for --classifier blend (mmr train --router blend).")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")]
 SkipBadOption = Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")]
 

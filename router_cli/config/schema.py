@@ -22,7 +22,7 @@ MAX_SECONDS = 3600.0  # a provider's timeout, a backoff, an honoured retry-after
 STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 STORE_MODES = ("full", "preview", "hash", "none")
 # Every classifier name: classify/base.py registers one class under each.
-CLASSIFIERS = ("embedding", "llm", "ml", "rules")
+CLASSIFIERS = ("blend", "embedding", "knn", "llm", "ml", "rules")
 # Cascade quality gates (engine/gates.py): free checks, an LLM judge, or both.
 GATES = ("heuristic", "judge", "both")
 # The rules classifier's patterns when a config names none: the top tier's, then the cheapest tier's.
@@ -214,6 +214,8 @@ class Config:
     classifier: str
     rules: RulesConfig
     ml_model: str | None = None  # the ml classifier's model file; None: the one shipped with mmr
+    knn_model: str | None = None  # the knn router's .npz (mmr train --router knn)
+    blend_model: str | None = None  # the blend router's JSON (mmr train --router blend)
     embedding: EmbeddingConfig | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)

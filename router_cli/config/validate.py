@@ -43,6 +43,9 @@ def validate(data: Any, source: str) -> Config:
     names = [t.name for t in tiers]
     baseline = c.tier(top.get("baseline_tier", names[-1]), "baseline_tier", names)
     classifier, rules, ml_model, embedding = _classifier(c, top.get("classifier", {}), names, providers)
+    section = top.get("classifier", {})
+    knn_model, blend_model = (c.relative(c.string(section[key], f"classifier.{key}")) if key in section else None
+                              for key in ("knn_model", "blend_model"))
     return Config(
         source=source,
         tiers=tiers,
@@ -51,6 +54,8 @@ def validate(data: Any, source: str) -> Config:
         classifier=classifier,
         rules=rules,
         ml_model=ml_model,
+        knn_model=knn_model,
+        blend_model=blend_model,
         embedding=embedding,
         retry=policy.retry(c, top.get("retry", {})),
         ledger=policy.ledger(c, top.get("ledger", {})),
@@ -191,7 +196,7 @@ def _classifier_name(c: Checks, value: Any, path: str) -> str:
 
 def _classifier(c: Checks, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]):
     """The ``classifier`` section: its name, the rules, the ml model file, the embedding settings."""
-    section = c.mapping(value, "classifier", {"name", "rules", "ml_model", "embedding"})
+    section = c.mapping(value, "classifier", {"name", "rules", "ml_model", "knn_model", "blend_model", "embedding"})
     ml_model = section.get("ml_model")
     if ml_model is not None:
         ml_model = c.relative(c.string(ml_model, "classifier.ml_model"))
