@@ -177,7 +177,9 @@ class CascadeConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     judge_tier: str | None = None  # None: the cheapest tier
     judge_max_tokens: int = 16
-    on_judge_error: str = "heuristic"  # or "fail"
+    on_judge_error: str = "heuristic"  # or "fail"; also what a --check command's error counts as
+    checks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tier -> shell commands its answers must pass
+    check_timeout: float = 10.0
 
     def threshold_for(self, tier: str) -> float:
         return self.thresholds.get(tier, self.threshold)

@@ -70,6 +70,7 @@ def record_request(store, request: Request, returned: Attempt | None) -> None:
             "tier": a.tier, "provider": a.provider, "model": a.model, "role": a.role,
             "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
             "quality": a.quality, "gate_reason": a.gate_reason,
+            "checks_json": json.dumps([c.to_json() for c in a.checks]) if a.checks else None,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
             "cost_usd": decimal_str(a.cost), "cost_nanousd": to_nanousd(a.cost),
             "baseline_cost_usd": decimal_str(baseline), "baseline_cost_nanousd": to_nanousd(baseline),

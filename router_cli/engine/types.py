@@ -44,6 +44,7 @@ class Attempt:
     quality: float | None = None  # the gate's score, in cascades
     gate_reason: str | None = None
     saved: Decimal = Decimal(0)  # a cache hit: what the original answer cost
+    checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
 
     @property
     def label(self) -> str:
@@ -58,6 +59,8 @@ class Attempt:
             out["role"] = self.role
         if self.quality is not None or self.gate_reason is not None:
             out["quality"] = {"score": self.quality, "reason": self.gate_reason}
+        if self.checks:
+            out["checks"] = [c.to_json() for c in self.checks]
         return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 # The number of the last migration below.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def m001_calls(db) -> None:
@@ -151,9 +151,14 @@ def m008_batch_rows(db) -> None:
     db.execute("CREATE INDEX idx_calls_batch ON calls (batch_id, batch_row, role, status) WHERE batch_id IS NOT NULL")
 
 
+def m009_gate_checks(db) -> None:
+    # checks_json: a cascade answer's shell checks (--check), as [{"gate", "verdict", "ms", "detail"}].
+    db.execute("ALTER TABLE calls ADD COLUMN checks_json TEXT")
+
+
 # In the order they apply; the name of each is its function's without the "m".
 MIGRATIONS = (m001_calls, m002_routing_outcome, m003_quality_gates, m004_embeddings, m005_resilience,
-              m006_experiments, m007_budget_holds, m008_batch_rows)
+              m006_experiments, m007_budget_holds, m008_batch_rows, m009_gate_checks)
 
 
 def migration_name(function) -> str:

@@ -236,6 +236,23 @@ def health(rows, json_output: bool) -> None:
     console.print(table)
 
 
+def gate_table(report: dict, json_output: bool) -> None:
+    """``mmr costs --by gate``: per shell check, answers seen, pass/fail/error and pass rate (or the JSON)."""
+    if json_output:
+        emit_json(report)
+        return
+    console = _console(200)
+    table = _table("Shell checks (mmr cascade --check)")
+    for header in ("check", "answers", "pass", "fail", "error", "pass rate", "mean ms"):
+        table.add_column(header, justify="left" if header == "check" else "right")
+    for g in report["gates"]:
+        _row(table, shown(g["gate"])[:60], f"{g['checks']:,}", f"{g['pass']:,}", f"{g['fail']:,}", f"{g['error']:,}",
+             f"{g['pass_rate']:.1%}", f"{g['mean_ms']:,.1f}")
+    console.print(table)
+    if not report["gates"]:
+        _say(console, "no answer was checked in this window")
+
+
 def _drift_lines(drift) -> list[str]:
     lines = [f"Drift against the previous window ({drift.previous_requests:,} requests before, {drift.current_requests:,} now):"]
     for tier, (before, now) in drift.tier_mix.items():

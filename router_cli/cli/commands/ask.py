@@ -14,6 +14,8 @@ from ..options import (
     BatchIdOption,
     BatchOption,
     CascadeDryRunOption,
+    CheckOption,
+    CheckTimeoutOption,
     ClassifierOption,
     ConcurrencyOption,
     ConfigOption,
@@ -111,6 +113,8 @@ def cascade(
     max_tier: MaxTierOption = None,
     threshold: ThresholdOption = None,
     gate: GateOption = None,
+    check: CheckOption = None,
+    check_timeout: CheckTimeoutOption = None,
     max_tokens: MaxTokensOption = None,
     temperature: TemperatureOption = None,
     json_output: JsonOption = False,
@@ -135,11 +139,14 @@ def cascade(
 
     Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
 
+    Gates in shell: mmr cascade --gate heuristic --check 'jq -e .' "Reply with the JSON for a user named Ana"
+
     Many prompts: mmr cascade --batch prompts.jsonl > answers.jsonl (a row's tier is where it starts)
     """
     options = request_options(system=system, tier=start_tier, from_classifier=from_classifier, classifier=classifier,
                               max_tier=max_tier, threshold=threshold, gate=gate, max_tokens=max_tokens,
-                              temperature=temperature, max_cost=max_cost, user=user, team=team)
+                              temperature=temperature, max_cost=max_cost, user=user, team=team, checks=check,
+                              check_timeout=check_timeout)
     if batch is not None:
         from .batch import answer_batch
 
