@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from embed_cache import DATA, load_vectors  # noqa: E402
+from embed_cache import DATA, cached_hashes, load_vectors  # noqa: E402
 
 from router_cli.classify.knn import request_text  # noqa: E402
 from router_cli.classify.knn_train import K_GRID, knn_out_of_fold, train_knn  # noqa: E402
@@ -34,7 +34,8 @@ from router_cli.config import load_config  # noqa: E402
 from router_cli.labelled import read_labelled  # noqa: E402
 from router_cli.reports.evaluate import apgr  # noqa: E402
 
-ROUTERS = ("ml", "knn", "blend")
+ROUTERS = ("rules", "ml", "knn", "blend")
+LABELLED = ROOT / "router_cli" / "data" / "labelled.jsonl"  # our own set: labels only, costs from the config's prices
 
 
 def fold_result(np, q, c, quality, costs, lam, tiers, premium):
@@ -66,6 +67,14 @@ def run_outer(np, rows, vectors, config, train_idx, test_idx, target, confidence
     blend_oof = tuple((a + b) / 2 for a, b in zip(ml_oof, knn_oof))
     blend_test = tuple((a + b) / 2 for a, b in zip(ml_test, knn_test))
     out = {}
+    from router_cli.classify.rules import RulesClassifier
+
+    rules = RulesClassifier(config)
+    decided = [rules.classify(rows[i].prompt) for i in test_idx]
+    one_hot = np.zeros((len(test_idx), len(tiers)))
+    one_hot[np.arange(len(test_idx)), [tiers.index(d.tier) for d in decided]] = 1.0
+    scored = fold_result(np, one_hot, np.zeros_like(one_hot), quality[test_idx], costs[test_idx], 0.0, tiers, premium)
+    out[("rules", "-")] = (*scored[:4], [(d.score, *s[1:]) for d, s in zip(decided, scored[4])])
     for name, oof, test in (("ml", ml_oof, ml_test), ("knn", knn_oof, knn_test), ("blend", blend_oof, blend_test)):
         for how, conf in (("mean", None), ("bound", confidence)):
             lam, _ = calibrate(oof[0], oof[1], tr_q, tr_c, premium, target, confidence=conf)
@@ -82,12 +91,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target-quality", type=float, default=0.95)
     parser.add_argument("--confidence", type=float, default=0.9)
-    parser.add_argument("--data", choices=["routerbench", "routellm"], action="append")
+    parser.add_argument("--data", choices=["routerbench", "routellm", "labelled"], action="append",
+                        help="labelled: mmr's own 330-prompt set (labels only)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="use only the rows whose vectors are already cached (say so when reporting)")
     args = parser.parse_args()
     config = load_config(ROOT / "tiers.example.yaml")
     lines = []
     for name in args.data or ("routerbench", "routellm"):
-        rows, _ = read_labelled(DATA / f"{name}.train.jsonl", config.tier_names)
+        rows, _ = read_labelled(LABELLED if name == "labelled" else DATA / f"{name}.train.jsonl", config.tier_names)
+        if args.cached_only:
+            import hashlib
+
+            ready = cached_hashes(name)
+            rows = [r for r in rows if hashlib.sha256(request_text(r.prompt).encode()).hexdigest() in ready]
+            print(f"  {name}: {len(rows):,} rows with cached vectors", file=sys.stderr)
         vectors = load_vectors(name, [request_text(r.prompt) for r in rows])
         per_repeat: dict = {}
         held: dict = {}
@@ -117,7 +135,7 @@ def main() -> None:
                       for i, v in enumerate(cols)]
             rate = sum(held[key]) / len(held[key])
             lines.append(f"{name:<12} {key[0]:<6} {key[1]:<6} {spread[0]:>14} {spread[1]:>14} {spread[2]:>14} {rate:>6.0%}")
-        lines.append(f"{name:<12} knn k chosen per outer fold: {sorted(ks)}")
+        lines.append(f"{name:<12} {len(rows):,} rows; knn k chosen per outer fold: {sorted(ks)}")
     print(f"{'data':<12} {'router':<6} {'calib':<6} {'quality % prem':>14} {'saved %':>14} {'APGR':>14} {'held':>6}")
     print("\n".join(lines))
     print(f"\nnested {args.folds}-fold CV x {args.repeats} repeats (mean ± sd over repeats); target quality "

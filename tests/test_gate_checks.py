@@ -130,3 +130,11 @@ def test_bad_check_options(mmr, server, tmp_path):
     config = write_config(tmp_path / "t.yaml", server.url, extra="cascade:\n  checks:\n    huge: [true]\n")
     result = mmr("cascade", "--config", str(config), "hi")
     assert result.returncode == 3 and "cascade.checks.huge: unknown key" in result.stderr.decode()
+
+
+def test_a_check_does_not_see_the_api_keys(server, mmr, tmp_path):
+    seen = tmp_path / "env"
+    result = cascade(mmr, "--check", f"env > {shlex.quote(str(seen))}", "Explain why the sky is blue")
+    assert result.returncode == 0, result.stderr.decode()
+    names = {line.partition("=")[0] for line in seen.read_text().splitlines()}
+    assert "PATH" in names and not names & {"TEST_ANTHROPIC_KEY", "TEST_OPENAI_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"}

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from ..classify import Decision
 from ..config import Tier
+from ..config.schema import STANDARD_KEY_ENV
 from ..errors import UsageError
 from ..pricing import cost_usd, decimal_str, max_cost_usd, max_input_tokens
 from .attempts import Call
@@ -131,7 +132,8 @@ def _check(router: Router, options: RequestOptions, settings, tier: Tier, answer
     if not commands:
         return None
     timeout = options.check_timeout or settings.check_timeout
-    answer.checks = run_checks(commands, answer.text or "", timeout)
+    keys = {p.api_key_env for p in router.config.providers.values() if p.api_key_env} | set(STANDARD_KEY_ENV.values())
+    answer.checks = run_checks(commands, answer.text or "", timeout, frozenset(keys))
     last = answer.checks[-1]
     if last.verdict == "fail":
         return GateResult(0.0, f"check failed: {last.gate} ({last.detail})")

@@ -1,7 +1,7 @@
 """Quality gates written in shell: ``mmr cascade --check 'jq -e .'``.
 
 Each candidate answer is piped to the command's stdin (``/bin/sh -c CMD``, in
-the current directory, with mmr's environment). Exit 0 passes; exit 1 fails and
+the current directory, with mmr's environment minus the providers' API keys). Exit 0 passes; exit 1 fails and
 the cascade escalates; any other exit, a command that cannot start, or one that
 runs longer than its timeout (default 10 s; its whole process group is killed)
 is a gate error, handled as a judge error is (``cascade.on_judge_error``:
@@ -37,8 +37,9 @@ class CheckResult:
         return {"gate": self.gate, "verdict": self.verdict, "ms": round(self.ms, 3), "detail": self.detail}
 
 
-def run_check(command: str, answer: str, timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
-    """Pipe ``answer`` to ``command`` and read its exit status."""
+def run_check(command: str, answer: str, timeout: float = DEFAULT_TIMEOUT, hide: frozenset[str] = frozenset()) -> CheckResult:
+    """Pipe ``answer`` to ``command`` and read its exit status; environment variables named in ``hide``
+    (the providers' API keys) are not passed on."""
     start = time.perf_counter()
 
     def result(verdict: str, detail: str) -> CheckResult:
@@ -46,8 +47,9 @@ def run_check(command: str, answer: str, timeout: float = DEFAULT_TIMEOUT) -> Ch
 
     try:
         # A session of its own, so a timeout kills the shell and everything it started.
+        env = {k: v for k, v in os.environ.items() if k not in hide}
         proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True, env=env)
     except OSError as e:
         return result("error", f"could not start: {e.strerror}")
     try:
@@ -71,11 +73,12 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.communicate()
 
 
-def run_checks(commands: tuple[str, ...], answer: str, timeout: float = DEFAULT_TIMEOUT) -> list[CheckResult]:
+def run_checks(commands: tuple[str, ...], answer: str, timeout: float = DEFAULT_TIMEOUT,
+               hide: frozenset[str] = frozenset()) -> list[CheckResult]:
     """Each command in order until one does not pass."""
     results = []
     for command in commands:
-        results.append(run_check(command, answer, timeout))
+        results.append(run_check(command, answer, timeout, hide))
         if results[-1].verdict != "pass":
             break
     return results

@@ -94,6 +94,8 @@ def ask(
     from ...render import text as render
 
     router, text, show_notes = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+    if not dry_run and tier is None:
+        _overlap_model_load(router.config, classifier)
     if dry_run:
         render.estimate(router.estimate(text, options), json_output)
         return
@@ -162,6 +164,23 @@ def cascade(
         return
     _deliver(router, lambda: cascading.cascade(router, text, options), json_output=json_output, streamed=False,
              show_notes=show_notes)
+
+
+def _overlap_model_load(cfg, classifier: str | None) -> None:
+    """With a router that embeds prompts locally (knn, blend, embedding with backend: local), load the
+    model in a thread while this one imports the SDKs of the providers the tiers call first: neither
+    waits for the other, so the cold start costs about the longer of the two, not their sum."""
+    name = classifier or cfg.classifier
+    local = name in ("knn", "blend") or (name == "embedding" and cfg.embedding is not None and cfg.embedding.backend == "local")
+    if not local:
+        return
+    from ...classify.minilm import preload_in_background
+    from ...providers import import_sdk
+
+    if preload_in_background() is None:
+        return  # a part is missing: the classifier says which when it is built
+    for provider_type in dict.fromkeys(cfg.providers[t.models[0].provider].type for t in cfg.tiers):
+        import_sdk(provider_type)
 
 
 def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,
