@@ -109,6 +109,7 @@ def main() -> None:
         vectors = load_vectors(name, [request_text(r.prompt) for r in rows])
         per_repeat: dict = {}
         held: dict = {}
+        per_fold: dict = {}
         ks = []
         for repeat in range(args.repeats):
             pooled: dict = {}
@@ -124,6 +125,7 @@ def main() -> None:
                         acc[i] += v
                     acc[4].extend(scored)
                     held.setdefault(key, []).append(q / pq >= args.target_quality)
+                    per_fold.setdefault(key, []).append((q / pq, 1 - c / pc, apgr(scored) or 0.0))
                 print(f"  {name}: repeat {repeat + 1}/{args.repeats} fold {f}/{args.folds} ({time.time() - start:.0f}s, k={k})",
                       file=sys.stderr, flush=True)
             for key, (q, c, pq, pc, scored) in pooled.items():
@@ -134,7 +136,9 @@ def main() -> None:
                       f"± {(statistics.stdev(v) if len(v) > 1 else 0.0) * (100 if i < 2 else 1):.{1 if i < 2 else 3}f}"
                       for i, v in enumerate(cols)]
             rate = sum(held[key]) / len(held[key])
-            lines.append(f"{name:<12} {key[0]:<6} {key[1]:<6} {spread[0]:>14} {spread[1]:>14} {spread[2]:>14} {rate:>6.0%}")
+            folds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in zip(*per_fold[key])]
+            lines.append(f"{name:<12} {key[0]:<6} {key[1]:<6} {spread[0]:>14} {spread[1]:>14} {spread[2]:>14} {rate:>6.0%}"
+                         f"   (sd over folds: {folds[0] * 100:.1f}, {folds[1] * 100:.1f}, {folds[2]:.3f})")
         lines.append(f"{name:<12} {len(rows):,} rows; knn k chosen per outer fold: {sorted(ks)}")
     print(f"{'data':<12} {'router':<6} {'calib':<6} {'quality % prem':>14} {'saved %':>14} {'APGR':>14} {'held':>6}")
     print("\n".join(lines))

@@ -146,3 +146,17 @@ def test_the_bound_is_below_the_mean_and_costs_more():
     assert bound["confidence"] == 0.9 and bound["guaranteed_quality_vs_premium"] >= 0.9
     assert bound["guaranteed_quality_vs_premium"] < bound["quality_vs_premium"]
     assert bound["quality_vs_premium"] > mean["quality_vs_premium"] and bound["savings_vs_premium"] < mean["savings_vs_premium"]
+
+
+def test_ask_routes_with_knn_from_the_config(trained, server, mmr, tmp_path):
+    """mmr ask loads the model in a thread while the SDKs import; the answer and the ledger row say knn routed it."""
+    from tests.conftest import ledger_rows, write_config
+
+    config = write_config(tmp_path / "knn.yaml", server.url, extra=f"classifier:\n  name: knn\n  knn_model: {trained['knn'][0]}\n")
+    db = tmp_path / "ask.db"
+    result = mmr("ask", "--json", "--config", str(config), "--db", str(db),
+                 "Prove rigorously that there are infinitely many primes")
+    assert result.returncode == 0, result.stderr.decode()
+    out = json.loads(result.stdout)
+    assert out["classifier"] == "knn" and out["tier"] == "complex" and out["model"] == "claude-big"
+    assert [(r["classifier"], r["routed_tier"]) for r in ledger_rows(db)] == [("knn", "complex")]

@@ -206,7 +206,7 @@ def calibrate(pred_q, pred_c, quality, costs, premium: int, target: float, *, co
         c = costs[rows, choice].mean()
         ratio = q / premium_quality if premium_quality else 1.0
         bound = ratio
-        if weights is not None and premium_quality:
+        if weights is not None and boot_premium is not None and premium_quality:
             ratios = (weights @ chosen.astype(np.float32)) / np.maximum(boot_premium, 1e-9)
             bound = float(np.quantile(ratios, 1.0 - float(confidence or 0)))
         key = (bool(bound >= target), -c if bound >= target else bound)

@@ -45,8 +45,13 @@ def load_config(config: str | None, ml_model: str | None = None, knn_model: str 
     from ..config import load_config as load
 
     cfg = load(config)
-    given = {k: v for k, v in (("ml_model", ml_model), ("knn_model", knn_model), ("blend_model", blend_model)) if v}
-    return replace(cfg, **given) if given else cfg
+    if ml_model is not None:
+        cfg = replace(cfg, ml_model=ml_model)
+    if knn_model is not None:
+        cfg = replace(cfg, knn_model=knn_model)
+    if blend_model is not None:
+        cfg = replace(cfg, blend_model=blend_model)
+    return cfg
 
 
 def ledger_path(db: str | None) -> Path:

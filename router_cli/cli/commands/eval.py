@@ -133,23 +133,25 @@ def train(
         for problem in labelled.problems:
             note(f"skipped {problem}")
         rows, digest = labelled.rows, labelled.sha256
-    options = {"target_quality": target_quality, "folds": folds, "data_sha256": digest, "on_progress": note,
-               "confidence": confidence or None}
+    bound = confidence or None
     if router == "knn":
         from ...classify.knn import save
         from ...classify.knn_train import train_knn
 
-        header, arrays = train_knn(rows, cfg, **options)
+        header, arrays = train_knn(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest,
+                                   on_progress=note, confidence=bound)
         save(output, header, arrays)
         trained(header, output)
         return
     if router == "blend":
         from ...classify.knn_train import train_blend
 
-        model = train_blend(rows, cfg, output, **options)
+        model = train_blend(rows, cfg, output, target_quality=target_quality, folds=folds, data_sha256=digest,
+                            on_progress=note, confidence=bound)
     else:
         from ...classify.ml_train import train as train_model
 
-        model = train_model(rows, cfg, **options)
+        model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest,
+                            on_progress=note, confidence=bound)
     write_file(output, "--output", json.dumps(model, separators=(",", ":")) + "\n")
     trained(model, output)
