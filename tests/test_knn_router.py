@@ -160,3 +160,26 @@ def test_ask_routes_with_knn_from_the_config(trained, server, mmr, tmp_path):
     out = json.loads(result.stdout)
     assert out["classifier"] == "knn" and out["tier"] == "complex" and out["model"] == "claude-big"
     assert [(r["classifier"], r["routed_tier"]) for r in ledger_rows(db)] == [("knn", "complex")]
+
+
+def test_eval_reports_the_quality_bound(trained, mmr):
+    data, _ = trained["data"]
+    result = mmr("eval", str(data), "--classifier", "rules", "--config", str(EXAMPLE), "--json", db=False)
+    rules = json.loads(result.stdout)["classifiers"]["rules"]
+    bound = rules["quality_vs_premium_bound"]
+    assert bound["confidence"] == 0.9 and bound["lower"] < rules["quality_vs_premium"]
+    table = mmr("eval", str(data), "--classifier", "rules", "--config", str(EXAMPLE), db=False).stdout.decode()
+    assert f"at least {bound['lower']:.1%} at 90% confidence" in table
+    off = json.loads(mmr("eval", str(data), "--classifier", "rules", "--config", str(EXAMPLE), "--json",
+                         "--confidence", "0", db=False).stdout)
+    assert "quality_vs_premium_bound" not in off["classifiers"]["rules"]
+
+
+def test_the_bound_of_a_router_that_always_matches_premium_is_its_quality():
+    from router_cli.labelled import LabelledRow
+    from router_cli.reports.evaluate import Prediction, quality_bound
+
+    rows = [LabelledRow(f"p{i}", "complex", i, outcomes={"simple": 0.0, "medium": 0.0, "complex": float(i % 2)})
+            for i in range(50)]
+    assert quality_bound(rows, [Prediction("complex", None, 0.0)] * 50, "complex", 0.9) == 1.0
+    assert quality_bound(rows, [Prediction("simple", None, 0.0)] * 50, "complex", 0.9) == 0.0

@@ -61,6 +61,11 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
         console.print(matrix)
     _say(console, "under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
     for name, m in report["classifiers"].items():
+        if "quality_vs_premium_bound" in m and m.get("quality_vs_premium") is not None:
+            b = m["quality_vs_premium_bound"]
+            _say(console, f"{name}: {m['quality_vs_premium']:.1%} of premium quality expected, "
+                          f"at least {b['lower']:.1%} at {b['confidence']:.0%} confidence (rows resampled)")
+    for name, m in report["classifiers"].items():
         if "sweep" in m:
             _say(console, "\n".join(frontier_lines(name, m["sweep"])))
 

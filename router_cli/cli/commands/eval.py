@@ -21,6 +21,7 @@ def evaluate(
     json_output: JsonOption = False,
     skip_bad: SkipBadOption = False,
     target_quality: Annotated[float, typer.Option("--target-quality", help="Quality (fraction of premium) the threshold sweep must keep.")] = 0.95,
+    confidence: Annotated[float, typer.Option("--confidence", help="Also report each router's quality as the lower bootstrap bound at this confidence (0: not).")] = 0.9,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the cost-quality frontier to this .svg file.")] = None,
     replay: Annotated[bool, typer.Option("--replay", help="Instead of FILE: re-route the ledger's past prompts and estimate their cost; no model is called.")] = False,
     since: Annotated[str, typer.Option("--since", help="With --replay: start (7d, 24h, YYYY-MM-DD...).")] = "30d",
@@ -61,7 +62,9 @@ def evaluate(
     rows, problems = read_labelled(file, cfg.tier_names, skip_bad=skip_bad)
     for problem in problems:
         note(f"skipped {problem}")
-    report = score(rows, chosen, cfg, target_quality=target_quality)
+    if not 0 <= confidence < 1:
+        raise UsageError(f"--confidence must be in [0, 1) (0: no bound), got {confidence:g}")
+    report = score(rows, chosen, cfg, target_quality=target_quality, confidence=confidence or None)
     if plot is not None:
         write_file(plot, "--plot", frontier_svg(report))
     eval_report(report, cfg.tier_names, json_output)
