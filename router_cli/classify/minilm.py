@@ -113,7 +113,8 @@ class MiniLM:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        encodings = self.tokenizer.encode_batch(list(texts))
+        with self._lock:  # batch threads share one tokenizer; the forward pass below needs no lock
+            encodings = self.tokenizer.encode_batch(list(texts))
         # Sort by length so each batch pads little.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), BATCH):
