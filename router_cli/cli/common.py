@@ -38,10 +38,11 @@ def read_prompt(prompt: str | None) -> str:
     return text
 
 
-def load_config(config: str | None, ml_model: str | None = None, *, prices: bool = False) -> Config:
-    """The config (``--config`` or the default search), with ``--ml-model`` when given; with
-    ``prices``, every model priced (the maintained source's price where the config gives none:
-    a model with none is a ConfigError here, before anything runs)."""
+def load_config(config: str | None, ml_model: str | None = None, knn_model: str | None = None,
+                blend_model: str | None = None, *, prices: bool = False) -> Config:
+    """The config (``--config`` or the default search), with ``--ml-model`` (``--knn-model``,
+    ``--blend-model``) when given; with ``prices``, every model priced (the maintained source's
+    price where the config gives none: a model with none is a ConfigError here, before anything runs)."""
     from dataclasses import replace
 
     from ..config import load_config as load
@@ -51,7 +52,13 @@ def load_config(config: str | None, ml_model: str | None = None, *, prices: bool
         from ..prices import resolve_prices
 
         cfg = resolve_prices(cfg)
-    return cfg if ml_model is None else replace(cfg, ml_model=ml_model)
+    if ml_model is not None:
+        cfg = replace(cfg, ml_model=ml_model)
+    if knn_model is not None:
+        cfg = replace(cfg, knn_model=knn_model)
+    if blend_model is not None:
+        cfg = replace(cfg, blend_model=blend_model)
+    return cfg
 
 
 def keyless_default(cfg: Config) -> tuple[Config, str]:

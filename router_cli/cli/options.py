@@ -24,6 +24,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Routing notes on stderr even when it is not a terminal.")]
 ClassifierOption = Annotated[Optional[str], typer.Option("--classifier", help="Classifier name (default from config: rules).")]
 MlModelOption = Annotated[Optional[str], typer.Option("--ml-model", help="Model file for --classifier ml (default: config, else the shipped one).")]
+KnnModelOption = Annotated[Optional[str], typer.Option("--knn-model", help="Model file for --classifier knn (mmr train --router knn).")]
+BlendModelOption = Annotated[Optional[str], typer.Option("--blend-model", help="Model file for --classifier blend (mmr train --router blend).")]
+CheckOption = Annotated[Optional[list[str]], typer.Option("--check", help="Shell command each answer is piped to: exit 0 passes, 1 escalates, else a gate error (repeatable), e.g. --check 'jq -e .'.")]
+CheckTimeoutOption = Annotated[Optional[float], typer.Option("--check-timeout", help="Seconds a --check may run before it counts as a gate error (default: cascade.check_timeout, 10).")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar="MMR_USER", help="Who is asking (for budgets and reports).")]
 SkipBadOption = Annotated[bool, typer.Option("--skip-bad", help="Report bad lines on stderr and go on, instead of stopping.")]
 
@@ -70,7 +74,8 @@ def request_options(*, system: str | None = None, tier: str | None = None, class
                     max_tokens: int | None = None, temperature: float | None = None, max_cost: str | None = None,
                     user: str | None = None, team: str | None = None, no_cache: bool = False, refresh: bool = False,
                     max_tier: str | None = None, from_classifier: bool = False, threshold: float | None = None,
-                    gate: str | None = None, prompt_cache: str | None = None) -> RequestOptions:
+                    gate: str | None = None, prompt_cache: str | None = None, checks: list[str] | None = None,
+                    check_timeout: float | None = None) -> RequestOptions:
     """The request options as given on the command line, checked (a UsageError names the flag).
 
     ``tier`` is ``--tier`` for ask and ``--start-tier`` for cascade.
@@ -80,4 +85,5 @@ def request_options(*, system: str | None = None, tier: str | None = None, class
     return RequestOptions(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
                           temperature=temperature, max_cost=parse_max_cost(max_cost), user=user, team=team,
                           use_cache=not no_cache, refresh=refresh, max_tier=max_tier,
-                          from_classifier=from_classifier, threshold=threshold, gate=gate, prompt_cache=prompt_cache)
+                          from_classifier=from_classifier, threshold=threshold, gate=gate, prompt_cache=prompt_cache,
+                          checks=tuple(checks or ()), check_timeout=check_timeout)

@@ -22,7 +22,7 @@ MAX_SECONDS = 3600.0  # a provider's timeout, a backoff, an honoured retry-after
 STANDARD_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 STORE_MODES = ("full", "preview", "hash", "none")
 # Every classifier name: classify/base.py registers one class under each.
-CLASSIFIERS = ("embedding", "llm", "ml", "rules")
+CLASSIFIERS = ("blend", "embedding", "knn", "llm", "ml", "rules")
 # Cascade quality gates (engine/gates.py): free checks, an LLM judge, or both.
 GATES = ("heuristic", "judge", "both")
 # The rules classifier's patterns when a config names none: the top tier's, then the cheapest tier's.
@@ -144,11 +144,12 @@ class RulesConfig:
 class EmbeddingConfig:
     """The embedding classifier: where vectors come from and what they are compared with."""
 
-    provider: str
+    provider: str | None  # None with backend "local"
     model: str
     labelled: str | None = None  # None: the labelled set shipped with mmr
     method: str = "centroid"  # or "knn"
     k: int = 7
+    backend: str = "openai"  # an OpenAI-compatible /embeddings endpoint, or "local" (all-MiniLM-L6-v2 in numpy)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,9 @@ class CascadeConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     judge_tier: str | None = None  # None: the cheapest tier
     judge_max_tokens: int = 16
-    on_judge_error: str = "heuristic"  # or "fail"
+    on_judge_error: str = "heuristic"  # or "fail"; also what a --check command's error counts as
+    checks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tier -> shell commands its answers must pass
+    check_timeout: float = 10.0
 
     def threshold_for(self, tier: str) -> float:
         return self.thresholds.get(tier, self.threshold)
@@ -267,6 +270,8 @@ class Config:
     classifier: str
     rules: RulesConfig
     ml_model: str | None = None  # the ml classifier's model file; None: the one shipped with mmr
+    knn_model: str | None = None  # the knn router's .npz (mmr train --router knn)
+    blend_model: str | None = None  # the blend router's JSON (mmr train --router blend)
     embedding: EmbeddingConfig | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)

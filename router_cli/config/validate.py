@@ -44,6 +44,9 @@ def validate(data: Any, source: str) -> Config:
     names = [t.name for t in tiers]
     baseline = c.tier(top.get("baseline_tier", names[-1]), "baseline_tier", names)
     classifier, rules, ml_model, embedding = _classifier(c, top.get("classifier", {}), names, providers)
+    section = top.get("classifier", {})
+    knn_model, blend_model = (c.relative(c.string(section[key], f"classifier.{key}")) if key in section else None
+                              for key in ("knn_model", "blend_model"))
     return Config(
         source=source,
         tiers=tiers,
@@ -52,6 +55,8 @@ def validate(data: Any, source: str) -> Config:
         classifier=classifier,
         rules=rules,
         ml_model=ml_model,
+        knn_model=knn_model,
+        blend_model=blend_model,
         embedding=embedding,
         retry=policy.retry(c, top.get("retry", {})),
         ledger=policy.ledger(c, top.get("ledger", {})),
@@ -228,7 +233,7 @@ def _classifier_name(c: Checks, value: Any, path: str) -> str:
 
 def _classifier(c: Checks, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]):
     """The ``classifier`` section: its name, the rules, the ml model file, the embedding settings."""
-    section = c.mapping(value, "classifier", {"name", "rules", "ml_model", "embedding"})
+    section = c.mapping(value, "classifier", {"name", "rules", "ml_model", "knn_model", "blend_model", "embedding"})
     ml_model = section.get("ml_model")
     if ml_model is not None:
         ml_model = c.relative(c.string(ml_model, "classifier.ml_model"))
@@ -238,20 +243,31 @@ def _classifier(c: Checks, value: Any, tiers: list[str], providers: dict[str, Pr
 
 
 def _embedding(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> EmbeddingConfig:
-    e = c.mapping(value, "classifier.embedding", {"provider", "model", "labelled", "method", "k"}, {"provider", "model"})
-    provider = c.string(e["provider"], "classifier.embedding.provider")
-    if provider not in providers or providers[provider].type != "openai":
-        openai_like = [n for n, p in providers.items() if p.type == "openai"]
-        raise c.fail("classifier.embedding.provider",
-                     f"must name an OpenAI-compatible provider ({', '.join(openai_like) or 'none defined'}), got {provider!r}")
+    e = c.mapping(value, "classifier.embedding", {"backend", "provider", "model", "labelled", "method", "k"})
+    backend = e.get("backend", "openai")
+    if backend not in ("openai", "local"):
+        raise c.fail("classifier.embedding.backend", f"expected openai or local, got {backend!r}")
+    provider = None
+    if backend == "openai":
+        for key in ("provider", "model"):
+            if key not in e:
+                raise c.fail(f"classifier.embedding.{key}", "required key is missing")
+        provider = c.string(e["provider"], "classifier.embedding.provider")
+        if provider not in providers or providers[provider].type != "openai":
+            openai_like = [n for n, p in providers.items() if p.type == "openai"]
+            raise c.fail("classifier.embedding.provider",
+                         f"must name an OpenAI-compatible provider ({', '.join(openai_like) or 'none defined'}), got {provider!r}")
+    elif "provider" in e or "model" in e:
+        raise c.fail("classifier.embedding", "backend: local runs all-MiniLM-L6-v2 itself; drop provider and model")
     method = e.get("method", "centroid")
     if method not in ("centroid", "knn"):
         raise c.fail("classifier.embedding.method", f"expected centroid or knn, got {method!r}")
     labelled = e.get("labelled")
+    model = c.string(e["model"], "classifier.embedding.model") if backend == "openai" else "local/all-MiniLM-L6-v2"
     return EmbeddingConfig(
-        provider, c.string(e["model"], "classifier.embedding.model"),
+        provider, model,
         None if labelled is None else c.relative(c.string(labelled, "classifier.embedding.labelled")),
-        method, c.integer(e.get("k", 7), "classifier.embedding.k", minimum=1, maximum=1000),
+        method, c.integer(e.get("k", 7), "classifier.embedding.k", minimum=1, maximum=1000), backend,
     )
 
 

@@ -48,7 +48,8 @@ def _ledger_url(c: Checks, value: Any) -> str | None:
 
 
 def cascade(c: Checks, value: Any, tiers: list[str]) -> CascadeConfig:
-    section = c.mapping(value, "cascade", {"gate", "threshold", "thresholds", "judge_tier", "judge_max_tokens", "on_judge_error"})
+    section = c.mapping(value, "cascade", {"gate", "threshold", "thresholds", "judge_tier", "judge_max_tokens", "on_judge_error",
+                                                "checks", "check_timeout"})
     d = CascadeConfig()
     gate = section.get("gate", d.gate)
     if gate not in GATES:
@@ -68,7 +69,20 @@ def cascade(c: Checks, value: Any, tiers: list[str]) -> CascadeConfig:
         judge_max_tokens=c.integer(section.get("judge_max_tokens", d.judge_max_tokens), "cascade.judge_max_tokens", minimum=1,
                                    maximum=MAX_OUTPUT_TOKENS),
         on_judge_error=on_error,
+        checks=_checks(c, section.get("checks", {}), tiers),
+        check_timeout=c.number(section.get("check_timeout", d.check_timeout), "cascade.check_timeout", minimum=0.001, maximum=3600),
     )
+
+
+def _checks(c: Checks, value: Any, tiers: list[str]) -> dict[str, tuple[str, ...]]:
+    """``cascade.checks``: per tier, a shell command or a list of them (see engine/checks.py)."""
+    out = {}
+    for tier, commands in c.mapping(value, "cascade.checks", set(tiers)).items():
+        commands = [commands] if isinstance(commands, str) else commands
+        if not isinstance(commands, list) or not commands:
+            raise c.fail(f"cascade.checks.{tier}", "expected a shell command or a list of them")
+        out[tier] = tuple(c.string(cmd, f"cascade.checks.{tier}[{i}]") for i, cmd in enumerate(commands))
+    return out
 
 
 def breaker(c: Checks, value: Any) -> BreakerConfig:

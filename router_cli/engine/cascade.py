@@ -16,10 +16,12 @@ from decimal import Decimal
 
 from ..classify import Decision
 from ..config import Tier
+from ..config.schema import STANDARD_KEY_ENV
 from ..errors import UsageError
 from ..pricing import cost_usd, decimal_str, max_cost_usd, max_input_tokens
 from .attempts import Call, transcript
-from .gates import JUDGE_SYSTEM, judge_answer, judge_prompt
+from .checks import run_checks
+from .gates import JUDGE_SYSTEM, GateResult, judge_answer, judge_prompt
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
 from .router import Route, Router, refuse_model_calls
@@ -110,7 +112,9 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
             continue
         answer = request.attempts[-1]
         limit = _threshold(options, settings, tier)
-        verdict = judge_answer(router, request, gate, limit, answer)
+        verdict = _check(router, options, settings, tier, answer)
+        if verdict is None:
+            verdict = judge_answer(router, request, gate, limit, answer)
         answer.quality, answer.gate_reason = verdict.score, verdict.reason
         if verdict.score >= limit:
             return answer, None, False
@@ -121,6 +125,26 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
     if best is not None:
         best.status = "best_effort"
     return best, failure, fatal
+
+
+def _check(router: Router, options: RequestOptions, settings, tier: Tier, answer: Attempt) -> GateResult | None:
+    """The shell checks' verdict when they decide (a failure, or an error counted as one); None to go on
+    to the configured gate (every check passed, or an error with ``on_judge_error: heuristic``)."""
+    commands = options.checks + settings.checks.get(tier.name, ())
+    if not commands:
+        return None
+    timeout = options.check_timeout or settings.check_timeout
+    keys = {p.api_key_env for p in router.config.providers.values() if p.api_key_env} | set(STANDARD_KEY_ENV.values())
+    answer.checks = run_checks(commands, answer.text or "", timeout, frozenset(keys))
+    last = answer.checks[-1]
+    if last.verdict == "fail":
+        return GateResult(0.0, f"check failed: {last.gate} ({last.detail})")
+    if last.verdict == "error":
+        if settings.on_judge_error == "fail":
+            router.on_note(f"the check {last.gate!r} erred ({last.detail}); counting the gate as failed")
+            return GateResult(0.0, f"check error: {last.gate} ({last.detail}); counted as failed (cascade.on_judge_error: fail)")
+        router.on_note(f"the check {last.gate!r} erred ({last.detail}); the other gates decide")
+    return None
 
 
 def _threshold(options: RequestOptions, settings, tier: Tier) -> float:

@@ -60,12 +60,22 @@ class RequestOptions:
     from_classifier: bool = False
     threshold: float | None = None
     gate: str | None = None
+    checks: tuple[str, ...] = ()  # shell commands every answer is piped to (--check); see engine/checks.py
+    check_timeout: float | None = None  # seconds; None: cascade.check_timeout
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "history", tuple((str(r), str(t)) for r, t in self.history))
         object.__setattr__(self, "stop", tuple(str(s) for s in self.stop))
         if any(role not in ("user", "assistant") for role, _ in self.history):
             raise UsageError("history: each earlier turn is a user's or an assistant's")
+        if not isinstance(self.checks, tuple):  # a list, from JSON (a batch worker process)
+            object.__setattr__(self, "checks", tuple(self.checks))
+        for command in self.checks:
+            if not isinstance(command, str) or not command.strip():
+                raise UsageError("--check: give a shell command, e.g. --check 'jq -e .'")
+            check_text(command, "--check")
+        if self.check_timeout is not None and not 0 < self.check_timeout <= 3600:
+            raise UsageError(f"--check-timeout must be above 0 and at most 3600 seconds, got {self.check_timeout:g}")
         if self.max_tokens is not None:
             if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
                 raise UsageError(f"--max-tokens must be a whole number, got {self.max_tokens!r}")

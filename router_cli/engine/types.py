@@ -52,6 +52,7 @@ class Attempt:
     price_source: str | None = None  # where the price of ``cost`` came from
     cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
     reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
+    checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
 
     @property
     def label(self) -> str:
@@ -66,6 +67,8 @@ class Attempt:
             out["role"] = self.role
         if self.quality is not None or self.gate_reason is not None:
             out["quality"] = {"score": self.quality, "reason": self.gate_reason}
+        if self.checks:
+            out["checks"] = [c.to_json() for c in self.checks]
         return out
 
 

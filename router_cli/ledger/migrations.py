@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 # The number of the last migration below.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 def m001_calls(db) -> None:
@@ -164,9 +164,14 @@ def m009_token_classes(db) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN cache_saved_nanousd INTEGER NOT NULL DEFAULT 0")
 
 
+def m010_gate_checks(db) -> None:
+    # checks_json: a cascade answer's shell checks (--check), as [{"gate", "verdict", "ms", "detail"}].
+    db.execute("ALTER TABLE calls ADD COLUMN checks_json TEXT")
+
+
 # In the order they apply; the name of each is its function's without the "m".
 MIGRATIONS = (m001_calls, m002_routing_outcome, m003_quality_gates, m004_embeddings, m005_resilience,
-              m006_experiments, m007_budget_holds, m008_batch_rows, m009_token_classes)
+              m006_experiments, m007_budget_holds, m008_batch_rows, m009_token_classes, m010_gate_checks)
 
 
 def migration_name(function) -> str:

@@ -97,6 +97,7 @@ PG_MIGRATIONS: dict[str, list[str]] = {
         f"ALTER TABLE calls ADD COLUMN price_source {T}",
         f"ALTER TABLE calls ADD COLUMN cache_saved_nanousd {I} NOT NULL DEFAULT 0",
     ],
+    "010_gate_checks": [f"ALTER TABLE calls ADD COLUMN checks_json {T}"],
 }
 
 # Not part of the shared schema: the record of migrations, how check_writable proves a commit goes

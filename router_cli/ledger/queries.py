@@ -309,3 +309,13 @@ def calls_of_requests_started(store, since: datetime, until: datetime) -> Iterat
     names = [d[0] for d in cursor.description]
     for values in cursor:
         yield dict(zip(names, values))
+
+
+# ------------------------------------------------------------------ shell checks (mmr costs --by gate)
+
+def checks_in_window(store, since: datetime, until: datetime) -> Iterator[str]:
+    """The ``checks_json`` of every call in the window that has one."""
+    cursor = store.read("SELECT checks_json FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? "
+                        "AND checks_json IS NOT NULL", (stamp(since), stamp(until)))
+    for (text,) in cursor:
+        yield text

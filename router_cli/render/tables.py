@@ -67,6 +67,11 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
         console.print(matrix)
     _say(console, "under: sent below its label (a quality risk); over: sent above it (money wasted).", style="dim")
     for name, m in report["classifiers"].items():
+        if "quality_vs_premium_bound" in m and m.get("quality_vs_premium") is not None:
+            b = m["quality_vs_premium_bound"]
+            _say(console, f"{name}: {m['quality_vs_premium']:.1%} of premium quality expected, "
+                          f"at least {b['lower']:.1%} at {b['confidence']:.0%} confidence (rows resampled)")
+    for name, m in report["classifiers"].items():
         if "sweep" in m:
             _say(console, "\n".join(frontier_lines(name, m["sweep"])))
 
@@ -293,6 +298,23 @@ def health(rows, json_output: bool, *, since: str = "1h", breaker=None) -> None:
     if errors:
         _say(console, "\nLast errors", style="bold")
         _say(console, "\n".join(errors))
+
+
+def gate_table(report: dict, json_output: bool) -> None:
+    """``mmr costs --by gate``: per shell check, answers seen, pass/fail/error and pass rate (or the JSON)."""
+    if json_output:
+        emit_json(report)
+        return
+    console = _console(200)
+    table = _table("Shell checks (mmr cascade --check)")
+    for header in ("check", "answers", "pass", "fail", "error", "pass rate", "mean ms"):
+        table.add_column(header, justify="left" if header == "check" else "right")
+    for g in report["gates"]:
+        _row(table, shown(g["gate"])[:60], f"{g['checks']:,}", f"{g['pass']:,}", f"{g['fail']:,}", f"{g['error']:,}",
+             f"{g['pass_rate']:.1%}", f"{g['mean_ms']:,.1f}")
+    console.print(table)
+    if not report["gates"]:
+        _say(console, "no answer was checked in this window")
 
 
 def _drift_lines(drift) -> list[str]:

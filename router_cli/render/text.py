@@ -188,9 +188,13 @@ def trained(model: dict, path: str) -> None:
     t = model["training"]
     held = t["held_out"]
     reached = "" if held["reached_target"] else f" (short of the {t['target_quality']:.0%} target: the best it could do)"
+    bound = ""
+    if "guaranteed_quality_vs_premium" in held:
+        bound = f" (at least {held['guaranteed_quality_vs_premium']:.1%} at {held['confidence']:.0%} confidence)"
+    k = f"k {model['k']}, " if "k" in model else ""
     note(
-        f"wrote {path}: {t['rows']} rows; lambda {model['lambda']:.4g} (quality per USD)"
-        + f"; held out: {held['quality_vs_premium']:.1%} of premium quality, {held['savings_vs_premium']:.1%} cheaper{reached}"
+        f"wrote {path}: {t['rows']} rows; {k}lambda {model['lambda']:.4g} (quality per USD)"
+        + f"; held out: {held['quality_vs_premium']:.1%} of premium quality{bound}, {held['savings_vs_premium']:.1%} cheaper{reached}"
     )
 
 

@@ -25,8 +25,10 @@ class Prediction:
     latency_ms: float
 
 
-def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 0, target_quality: float = 0.95) -> dict:
-    """The ``eval --json`` object: metrics per classifier and per baseline."""
+def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 0, target_quality: float = 0.95,
+             confidence: float | None = None) -> dict:
+    """The ``eval --json`` object: metrics per classifier and per baseline; with ``confidence``, each
+    classifier's quality also as the lower end of its bootstrap interval (:func:`quality_bound`)."""
     tiers = config.tier_names
     predictions = {}
     failures: dict[str, list[str]] = {}
@@ -60,6 +62,10 @@ def evaluate(rows: list[LabelledRow], classifiers: dict, config, *, seed: int = 
         if failed:
             report["classifiers"][name]["first_failure"] = failed[0]
     for name, p in predictions.items():
+        if confidence:
+            bound = quality_bound(rows, p, premium, confidence, seed)
+            if bound is not None:
+                report["classifiers"][name]["quality_vs_premium_bound"] = {"confidence": confidence, "lower": bound}
         curve = sweep(rows, p, tiers, costs, target_quality, premium=premium)
         if curve is not None:
             report["classifiers"][name]["sweep"] = curve
@@ -77,6 +83,26 @@ def mark_in_sample(report: dict, classifiers: dict, data_sha256: str) -> list[st
         if in_sample:
             marked.append(name)
     return marked
+
+
+BOOTSTRAP = 200
+
+
+def quality_bound(rows: list[LabelledRow], predictions: list[Prediction], premium: str, confidence: float,
+                  seed: int = 0) -> float | None:
+    """The (1 - confidence) quantile of quality vs premium over rows resampled with replacement: what the
+    router keeps at least, at that confidence, on data like these rows. None without outcomes."""
+    pairs = [(r.outcomes[p.tier], r.outcomes[premium]) for r, p in zip(rows, predictions) if r.outcomes is not None]
+    if not pairs:
+        return None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(BOOTSTRAP):
+        sample = rng.choices(pairs, k=len(pairs))
+        strong = sum(s for _, s in sample)
+        ratios.append(sum(q for q, _ in sample) / strong if strong else 1.0)
+    ratios.sort()
+    return round(ratios[max(0, math.floor((1 - confidence) * BOOTSTRAP) - 1)], 4)
 
 
 # The sweep evaluates at most this many threshold settings; with many tiers its grid coarsens.

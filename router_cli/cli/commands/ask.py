@@ -17,6 +17,8 @@ from ..options import (
     BatchIdOption,
     BatchOption,
     CascadeDryRunOption,
+    CheckOption,
+    CheckTimeoutOption,
     ClassifierOption,
     ConcurrencyOption,
     ConfigOption,
@@ -98,6 +100,8 @@ def ask(
 
     with _json_on_failure(json_output):
         router, text, show_notes, key_hint = _prepare(config, db, prompt, verbose, dry_run, ml_model)
+        if not dry_run and tier is None:
+            _overlap_model_load(router.config, classifier)
         if dry_run:
             render.estimate(router.estimate(text, options), json_output)
             return
@@ -117,6 +121,8 @@ def cascade(
     max_tier: MaxTierOption = None,
     threshold: ThresholdOption = None,
     gate: GateOption = None,
+    check: CheckOption = None,
+    check_timeout: CheckTimeoutOption = None,
     max_tokens: MaxTokensOption = None,
     temperature: TemperatureOption = None,
     json_output: JsonOption = False,
@@ -142,12 +148,14 @@ def cascade(
 
     Example: mmr cascade --gate both --threshold 0.8 "Prove that sqrt(2) is irrational"
 
+    Gates in shell: mmr cascade --gate heuristic --check 'jq -e .' "Reply with the JSON for a user named Ana"
+
     Many prompts: mmr cascade --batch prompts.jsonl > answers.jsonl (a row's tier is where it starts)
     """
     options = request_options(system=system, tier=start_tier, from_classifier=from_classifier, classifier=classifier,
                               max_tier=max_tier, threshold=threshold, gate=gate, max_tokens=max_tokens,
                               temperature=temperature, max_cost=max_cost, user=user, team=team,
-                              prompt_cache=prompt_cache)
+                              prompt_cache=prompt_cache, checks=check, check_timeout=check_timeout)
     if batch is not None:
         from .batch import answer_batch
 
@@ -178,6 +186,23 @@ def _json_on_failure(json_output: bool) -> Iterator[None]:
             emit_json(failure_json(e))
             sys.stdout.flush()
         raise
+
+
+def _overlap_model_load(cfg, classifier: str | None) -> None:
+    """With a router that embeds prompts locally (knn, blend, embedding with backend: local), load the
+    model in a thread while this one imports the SDKs of the providers the tiers call first: neither
+    waits for the other, so the cold start costs about the longer of the two, not their sum."""
+    name = classifier or cfg.classifier
+    local = name in ("knn", "blend") or (name == "embedding" and cfg.embedding is not None and cfg.embedding.backend == "local")
+    if not local:
+        return
+    from ...classify.minilm import preload_in_background
+    from ...providers import import_sdk
+
+    if preload_in_background() is None:
+        return  # a part is missing: the classifier says which when it is built
+    for provider_type in dict.fromkeys(cfg.providers[t.models[0].provider].type for t in cfg.tiers):
+        import_sdk(provider_type)
 
 
 def _prepare(config: str | None, db: str | None, prompt: str | None, verbose: bool, dry_run: bool,

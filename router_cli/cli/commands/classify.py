@@ -9,7 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ..common import classifiers, load_config, read_prompt
-from ..options import ClassifierOption, ConfigOption, JsonOption, MlModelOption, PromptArgument
+from ..options import ClassifierOption, ConfigOption, JsonOption, BlendModelOption, KnnModelOption, MlModelOption, PromptArgument
 
 
 def classify(
@@ -19,6 +19,8 @@ def classify(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="Read JSONL rows with 'prompt' (and optional 'id') on stdin; one decision per line.")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="With --jsonl: report a bad line as an error row and go on.")] = False,
     ml_model: MlModelOption = None,
+    knn_model: KnnModelOption = None,
+    blend_model: BlendModelOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Print the tier a prompt would be routed to, without calling any model.
@@ -27,7 +29,7 @@ def classify(
     """
     from ...render.text import decision, decision_json, jsonl_row
 
-    cfg = load_config(config, ml_model)
+    cfg = load_config(config, ml_model, knn_model, blend_model)
     name = classifier or cfg.classifier
     chosen = classifiers(cfg, [name])[name]
     if not jsonl:

@@ -14,7 +14,7 @@ from ..options import ConfigOption, DbOption, JsonOption
 def costs(
     since: Annotated[str, typer.Option("--since", help="Start: 7d, 24h, 30m, 2w, YYYY-MM-DD or an ISO timestamp.")] = "7d",
     until: Annotated[Optional[str], typer.Option("--until", help="End (default: now), same forms as --since.")] = None,
-    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, routed_tier, model, provider, day, week, user, team, command, status, role, variant (comma-separated).")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, routed_tier, model, provider, day, week, user, team, command, status, role, variant (comma-separated); or gate alone: pass rates of cascade --check commands.")] = None,
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,
@@ -30,7 +30,7 @@ def costs(
     With --by user or team (or --config), also each budget's use in its current period. With
     --reprice, the window's tokens at today's prices beside what was recorded.
 
-    Example: mmr costs --since 30d --by tier,model; mmr costs --since 30d --reprice
+    Example: mmr costs --since 30d --by tier,model; mmr costs --since 30d --reprice; mmr costs --by gate
     """
     from ...policy.budgets import budget_use
     from ...reports.cache_money import cache_summary, reprice as reprice_window
@@ -42,6 +42,9 @@ def costs(
     from ...render.tables import cost_report as show
     from ...render.text import note
 
+    if by is not None and "gate" in [k.strip() for k in by.split(",")]:
+        _gates(by, since, until, utc, json_output, csv_output, db, config)
+        return
     keys = parse_by(by)
     start = parse_when(since, utc=utc)
     end = parse_when(until, utc=utc, option="--until") if until else None
@@ -79,6 +82,32 @@ def _provider_types(config: str | None) -> dict[str, str]:
         return {name: spec.type for name, spec in load_config(config).providers.items()}
     except ConfigError:
         return {}
+
+
+def _gates(by: str, since: str, until: str | None, utc: bool, json_output: bool, csv_output: bool, db: str | None,
+           config: str | None) -> None:
+    """``--by gate``: each shell check's pass, fail and error counts in the window."""
+    from ...ledger import open_for_reading
+    from ...render.tables import gate_table
+    from ...reports.gate_checks import gate_report
+    from ...reports.when import parse_when
+
+    if [k.strip() for k in by.split(",") if k.strip()] != ["gate"]:
+        raise UsageError("--by gate stands alone: shell checks are counted per answer, not per group of calls")
+    if csv_output:
+        raise UsageError("--by gate has no CSV form; use --json")
+    start = parse_when(since, utc=utc)
+    end = parse_when(until, utc=utc, option="--until") if until else None
+    path = ledger_target(db, config)
+    if not path.exists():
+        from ...reports.when import checked_window
+
+        s, e = checked_window(start, end)
+        report = {"since": s.isoformat(), "until": e.isoformat(), "gates": []}
+    else:
+        with open_for_reading(path) as ledger:
+            report = gate_report(ledger, start, end)
+    gate_table(report, json_output)
 
 
 def health(

@@ -9,7 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ..common import classifiers, ledger_path, ledger_target_checked, load_config, window, write_file
-from ..options import ConfigOption, DbOption, JsonOption, MlModelOption, SkipBadOption
+from ..options import BlendModelOption, ConfigOption, DbOption, JsonOption, KnnModelOption, MlModelOption, SkipBadOption
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -21,6 +21,7 @@ def evaluate(
     json_output: JsonOption = False,
     skip_bad: SkipBadOption = False,
     target_quality: Annotated[float, typer.Option("--target-quality", help="Quality (fraction of premium) the threshold sweep must keep.")] = 0.95,
+    confidence: Annotated[float, typer.Option("--confidence", help="Also report each router's quality as the lower bootstrap bound at this confidence (0: not).")] = 0.9,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Also write the cost-quality frontier to this .svg file.")] = None,
     replay: Annotated[bool, typer.Option("--replay", help="Instead of FILE: re-route the ledger's past prompts and estimate their cost; no model is called.")] = False,
     since: Annotated[str, typer.Option("--since", help="With --replay: start (7d, 24h, YYYY-MM-DD...).")] = "30d",
@@ -28,6 +29,8 @@ def evaluate(
     thresholds: Annotated[Optional[str], typer.Option("--thresholds", help="ml thresholds to try, e.g. simple=0.6,medium=0.5.")] = None,
     tolerate_failures: Annotated[bool, typer.Option("--tolerate-failures", help="Exit 0 even when a classifier that calls a model could not run for some rows (they are scored at its fallback tier).")] = False,
     ml_model: MlModelOption = None,
+    knn_model: KnnModelOption = None,
+    blend_model: BlendModelOption = None,
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
@@ -46,7 +49,7 @@ def evaluate(
     from ...render.text import note
     from ...reports.thresholds import with_thresholds
 
-    cfg = load_config(config, ml_model)  # evaluate and replay price it when they need prices
+    cfg = load_config(config, ml_model, knn_model, blend_model)  # evaluate and replay price it when they need prices
     if thresholds is not None:
         cfg = with_thresholds(cfg, thresholds)
     names = [n.strip() for n in (classifier or cfg.classifier).split(",") if n.strip()]
@@ -63,7 +66,9 @@ def evaluate(
     labelled = read_labelled_file(file, cfg.tier_names, skip_bad=skip_bad)
     for problem in labelled.problems:
         note(f"skipped {problem}")
-    report = score(labelled.rows, chosen, cfg, target_quality=target_quality)
+    if not 0 <= confidence < 1:
+        raise UsageError(f"--confidence must be in [0, 1) (0: no bound), got {confidence:g}")
+    report = score(labelled.rows, chosen, cfg, target_quality=target_quality, confidence=confidence or None)
     for name in mark_in_sample(report, chosen, labelled.sha256):
         note(f"{name}: in-sample: {file} is the data its model was trained on, so these scores overstate how it "
              "routes prompts it has not seen (its held-out scores are in the model file's training section)")
@@ -110,6 +115,8 @@ def train(
     file: Annotated[Optional[str], typer.Argument(help="Labelled JSONL (labels and/or per-tier outcomes).", show_default=False)] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")] = "",
     target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
+    confidence: Annotated[float, typer.Option("--confidence", help="Keep --target-quality at the lower bootstrap bound at this confidence, not just on average (0: on average).")] = 0.9,
+    router: Annotated[str, typer.Option("--router", help="What to train: ml (TF-IDF), knn (sentence embeddings; needs the embed extra) or blend (both).")] = "ml",
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds that pick lambda (the price of quality).")] = 5,
     skip_bad: SkipBadOption = False,
     from_ledger: Annotated[bool, typer.Option("--from-ledger", help="Instead of FILE: labels from the ledger's cascades and feedback (see mmr labels).")] = False,
@@ -118,14 +125,18 @@ def train(
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
-    """Train the ml classifier on labelled data (needs the ml extra: scikit-learn).
+    """Train a router on labelled data: ml (needs the ml extra: scikit-learn), knn or blend (also the embed extra).
 
-    Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json
+    Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json;
+    mmr train labeled.jsonl --router knn -o knn.npz --target-quality 0.95 --confidence 0.9
     """
-    from ...classify.ml_train import train as train_model
     from ...labelled import read_labelled_file
     from ...render.text import note, trained
 
+    if router not in ("ml", "knn", "blend"):
+        raise UsageError(f"--router: expected ml, knn or blend, got {router!r}")
+    if not 0 <= confidence < 1:
+        raise UsageError(f"--confidence must be in [0, 1) (0: keep the target on average), got {confidence:g}")
     if not 2 <= folds <= 100:
         raise UsageError(f"--folds must be between 2 and 100, got {folds}")
     if not output:
@@ -148,6 +159,25 @@ def train(
         for problem in labelled.problems:
             note(f"skipped {problem}")
         rows, digest = labelled.rows, labelled.sha256
-    model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest, on_progress=note)
+    bound = confidence or None
+    if router == "knn":
+        from ...classify.knn import save
+        from ...classify.knn_train import train_knn
+
+        header, arrays = train_knn(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest,
+                                   on_progress=note, confidence=bound)
+        save(output, header, arrays)
+        trained(header, output)
+        return
+    if router == "blend":
+        from ...classify.knn_train import train_blend
+
+        model = train_blend(rows, cfg, output, target_quality=target_quality, folds=folds, data_sha256=digest,
+                            on_progress=note, confidence=bound)
+    else:
+        from ...classify.ml_train import train as train_model
+
+        model = train_model(rows, cfg, target_quality=target_quality, folds=folds, data_sha256=digest,
+                            on_progress=note, confidence=bound)
     write_file(output, "--output", json.dumps(model, separators=(",", ":")) + "\n")
     trained(model, output)
