@@ -26,7 +26,6 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
         import sklearn  # noqa: F401
     except ImportError:
         raise UsageError("mmr train needs scikit-learn: pip install -e '.[ml]' (in the mmr checkout, as the README says)") from None
-    from ..labelled import row_costs
     from ..prices import resolve_prices
 
     if any(r.costs is None for r in rows):
