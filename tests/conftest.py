@@ -205,7 +205,7 @@ def pg_server():
         try:
             import psycopg  # noqa: F401
         except ImportError:
-            problem = "psycopg is not installed (pip install 'mmr[postgres]')"
+            problem = "psycopg is not installed (pip install -e '.[postgres]')"
     server = None
     if problem is None:
         try:

@@ -54,15 +54,14 @@ def push(source, target) -> Pushed:
         cursor = source.read(f"SELECT * FROM {table}")
         names = [d[0] for d in cursor.description]
         keep = [n for n in names if n in target_columns[table]]
-        before = target.read(f"SELECT count(*) FROM {table}").fetchone()[0]
-        seen, key = 0, names.index(KEYS[table])
+        seen, added, key = 0, 0, names.index(KEYS[table])
         result.keys[table] = []
         while rows := cursor.fetchmany(CHUNK):
             seen += len(rows)
             result.keys[table].extend(row[key] for row in rows)
-            target.record({table: [{n: row[names.index(n)] for n in keep} for row in rows]}, skip_existing=True)
+            added += target.add_missing(table, [{n: row[names.index(n)] for n in keep} for row in rows])
         result.seen[table] = seen
-        result.added[table] = target.read(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+        result.added[table] = added
     return result
 
 

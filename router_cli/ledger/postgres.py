@@ -41,35 +41,26 @@ class PostgresLedger(PostgresBase):
         self._write(lambda conn: conn.execute(
             "INSERT INTO mmr_write_check VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
             (time.time(),)))
+
     # ------------------------------------------------------------ requests and reports
 
-    def record(self, tables: dict[str, list[dict]] | list[dict], *, skip_existing: bool = False) -> None:
-        """Insert rows in one transaction; ``skip_existing``: rows whose key is already stored are left out
-        (how the outbox and ``mmr ledger push`` stay idempotent)."""
+    def record(self, tables: dict[str, list[dict]] | list[dict]) -> None:
+        """Insert rows in one transaction; calls that cannot reach the server are kept in the outbox."""
         by_table = {"calls": tables} if isinstance(tables, list) else tables
         try:
-            self._insert(by_table, skip_existing)
+            self._write(lambda conn: _insert(conn, by_table, skip_existing=False))
         except LedgerError as e:
-            if not getattr(e, "unreachable", False) or skip_existing or "calls" not in by_table:
+            if not getattr(e, "unreachable", False) or "calls" not in by_table:
                 raise
             from . import outbox
 
             kept = outbox.save(self.url, by_table)  # paid for: never lost
             raise LedgerError(f"{e}; the calls were kept in {kept} and `mmr ledger sync` sends them") from None
 
-    def _insert(self, by_table: dict[str, list[dict]], skip_existing: bool) -> None:
-        def insert(conn) -> None:
-            with conn.cursor() as cursor:
-                for table, table_rows in by_table.items():
-                    if not table_rows:
-                        continue
-                    columns = list(table_rows[0])
-                    sql = (f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in columns)}) "
-                           f"VALUES ({', '.join('%s' for _ in columns)})"
-                           + (" ON CONFLICT DO NOTHING" if skip_existing else ""))
-                    cursor.executemany(sql, [[row.get(c) for c in columns] for row in table_rows])
-
-        self._write(insert)
+    def add_missing(self, table: str, rows: list[dict]) -> int:
+        """Insert, in one transaction, the rows whose key is not stored yet; how many were inserted
+        (how the outbox and ``mmr ledger push`` stay idempotent)."""
+        return self._write(lambda conn: _insert(conn, {table: rows}, skip_existing=True))
 
     def rows(self, where: str = "1", params: Iterable = ()) -> list[dict]:
         """Rows of ``calls`` matching a SQL condition, oldest first, with their texts joined."""
@@ -213,8 +204,22 @@ class PostgresLedger(PostgresBase):
             conn.execute("DELETE FROM cache WHERE expires_at < %s", (now,))
 
         self._write(write)
-    def __enter__(self) -> "PostgresLedger":
-        return self
+
+
+def _insert(conn, by_table: dict[str, list[dict]], skip_existing: bool) -> int:
+    """Insert each table's rows (``skip_existing``: leaving out those whose key is stored); rows inserted."""
+    added = 0
+    with conn.cursor() as cursor:
+        for table, table_rows in by_table.items():
+            if not table_rows:
+                continue
+            columns = list(table_rows[0])
+            sql = (f"INSERT INTO {_quote(table)} ({', '.join(_quote(c) for c in columns)}) "
+                   f"VALUES ({', '.join('%s' for _ in columns)})" + (" ON CONFLICT DO NOTHING" if skip_existing else ""))
+            cursor.executemany(sql, [[row.get(c) for c in columns] for row in table_rows])
+            added += max(cursor.rowcount, 0)
+    return added
+
 
 def _breaker_row(conn, provider: str, model: str) -> dict | None:
     row = conn.execute(f"SELECT {', '.join(_BREAKER_COLUMNS)} FROM breakers WHERE provider = %s AND model = %s",

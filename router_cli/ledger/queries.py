@@ -98,10 +98,11 @@ def call_time_range(store) -> tuple[str | None, str | None]:
 
 def cache_use(store, since: datetime, until: datetime) -> list[tuple]:
     """Prompt-cache traffic of [since, until) by provider: rows ``(provider, input tokens, cache
-    read tokens, cache write tokens, nano-dollars caching saved)``, counts as reported."""
+    read tokens, cache write tokens, nano-dollars caching saved)``, counts as reported. Response-cache
+    hits (``status = 'cached'``) sent nothing to a provider and are left out."""
     sql = ("SELECT provider, coalesce(sum(input_tokens), 0), coalesce(sum(cache_read_tokens), 0), "
            "coalesce(sum(cache_write_tokens), 0), coalesce(sum(cache_saved_nanousd), 0) "
-           "FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY provider")
+           "FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? AND status != 'cached' GROUP BY provider")
     return store.read(sql, [stamp(since), stamp(until)]).fetchall()
 
 

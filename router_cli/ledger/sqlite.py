@@ -229,6 +229,9 @@ def open_ledger(target: str | os.PathLike, *, busy_timeout: float = DEFAULT_BUSY
 def open_for_reading(target: str | os.PathLike):
     """Open for reports: upgrade in place when writable, else read without changing anything.
 
+    A PostgreSQL ledger is read through read-only transactions (upgraded first only when its
+    schema is older than this mmr's).
+
     Read-only means the file or its directory cannot be written, or the file has no
     write bit at all (``chmod 0400``, even for root). Without a ``-wal`` file the main
     file holds every committed write and no writer is active, so it is read as
@@ -237,6 +240,13 @@ def open_for_reading(target: str | os.PathLike):
     them). Beside an existing ``-wal``, SQLite's read-only mode reads through it.
     """
     if is_url(str(target)):
+        from .postgres import PostgresLedger
+
+        try:  # read-only: a report never sends the outbox or writes; it upgrades only an older schema
+            return PostgresLedger(str(target), readonly=True)
+        except LedgerError as e:
+            if not getattr(e, "schema_behind", False):
+                raise
         return open_ledger(target)
     path = Path(target)
     if _writable(path):

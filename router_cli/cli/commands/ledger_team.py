@@ -7,25 +7,27 @@ from typing import Annotated
 import typer
 
 from ...errors import UsageError
-from ..options import DbOption
+from ..options import ConfigOption, DbOption
 
 app = typer.Typer(no_args_is_help=True, help="A team's ledger: send what was kept locally, merge a local ledger.")
 
 
-def _team_ledger(db: str | None):
+def _team_ledger(db: str | None, config: str | None):
     from ...ledger import open_ledger
     from ...ledger.paths import is_url
     from ..common import ledger_target
 
-    target = ledger_target(db)
+    target = ledger_target(db, config)
     if not is_url(str(target)):
         raise UsageError("this needs a PostgreSQL ledger: --db postgresql://..., $MMR_DB or ledger.url in the config")
     return open_ledger(str(target))
 
 
 @app.command(name="sync")
-def sync(db: DbOption = None) -> None:
+def sync(db: DbOption = None, config: ConfigOption = None) -> None:
     """Send the calls kept locally while the team's PostgreSQL server was unreachable; each lands exactly once.
+
+    The database is --db, $MMR_DB or ledger.url of the config.
 
     Example: mmr ledger sync --db postgresql://mmr@db.example.com/mmr
     """
@@ -33,7 +35,7 @@ def sync(db: DbOption = None) -> None:
     from ...render.text import note
 
     # Opening the ledger tries already (and says what it sent); this says what is wrong if it cannot.
-    with _team_ledger(db) as ledger:
+    with _team_ledger(db, config) as ledger:
         pushed = send(ledger)
     if pushed is None:
         note("nothing to send: no calls were kept locally for this database")
@@ -45,6 +47,7 @@ def sync(db: DbOption = None) -> None:
 def push(
     source: Annotated[str, typer.Argument(help="The SQLite ledger file to merge.", show_default=False)],
     db: DbOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Merge a local SQLite ledger into the team's PostgreSQL ledger, keeping ids, users, teams and costs.
 
@@ -60,7 +63,7 @@ def push(
 
     if not Path(source).is_file():
         raise UsageError(f"{source}: no such ledger file")
-    with _team_ledger(db) as team, open_for_reading(Path(source)) as local:
+    with _team_ledger(db, config) as team, open_for_reading(Path(source)) as local:
         pushed = merge(local, team)
     added = ", ".join(f"{pushed.added[t]} of {pushed.seen[t]} {t}" for t in pushed.seen)
     note(f"pushed {source}: added {added}")

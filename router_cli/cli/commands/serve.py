@@ -33,12 +33,11 @@ def serve(
 
         raise UsageError(f"--port must be from 0 to 65535, got {port}")
     from ...engine.router import Router
-    from ...ledger import resolve_db_path
     from ...render import text as render
     from ...server.run import serve as run
-    from ..common import load_config
+    from ..common import ledger_target, load_config
 
     cfg = load_config(config)
-    router = Router(cfg, resolve_db_path(db), on_note=render.note if verbose else None)
+    router = Router(cfg, ledger_target(db, cfg=cfg), on_note=render.note if verbose else None)
     router.check_ledger()
     run(router, host, port, no_auth=no_auth)
