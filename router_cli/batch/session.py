@@ -42,12 +42,13 @@ class BatchJob:
     strict: bool = False
     resume: str | None = None
     batch_id: str | None = None  # --batch-id; else derived (see batch/resume.py)
+    local_model: bool = False  # the built-in config with no key: the local model in every tier (see with_local_model)
 
     def worker_spec(self, batch_id: str) -> dict:
         """The first line a worker process reads: everything it needs to answer rows (no keys)."""
         return {"kind": self.kind, "options": self.options.to_json(), "config_text": self.config_text,
                 "config_source": self.config_source, "ml_model": self.ml_model, "db": self.db,
-                "verbose": self.verbose, "batch_id": batch_id}
+                "verbose": self.verbose, "batch_id": batch_id, "local_model": self.local_model}
 
 
 def run_job(job: BatchJob, config: Config, *, write: Callable[[dict], None], note: Callable[[str], None],

@@ -93,6 +93,10 @@ def _start(spec: dict, send: Callable[[dict], None]) -> tuple[Router, Callable[[
     config = parse_config(spec["config_text"], spec["config_source"])
     if spec.get("ml_model") is not None:
         config = replace(config, ml_model=spec["ml_model"])
+    if spec.get("local_model"):
+        from ..providers.local import with_local_model
+
+        config = with_local_model(config)
     router = Router(config, spec["db"], on_note=(lambda m: send({"note": m})) if spec.get("verbose") else None)
     call = make_call(router, spec["kind"], RequestOptions.from_json(spec["options"]), spec.get("batch_id"))
     router.pauses.listener = lambda name, seconds: send({"pause": name, "seconds": seconds})

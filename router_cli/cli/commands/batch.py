@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from ...errors import UsageError
+from ...errors import MissingKeyError, UsageError
 
 if TYPE_CHECKING:
     from ...engine.options import RequestOptions
@@ -26,7 +26,7 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     from ...batch.pool import MAX_PROCESSES, auto_processes
     from ...batch.session import BatchJob, run_job
     from ...config import parse_config, read_config
-    from ..common import ledger_target
+    from ..common import keyless_default, ledger_target
     from ...render import progress as bars
     from ...render.text import jsonl_row, note, stderr_is_terminal
 
@@ -49,8 +49,11 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     cfg = resolve_prices(parse_config(text, source_name))  # a model without a price stops the batch before row 1
     if ml_model is not None:
         cfg = replace(cfg, ml_model=ml_model)
+    keyless, key_hint = keyless_default(cfg)  # as for one prompt; said here once, not by each worker
     job = BatchJob(source, kind, options, text, source_name, ml_model, str(ledger_target(db, cfg=cfg)), verbose=verbose,
-                   concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id)
+                   concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id,
+                   local_model=keyless is not cfg)
+    cfg = keyless
     on_terminal = stderr_is_terminal()
     def write(row: dict) -> None:
         jsonl_row(row)
@@ -68,6 +71,8 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
              "not paid again)")
     rerun = "--resume OUTFILE" + ("" if summary.batch_id_stable else f" --batch-id {summary.batch_id}")
     if summary.fatal is not None:
+        if isinstance(summary.fatal, MissingKeyError):
+            summary.fatal.message += key_hint
         summary.fatal.message += f" (the batch stopped; rerun with {rerun} to answer the rest)"
         raise summary.fatal
     if summary.interrupted:  # main() then says "Error: interrupted"
