@@ -482,3 +482,36 @@ def test_responses_do_not_wait_for_a_delayed_ack(served):
         took.append(time.perf_counter() - started)
     connection.close()
     assert sorted(took[10:])[15] < 0.02  # the median; 40 ms and more with Nagle on
+
+
+# ---------------------------------------------------------------- usage in the client's protocol
+
+
+def test_usage_is_translated_between_the_protocols_streams_included(served, server):
+    claude = reply("cached answer", input_tokens=10, output_tokens=5, cache_read=1000, cache_write=200)
+    server.script("claude-small", claude, claude)
+    gpt = reply("reasoned answer", input_tokens=1200, output_tokens=50, cache_read=1024, reasoning=20)
+    server.script("gpt-small", gpt, gpt, gpt)
+    raw = served.openai().chat.completions.with_raw_response.create(
+        model="claude-small", messages=[{"role": "user", "content": "a"}])
+    usage = raw.parse().usage
+    # Anthropic's input 10 + cache read 1000 + cache write 200 = OpenAI's prompt_tokens
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1210, 5, 1215)
+    assert usage.prompt_tokens_details.cached_tokens == 1000
+    assert raw.headers["x-mmr-cost-usd"] == "0.000988"  # 1210 * 0.80e-6 + 5 * 4.00e-6
+    chunks = list(served.openai().chat.completions.create(
+        model="claude-small", messages=[{"role": "user", "content": "a"}], stream=True,
+        stream_options={"include_usage": True}))
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.prompt_tokens_details.cached_tokens) == (1210, 1000)
+    message = served.anthropic().messages.create(model="gpt-small", max_tokens=50,
+                                                 messages=[{"role": "user", "content": "b"}])
+    # OpenAI's prompt 1200 holds its 1024 cached: 176 uncached input
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
+            message.usage.cache_creation_input_tokens, message.usage.output_tokens) == (176, 1024, 0, 50)
+    with served.anthropic().messages.stream(model="gpt-small", max_tokens=50,
+                                            messages=[{"role": "user", "content": "b"}]) as stream:
+        final = stream.get_final_message()
+    assert (final.usage.input_tokens, final.usage.cache_read_input_tokens, final.usage.output_tokens) == (176, 1024, 50)
+    same = served.openai().chat.completions.create(model="gpt-small", messages=[{"role": "user", "content": "b"}]).usage
+    assert (same.prompt_tokens, same.prompt_tokens_details.cached_tokens) == (1200, 1024)
+    assert same.completion_tokens_details.reasoning_tokens == 20

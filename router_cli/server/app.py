@@ -118,8 +118,7 @@ class Server:
                 answer, status = value, 200
                 self._remember(session, what, answer)
                 return JSONResponse(answer_body(asked, answer.request_id, answer.final.model, answer.text,
-                                                answer.final.stop_reason, answer.final.input_tokens,
-                                                answer.final.output_tokens), headers=bill(answer))
+                                                answer.final.stop_reason, answer.final.usage), headers=bill(answer))
             status, streaming = 200, True  # the stream counts itself when it ends
             return StreamingResponse(self._stream(asked, worker, (kind, value), session, what, started),
                                      media_type="text/event-stream",
@@ -199,7 +198,7 @@ class Server:
                     final = answer.final
                     writer.model = final.model
                     trailer = " ".join(f"{k}={v}" for k, v in bill(answer).items())
-                    yield writer.end(final.stop_reason, final.input_tokens, final.output_tokens, trailer)
+                    yield writer.end(final.stop_reason, final.usage, trailer)
                     return
                 else:
                     status, _ = self._failure(asked.protocol, value)
