@@ -397,6 +397,7 @@ def test_built_in_default_without_a_key_answers_from_the_local_model(mmr, db_pat
     assert "no API key is set (ANTHROPIC_API_KEY or OPENAI_API_KEY): the local model answers" in result.stderr.decode()
     (row,) = ledger_rows(db_path)
     assert (row["provider"], row["model"], row["status"], row["cost_usd"]) == ("local", "smollm2-135m", "ok", "0")
+    assert row["price_source"] == "local"  # as docs/costs.md says of a local model's rows
     assert row["input_tokens"] > 0
     # The baseline stays what the premium tier would have cost for those tokens.
     assert float(row["baseline_cost_usd"]) > 0
