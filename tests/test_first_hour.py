@@ -160,6 +160,19 @@ def test_ask_json_config_error_prints_json_with_exit_3(mmr, tmp_path):
                    "request_id": None, "attempts": [], "cost_usd": "0"}
 
 
+def test_ask_and_cascade_json_with_a_bad_option_print_one_json_object(mmr):
+    import json
+
+    for command in ("ask", "cascade"):
+        result = mmr(command, "--json", "--temperature", "9", "hi")
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stdout.decode().splitlines()
+        out = json.loads(line)
+        assert out["exit_code"] == 2 and out["error"]["exit_code"] == 2 and out["request_id"] is None
+        assert "temperature" in out["error"]["message"] and out["attempts"] == [] and out["cost_usd"] == "0"
+        assert result.stderr.decode().startswith("Error: ")
+
+
 # ---------------------------------------------------------------- item 6: latency_ms is the provider's, wall_ms the command's
 
 
