@@ -515,3 +515,20 @@ def test_usage_is_translated_between_the_protocols_streams_included(served, serv
     same = served.openai().chat.completions.create(model="gpt-small", messages=[{"role": "user", "content": "b"}]).usage
     assert (same.prompt_tokens, same.prompt_tokens_details.cached_tokens) == (1200, 1024)
     assert same.completion_tokens_details.reasoning_tokens == 20
+
+
+def test_a_model_asked_for_by_id_is_never_answered_from_another_models_cache(server, tmp_path, db_path):
+    running = start_serve(write_config(tmp_path / "cache.yaml", server.url, extra="cache:\n  enabled: true\n"),
+                          db_path, "--no-auth")
+    try:
+        client = running.openai()
+        heads = [client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "same words"}]).headers
+            for model in ("claude-small", "gpt-small", "gpt-small")]
+    finally:
+        running.stop()
+    assert [h["x-mmr-model"] for h in heads] == ["anthropic/claude-small", "openai/gpt-small", "openai/gpt-small"]
+    # 2 * 0.80e-6 + 4 * 4.00e-6; 2 * 0.15e-6 + 4 * 0.60e-6 ("Answer to: same words"); then its own cached answer
+    assert [h["x-mmr-cost-usd"] for h in heads] == ["0.0000176", "0.0000027", "0"]
+    assert [(r["model"], r["status"]) for r in ledger_rows(db_path)] == [
+        ("claude-small", "ok"), ("gpt-small", "ok"), ("gpt-small", "cached")]

@@ -24,7 +24,7 @@ def lookup(cache, request: "Request", options: "RequestOptions") -> tuple[str, A
     prompt = request.prompt + (f"\0stop={list(options.stop)!r}" if options.stop else "")
     key = cache_key(request.config, tier=request.start_tier, prompt=prompt, system=request.system,
                     max_tokens=options.max_tokens, temperature=options.temperature, user=request.user,
-                    variant=request.variant)
+                    variant=request.variant, model=options.model)
     return key, None if options.refresh else _hit(cache, key, request)
 
 
