@@ -532,3 +532,37 @@ def test_a_model_asked_for_by_id_is_never_answered_from_another_models_cache(ser
     assert [h["x-mmr-cost-usd"] for h in heads] == ["0.0000176", "0.0000027", "0"]
     assert [(r["model"], r["status"]) for r in ledger_rows(db_path)] == [
         ("claude-small", "ok"), ("gpt-small", "ok"), ("gpt-small", "cached")]
+
+
+def test_metrics_need_a_client_key_when_keys_are_configured(authed):
+    status, _, body = authed.raw("GET", "/metrics")
+    assert status == 401 and "API key" in json.loads(body)["error"]["message"]
+    status, _, body = authed.raw("GET", "/metrics", headers={"authorization": f"Bearer {KEY}"})
+    assert status == 200 and b"mmr_in_flight_requests" in body
+    assert authed.raw("GET", "/healthz")[0] == 200  # a load balancer's probe needs no key
+
+
+def test_a_ledger_failure_tells_the_client_nothing_of_the_ledger(server, tmp_path, pg_server, pg_url):
+    running = start_serve(write_config(tmp_path / "serve.yaml", server.url), pg_url, "--no-auth")
+    name = pg_url.split("@/", 1)[1].split("?", 1)[0]
+    try:
+        running.openai().chat.completions.create(model="auto", messages=[{"role": "user", "content": "first"}])
+        # The database goes away for this server: no new connections, its own cut.
+        pg_server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        pg_server.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        time.sleep(1.1)  # past the server's one-second proof of a writable ledger
+        with pytest.raises(openai.APIStatusError) as e:
+            running.openai().chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(anthropic.APIStatusError) as f:
+            with running.anthropic().messages.stream(model="auto", max_tokens=9,
+                                                     messages=[{"role": "user", "content": "hi"}]) as stream:
+                list(stream.text_stream)
+    finally:
+        running.stop()
+        pg_server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    generic = "the ledger could not be used; the request was not answered (details in the server's log)"
+    assert e.value.status_code == 500 and e.value.body["message"] == generic
+    assert f.value.body["error"]["message"] == generic
+    told = [line for line in running.lines if str(pg_server.socket_dir) in line]
+    assert len(told) >= 2, running.lines  # the operator sees where
+    assert len(server.calls()) == 1  # only the first request was paid for
