@@ -52,6 +52,7 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
     job = BatchJob(source, kind, options, text, source_name, ml_model, str(ledger_target(db, cfg=cfg)), verbose=verbose,
                    concurrency=concurrency, processes=processes, strict=strict, resume=resume, batch_id=batch_id)
     on_terminal = stderr_is_terminal()
+
     def write(row: dict) -> None:
         jsonl_row(row)
         for warning in row.get("budget_warnings") or ():  # each once: only the row that passed the mark has it
