@@ -104,10 +104,7 @@ def resolve_prices(config: Config) -> Config:
             continue
         price = library_price(spec.type, model.model, spec.base_url)
         if price is None:
-            raise ConfigError(
-                f"{config.source}: {model.where or model.provider}: {model.provider}/{model.model} has no price: "
-                f"{library_source()} does not know it; give it price: {{input: ..., output: ...}} (USD per 1M "
-                "tokens) or price: free")
+            raise _no_price(config, model)
         found[key] = price
 
     def priced(models: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
@@ -119,6 +116,14 @@ def resolve_prices(config: Config) -> Config:
         replace(e, variants=tuple(replace(v, tiers={k: priced(ms) for k, ms in v.tiers.items()}) for v in e.variants))
         for e in config.experiments)
     return replace(config, tiers=tiers, experiments=experiments)
+
+
+def _no_price(config: Config, model: ModelSpec) -> ConfigError:
+    """The error of a model that neither the config nor the library prices."""
+    return ConfigError(
+        f"{config.source}: {model.where or model.provider}: {model.provider}/{model.model} has no price: "
+        f"{library_source()} does not know it; give it price: {{input: ..., output: ...}} (USD per 1M "
+        "tokens) or price: free")
 
 
 def per_million(value: Decimal | None) -> str | None:
@@ -147,9 +152,7 @@ def price_rows(config: Config) -> list[dict]:
                     raise
         price = library if model.price.source == UNPRICED and library is not None else model.price
         if price.source == UNPRICED:
-            raise ConfigError(f"{config.source}: {model.where}: {model.provider}/{model.model} has no price: "
-                              f"{library_source()} does not know it; give it price: {{input: ..., output: ...}} "
-                              "or price: free")
+            raise _no_price(config, model)
         rows.append(_row(model, price, library))
     return rows
 

@@ -437,6 +437,27 @@ def test_a_budget_passing_80_and_95_percent_is_said_once(server, mmr, money_conf
     assert third.returncode == 0 and "warning" not in third.stderr.decode()
 
 
+def test_concurrent_requests_passing_a_mark_together_say_it_once(server, mmr, money_config, tmp_path):
+    config = money_config("budgets: [{scope: global, period: day, limit: 0.01, policy: block}]\n")
+    # Nine rows answered together, each 354 x 3 = 1062 micro-dollars: 9558 in all (95.58 %), past 80 % and 95 %.
+    server.always("claude-cache", reply("a", input_tokens=354, output_tokens=0, delay=0.6))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "prompt": f"row {i}"}) + "\n" for i in range(9)))
+    run = mmr("ask", "--batch", str(rows), "--tier", "simple", "--max-tokens", "1", "--concurrency", "9",
+              "--config", str(config))
+    assert run.returncode == 0, run.stderr.decode()
+    answers = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert len(answers) == 9 and {a["cost_usd"] for a in answers} == {"0.001062"}
+    # One warning names the highest mark it passed: 95 % once; 80 % once or inside that 95 %, never twice.
+    marks = [w.rsplit("passed ", 1)[1] for a in answers for w in a["budget_warnings"]]
+    assert marks.count("95%") == 1 and marks.count("80%") <= 1, marks
+    stderr = run.stderr.decode()
+    assert stderr.count("passed 95%") == 1 and stderr.count("passed 80%") == marks.count("80%")
+    # Another process later in the period: both marks were said already.
+    again = mmr("ask", "--config", str(config), "--tier", "simple", "--max-tokens", "1", "one more")
+    assert again.returncode == 0 and "warning" not in again.stderr.decode()
+
+
 def test_batch_rows_sharing_a_system_prompt_write_it_once_and_read_it_after(server, mmr, money_config, db_path, tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "prompt": f"ticket {i}"}) + "\n" for i in range(3)))

@@ -166,6 +166,19 @@ def test_ask_json_config_error_prints_json_with_exit_3(mmr, tmp_path):
                    "request_id": None, "attempts": [], "cost_usd": "0"}
 
 
+def test_ask_and_cascade_json_with_a_bad_option_print_one_json_object(mmr):
+    import json
+
+    for command in ("ask", "cascade"):
+        result = mmr(command, "--json", "--temperature", "9", "hi")
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stdout.decode().splitlines()
+        out = json.loads(line)
+        assert out["exit_code"] == 2 and out["error"]["exit_code"] == 2 and out["request_id"] is None
+        assert "temperature" in out["error"]["message"] and out["attempts"] == [] and out["cost_usd"] == "0"
+        assert result.stderr.decode().startswith("Error: ")
+
+
 # ---------------------------------------------------------------- item 6: latency_ms is the provider's, wall_ms the command's
 
 
@@ -403,6 +416,7 @@ def test_built_in_default_without_a_key_answers_from_the_local_model(mmr, db_pat
     assert "no API key is set (ANTHROPIC_API_KEY or OPENAI_API_KEY): the local model answers" in result.stderr.decode()
     (row,) = ledger_rows(db_path)
     assert (row["provider"], row["model"], row["status"], row["cost_usd"]) == ("local", "smollm2-135m", "ok", "0")
+    assert row["price_source"] == "local"  # as docs/costs.md says of a local model's rows
     assert row["input_tokens"] > 0
     # The baseline stays what the premium tier would have cost for those tokens.
     assert float(row["baseline_cost_usd"]) > 0

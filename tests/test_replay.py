@@ -112,3 +112,38 @@ def test_bad_replay_input(db_path, mmr, args, message):
 def test_replay_without_a_ledger(mmr):
     result = mmr("eval", "--replay", "--classifier", "rules")
     assert result.returncode == 2 and b"no ledger at" in result.stderr
+
+
+CACHE_PRICES = {  # USD per 1M: input / output / cache read / cache write, each tier's first model
+    "{input: 0.80, output: 4.00}": "{input: 0.80, output: 4.00, cache_read: 0.08, cache_write: 1.00}",
+    "{input: 3.00, output: 15.00}": "{input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75}",
+    "{input: 15.00, output: 75.00}": "{input: 15.00, output: 75.00, cache_read: 1.50, cache_write: 18.75}",
+}
+
+
+def test_replay_prices_every_token_class_as_the_engine_bills(db_path, tmp_path, server):
+    from router_cli.config import load_config
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "cached.yaml", server.url)
+    text = path.read_text()
+    for plain, cached in CACHE_PRICES.items():
+        text = text.replace(plain, cached)
+    path.write_text(text)
+    config = load_config(path)
+    # Anthropic: input 100 outside cache reads 2000 and writes 400; OpenAI: prompt 1200 holds 1024 cached.
+    claude = request([attempt("medium", tokens=(100, 50))], prompt=PLAIN, routed_tier="medium", command="ask")
+    claude["calls"][0].update(cache_read_tokens=2000, cache_write_tokens=400, reasoning_tokens=0)
+    gpt = request([attempt("medium", tokens=(1200, 80), provider="openai")], prompt=GREETING, routed_tier="medium",
+                  command="ask")
+    gpt["calls"][0].update(cache_read_tokens=1024, cache_write_tokens=0, reasoning_tokens=30)
+    with open_ledger(db_path) as ledger:
+        ledger.record(merge(claude, gpt))
+        report = replay(ledger, config, {"rules": get_classifier("rules", config)}, NOW - timedelta(days=1),
+                        NOW + timedelta(hours=1))
+    # As routed (medium): 100*3 + 2000*0.30 + 400*3.75 + 50*15 = 3150; 176*3 + 1024*0.30 + 80*15 = 2035.2 (per 1M)
+    assert report["as_routed"]["estimated_cost_usd"] == "0.0051852"
+    # The rules send the greeting to simple: 176*0.80 + 1024*0.08 + 80*4 = 542.72; the other stays 3150
+    assert report["classifiers"]["rules"]["estimated_cost_usd"] == "0.00369272"
+    # Baseline: 100*15 + 2000*1.5 + 400*18.75 + 50*75 = 15750; 176*15 + 1024*1.5 + 80*75 = 10176
+    assert report["as_routed"]["baseline_cost_usd"] == "0.025926"

@@ -482,3 +482,87 @@ def test_responses_do_not_wait_for_a_delayed_ack(served):
         took.append(time.perf_counter() - started)
     connection.close()
     assert sorted(took[10:])[15] < 0.02  # the median; 40 ms and more with Nagle on
+
+
+# ---------------------------------------------------------------- usage in the client's protocol
+
+
+def test_usage_is_translated_between_the_protocols_streams_included(served, server):
+    claude = reply("cached answer", input_tokens=10, output_tokens=5, cache_read=1000, cache_write=200)
+    server.script("claude-small", claude, claude)
+    gpt = reply("reasoned answer", input_tokens=1200, output_tokens=50, cache_read=1024, reasoning=20)
+    server.script("gpt-small", gpt, gpt, gpt)
+    raw = served.openai().chat.completions.with_raw_response.create(
+        model="claude-small", messages=[{"role": "user", "content": "a"}])
+    usage = raw.parse().usage
+    # Anthropic's input 10 + cache read 1000 + cache write 200 = OpenAI's prompt_tokens
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1210, 5, 1215)
+    assert usage.prompt_tokens_details.cached_tokens == 1000
+    assert raw.headers["x-mmr-cost-usd"] == "0.000988"  # 1210 * 0.80e-6 + 5 * 4.00e-6
+    chunks = list(served.openai().chat.completions.create(
+        model="claude-small", messages=[{"role": "user", "content": "a"}], stream=True,
+        stream_options={"include_usage": True}))
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.prompt_tokens_details.cached_tokens) == (1210, 1000)
+    message = served.anthropic().messages.create(model="gpt-small", max_tokens=50,
+                                                 messages=[{"role": "user", "content": "b"}])
+    # OpenAI's prompt 1200 holds its 1024 cached: 176 uncached input
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
+            message.usage.cache_creation_input_tokens, message.usage.output_tokens) == (176, 1024, 0, 50)
+    with served.anthropic().messages.stream(model="gpt-small", max_tokens=50,
+                                            messages=[{"role": "user", "content": "b"}]) as stream:
+        final = stream.get_final_message()
+    assert (final.usage.input_tokens, final.usage.cache_read_input_tokens, final.usage.output_tokens) == (176, 1024, 50)
+    same = served.openai().chat.completions.create(model="gpt-small", messages=[{"role": "user", "content": "b"}]).usage
+    assert (same.prompt_tokens, same.prompt_tokens_details.cached_tokens) == (1200, 1024)
+    assert same.completion_tokens_details.reasoning_tokens == 20
+
+
+def test_a_model_asked_for_by_id_is_never_answered_from_another_models_cache(server, tmp_path, db_path):
+    running = start_serve(write_config(tmp_path / "cache.yaml", server.url, extra="cache:\n  enabled: true\n"),
+                          db_path, "--no-auth")
+    try:
+        client = running.openai()
+        heads = [client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "same words"}]).headers
+            for model in ("claude-small", "gpt-small", "gpt-small")]
+    finally:
+        running.stop()
+    assert [h["x-mmr-model"] for h in heads] == ["anthropic/claude-small", "openai/gpt-small", "openai/gpt-small"]
+    # 2 * 0.80e-6 + 4 * 4.00e-6; 2 * 0.15e-6 + 4 * 0.60e-6 ("Answer to: same words"); then its own cached answer
+    assert [h["x-mmr-cost-usd"] for h in heads] == ["0.0000176", "0.0000027", "0"]
+    assert [(r["model"], r["status"]) for r in ledger_rows(db_path)] == [
+        ("claude-small", "ok"), ("gpt-small", "ok"), ("gpt-small", "cached")]
+
+
+def test_metrics_need_a_client_key_when_keys_are_configured(authed):
+    status, _, body = authed.raw("GET", "/metrics")
+    assert status == 401 and "API key" in json.loads(body)["error"]["message"]
+    status, _, body = authed.raw("GET", "/metrics", headers={"authorization": f"Bearer {KEY}"})
+    assert status == 200 and b"mmr_in_flight_requests" in body
+    assert authed.raw("GET", "/healthz")[0] == 200  # a load balancer's probe needs no key
+
+
+def test_a_ledger_failure_tells_the_client_nothing_of_the_ledger(server, tmp_path, pg_server, pg_url):
+    running = start_serve(write_config(tmp_path / "serve.yaml", server.url), pg_url, "--no-auth")
+    name = pg_url.split("@/", 1)[1].split("?", 1)[0]
+    try:
+        running.openai().chat.completions.create(model="auto", messages=[{"role": "user", "content": "first"}])
+        # The database goes away for this server: no new connections, its own cut.
+        pg_server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        pg_server.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        time.sleep(1.1)  # past the server's one-second proof of a writable ledger
+        with pytest.raises(openai.APIStatusError) as e:
+            running.openai().chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(anthropic.APIStatusError) as f:
+            with running.anthropic().messages.stream(model="auto", max_tokens=9,
+                                                     messages=[{"role": "user", "content": "hi"}]) as stream:
+                list(stream.text_stream)
+    finally:
+        running.stop()
+        pg_server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    generic = "the ledger could not be used; the request was not answered (details in the server's log)"
+    assert e.value.status_code == 500 and e.value.body["message"] == generic
+    assert f.value.body["error"]["message"] == generic
+    told = [line for line in running.lines if str(pg_server.socket_dir) in line]
+    assert len(told) >= 2, running.lines  # the operator sees where
+    assert len(server.calls()) == 1  # only the first request was paid for

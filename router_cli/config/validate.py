@@ -209,7 +209,7 @@ def _price(c: Checks, value: Any, path: str, provider_type: str) -> Price:
     if isinstance(value, str):
         raise c.fail(path, f"expected free or a mapping of prices (input, output, cache_read, cache_write, "
                            f"long_context), got {value!r}")
-    entry = c.mapping(value, path, _PRICE_KEYS | {"long_context"}, {"input", "output"})
+
     def rates(section: dict, where: str) -> tuple[Decimal, Decimal, Decimal | None, Decimal | None]:
         money = {k: c.money(section[k], join(where, k)) if k in section else None for k in _PRICE_KEYS}
         return money["input"] or Decimal(0), money["output"] or Decimal(0), money["cache_read"], money["cache_write"]

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .request import Request
 
 
-
 @dataclass
 class Call:
     """What every model of a chain is asked, and where its text goes."""

@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 from ..classify import NEEDS_CALLER, Decision, get_classifier
 from ..classify.base import ModelReply
 from ..config import Config, ModelSpec, ProviderSpec, Tier
-from ..errors import BudgetExceeded, LedgerError, MmrError, UsageError
+from ..errors import LedgerError, MmrError, UsageError
 from ..ids import new_id
 from ..policy.pauses import ProviderPauses
 from ..pricing import estimate_tokens, max_input_tokens
@@ -178,7 +178,8 @@ class Router:
                         on_text: Callable[[str], None] | None, on_restart: Note | None) -> Answer:
         """:meth:`ask` once the request is open: the cache, budgets, then the fallback chain."""
         cache = self._cache(request.config) if options.use_cache else None
-        key, hit = self._before_calls(request, options, cache)
+        key, hit = caching.before_calls(request, options, cache, lambda name: self.tier_worst_case(
+            name, request.prompt, request.system, options.max_tokens, request.request_id, request.config))
         if hit is not None:
             if on_text is not None:
                 with recording_on_interrupt(request):
@@ -202,48 +203,11 @@ class Router:
             caching.store(cache, key, request, final)
         return self._answer(request, final, started)
 
-    def _before_calls(self, request: Request, options: RequestOptions, cache) -> tuple[str | None, Attempt | None]:
-        """The cache key and a cached answer, budgets applied in between.
-
-        A cached answer costs nothing: it is looked up before budgets may refuse or
-        downgrade the request, and again at the tier a downgrade chose.
-        """
-        key, hit = caching.lookup(cache, request, options) if cache is not None else (None, None)
-        if hit is None:
-            decided = request.start_tier
-            self._apply_budgets(request, options.max_tokens)
-            if cache is not None and request.start_tier != decided:
-                key, hit = caching.lookup(cache, request, options)
-        return key, hit
-
     def _answer(self, request: Request, final: Attempt, started: float) -> Answer:
         ledger_error = finish(request, final)
         return Answer(final.text or "", request.request_id, request.decision, request.attempts, final, request.baseline,
                       (time.perf_counter() - started) * 1000, ledger_error, policy=tuple(request.policy),
                       variant=request.variant, budget_warnings=tuple(request.budget_warnings))
-
-    def _apply_budgets(self, request: Request, max_tokens: int | None) -> None:
-        """Downgrade ``request.start_tier`` to what the budgets allow, or record the refusal and raise it."""
-        if request.guard is None:
-            return
-        config = request.config
-        try:
-            tier, note = request.guard.choose_tier(  # type: ignore[attr-defined]
-                config.tier_names, request.start_tier,
-                lambda name: self.tier_worst_case(name, request.prompt, request.system, max_tokens,
-                                                  request.request_id, config))
-        except BudgetExceeded as e:
-            first = config.tier(request.start_tier).models[0]
-            request.policy.append(str(e))
-            request.attempts.append(Attempt(request.start_tier, first.provider, first.model, "blocked",
-                                            error=str(e), error_kind="budget"))
-            ledger_error = finish(request, None)
-            if ledger_error is not None:
-                e.message += f" (and the ledger could not be written: {ledger_error})"
-            raise
-        if note is not None:
-            request.start_tier = tier
-            request.note(note)
 
     # ------------------------------------------------------------ chains and costs
 

@@ -157,6 +157,12 @@ class PostgresLedger(PostgresBase):
         """Drop ``request_id``'s hold."""
         self._write(lambda conn: conn.execute("DELETE FROM budget_holds WHERE request_id = %s", (request_id,)))
 
+    def claim(self, key: str, expires_at: float) -> bool:
+        """Claim ``key`` once (see :meth:`LedgerStore.claim`)."""
+        return self._write(lambda conn: conn.execute(
+            "INSERT INTO budget_holds (request_id, nanousd, expires_at) VALUES (%s, 0, %s) "
+            "ON CONFLICT (request_id) DO NOTHING", (key, expires_at)).rowcount == 1)
+
     # ------------------------------------------------------------ circuit breakers
 
     def breaker(self, provider: str, model: str) -> dict | None:

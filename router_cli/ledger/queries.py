@@ -297,11 +297,12 @@ def latest_feedback(store, request_ids: Sequence[str], chunk: int = 500) -> dict
 def calls_of_requests_started(store, since: datetime, until: datetime) -> Iterator[dict]:
     """The calls of each request whose first attempt falls in [since, until), grouped by request
     (ordered by request id, then call id), streamed: id, request_id, role, tier, status, quality,
-    routed_tier, input_tokens, output_tokens, cost_nanousd, and the prompt's stored, prompt and
-    prompt_hash."""
+    routed_tier, provider, the token counts (input, output, cache read, cache write, reasoning), cost_nanousd,
+    and the prompt's stored, prompt and prompt_hash."""
     cursor = store.read(
         "SELECT calls.request_id, calls.id, calls.role, calls.tier, calls.status, calls.quality, calls.routed_tier, "
-        "calls.input_tokens, calls.output_tokens, calls.cost_nanousd, prompts.stored, prompts.prompt, prompts.prompt_hash "
+        "calls.provider, calls.input_tokens, calls.output_tokens, calls.cache_read_tokens, calls.cache_write_tokens, "
+        "calls.reasoning_tokens, calls.cost_nanousd, prompts.stored, prompts.prompt, prompts.prompt_hash "
         "FROM calls LEFT JOIN prompts ON prompts.request_id = calls.request_id WHERE calls.request_id IN "
         "(SELECT request_id FROM calls WHERE attempt = 1 AND datetime_utc >= ? AND datetime_utc < ?) "
         "ORDER BY calls.request_id, calls.id",

@@ -153,6 +153,11 @@ class SQLiteLedger(SQLiteBase):
         """Drop ``request_id``'s hold."""
         self._write(lambda conn: conn.execute("DELETE FROM budget_holds WHERE request_id = ?", (request_id,)))
 
+    def claim(self, key: str, expires_at: float) -> bool:
+        """Claim ``key`` once (see :meth:`LedgerStore.claim`)."""
+        return self._write(lambda conn: conn.execute(
+            "INSERT OR IGNORE INTO budget_holds VALUES (?, NULL, NULL, 0, ?)", (key, expires_at)).rowcount == 1)
+
     # ------------------------------------------------------------ circuit breakers
 
     def breaker(self, provider: str, model: str) -> dict | None:

@@ -124,6 +124,11 @@ class LedgerStore(Protocol):
         """Drop ``request_id``'s hold, if any."""
         ...
 
+    def claim(self, key: str, expires_at: float) -> bool:
+        """Claim ``key`` (a budget's mark in one period) for the first caller of any process: True for
+        that one, False after. Kept as a hold of 0 nano-dollars until ``expires_at``."""
+        ...
+
     # ------------------------------------------------------------ circuit breakers
 
     def breaker(self, provider: str, model: str) -> dict | None:

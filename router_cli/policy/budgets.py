@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 NANO_PER_USD = Decimal(10) ** 9
 WARN_AT = (Decimal("0.80"), Decimal("0.95"))  # shares of a limit whose passing is said once on stderr
+CLAIM_SECONDS = 32 * 86400  # a claimed mark outlives its period (the key names the period)
+_CLAIMED: set[tuple[str, str]] = set()  # marks this process has claimed or seen claimed: asked of the ledger no more
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,10 @@ class BudgetGuard:
         return None
 
     def crossed(self, billed_nanousd: int, now: datetime | None = None) -> list[str]:
-        """Warnings for the budgets that this request's spend (``billed_nanousd``, already in the
-        ledger) carried past 80 % or 95 % of their limit: each mark is passed once per period, by one request."""
+        """Warnings for the budgets whose spend (this request's ``billed_nanousd`` already in the
+        ledger) is past 80 % or 95 % of their limit, each mark said once per period across every
+        process: the first request to see a mark passed claims it in the ledger (concurrent requests
+        all see the spend of each other, so comparing spend before and after would warn twice)."""
         if self.ledger is None or billed_nanousd <= 0:
             return []
         now = now or datetime.now(timezone.utc)
@@ -194,12 +198,24 @@ class BudgetGuard:
             if limit.budget is None or limit.limit <= 0:
                 continue
             spent = spent_nanousd(self.ledger, limit.budget, limit.who, now)
-            after, before = Decimal(spent) / NANO_PER_USD, Decimal(spent - billed_nanousd) / NANO_PER_USD
-            passed = [mark for mark in WARN_AT if before < limit.limit * mark <= after]
+            after = Decimal(spent) / NANO_PER_USD
+            since = period_start(limit.budget.period, now)
+            passed = [mark for mark in WARN_AT if limit.limit * mark <= after
+                      and self._claim(f"budget mark {limit.label} {since} {mark}", now)]
             if passed:
                 warnings.append(f"{limit.label}: {after / limit.limit:.1%} of {format_usd(limit.limit)} used "
                                 f"({format_usd(after)} spent); passed {passed[-1]:.0%}")
         return warnings
+
+    def _claim(self, key: str, now: datetime) -> bool:
+        """Whether this request is the first to see the mark ``key`` passed (a process asks the ledger once)."""
+        assert self.ledger is not None
+        seen = (str(self.ledger.path), key)
+        if seen in _CLAIMED:
+            return False
+        first = self.ledger.claim(key, now.timestamp() + CLAIM_SECONDS)
+        _CLAIMED.add(seen)
+        return first
 
     def choose_tier(self, tiers: list[str], decided: str, worst_case: Callable[[str], Decimal]) -> tuple[str, str | None]:
         """The most capable tier at or below ``decided`` that every limit allows, and a note when it changed.

@@ -42,8 +42,10 @@ class CachedAnswer:
 
 
 def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max_tokens: int | None,
-              temperature: float | None, user: str | None, mode: str = "ask", variant: str | None = None) -> str:
-    """The cache key of a request (a hex digest: neither prompt nor user is readable from it)."""
+              temperature: float | None, user: str | None, mode: str = "ask", variant: str | None = None,
+              model: str | None = None) -> str:
+    """The cache key of a request (a hex digest: neither prompt nor user is readable from it); ``model``:
+    the model asked for by id (mmr serve), which only its own answers may answer."""
     def normal(text: str | None) -> str | None:
         return None if text is None else text.replace("\r\n", "\n").strip()
 
@@ -53,6 +55,7 @@ def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max
         "user": user if config.cache.scope == "user" else None,
         # Experiment variants may give a tier other models: each keeps its own answers.
         **({"variant": variant} if variant else {}),
+        **({"model": model} if model else {}),
     }
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

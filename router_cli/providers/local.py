@@ -86,8 +86,8 @@ def with_local_model(config: Config) -> Config:
     from dataclasses import replace
 
     spec = ProviderSpec("local", "local", None, local=LocalModel(None, where=f"{config.source}: local model"))
-    tiers = tuple(replace(tier, models=(*tier.models, ModelSpec("local", "smollm2-135m", Price(Decimal(0), Decimal(0)),
-                                                                   min(256 * 2 ** i, 1024))))
+    free = Price(Decimal(0), Decimal(0), source="local")
+    tiers = tuple(replace(tier, models=(*tier.models, ModelSpec("local", "smollm2-135m", free, min(256 * 2 ** i, 1024))))
                   for i, tier in enumerate(config.tiers))
     return replace(config, tiers=tiers, providers={**config.providers, "local": spec})
 

@@ -83,6 +83,7 @@ def reprice(ledger, config, since: datetime, until: datetime) -> dict:
                 entry["today"] += cost(price, usage, long=bool(long))
             entry["calls"] += calls
             entry["recorded"] += Decimal(nano).scaleb(-9)
+
     def money(entry: dict, *keys: str) -> dict:
         out = {k: v for k, v in entry.items() if k not in keys}
         return {**out, **{f"{k}_usd": decimal_str(entry[k]) for k in keys}}

@@ -5,8 +5,8 @@ and price the traffic from the ledger's token counts at the config's prices.
 
 No model is called. For each request whose prompt was stored in full and that
 got an answer, the new route's tier is priced at its first model's prices for
-the tokens the answer actually used (the prompt's input tokens and the answer's
-output tokens as recorded), so each figure is an estimate: another model would
+the tokens the answer actually used (each class as recorded: uncached input, cache
+reads and writes, output; priced by the engine's own cost function), so each figure is an estimate: another model would
 have written a different number of tokens. The same arithmetic at the recorded
 routes (``as_routed``) makes the comparison like for like; ``actual`` is what
 the ledger says was billed, retries, escalations and judges included.
@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from ..classify.base import NEEDS_CALLER
 from ..errors import UsageError
-from ..pricing import cost_usd, decimal_str
+from ..pricing import Usage, cost, decimal_str
 from .feedback import RETURNED
 from .labels import NOT_STORED, label_request, requests_with_feedback
 from .when import iso
@@ -46,7 +46,8 @@ def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) 
     price = {t.name: t.models[0].price for t in config.tiers}
     baseline_price = config.baseline_model.price
     skipped: Counter = Counter()
-    requests = []  # (prompt, routed tier, input tokens, output tokens, actual nano-dollars, label)
+    types = {name: spec.type for name, spec in config.providers.items()}
+    requests = []  # (prompt, routed tier, the answer's Usage, actual nano-dollars, label)
     for _, calls, feedback in requests_with_feedback(ledger, since, until):
         first = calls[0]
         if first["stored"] != "full" or not first["prompt"]:
@@ -60,12 +61,12 @@ def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) 
             skipped[UNKNOWN_TIER] += 1
             continue
         label, _, _ = label_request(calls, feedback, tiers)
-        requests.append((first["prompt"], first["routed_tier"], answer["input_tokens"] or 0,
-                         answer["output_tokens"] or 0, sum(c["cost_nanousd"] or 0 for c in calls), label))
+        requests.append((first["prompt"], first["routed_tier"], _usage(answer, types),
+                         sum(c["cost_nanousd"] or 0 for c in calls), label))
 
-    as_routed = sum((cost_usd(price[r[1]], r[2], r[3]) for r in requests), Decimal(0))
-    actual = Decimal(sum(r[4] for r in requests)).scaleb(-9)
-    baseline = sum((cost_usd(baseline_price, r[2], r[3]) for r in requests), Decimal(0))
+    as_routed = sum((cost(price[r[1]], r[2]) for r in requests), Decimal(0))
+    actual = Decimal(sum(r[3] for r in requests)).scaleb(-9)
+    baseline = sum((cost(baseline_price, r[2]) for r in requests), Decimal(0))
     report: dict = {
         "requests": len(requests),
         "skipped": dict(skipped.most_common()),
@@ -77,7 +78,7 @@ def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) 
     }
     for name, classifier in classifiers.items():
         routes = [classifier.classify(r[0]).tier for r in requests]
-        estimated = sum((cost_usd(price[t], r[2], r[3]) for t, r in zip(routes, requests)), Decimal(0))
+        estimated = sum((cost(price[t], r[2]) for t, r in zip(routes, requests)), Decimal(0))
         report["classifiers"][name] = {
             "tier_mix": _mix(Counter(routes), tiers),
             "changed_routes": sum(t != r[1] for t, r in zip(routes, requests)),
@@ -89,13 +90,20 @@ def replay(ledger, config, classifiers: dict, since: datetime, until: datetime) 
     return report
 
 
+def _usage(call: dict, types: dict[str, str]) -> Usage:
+    """The billed classes of a ledger row, counted as its provider reported them (as the engine bills)."""
+    return Usage.reported(call["input_tokens"] or 0, call["output_tokens"] or 0, call["cache_read_tokens"] or 0,
+                          call["cache_write_tokens"] or 0, call["reasoning_tokens"] or 0,
+                          cache_in_input=types.get(call["provider"]) == "openai")
+
+
 def _mix(counts: Counter, tiers: list[str]) -> dict[str, int]:
     return {t: counts.get(t, 0) for t in tiers}
 
 
 def _label_metrics(routes: list[str], requests: list, tiers: list[str]) -> dict:
     """Agreement with what cascades and feedback said a prompt needed, where they said it."""
-    known = [(tiers.index(t), tiers.index(r[5])) for t, r in zip(routes, requests) if r[5] is not None]
+    known = [(tiers.index(t), tiers.index(r[4])) for t, r in zip(routes, requests) if r[4] is not None]
     if not known:
         return {"labelled": 0}
     n = len(known)

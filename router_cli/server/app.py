@@ -3,8 +3,8 @@
     POST /v1/chat/completions   OpenAI Chat Completions (streaming or not)
     POST /v1/messages           Anthropic Messages (streaming or not)
     GET  /v1/models             auto, cascade, the tiers and the configured models
-    GET  /healthz               ok
-    GET  /metrics               Prometheus text
+    GET  /healthz               ok (open to all: a load balancer's probe)
+    GET  /metrics               Prometheus text (a client key needed when keys are configured)
 
 Each chat request runs the engine in a worker thread (server/routing.py): its
 attempts go to the ledger with ``command = serve``; its bill comes back in the
@@ -82,6 +82,8 @@ class Server:
             {"id": name, "object": "model", "created": 0, "owned_by": "mmr"} for name in names]})
 
     async def prometheus(self, request: Request) -> Response:
+        if self.keys is not None and self.keys.client(request.headers) is None:
+            return _error(OPENAI, 401, "a valid API key is required")
         loop = asyncio.get_running_loop()
         breakers = await loop.run_in_executor(self.pool, self._breaker_states)
         return PlainTextResponse(self.metrics.text(breakers), media_type="text/plain; version=0.0.4")
@@ -118,8 +120,7 @@ class Server:
                 answer, status = value, 200
                 self._remember(session, what, answer)
                 return JSONResponse(answer_body(asked, answer.request_id, answer.final.model, answer.text,
-                                                answer.final.stop_reason, answer.final.input_tokens,
-                                                answer.final.output_tokens), headers=bill(answer))
+                                                answer.final.stop_reason, answer.final.usage), headers=bill(answer))
             status, streaming = 200, True  # the stream counts itself when it ends
             return StreamingResponse(self._stream(asked, worker, (kind, value), session, what, started),
                                      media_type="text/event-stream",
@@ -199,7 +200,7 @@ class Server:
                     final = answer.final
                     writer.model = final.model
                     trailer = " ".join(f"{k}={v}" for k, v in bill(answer).items())
-                    yield writer.end(final.stop_reason, final.input_tokens, final.output_tokens, trailer)
+                    yield writer.end(final.stop_reason, final.usage, trailer)
                     return
                 else:
                     status, _ = self._failure(asked.protocol, value)
@@ -219,11 +220,17 @@ class Server:
         if isinstance(e, BadRequest):
             return e.status, _error(protocol, e.status, e.message, e.code)
         status = _status(e)
+        if isinstance(e, LedgerError):  # its host and paths are the operator's to see, not the client's
+            print(f"mmr serve: {redact(str(e), None)}", file=sys.stderr, flush=True)
+            return status, _error(protocol, status, LEDGER_FAILED)
         if status == 500 and not isinstance(e, MmrError):
             if isinstance(e, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise e
             print(f"mmr serve: internal error: {type(e).__name__}: {redact(str(e), None)}", file=sys.stderr, flush=True)
         return status, _error(protocol, status, _message(e))
+
+
+LEDGER_FAILED = "the ledger could not be used; the request was not answered (details in the server's log)"
 
 
 def bill(answer) -> dict[str, str]:
@@ -252,6 +259,8 @@ def _status(e: BaseException) -> int:
 
 
 def _message(e: BaseException) -> str:
+    if isinstance(e, LedgerError):
+        return LEDGER_FAILED
     if isinstance(e, (MmrError, BadRequest, BrokeOff)):
         return redact(str(e), None)
     return "internal error"

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..pricing import Usage
+
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
 
@@ -161,21 +163,32 @@ def stop_reason(protocol: str, reason: str | None) -> str:
 # ---------------------------------------------------------------- whole answers
 
 
-def answer_body(asked: Asked, request_id: str, model: str, text: str, reason: str | None,
-                input_tokens: int, output_tokens: int) -> dict:
+def usage_body(protocol: str, usage: Usage) -> dict:
+    """A call's billed ``usage`` as ``protocol`` reports it, whichever provider answered: OpenAI's
+    ``prompt_tokens`` include cache reads and writes (reads again as ``cached_tokens``), Anthropic's
+    ``input_tokens`` exclude them."""
+    if protocol == OPENAI:
+        prompt = usage.total_input
+        return {"prompt_tokens": prompt, "completion_tokens": usage.output, "total_tokens": prompt + usage.output,
+                "prompt_tokens_details": {"cached_tokens": usage.cache_read},
+                "completion_tokens_details": {"reasoning_tokens": usage.reasoning}}
+    return {"input_tokens": usage.input, "output_tokens": usage.output,
+            "cache_read_input_tokens": usage.cache_read, "cache_creation_input_tokens": usage.cache_write}
+
+
+def answer_body(asked: Asked, request_id: str, model: str, text: str, reason: str | None, usage: Usage) -> dict:
     """A whole answer in the client's shape."""
     if asked.protocol == OPENAI:
         return {
             "id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                          "finish_reason": stop_reason(OPENAI, reason), "logprobs": None}],
-            "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-                      "total_tokens": input_tokens + output_tokens},
+            "usage": usage_body(OPENAI, usage),
         }
     return {
         "id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": model,
         "content": [{"type": "text", "text": text}], "stop_reason": stop_reason(ANTHROPIC, reason),
-        "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        "stop_sequence": None, "usage": usage_body(ANTHROPIC, usage),
     }
 
 
@@ -228,19 +241,18 @@ class StreamWriter:
         return sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
                    "content_block_delta")
 
-    def end(self, reason: str | None, input_tokens: int, output_tokens: int, trailer: str) -> bytes:
+    def end(self, reason: str | None, usage: Usage, trailer: str) -> bytes:
         """The closing events; ``trailer`` (the bill) goes in an SSE comment before the last one."""
         comment = f": {trailer}\n\n".encode()
         if self.asked.protocol == OPENAI:
             out = self._chunk([{"index": 0, "delta": {}, "finish_reason": stop_reason(OPENAI, reason)}])
             if self.asked.include_usage:
-                out += self._chunk([], usage={"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-                                              "total_tokens": input_tokens + output_tokens})
+                out += self._chunk([], usage=usage_body(OPENAI, usage))
             return out + comment + sse("[DONE]")
         return (sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
                 + sse({"type": "message_delta", "delta": {"stop_reason": stop_reason(ANTHROPIC, reason),
                                                           "stop_sequence": None},
-                       "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}, "message_delta")
+                       "usage": usage_body(ANTHROPIC, usage)}, "message_delta")
                 + comment + sse({"type": "message_stop"}, "message_stop"))
 
     def error(self, status: int, message: str) -> bytes:

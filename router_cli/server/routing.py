@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Config, ModelSpec
 from ..engine.options import RequestOptions
-from .protocols import OPENAI, Asked, BadRequest
+from .protocols import Asked, BadRequest
 
 AUTO = ("auto", "mmr")
 CASCADE = "cascade"
@@ -65,12 +65,6 @@ def find_model(config: Config, name: str) -> ModelSpec | None:
             if name in (spec.model, f"{spec.provider}/{spec.model}"):
                 return spec
     return None
-
-
-def protocol_of(config: Config, model: ModelSpec) -> str:
-    """The wire protocol a model speaks (a local model is served as OpenAI's)."""
-    kind = config.providers[model.provider].type
-    return "anthropic" if kind == "anthropic" else OPENAI
 
 
 class Sessions:

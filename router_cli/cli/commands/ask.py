@@ -87,9 +87,10 @@ def ask(
 
     Many prompts: mmr ask --batch prompts.jsonl --concurrency 16 > answers.jsonl
     """
-    options = request_options(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
-                              temperature=temperature, max_cost=max_cost, user=user, team=team, no_cache=no_cache,
-                              refresh=refresh, prompt_cache=prompt_cache)
+    with _json_on_failure(json_output):  # a bad option is a failure like any other
+        options = request_options(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
+                                  temperature=temperature, max_cost=max_cost, user=user, team=team,
+                                  no_cache=no_cache, refresh=refresh, prompt_cache=prompt_cache)
     if batch is not None:
         from .batch import answer_batch
 
@@ -152,10 +153,12 @@ def cascade(
 
     Many prompts: mmr cascade --batch prompts.jsonl > answers.jsonl (a row's tier is where it starts)
     """
-    options = request_options(system=system, tier=start_tier, from_classifier=from_classifier, classifier=classifier,
-                              max_tier=max_tier, threshold=threshold, gate=gate, max_tokens=max_tokens,
-                              temperature=temperature, max_cost=max_cost, user=user, team=team,
-                              prompt_cache=prompt_cache, checks=check, check_timeout=check_timeout)
+    with _json_on_failure(json_output):
+        options = request_options(system=system, tier=start_tier, from_classifier=from_classifier,
+                                  classifier=classifier, max_tier=max_tier, threshold=threshold, gate=gate,
+                                  max_tokens=max_tokens, temperature=temperature, max_cost=max_cost, user=user,
+                                  team=team, prompt_cache=prompt_cache, checks=check,
+                                  check_timeout=check_timeout)
     if batch is not None:
         from .batch import answer_batch
 

@@ -55,6 +55,7 @@ def answer_batch(kind: str, options: RequestOptions, source: str, *, prompt: str
                    local_model=keyless is not cfg)
     cfg = keyless
     on_terminal = stderr_is_terminal()
+
     def write(row: dict) -> None:
         jsonl_row(row)
         for warning in row.get("budget_warnings") or ():  # each once: only the row that passed the mark has it
