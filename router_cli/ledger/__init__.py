@@ -6,7 +6,8 @@
 
 from .migrations import SCHEMA_VERSION
 from .paths import resolve_db_path, user_data_dir
-from .sqlite import SQLiteLedger, open_for_reading, open_ledger
+from .opening import open_for_reading, open_ledger
+from .sqlite import SQLiteLedger
 from .sqlite_base import DEFAULT_BUSY_TIMEOUT
 from .store import LedgerStore
 
