@@ -19,7 +19,7 @@ from typing import Any
 from ..config import Config
 from ..errors import UsageError
 from .knn import neighbour_estimates, request_text
-from .ml_train import calibrate, fold_splits, out_of_fold, targets
+from .ml_train import calibrate, fold_splits, out_of_fold, priced, targets
 
 K_GRID = (25, 50, 100, 200, 400)
 
@@ -68,6 +68,7 @@ def train_knn(rows, config: Config, *, target_quality: float = 0.95, folds: int 
     import numpy as np
 
     _check(rows, folds, target_quality)
+    config = priced(rows, config)
     tiers = config.tier_names
     _, quality, costs = targets(rows, config)
     vectors = embed_rows(rows, on_progress) if vectors is None else vectors
@@ -122,6 +123,7 @@ def train_blend(rows, config: Config, output: str, *, target_quality: float = 0.
     from .ml_train import train
 
     _check(rows, folds, target_quality)
+    config = priced(rows, config)
     vectors = embed_rows(rows, on_progress)
     if on_progress:
         on_progress("ml part")

@@ -19,6 +19,16 @@ from ..errors import UsageError
 from .ml import COST_SCALE, FORMAT, FORMAT_VERSION, MAX_TERMS, N_SHAPE, VECTORIZER, checksum, shape_features
 
 
+def priced(rows, config: Config) -> Config:
+    """``config`` with every model priced when some row has no costs of its own: such rows are
+    priced at the tiers' models' prices (a model with none is a ConfigError)."""
+    if all(r.costs is not None for r in rows):
+        return config
+    from ..prices import resolve_prices
+
+    return resolve_prices(config)
+
+
 def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
           data_sha256: str = "", on_progress=None, confidence: float | None = None) -> dict:
     """Fit the per-tier models on ``rows`` (LabelledRow) and calibrate lambda; return the model JSON."""
@@ -26,10 +36,7 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
         import sklearn  # noqa: F401
     except ImportError:
         raise UsageError("mmr train needs scikit-learn: pip install -e '.[ml]' (in the mmr checkout, as the README says)") from None
-    from ..prices import resolve_prices
-
-    if any(r.costs is None for r in rows):
-        config = resolve_prices(config)  # rows without costs are priced at the tiers' models' prices
+    config = priced(rows, config)
     tiers = config.tier_names
     if not 0 < target_quality <= 1:
         raise UsageError(f"--target-quality must be in (0, 1], got {target_quality:g}")
