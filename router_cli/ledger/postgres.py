@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..errors import LedgerError
 from .pg_base import PostgresBase, pg_sql
-from .store import SCOPES
+from .budget_reads import BudgetReads
 
 _BREAKER_COLUMNS = ("state", "failures", "opened_at", "open_until", "probe_until", "last_error", "updated_at")
 _CACHE_COLUMNS = ("key", "scope", "created_at", "expires_at", "request_id", "tier", "provider", "model", "text",
@@ -31,7 +31,7 @@ _ANSWERED = "role = 'answer' AND status IN ('ok', 'cached', 'best_effort')"
 HOLD_LOCK = 0x6D6D725F686F6C64
 
 
-class PostgresLedger(PostgresBase):
+class PostgresLedger(BudgetReads, PostgresBase):
     """An open PostgreSQL ledger: the :class:`~router_cli.ledger.store.LedgerStore` for a ``postgresql://`` URL."""
 
     def check_writable(self) -> None:
@@ -108,28 +108,6 @@ class PostgresLedger(PostgresBase):
             "dims = excluded.dims, vector = excluded.vector", rows))
 
     # ------------------------------------------------------------ budgets
-
-    def spent_nanousd(self, scope: str, who: str | None, since: str) -> int:
-        """Nano-dollars billed since ``since``: by everyone (``global``) or by user/team ``who``."""
-        if _scope(scope) == "global":
-            return self._value("SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE datetime_utc >= ?", (since,))
-        return self._value(f'SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE "{scope}" = ? AND datetime_utc >= ?',
-                           (who, since))
-
-    def spent_by(self, scope: str, since: str) -> dict[str, int]:
-        """Nano-dollars billed since ``since`` per user (team), in name order."""
-        if _scope(scope) == "global":
-            raise ValueError("spend by whom: the scope must be user or team")
-        sql = (f'SELECT "{scope}" AS who, sum(cost_nanousd) AS spent FROM calls WHERE "{scope}" IS NOT NULL '
-               f'AND datetime_utc >= ? GROUP BY "{scope}" ORDER BY "{scope}"')
-        return {row["who"]: row["spent"] for row in self._dicts(sql, (since,))}
-
-    def held_nanousd(self, scope: str, who: str | None, request_id: str, now: float) -> int:
-        """What requests other than ``request_id`` hold at ``now`` (all, or user/team ``who``'s)."""
-        where = "" if _scope(scope) == "global" else f' AND "{scope}" = ?'
-        params = [request_id, now] + ([] if scope == "global" else [who])
-        return self._value(
-            f"SELECT coalesce(sum(nanousd), 0) FROM budget_holds WHERE request_id != ? AND expires_at > ?{where}", params)
 
     def hold_budget(self, request_id: str, user: str | None, team: str | None,
                     decide: Callable[[], tuple[int, float] | None]) -> bool:
@@ -231,13 +209,6 @@ def _breaker_row(conn, provider: str, model: str) -> dict | None:
     row = conn.execute(f"SELECT {', '.join(_BREAKER_COLUMNS)} FROM breakers WHERE provider = %s AND model = %s",
                        (provider, model)).fetchone()
     return None if row is None else dict(zip(_BREAKER_COLUMNS, row))
-
-
-def _scope(scope: str) -> str:
-    if scope not in SCOPES:
-        raise ValueError(f"unknown budget scope {scope!r}")
-    return scope
-
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

@@ -21,7 +21,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from .sqlite_base import SQLiteBase
-from .store import SCOPES
+from .budget_reads import BudgetReads
 
 _BREAKER_COLUMNS = ("state", "failures", "opened_at", "open_until", "probe_until", "last_error", "updated_at")
 # An answer's call that a request returned (a judge's or a classifier's call answers no row).
@@ -30,7 +30,7 @@ _CACHE_COLUMNS = ("key", "scope", "created_at", "expires_at", "request_id", "tie
                   "input_tokens", "output_tokens", "cost_usd", "stop_reason")
 
 
-class SQLiteLedger(SQLiteBase):
+class SQLiteLedger(BudgetReads, SQLiteBase):
     """An open SQLite ledger: the :class:`~router_cli.ledger.store.LedgerStore` mmr uses.
 
     One object serves every thread of a process: each thread gets its own
@@ -107,28 +107,6 @@ class SQLiteLedger(SQLiteBase):
         self._write(lambda conn: conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows))
 
     # ------------------------------------------------------------ budgets
-
-    def spent_nanousd(self, scope: str, who: str | None, since: str) -> int:
-        """Nano-dollars billed since ``since``: by everyone (``global``) or by user/team ``who``."""
-        if _scope(scope) == "global":
-            return self._value("SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE datetime_utc >= ?", (since,))
-        return self._value(f"SELECT coalesce(sum(cost_nanousd), 0) FROM calls WHERE {scope} = ? AND datetime_utc >= ?",
-                           (who, since))
-
-    def spent_by(self, scope: str, since: str) -> dict[str, int]:
-        """Nano-dollars billed since ``since`` per user (team), in name order."""
-        if _scope(scope) == "global":
-            raise ValueError("spend by whom: the scope must be user or team")
-        sql = (f"SELECT {scope}, sum(cost_nanousd) FROM calls WHERE {scope} IS NOT NULL "
-               f"AND datetime_utc >= ? GROUP BY {scope} ORDER BY {scope}")
-        return dict(self._run(lambda: self._connection().execute(sql, (since,)).fetchall()))
-
-    def held_nanousd(self, scope: str, who: str | None, request_id: str, now: float) -> int:
-        """What requests other than ``request_id`` hold at ``now`` (all, or user/team ``who``'s)."""
-        where = "" if _scope(scope) == "global" else f" AND {scope} = ?"
-        params = [request_id, now] + ([] if scope == "global" else [who])
-        return self._value(
-            f"SELECT coalesce(sum(nanousd), 0) FROM budget_holds WHERE request_id != ? AND expires_at > ?{where}", params)
 
     def hold_budget(self, request_id: str, user: str | None, team: str | None,
                     decide: Callable[[], tuple[int, float] | None]) -> bool:
@@ -211,14 +189,6 @@ class SQLiteLedger(SQLiteBase):
 
     def __enter__(self) -> "SQLiteLedger":
         return self
-
-
-def _scope(scope: str) -> str:
-    # The scope names a column: only these three may reach the SQL.
-    if scope not in SCOPES:
-        raise ValueError(f"unknown budget scope {scope!r}")
-    return scope
-
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
