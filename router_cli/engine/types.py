@@ -114,7 +114,8 @@ class Answer:
             "baseline_cost_usd": decimal_str(self.baseline_cost),
             "savings_usd": decimal_str(self.baseline_cost - self.cost),
             # The answering call's latency, as the ledger records it; the whole wait is wall_ms.
-            "latency_ms": round(self.final.duration_ms, 1),
+            # As the ledger records it (3 decimals), so a row recovered from the ledger (--resume) prints the same.
+            "latency_ms": round(round(self.final.duration_ms, 3), 1),
             "wall_ms": round(self.latency_ms, 1),
             "cached": self.final.status == "cached",
             "stop_reason": self.final.stop_reason,
