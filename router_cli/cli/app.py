@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MmrError
-from .commands import ask, classify, costs, eval as evaluation, ledger_data, ledger_team, prices, serve
+from .commands import ask, classify, costs, eval as evaluation, ledger_data, ledger_team, prices, report, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -32,6 +32,7 @@ app.command(name="classify", short_help="Print the tier a prompt would go to; ca
 app.command(name="eval", short_help="Score classifiers on labelled data, or replay the ledger.")(evaluation.evaluate)
 app.command(name="train", short_help="Train the ml classifier (needs the ml extra).")(evaluation.train)
 app.command(name="costs", short_help="Spend, baseline, savings and drift from the ledger.")(costs.costs)
+app.command(name="report", short_help="The routing dashboard as one offline HTML page.")(report.report)
 app.command(name="labels", short_help="Labelled JSONL from the ledger's gates and feedback.")(ledger_data.labels)
 app.command(name="feedback", short_help="Say whether an answer was good or bad.")(ledger_data.feedback)
 app.command(name="explain", short_help="Why a request went where it went.")(ledger_data.explain)

@@ -49,6 +49,14 @@ def _columns(keys: Sequence[str], table: str = "") -> str:
     return "".join(f'{prefix}"{k}", ' for k in keys)
 
 
+def _where(where: "dict[str, str] | None", table: str = "") -> tuple[str, list[str]]:
+    """`` AND "user" = ?`` for each equality filter (known columns only) and its parameters."""
+    where = where or {}
+    _columns(list(where))
+    prefix = f"{table}." if table else ""
+    return "".join(f' AND {prefix}"{k}" = ?' for k in where), list(where.values())
+
+
 # ------------------------------------------------------------------ drift (routed tiers by window)
 
 # The routed tiers in the ledger, one index seek each (a "loose index scan").
@@ -64,27 +72,31 @@ def routed_tiers(store) -> list[str]:
     return [tier for (tier,) in store.read(_ROUTED_TIERS).fetchall()]
 
 
-def tier_requests(store, tier: str, since: datetime, until: datetime) -> int:
-    """Requests routed to ``tier`` whose first attempt falls in [since, until): an index-only count."""
-    sql = "SELECT count(*) FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ? AND attempt = 1"
-    return store.read(sql, [tier, stamp(since), stamp(until)]).fetchone()[0]
+def tier_requests(store, tier: str, since: datetime, until: datetime, where: dict[str, str] | None = None) -> int:
+    """Requests routed to ``tier`` whose first attempt falls in [since, until): an index-only count
+    (``where``: only the calls of these column values, e.g. ``{"team": "ml"}``; then not index-only)."""
+    extra, params = _where(where)
+    sql = f"SELECT count(*) FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ? AND attempt = 1{extra}"
+    return store.read(sql, [tier, stamp(since), stamp(until), *params]).fetchone()[0]
 
 
-def tier_window_counts(store, tier: str, since: datetime, until: datetime) -> tuple[int, int, int, int]:
+def tier_window_counts(store, tier: str, since: datetime, until: datetime,
+                       where: dict[str, str] | None = None) -> tuple[int, int, int, int]:
     """(requests, escalated requests, failed calls, calls) routed to ``tier`` in [since, until),
-    from the routed-tier index alone."""
+    from the routed-tier index alone (``where``: as in :func:`tier_requests`)."""
+    extra, params = _where(where)
     sql = (
         "SELECT coalesce(sum(attempt = 1), 0), coalesce(sum(attempt = 1 AND escalated), 0), "
         "coalesce(sum(status = 'error'), 0), count(*) "
-        "FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?"
+        f"FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?{extra}"
     )
     if _postgres(store):
         sql = (
             "SELECT count(*) FILTER (WHERE attempt = 1), count(*) FILTER (WHERE attempt = 1 AND escalated <> 0), "
             "count(*) FILTER (WHERE status = 'error'), count(*) "
-            "FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?"
+            f"FROM calls WHERE routed_tier = ? AND datetime_utc >= ? AND datetime_utc < ?{extra}"
         )
-    requests, escalated, errors, calls = store.read(sql, [tier, stamp(since), stamp(until)]).fetchone()
+    requests, escalated, errors, calls = store.read(sql, [tier, stamp(since), stamp(until), *params]).fetchone()
     return requests, escalated, errors, calls
 
 
@@ -137,7 +149,8 @@ _BUCKET = (
 _PG_BUCKET = _BUCKET.replace("CAST(duration_ms", "CAST(trunc(duration_ms").replace(" AS INTEGER)", ") AS bigint)")
 
 
-def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = (), *, squares: bool = False):
+def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = (), *, squares: bool = False,
+                 where: dict[str, str] | None = None):
     """The calls of [start, end) summed by ``keys`` (columns of :data:`GROUP_COLUMNS`), latency
     bucket and status: an iterable of rows, each ``(*key values, bucket, status, calls, requests,
     input tokens, output tokens, spend, baseline, escalated requests, judging spend, answers,
@@ -145,8 +158,10 @@ def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = ()
     (for significance tests; about 10 % more time), else 0.
 
     Meant for a day at a time: a range of the ``datetime_utc`` index, sorted in small groups.
+    ``where``: only the calls of these column values (``{"team": "ml"}``).
     """
     columns = _columns(keys)
+    extra, params = _where(where)
     # Grouping by status is cheaper than a conditional sum per status (measured).
     squared = "total(cost_nanousd * cost_nanousd)" if squares else "0"
     sql = (
@@ -154,7 +169,7 @@ def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = ()
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
         "coalesce(sum(attempt = 1 AND escalated), 0), coalesce(sum((role = 'judge') * cost_nanousd), 0), "
         f"sum(role = 'answer'), {squared} "
-        f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {columns}bucket, status"
+        f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ?{extra} GROUP BY {columns}bucket, status"
     )
     if _postgres(store):
         squared = "coalesce(sum(cost_nanousd::float8 * cost_nanousd), 0)" if squares else "0"
@@ -164,9 +179,9 @@ def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = ()
             "coalesce(sum(baseline_cost_nanousd), 0), count(*) FILTER (WHERE attempt = 1 AND escalated <> 0), "
             "coalesce(sum(cost_nanousd) FILTER (WHERE role = 'judge'), 0), "
             f"sum(CASE WHEN role = 'answer' THEN 1 ELSE 0 END), {squared} "
-            f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? GROUP BY {columns}bucket, status"
+            f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ?{extra} GROUP BY {columns}bucket, status"
         )
-    return store.read(sql, [stamp(start), stamp(end)])
+    return store.read(sql, [stamp(start), stamp(end), *params])
 
 
 def has_feedback(store) -> bool:
@@ -174,22 +189,25 @@ def has_feedback(store) -> bool:
     return store.read("SELECT 1 FROM feedback LIMIT 1").fetchone() is not None
 
 
-def feedback_counts(store, since: datetime, until: datetime, keys: Sequence[str] = (), *, by_minute: bool = False):
+def feedback_counts(store, since: datetime, until: datetime, keys: Sequence[str] = (), *, by_minute: bool = False,
+                    where: dict[str, str] | None = None):
     """The latest verdict on each call of [since, until), counted: an iterable of rows
     ``(*key values, [minute,] verdict, needs_higher (0 or 1), count)``. ``by_minute`` also
     groups by the call's minute (``datetime_utc`` cut to ``YYYY-MM-DDTHH:MM``), so that
     callers can put each minute in its local day.
 
     Driven from the (small) feedback table: SQLite takes the bare columns from the
-    max(id) row of each call's group, and joins each to its call by key.
+    max(id) row of each call's group, and joins each to its call by key. ``where``: only the
+    calls of these column values.
     """
     columns = _columns(keys, "calls")
+    extra, params = _where(where, "calls")
     minute = "substr(calls.datetime_utc, 1, 16), " if by_minute else ""
     sql = (
         f"SELECT {columns}{minute}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
         "(SELECT call_id, verdict, needs_higher, max(id) FROM feedback GROUP BY call_id) AS f "
         "CROSS JOIN calls ON calls.id = f.call_id "
-        f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {columns}{minute}f.verdict, f.needs_higher"
+        f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ?{extra} GROUP BY {columns}{minute}f.verdict, f.needs_higher"
     )
     if _postgres(store):
         # The latest verdict per call: DISTINCT ON walks idx_feedback_call (call_id, id) backwards.
@@ -197,9 +215,9 @@ def feedback_counts(store, since: datetime, until: datetime, keys: Sequence[str]
             f"SELECT {columns}{minute}f.verdict, coalesce(f.needs_higher, 0), count(*) FROM "
             "(SELECT DISTINCT ON (call_id) call_id, verdict, needs_higher FROM feedback ORDER BY call_id, id DESC) AS f "
             "JOIN calls ON calls.id = f.call_id "
-            f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ? GROUP BY {columns}{minute}f.verdict, f.needs_higher"
+            f"WHERE calls.datetime_utc >= ? AND calls.datetime_utc < ?{extra} GROUP BY {columns}{minute}f.verdict, f.needs_higher"
         )
-    return store.read(sql, [stamp(since), stamp(until)])
+    return store.read(sql, [stamp(since), stamp(until), *params])
 
 
 # ------------------------------------------------------------------ health
@@ -315,9 +333,10 @@ def calls_of_requests_started(store, since: datetime, until: datetime) -> Iterat
 
 # ------------------------------------------------------------------ shell checks (mmr costs --by gate)
 
-def checks_in_window(store, since: datetime, until: datetime) -> Iterator[str]:
-    """The ``checks_json`` of every call in the window that has one."""
+def checks_in_window(store, since: datetime, until: datetime, where: dict[str, str] | None = None) -> Iterator[str]:
+    """The ``checks_json`` of every call in the window that has one (``where``: of these column values)."""
+    extra, params = _where(where)
     cursor = store.read("SELECT checks_json FROM calls WHERE datetime_utc >= ? AND datetime_utc < ? "
-                        "AND checks_json IS NOT NULL", (stamp(since), stamp(until)))
+                        f"AND checks_json IS NOT NULL{extra}", (stamp(since), stamp(until), *params))
     for (text,) in cursor:
         yield text

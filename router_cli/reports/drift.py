@@ -47,7 +47,8 @@ def no_drift(since: datetime, until: datetime, threshold_points: float = 10.0) -
     return Drift(previous_since(since, until), since, 0, 0, {}, nothing, [], threshold_points)
 
 
-def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10.0, current: CostRow | None = None) -> Drift:
+def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10.0, current: CostRow | None = None,
+          where: dict[str, str] | None = None) -> Drift:
     """Compare the tier mix and the escalation and error rates of [since, until)
     with the window of equal length just before it; flag what moved.
 
@@ -55,14 +56,15 @@ def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10
     than ``threshold_points`` points; a rate when it rises by half that many
     points or at least doubles (rising a point or more). Nothing is flagged
     when either window has fewer than 20 requests. ``current``, the report's
-    total for [since, until), saves counting that window's rates again.
+    total for [since, until), saves counting that window's rates again. ``where``: only the
+    calls of these user/team values (both windows).
     """
     before_since = previous_since(since, until)
-    before = _window_mix(ledger, before_since, since)
+    before = _window_mix(ledger, before_since, since, where)
     if current is None:
-        now = _window_mix(ledger, since, until)
+        now = _window_mix(ledger, since, until, where)
     else:
-        now = {"tiers": _tier_counts(ledger, since, until), "requests": current.requests,
+        now = {"tiers": _tier_counts(ledger, since, until, where), "requests": current.requests,
                "escalated": current.escalated, "errors": current.errors, "calls": current.calls}
     tiers = sorted(set(before["tiers"]) | set(now["tiers"]), key=lambda t: -(now["tiers"].get(t, 0) + before["tiers"].get(t, 0)))
     mix = {t: (_share(before["tiers"].get(t, 0), before["requests"]), _share(now["tiers"].get(t, 0), now["requests"])) for t in tiers}
@@ -92,21 +94,21 @@ def _share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def _tier_counts(ledger, since: datetime, until: datetime) -> dict[str, int]:
+def _tier_counts(ledger, since: datetime, until: datetime, where: dict[str, str] | None = None) -> dict[str, int]:
     """Requests per routed tier: index-only counts."""
     counts = {}
     for tier in routed_tiers(ledger):
-        n = tier_requests(ledger, tier, since, until)
+        n = tier_requests(ledger, tier, since, until, where)
         if n:
             counts[tier] = n
     return counts
 
 
-def _window_mix(ledger, since: datetime, until: datetime) -> dict:
+def _window_mix(ledger, since: datetime, until: datetime, where: dict[str, str] | None = None) -> dict:
     """Requests by routed tier, escalations, errors and calls, from the routed-tier index alone."""
     out: dict = {"tiers": {}, "requests": 0, "escalated": 0, "errors": 0, "calls": 0}
     for tier in routed_tiers(ledger):
-        requests, escalated, errors, calls = tier_window_counts(ledger, tier, since, until)
+        requests, escalated, errors, calls = tier_window_counts(ledger, tier, since, until, where)
         if requests:
             out["tiers"][tier] = requests
         out["requests"] += requests

@@ -9,11 +9,12 @@ from ..ledger.queries import checks_in_window
 from .when import checked_window
 
 
-def gate_report(ledger, since: datetime, until: datetime | None = None) -> dict:
-    """The ``--by gate`` object: the window and one row per check command, most used first."""
+def gate_report(ledger, since: datetime, until: datetime | None = None, where: dict[str, str] | None = None) -> dict:
+    """The ``--by gate`` object: the window and one row per check command, most used first
+    (``where``: only the calls of these user/team values)."""
     since, until = checked_window(since, until)
     entries = []
-    for text in checks_in_window(ledger, since, until):
+    for text in checks_in_window(ledger, since, until, where):
         try:
             entries.append([c for c in json.loads(text) if isinstance(c, dict) and c.get("verdict") in ("pass", "fail", "error")])
         except ValueError:  # a row written by something else: not a check record

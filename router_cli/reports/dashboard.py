@@ -1,0 +1,184 @@
+"""The routing dashboard's figures (``mmr report --html``, ``GET /dashboard`` of ``mmr serve``):
+one JSON-ready dict for a window of the ledger.
+
+    data = dashboard(ledger, parse_when("30d"), period="day", budgets=config.budgets)
+
+Everything comes from one scan per day (as ``mmr costs`` does it), grouped by the tier that
+answered, the routed tier and the model, so the dashboard costs about one ``mmr costs``
+and not one per chart; the day's totals and the window's total are the same sums
+``mmr costs`` makes, so the page shows the figures ``mmr costs --json`` prints. Money is
+nano-dollars (int) inside and decimal strings out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Sequence
+
+from ..ledger.dashboard_reads import breaker_openings, costliest_requests, feedback_matrix
+from ..ledger.queries import calls_in_day, feedback_counts, has_feedback
+from ..pricing import decimal_str
+from .cost_rows import Accumulator
+from .costs import _span_with_calls
+from .drift import drift, no_drift
+from .gate_checks import gate_report
+from .when import checked_window, days, iso, period_of
+
+PERIODS = ("day", "week")
+_KEYS = ["tier", "routed_tier", "model", "command"]
+
+
+def usd(nanos: int) -> str:
+    """Nano-dollars as the decimal string ``mmr costs --json`` prints."""
+    return decimal_str(Decimal(nanos).scaleb(-9))
+
+
+class _Scan:
+    """The sums one pass over the window's calls gives every chart."""
+
+    def __init__(self) -> None:
+        self.total = Accumulator()
+        self.daily: dict[str, int] = {}  # day -> spend, as in mmr costs
+        self.periods: list[str] = []
+        self.spend: dict[str, dict[str, int]] = {}  # tier -> period -> spend
+        self.baseline: dict[str, int] = {}  # period -> baseline
+        self.routed: dict[str, dict[str, int]] = {}  # routed tier -> period -> requests
+        self.models: dict[str, dict[str, int]] = {}  # model -> period -> calls
+        self.by_routed: dict[str, Accumulator] = {}
+        self.by_model: dict[str, Accumulator] = {}
+        self.gated: dict[str, list[int]] = {}  # tier -> [cascade answers, rejected]
+
+    def add_day(self, ledger, start: datetime, end: datetime, day, period: str, where: dict | None) -> None:
+        day_acc = Accumulator()
+        if period not in self.baseline:
+            self.periods.append(period)
+            self.baseline[period] = 0
+        for row in calls_in_day(ledger, start, end, _KEYS, where=where):
+            tier, routed, model, command, bucket, status = row[:6]
+            measures = row[6:]
+            day_acc.add(bucket, status, measures)
+            calls, requests, spend, answers = measures[0], measures[1], measures[4], measures[8]
+            tier, routed, model = tier or "?", routed or "?", model or "?"
+            cell = self.spend.setdefault(tier, {})
+            cell[period] = cell.get(period, 0) + spend
+            self.baseline[period] += measures[5]
+            if requests:
+                cell = self.routed.setdefault(routed, {})
+                cell[period] = cell.get(period, 0) + requests
+            cell = self.models.setdefault(model, {})
+            cell[period] = cell.get(period, 0) + calls
+            self.by_routed.setdefault(routed, Accumulator()).add(bucket, status, measures)
+            self.by_model.setdefault(model, Accumulator()).add(bucket, status, measures)
+            if command == "cascade" and answers and status in ("ok", "rejected", "best_effort"):
+                gated = self.gated.setdefault(tier, [0, 0])
+                gated[0] += answers
+                gated[1] += answers if status == "rejected" else 0
+        self.total.merge(day_acc)
+        self.daily[day.isoformat()] = day_acc.sums[4]
+
+    def series(self, table: dict[str, dict[str, int]], order: Sequence[str] = ()) -> dict[str, list[int]]:
+        """Each key's values per period (0 where it has none): keys in ``order`` first (the config's
+        tiers, so a tier keeps its colour in every chart), then the largest total first."""
+        out = {k: [v.get(p, 0) for p in self.periods] for k, v in table.items()}
+        rank = {name: i for i, name in enumerate(order)}
+        return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), -sum(kv[1]), kv[0])))
+
+
+def dashboard(ledger, since: datetime, until: datetime | None = None, *, period: str = "day", utc: bool = False,
+              where: dict[str, str] | None = None, budgets: list | None = None, drift_points: float = 10.0,
+              top: int = 10, tiers: Sequence[str] = ()) -> dict:
+    """The dashboard of [since, until) (``ledger`` None: an empty one). ``where`` keeps only the
+    calls of these user/team values; ``budgets`` are the rows of :func:`policy.budgets.budget_use`;
+    ``tiers``: the config's tier names, cheapest first (the charts' order)."""
+    since, until = checked_window(since, until)
+    scan = _Scan()
+    feedback: list[tuple] = []
+    if ledger is not None:
+        start, stop = _span_with_calls(ledger, since, until)
+        for day_start, day_end, day in days(start, stop, utc):
+            scan.add_day(ledger, day_start, day_end, day, period_of(day)[period], where)
+        if has_feedback(ledger):
+            for verdict, higher, count in feedback_counts(ledger, start, stop, where=where):
+                scan.total.add_feedback(verdict, higher, count)
+        moved = drift(ledger, since, until, drift_points, current=scan.total.row({}), where=where)
+        feedback = feedback_matrix(ledger, since, until, where)
+        gates = gate_report(ledger, since, until, where=where)["gates"]
+        costly = costliest_requests(ledger, since, until, top, where)
+        breakers = [] if where else breaker_openings(ledger)
+    else:
+        moved, gates, costly, breakers = no_drift(since, until, drift_points), [], [], []
+        for _, _, day in days(since, until, utc):
+            if period_of(day)[period] not in scan.baseline:
+                scan.periods.append(period_of(day)[period])
+                scan.baseline[period_of(day)[period]] = 0
+            scan.daily[day.isoformat()] = 0
+    total = scan.total.row({})
+    return {
+        "since": iso(since), "until": iso(until), "period": period, "filters": dict(where or {}),
+        "generated": iso(datetime.now(timezone.utc)),
+        "total": total.to_json(),
+        "daily_spend": {d: usd(v) for d, v in scan.daily.items()},
+        "periods": scan.periods,
+        "spend_by_tier": {k: [usd(v) for v in vs] for k, vs in scan.series(scan.spend, tiers).items()},
+        "baseline": [usd(scan.baseline.get(p, 0)) for p in scan.periods],
+        "routed_requests": scan.series(scan.routed, tiers),
+        "model_calls": scan.series(scan.models),
+        "drift": moved.to_json(),
+        "escalation": [_escalation(t, a) for t, a in sorted(scan.by_routed.items()) if a.sums[1]],
+        "gates": {"tiers": [{"tier": t, "answers": n, "rejected": r, "pass_rate": round(1 - r / n, 4)}
+                            for t, (n, r) in sorted(scan.gated.items()) if n],
+                  "checks": gates},
+        "misrouting": _matrix(feedback),
+        "models": [_model(m, a) for m, a in sorted(scan.by_model.items(), key=lambda kv: (-kv[1].sums[0], kv[0]))],
+        "breakers": [_breaker(b, since, until) for b in breakers],
+        "budgets": budgets or [],
+        "costliest": [{**{k: v for k, v in r.items() if not k.endswith("nanousd")},
+                       "cost_usd": usd(r["cost_nanousd"]), "baseline_usd": usd(r["baseline_nanousd"])} for r in costly],
+    }
+
+
+def _escalation(tier: str, acc: Accumulator) -> dict:
+    row = acc.row({})
+    return {"tier": tier, "requests": row.requests, "escalated": row.escalated, "rate": round(row.escalation_rate, 4)}
+
+
+def _model(model: str, acc: Accumulator) -> dict:
+    row = acc.row({})
+    return {"model": model, "calls": row.calls, "errors": row.errors, "error_rate": round(row.error_rate, 4),
+            "latency_p50_ms": row.latency_p50_ms, "latency_p95_ms": row.latency_p95_ms,
+            "spend_usd": decimal_str(row.spend)}
+
+
+def _matrix(rows: list[tuple]) -> dict:
+    """Routed-to tier x should-be tier counts of bad verdicts, and the good ones per tier."""
+    tiers: list[str] = []
+    cells: dict[str, dict[str, int]] = {}
+    good: dict[str, int] = {}
+    for tier, should_be, verdict, count in rows:
+        tier = tier or "?"
+        for t in (tier, should_be):
+            if t is not None and t not in tiers:
+                tiers.append(t)
+        if verdict == "good":
+            good[tier] = good.get(tier, 0) + count
+        else:
+            target = should_be or "(not said)"
+            cells.setdefault(tier, {})[target] = cells.setdefault(tier, {}).get(target, 0) + count
+    return {"tiers": sorted(tiers), "bad": cells, "good": good,
+            "rated": sum(good.values()) + sum(sum(c.values()) for c in cells.values())}
+
+
+def _breaker(row: tuple, since: datetime, until: datetime) -> dict:
+    provider, model, state, opened_at, open_until, last_error = row
+    opened = None if opened_at is None else datetime.fromtimestamp(opened_at, timezone.utc)
+    return {"provider": provider, "model": model, "state": state, "opened_at": None if opened is None else iso(opened),
+            "opened_in_window": opened is not None and since <= opened < until, "last_error": last_error}
+
+
+def visible_budgets(rows: list[dict], where: dict[str, str] | None) -> list[dict]:
+    """The budget rows a view limited to ``where`` (a user or team) may show: that user's or
+    team's own budgets; without ``where``, all of them."""
+    if not where:
+        return rows
+    return [r for r in rows if any(r["budget"].startswith(scope + " ") and r["who"] == who for scope, who in where.items())]
