@@ -252,8 +252,9 @@ def test_help_and_dry_run_do_not_import_the_sdks(config_path):
         f"    assert main(['classify', '--classifier', 'ml', 'hello']) == 0\n"
         f"    assert main(['costs', '--config', {str(config_path)!r}, '--db', {str(config_path.parent / 'fast.db')!r}]) == 0\n"
         f"    assert main(['serve', '--help']) == 0\n"
+        f"    assert main(['report', '--help']) == 0\n"
         "heavy = ('anthropic', 'openai', 'sklearn', 'llama_cpp', 'sqlite_utils', 'numpy', 'tokenizers', 'safetensors',"
-        " 'genai_prices', 'starlette', 'uvicorn', 'psycopg')\n"
+        " 'genai_prices', 'starlette', 'uvicorn', 'psycopg', 'jinja2')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

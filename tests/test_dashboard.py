@@ -1,0 +1,144 @@
+"""``mmr report --html``: the dashboard page's figures, its escaping, its errors and its start-up
+(the page itself in a real browser: tests/test_dashboard_browser.py)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from router_cli.errors import EXIT_USAGE
+from tests.conftest import write_config
+from tests.dashboard_ledger import BASELINE, HOSTILE_TEAM, HOSTILE_USER, ML_SPEND, SAVINGS, SPEND, build
+
+BUDGETS = "budgets:\n  - {scope: team, period: day, limit: 0.05}\n  - {scope: global, period: month, limit: 1}\n"
+
+
+def window() -> list[str]:
+    now = datetime.now(timezone.utc)
+    return ["--since", (now - timedelta(days=2)).isoformat(timespec="seconds"),
+            "--until", (now + timedelta(minutes=1)).isoformat(timespec="seconds")]
+
+
+def figures(page: str) -> dict[str, str]:
+    return dict(re.findall(r'data-figure="(\w+)" data-value="([^"]*)"', page))
+
+
+@pytest.fixture
+def ledger(db_path):
+    build(db_path, datetime.now(timezone.utc) - timedelta(minutes=2))
+    return db_path
+
+
+@pytest.fixture
+def budget_config(tmp_path, server):
+    return write_config(tmp_path / "budgets.yaml", server.url, extra=BUDGETS)
+
+
+def report(mmr, tmp_path, *args: str, name: str = "d.html") -> str:
+    out = tmp_path / name
+    result = mmr("report", "--html", str(out), *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"" and f"wrote {out}" in result.stderr.decode()
+    return out.read_text(encoding="utf-8")
+
+
+def test_the_page_shows_the_figures_mmr_costs_prints(mmr, ledger, tmp_path):
+    span = window()
+    page = report(mmr, tmp_path, *span)
+    costs = json.loads(mmr("costs", "--json", *span).stdout)
+    shown = figures(page)
+    for key in ("spend_usd", "baseline_usd", "savings_usd", "requests", "calls", "escalation_rate", "error_rate",
+                "discarded_usd", "judging_usd", "discarded_share", "judging_share", "savings_pct"):
+        assert shown[key] == str(costs["total"][key]), key
+    # ...which are the hand-computed ones.
+    assert (shown["spend_usd"], shown["baseline_usd"], shown["savings_usd"]) == (SPEND, BASELINE, SAVINGS)
+    assert (shown["requests"], shown["calls"], shown["savings_pct"]) == ("3", "6", "37.5")
+    days = dict(re.findall(r'data-day="([\d-]+)" data-value="([^"]*)"', page))
+    assert days == costs["daily_spend"]
+    assert '<div class="v" data-figure="spend_usd" data-value="0.0375">$0.037500</div>' in page
+
+
+def test_every_ledger_value_is_escaped_and_the_file_runs_no_script(mmr, ledger, tmp_path):
+    page = report(mmr, tmp_path, *window())
+    assert HOSTILE_USER not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert HOSTILE_TEAM not in page and HOSTILE_TEAM in html.unescape(page)
+    assert "<script" not in page.lower()  # the static page has no script at all
+    # Offline: nothing to fetch, and the page's policy forbids fetching anything.
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "default-src 'none'" in page
+
+
+def test_a_team_sees_its_own_rows_as_costs_by_team_counts_them(mmr, ledger, tmp_path):
+    span = window()
+    page = report(mmr, tmp_path, *span, "--team", "ml")
+    costs = json.loads(mmr("costs", "--json", "--by", "team", *span).stdout)
+    ml = next(r for r in costs["rows"] if r["team"] == "ml")
+    shown = figures(page)
+    assert shown["spend_usd"] == ml["spend_usd"] == ML_SPEND
+    assert (shown["requests"], shown["calls"]) == (str(ml["requests"]), str(ml["calls"])) == ("2", "4")
+    assert html.escape(HOSTILE_USER) not in page and "evil.example" not in page
+
+
+def test_budgets_misrouting_and_costliest_requests(mmr, ledger, tmp_path, budget_config):
+    page = report(mmr, tmp_path, *window(), "--config", str(budget_config))
+    # Team budgets per team, and the global one: spend against the limit.
+    assert re.search(r'<th scope="row">team daily budget</th><td class="who">ml</td><td>[^<]*</td><td data-value="0.0335">', page)
+    assert re.search(r'<th scope="row">global monthly budget</th><td class="who">everyone</td><td>[^<]*</td><td data-value="0.0375">', page)
+    # The feedback matrix: simple's answer should have been medium's.
+    assert "should be medium" in page and '<td class="hot">1</td>' in page
+    # Costliest first, with the explain hint.
+    order = re.findall(r"<code>mmr explain (R\d)</code>", page)
+    assert order == ["R3", "R2", "R1"]
+    assert '<td data-value="0.0325">$0.032500</td>' in page  # R3: 0.002 + 0.0005 + 0.030
+
+
+def test_a_team_view_shows_only_that_teams_budgets(mmr, ledger, tmp_path, budget_config):
+    page = report(mmr, tmp_path, *window(), "--team", "ml", "--config", str(budget_config))
+    assert "global monthly budget" not in page and 'data-value="0.0335"' in page
+
+
+def test_weeks_and_an_empty_ledger(mmr, tmp_path, db_path):
+    page = report(mmr, tmp_path, "--by", "week")
+    assert figures(page)["spend_usd"] == "0" and "by week" in page
+    assert not db_path.exists()  # reading never creates a ledger
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "mmr report needs --html FILE"),
+    (["--html", "out.txt"], "ending in .html"),
+    (["--html", "d.html", "--by", "model"], "day or week"),
+    (["--html", "d.html", "--since", "soon"], "--since: cannot read"),
+])
+def test_usage_errors_are_one_line(mmr, args, message):
+    result = mmr("report", *args)
+    assert result.returncode == EXIT_USAGE
+    err = result.stderr.decode()
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_html_to_stdout(mmr, ledger):
+    result = mmr("report", "--html", "-", *window())
+    assert result.returncode == 0 and result.stdout.startswith(b"<!DOCTYPE html>")
+
+
+def test_only_rendering_a_page_imports_jinja2(config_path, tmp_path):
+    code = (
+        "import sys, io, contextlib\n"
+        "from router_cli.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    assert main(['--help']) == 0\n"
+        "    assert main(['report', '--help']) == 0\n"
+        f"    assert main(['costs', '--config', {str(config_path)!r}, '--db', {str(tmp_path / 'x.db')!r}]) == 0\n"
+        "    assert main(['report']) != 0\n"
+        "print('jinja2' in sys.modules, 'markupsafe' in sys.modules)\n"
+        f"main(['report', '--html', {str(tmp_path / 'x.html')!r}, '--config', {str(config_path)!r}, '--db', {str(tmp_path / 'x.db')!r}])\n"
+        "print('jinja2' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split("\n")[:2] == ["False False", "True"], result.stderr
