@@ -5,6 +5,7 @@
     GET  /v1/models             auto, cascade, the tiers and the configured models
     GET  /healthz               ok (open to all: a load balancer's probe)
     GET  /metrics               Prometheus text (a client key needed when keys are configured)
+    GET  /dashboard             the routing dashboard, refreshed live from /dashboard/data (server/dashboard.py)
 
 Each chat request runs the engine in a worker thread (server/routing.py): its
 attempts go to the ledger with ``command = serve``; its bill comes back in the
@@ -32,6 +33,7 @@ from ..errors import (
 from ..ids import new_id
 from ..pricing import decimal_str
 from .auth import Client, Keys
+from .dashboard import Dashboard
 from .metrics import Metrics
 from .protocols import ANTHROPIC, OPENAI, Asked, BadRequest, StreamWriter, answer_body, error_body, parse
 from .routing import BrokeOff, ClientGone, Meaning, Sessions, Worker, meaning, options_for
@@ -47,6 +49,7 @@ class Server:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mmr-serve")
         self.sessions = Sessions(self.config.serve.sessions)
         self.metrics = Metrics()
+        self.dashboard = Dashboard(self)
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -55,6 +58,8 @@ class Server:
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/dashboard", self.dashboard.page, methods=["GET"]),
+            Route("/dashboard/data", self.dashboard.data, methods=["GET"]),
         ])
 
     def close(self) -> None:
