@@ -63,3 +63,12 @@ def build(path: Path | str, when: datetime | None = None) -> None:
 
     with open_ledger(path) as ledger:
         ledger.record(rows(when))
+
+
+def add_request(path: Path | str, request_id: str, cost: str, *, team: str = "ml", user: str = "alice") -> None:
+    """One more answered request, now (for the live page to pick up)."""
+    from router_cli.ledger import open_ledger
+
+    when = datetime.now(timezone.utc) - timedelta(seconds=5)
+    with open_ledger(path) as ledger:
+        ledger.record({"calls": [_call(request_id, 1, when, "simple", "ok", cost, cost, user=user, team=team)]})
