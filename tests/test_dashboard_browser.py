@@ -47,7 +47,11 @@ def _missing(what: str) -> None:
 
 
 def _chromium() -> str | None:
-    return os.environ.get("MMR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    """$MMR_CHROMIUM, else chromium on PATH."""
+    named = os.environ.get("MMR_CHROMIUM")
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def browser():
         _missing("Playwright is not installed (pip install -e '.[dashboard-test]')")
     path = _chromium()
     if path is None:
-        _missing("no chromium on PATH (apt-get install chromium)")
+        _missing("no chromium ($MMR_CHROMIUM or on PATH; apt-get install chromium)")
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=path)
         yield launched
