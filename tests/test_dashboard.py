@@ -142,3 +142,19 @@ def test_only_rendering_a_page_imports_jinja2(config_path, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split("\n")[:2] == ["False False", "True"], result.stderr
+
+
+def test_both_stores_give_the_same_page_figures_as_costs(mmr, ledger_url, tmp_path, budget_config):
+    build(ledger_url, datetime.now(timezone.utc) - timedelta(minutes=2))
+    span = window()
+    for team in (None, "ml"):
+        extra = ["--team", team] if team else []
+        page = report(mmr, tmp_path, "--db", str(ledger_url), "--config", str(budget_config), *span, *extra)
+        shown = figures(page)
+        costs = json.loads(mmr("costs", "--json", "--db", str(ledger_url), "--by", "team", *span).stdout)
+        expected = next(r for r in costs["rows"] if r["team"] == team) if team else costs["total"]
+        for key in ("spend_usd", "baseline_usd", "requests", "calls", "escalation_rate", "error_rate"):
+            assert shown[key] == str(expected[key]), (team, key)
+        assert shown["spend_usd"] == (ML_SPEND if team else SPEND)
+        assert re.findall(r"<code>mmr explain (R\d)</code>", page) == (["R3", "R1"] if team else ["R3", "R2", "R1"])
+        assert ("should be medium" in page) and '<td class="hot">1</td>' in page

@@ -27,7 +27,7 @@ def _money(text: str | None) -> str:
     return format_usd(Decimal(text or 0))
 
 
-def stacked(periods: Sequence[str], series: dict[str, Sequence[float]], titles: dict[str, Sequence[str]],
+def stacked(periods: Sequence[str], series: dict[str, list[float]], titles: dict[str, list[str]],
             line: tuple[str, Sequence[float], Sequence[str]] | None = None, axis: str = "",
             scale: Callable[[float], str] = str) -> dict:
     """Vertical stacked bars, one per period, one colour per series; ``line``: (name, values,
@@ -56,10 +56,10 @@ def stacked(periods: Sequence[str], series: dict[str, Sequence[float]], titles: 
                              "ticks": _ticks(periods, step), "line": None,
                              "grid": [{"y": round(y(peak * f), 1), "label": scale(peak * f)} for f in (0.5, 1.0)]}
     if line is not None:
-        name, values, labels = line
-        chart["line"] = {"name": name, "points": " ".join(f"{LEFT + i * step + bar / 2:.1f},{y(v):.1f}" for i, v in enumerate(values)),
+        name, points, labels = line
+        chart["line"] = {"name": name, "points": " ".join(f"{LEFT + i * step + bar / 2:.1f},{y(v):.1f}" for i, v in enumerate(points)),
                          "dots": [{"x": round(LEFT + i * step + bar / 2, 1), "y": round(y(v), 1), "title": f"{periods[i]} · {name}: {labels[i]}"}
-                                  for i, v in enumerate(values)]}
+                                  for i, v in enumerate(points)]}
     return chart
 
 
@@ -73,14 +73,15 @@ def bars(rows: Sequence[tuple[str, Sequence[float], Sequence[str]]], names: Sequ
     """Horizontal bars: one row per label, one bar per series in ``names`` (values, titles)."""
     peak = max([v for _, vs, _ in rows for v in vs] + [limit or 0], default=0.0) or 1.0
     row_h, left, span = 16 * len(names) + 10, 190, WIDTH - 190 - 70
-    groups = [{"name": name, "colour": k % PALETTE, "rects": []} for k, name in enumerate(names)]
+    rects: list[list[dict]] = [[] for _ in names]
     labels = []
     for i, (label, values, titles) in enumerate(rows):
         labels.append({"y": 8 + i * row_h + row_h / 2, "label": label})
         for k, (value, title) in enumerate(zip(values, titles)):
-            groups[k]["rects"].append({"x": left, "y": 6 + i * row_h + k * 16, "w": round(max(0.0, value) / peak * span, 1),
+            rects[k].append({"x": left, "y": 6 + i * row_h + k * 16, "w": round(max(0.0, value) / peak * span, 1),
                                        "h": 14, "title": f"{label} · {names[k]}: {title}", "text": title})
-    chart = {"kind": "bars", "width": WIDTH, "height": 12 + max(1, len(rows)) * row_h, "groups": groups,
+    groups = [{"name": name, "colour": k % PALETTE, "rects": rects[k]} for k, name in enumerate(names)]
+    chart: dict[str, Any] = {"kind": "bars", "width": WIDTH, "height": 12 + max(1, len(rows)) * row_h, "groups": groups,
              "labels": labels, "left": left, "line": None, "limit_x": None}
     if limit is not None:
         chart["limit_x"] = round(left + limit / peak * span, 1)
