@@ -96,7 +96,7 @@ def charts(data: dict) -> dict[str, dict]:
     out = {
         "spend": stacked(periods, spend, {t: [_money(v) for v in vs] for t, vs in data["spend_by_tier"].items()},
                          ("premium baseline", baseline, [_money(v) for v in data["baseline"]]), "USD",
-                         lambda v: format_usd(Decimal(str(round(v, 6))))),
+                         lambda v: f"${v:,.2f}" if v >= 1 else f"${v:.2g}"),
         "routed": _counts(periods, data["routed_requests"], "requests"),
         "models": _counts(periods, data["model_calls"], "calls"),
         "escalation": bars([(e["tier"], [e["rate"] * 100], [f"{e['rate']:.1%} of {e['requests']:,}"]) for e in data["escalation"]],

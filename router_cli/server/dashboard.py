@@ -20,7 +20,7 @@ import threading
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from ..errors import MmrError, UsageError
 from .auth import Client
