@@ -158,3 +158,30 @@ def test_both_stores_give_the_same_page_figures_as_costs(mmr, ledger_url, tmp_pa
         assert shown["spend_usd"] == (ML_SPEND if team else SPEND)
         assert re.findall(r"<code>mmr explain (R\d)</code>", page) == (["R3", "R1"] if team else ["R3", "R2", "R1"])
         assert ("should be medium" in page) and '<td class="hot">1</td>' in page
+
+
+def test_the_live_data_reads_either_store_through_the_keys(server, tmp_path, ledger_url):
+    import base64
+    import hashlib
+
+    from tests.serve_fixture import start_serve
+
+    build(ledger_url, datetime.now(timezone.utc) - timedelta(minutes=2))
+    team_key, user_key = "dash-team-key-0123456789", "dash-user-key-0123456789"
+    keys = (f"serve:\n  keys:\n    - {{sha256: {hashlib.sha256(team_key.encode()).hexdigest()}, team: ml}}\n"
+            f"    - {{sha256: {hashlib.sha256(user_key.encode()).hexdigest()}, user: alice}}\n")
+    served = start_serve(write_config(tmp_path / "live.yaml", server.url, extra=keys), ledger_url)
+    try:
+        def shown(key: str, query: str = "") -> dict[str, str]:
+            basic = base64.b64encode(f"anyone:{key}".encode()).decode()
+            status, headers, body = served.raw("GET", "/dashboard/data?since=2d" + query, headers={"authorization": f"Basic {basic}"})
+            assert status == 200 and headers["content-type"] == "application/json", body
+            return figures("".join(json.loads(body)["sections"].values()))
+
+        assert shown(team_key)["spend_usd"] == ML_SPEND
+        assert shown(team_key, "&team=other")["spend_usd"] == ML_SPEND  # a key's scope is never widened or swapped
+        assert shown(user_key)["spend_usd"] == "0.001"  # alice's R1 only
+        assert served.raw("GET", "/dashboard/data?by=month", headers={"x-api-key": team_key})[0] == 400
+        assert served.raw("GET", "/dashboard/data")[0] == 401
+    finally:
+        served.stop()
