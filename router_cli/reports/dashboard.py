@@ -45,37 +45,56 @@ class _Scan:
         self.baseline: dict[str, int] = {}  # period -> baseline
         self.routed: dict[str, dict[str, int]] = {}  # routed tier -> period -> requests
         self.models: dict[str, dict[str, int]] = {}  # model -> period -> calls
-        self.by_routed: dict[str, Accumulator] = {}
-        self.by_model: dict[str, Accumulator] = {}
+        self.groups: dict[tuple, Accumulator] = {}  # (tier, routed tier, model, command) over the window
         self.gated: dict[str, list[int]] = {}  # tier -> [cascade answers, rejected]
 
     def add_day(self, ledger, start: datetime, end: datetime, day, period: str, where: dict | None) -> None:
-        day_acc = Accumulator()
         if period not in self.baseline:
             self.periods.append(period)
             self.baseline[period] = 0
+        # Each row goes into one accumulator (its group's, over the whole window) and the day's
+        # small per-group sums; totals, days and the per-tier and per-model views are folded from
+        # those afterwards (a row per latency bucket: thousands a day, so the loop stays lean).
+        sums: dict[tuple, list[int]] = {}
+        groups = self.groups
         for row in calls_in_day(ledger, start, end, _KEYS, where=where):
-            tier, routed, model, command, bucket, status = row[:6]
-            measures = row[6:]
-            day_acc.add(bucket, status, measures)
-            calls, requests, spend, answers = measures[0], measures[1], measures[4], measures[8]
-            tier, routed, model = tier or "?", routed or "?", model or "?"
-            cell = self.spend.setdefault(tier, {})
-            cell[period] = cell.get(period, 0) + spend
-            self.baseline[period] += measures[5]
+            key, bucket, status, measures = row[:4], row[4], row[5], row[6:]
+            acc = groups.get(key)
+            if acc is None:
+                acc = groups[key] = Accumulator()
+            acc.add(bucket, status, measures)
+            cell = sums.get(key)
+            if cell is None:
+                cell = sums[key] = [0, 0, 0, 0]
+            cell[0] += measures[4]
+            cell[1] += measures[5]
+            cell[2] += measures[1]
+            cell[3] += measures[0]
+            if key[3] == "cascade" and measures[8] and status in ("ok", "rejected", "best_effort"):
+                gated = self.gated.setdefault(key[0] or "?", [0, 0])
+                gated[0] += measures[8]
+                gated[1] += measures[8] if status == "rejected" else 0
+        spent = 0
+        for (tier, routed, model, _), (spend, baseline, requests, calls) in sums.items():
+            spent += spend
+            self.baseline[period] += baseline
+            _bump(self.spend, tier or "?", period, spend)
             if requests:
-                cell = self.routed.setdefault(routed, {})
-                cell[period] = cell.get(period, 0) + requests
-            cell = self.models.setdefault(model, {})
-            cell[period] = cell.get(period, 0) + calls
-            self.by_routed.setdefault(routed, Accumulator()).add(bucket, status, measures)
-            self.by_model.setdefault(model, Accumulator()).add(bucket, status, measures)
-            if command == "cascade" and answers and status in ("ok", "rejected", "best_effort"):
-                gated = self.gated.setdefault(tier, [0, 0])
-                gated[0] += answers
-                gated[1] += answers if status == "rejected" else 0
-        self.total.merge(day_acc)
-        self.daily[day.isoformat()] = day_acc.sums[4]
+                _bump(self.routed, routed or "?", period, requests)
+            _bump(self.models, model or "?", period, calls)
+        self.daily[day.isoformat()] = spent
+
+    def finish(self) -> None:
+        """The window's total from its groups."""
+        for acc in self.groups.values():
+            self.total.merge(acc)
+
+    def by(self, position: int) -> dict[str, Accumulator]:
+        """The groups merged by one of their keys (0 tier, 1 routed tier, 2 model)."""
+        out: dict[str, Accumulator] = {}
+        for key, acc in self.groups.items():
+            out.setdefault(key[position] or "?", Accumulator()).merge(acc)
+        return out
 
     def series(self, table: dict[str, dict[str, int]], order: Sequence[str] = ()) -> dict[str, list[int]]:
         """Each key's values per period (0 where it has none): keys in ``order`` first (the config's
@@ -98,6 +117,7 @@ def dashboard(ledger, since: datetime, until: datetime | None = None, *, period:
         start, stop = _span_with_calls(ledger, since, until)
         for day_start, day_end, day in days(start, stop, utc):
             scan.add_day(ledger, day_start, day_end, day, period_of(day)[period], where)
+        scan.finish()
         if has_feedback(ledger):
             for verdict, higher, count in feedback_counts(ledger, start, stop, where=where):
                 scan.total.add_feedback(verdict, higher, count)
@@ -125,12 +145,12 @@ def dashboard(ledger, since: datetime, until: datetime | None = None, *, period:
         "routed_requests": scan.series(scan.routed, tiers),
         "model_calls": scan.series(scan.models),
         "drift": moved.to_json(),
-        "escalation": [_escalation(t, a) for t, a in sorted(scan.by_routed.items()) if a.sums[1]],
+        "escalation": [_escalation(t, a) for t, a in sorted(scan.by(1).items()) if a.sums[1]],
         "gates": {"tiers": [{"tier": t, "answers": n, "rejected": r, "pass_rate": round(1 - r / n, 4)}
                             for t, (n, r) in sorted(scan.gated.items()) if n],
                   "checks": gates},
         "misrouting": _matrix(feedback),
-        "models": [_model(m, a) for m, a in sorted(scan.by_model.items(), key=lambda kv: (-kv[1].sums[0], kv[0]))],
+        "models": [_model(m, a) for m, a in sorted(scan.by(2).items(), key=lambda kv: (-kv[1].sums[0], kv[0]))],
         "breakers": [_breaker(b, since, until) for b in breakers],
         "budgets": budgets or [],
         "costliest": [{**{k: v for k, v in r.items() if not k.endswith("nanousd")},
@@ -174,6 +194,11 @@ def _breaker(row: tuple, since: datetime, until: datetime) -> dict:
     opened = None if opened_at is None else datetime.fromtimestamp(opened_at, timezone.utc)
     return {"provider": provider, "model": model, "state": state, "opened_at": None if opened is None else iso(opened),
             "opened_in_window": opened is not None and since <= opened < until, "last_error": last_error}
+
+
+def _bump(table: dict[str, dict[str, int]], key: str, period: str, value: int) -> None:
+    cell = table.setdefault(key, {})
+    cell[period] = cell.get(period, 0) + value
 
 
 def visible_budgets(rows: list[dict], where: dict[str, str] | None) -> list[dict]:
