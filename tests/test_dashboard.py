@@ -185,3 +185,16 @@ def test_the_live_data_reads_either_store_through_the_keys(server, tmp_path, led
         assert served.raw("GET", "/dashboard/data")[0] == 401
     finally:
         served.stop()
+
+
+def test_escalation_gates_and_latency_per_model(mmr, ledger, tmp_path):
+    page = report(mmr, tmp_path, *window())
+    # All three requests were routed to simple; R2 and R3 were answered higher.
+    assert '<th scope="row">simple</th><td>3</td><td>2</td><td>66.7%</td>' in page
+    # The cascade (R3): simple's answer failed the gate, complex's passed; ask answers are not gated.
+    assert '<th scope="row">simple</th><td>1</td><td>1</td><td>0.0%</td>' in page
+    assert '<th scope="row">complex</th><td>1</td><td>0</td><td>100.0%</td>' in page
+    assert '<th scope="row">medium</th><td>1</td><td>0</td>' not in page
+    # Per model: calls, errors, error rate, p50, p95 (bucket middles: 900 ms sits in [900, 905)).
+    assert '<th scope="row">claude-complex</th><td>1</td><td>0</td><td>0.0%</td><td>902 ms</td><td>902 ms</td>' in page
+    assert '<th scope="row">claude-simple</th><td>3</td><td>1</td><td>33.3%</td>' in page

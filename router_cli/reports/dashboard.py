@@ -73,7 +73,8 @@ class _Scan:
             if key[3] == "cascade" and measures[8] and status in ("ok", "rejected", "best_effort"):
                 gated = self.gated.setdefault(key[0] or "?", [0, 0])
                 gated[0] += measures[8]
-                gated[1] += measures[8] if status == "rejected" else 0
+                # best_effort: no tier passed and the best failed answer was returned
+                gated[1] += measures[8] if status != "ok" else 0
         spent = 0
         for (tier, routed, model, _), (spend, baseline, requests, calls) in sums.items():
             spent += spend
@@ -146,7 +147,7 @@ def dashboard(ledger, since: datetime, until: datetime | None = None, *, period:
         "model_calls": scan.series(scan.models),
         "drift": moved.to_json(),
         "escalation": [_escalation(t, a) for t, a in sorted(scan.by(1).items()) if a.sums[1]],
-        "gates": {"tiers": [{"tier": t, "answers": n, "rejected": r, "pass_rate": round(1 - r / n, 4)}
+        "gates": {"tiers": [{"tier": t, "answers": n, "failed": r, "pass_rate": round(1 - r / n, 4)}
                             for t, (n, r) in sorted(scan.gated.items()) if n],
                   "checks": gates},
         "misrouting": _matrix(feedback),
