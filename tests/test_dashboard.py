@@ -198,3 +198,21 @@ def test_escalation_gates_and_latency_per_model(mmr, ledger, tmp_path):
     # Per model: calls, errors, error rate, p50, p95 (bucket middles: 900 ms sits in [900, 905)).
     assert '<th scope="row">claude-complex</th><td>1</td><td>0</td><td>0.0%</td><td>902 ms</td><td>902 ms</td>' in page
     assert '<th scope="row">claude-simple</th><td>3</td><td>1</td><td>33.3%</td>' in page
+
+
+def test_the_drift_flags_of_mmr_costs_are_on_the_page(mmr, db_path, tmp_path):
+    from router_cli.ledger import open_ledger
+    from tests.dashboard_ledger import _call
+
+    now = datetime.now(timezone.utc)
+    calls = []
+    for i in range(25):  # the day before: all simple; today: all complex (each window has >= 20 requests)
+        calls.append({**_call(f"P{i}", 1, now - timedelta(hours=30), "simple", "ok", "0.001", user="u", team="t"), "routed_tier": "simple"})
+        calls.append({**_call(f"N{i}", 1, now - timedelta(hours=2), "complex", "ok", "0.01", user="u", team="t"), "routed_tier": "complex"})
+    with open_ledger(db_path) as ledger:
+        ledger.record({"calls": calls})
+    span = ["--since", (now - timedelta(hours=24)).isoformat(timespec="seconds"), "--until", now.isoformat(timespec="seconds")]
+    flags = json.loads(mmr("costs", "--json", *span).stdout)["drift"]["flags"]
+    assert sorted(flags) == ["tier complex: 0% -> 100% of requests (+100 points)", "tier simple: 100% -> 0% of requests (-100 points)"]
+    page = report(mmr, tmp_path, *span)
+    assert re.findall(r'<li class="flag">([^<]*)</li>', page) == [html.escape(f) for f in flags]

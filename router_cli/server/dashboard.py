@@ -31,7 +31,7 @@ CACHE_SECONDS = 5.0  # viewers polling together share one scan of the ledger
 class Dashboard:
     """The two endpoints over the server's router (its config and ledger) and keys."""
 
-    def __init__(self, server):
+    def __init__(self, server) -> None:
         self.server = server
         self._cache: dict[tuple, tuple[float, dict]] = {}
         self._lock = threading.Lock()
