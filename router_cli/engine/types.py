@@ -53,6 +53,8 @@ class Attempt:
     cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
     reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
     checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
+    template: str | None = None  # the model's wording: its template's name (config/phrasing.py) ...
+    template_hash: str | None = None  # ... and the hash of its text
 
     @property
     def label(self) -> str:
