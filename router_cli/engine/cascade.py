@@ -18,7 +18,8 @@ from ..classify import Decision
 from ..config import Tier
 from ..config.schema import STANDARD_KEY_ENV
 from ..errors import UsageError
-from ..pricing import cost_usd, decimal_str, max_cost_usd, max_input_tokens
+from ..pricing import cost_usd, decimal_str, max_input_tokens
+from .admission import worst_case
 from .attempts import Call, transcript
 from .checks import run_checks
 from .gates import JUDGE_SYSTEM, GateResult, judge_answer, judge_prompt
@@ -192,7 +193,7 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     for tier in tiers:
         model = tier.models[0]
         out = options.max_tokens or model.max_tokens
-        worst += max_cost_usd(model.price, prompt, options.system, out)
+        worst += worst_case(model, prompt, options.system, out)  # in the model's wording
         if gate != "heuristic":
             worst += cost_usd(judge.price, judged + out, settings.judge_max_tokens)
     limits = {t.name: _threshold(options, settings, t) for t in tiers}

@@ -26,11 +26,12 @@ class Shape:
     temperature: float | None = None
     template: str | None = None
     template_hash: str | None = None
+    wording: str | None = None  # for people: "template xml (0e91bb29dc570201, from providers.anthropic...)"
 
     def to_json(self) -> dict:
         """A dry run's view of one candidate model's call."""
-        return {"template": self.template, "template_hash": self.template_hash, "system": self.system,
-                "prompt": self.prompt, "stop": list(self.stop), "temperature": self.temperature}
+        return {"template": self.template, "template_hash": self.template_hash, "wording": self.wording,
+                "system": self.system, "prompt": self.prompt, "stop": list(self.stop), "temperature": self.temperature}
 
 
 def shape(model: ModelSpec, system: str | None, prompt: str, stop: tuple[str, ...] = (),
@@ -45,7 +46,7 @@ def shape(model: ModelSpec, system: str | None, prompt: str, stop: tuple[str, ..
     if phrasing is None:
         return Shape(system, prompt, stops, temperature)
     sent_system, sent_prompt = phrasing.render(system, prompt)
-    return Shape(sent_system, sent_prompt, stops, temperature, phrasing.name, phrasing.hash)
+    return Shape(sent_system, sent_prompt, stops, temperature, phrasing.name, phrasing.hash, phrasing.describe())
 
 
 def worded(model: ModelSpec, system: str | None, prompt: str) -> tuple[str, str | None]:

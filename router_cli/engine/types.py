@@ -144,6 +144,7 @@ class Estimate:
     missing_key: str | None
     policy: str | None = None  # a --max-cost downgrade
     max_input_tokens: int = 0  # the upper bound the costs (and budgets) rest on
+    candidates: tuple = ()  # (tier, provider, model, engine.shaping.Shape): the chain, each model as it is sent
 
     def to_json(self) -> dict:
         return {
@@ -153,4 +154,5 @@ class Estimate:
             "max_output_tokens": self.max_output_tokens,
             "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
             "missing_key": self.missing_key, "policy": self.policy,
+            "candidates": [{"tier": t, "provider": p, "model": m, **sent.to_json()} for t, p, m, sent in self.candidates],
         }
