@@ -92,9 +92,20 @@ def test_dry_run_shows_each_candidate_model_as_it_would_be_sent(mmr, worded):
     assert len(data["candidates"]) == 6
 
 
-def test_dry_run_without_wording_says_as_written(mmr):
+def test_dry_run_without_any_wording_lists_no_candidates_but_json_has_them(mmr):
     text = mmr("ask", "--dry-run", "--tier", "simple", "hello").stdout.decode()
-    assert "sends     simple anthropic/claude-small: as written" in text
+    assert "sends" not in text and "as written" not in text
+    data = json.loads(mmr("ask", "--dry-run", "--json", "--tier", "simple", "hello").stdout)
+    assert data["candidates"][0] == {"tier": "simple", "provider": "anthropic", "model": "claude-small",
+                                     "template": None, "template_hash": None, "wording": None, "system": None,
+                                     "prompt": "hello", "stop": [], "temperature": None}
+
+
+def test_a_cascade_dry_run_lists_only_the_tiers_it_may_reach(mmr, worded):
+    text = mmr("cascade", "--dry-run", "--start-tier", "simple", "--max-tier", "medium", "hello",
+               "--config", str(worded)).stdout.decode()
+    assert "simple anthropic/claude-small: template claude" in text and "medium plain/gpt-plain: template json-only" in text
+    assert "gpt-big" not in text
 
 
 def test_dry_run_bounds_the_cost_in_the_models_wording(mmr, worded, tmp_path, server):

@@ -186,6 +186,8 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
                                                            max_tokens=options.max_tokens, user=options.user)),
                     decision=decision)
+    names = {t.name for t in tiers}
+    first = replace(first, candidates=tuple(c for c in first.candidates if c[0] in names))  # the plan's models only
     judge = config.tier(settings.judge_tier or config.tier_names[0]).models[0]
     # The judge reads the question, the answer (counted at its token limit) and the rubric.
     judged = max_input_tokens(judge_prompt(prompt, ""), JUDGE_SYSTEM)

@@ -157,9 +157,11 @@ def estimate(estimate, json_output: bool) -> None:
 
 
 def wording_lines(candidates) -> list[str]:
-    """A dry run's fallback chain, each model with what it would be sent when its wording,
-    stop sequences or temperature change the request (``--json`` has every text whole)."""
-    lines = []
+    """A dry run's fallback chain, each model with what it would be sent, when a wording, stop
+    sequences or a temperature change the request for any of them (``--json`` has every text whole)."""
+    lines: list[str] = []
+    if not any(sent.wording or sent.stop or sent.temperature is not None for *_, sent in candidates):
+        return lines
     for i, (tier, provider, model, sent) in enumerate(candidates):
         head = "sends" if i == 0 else ""
         extra = "".join([f"; stop {json.dumps(list(sent.stop), ensure_ascii=False)}" if sent.stop else "",
