@@ -170,3 +170,20 @@ experiments:
                                                                       ("phrasing/xml", "claude")}
     sent = {c["body"]["messages"][-1]["content"] for c in server.calls("gpt-big")}
     assert "<question>\nhi\n</question>" in sent and "hi" in sent
+
+
+def test_the_docs_example_loads_and_its_dry_run_lines_are_what_mmr_prints():
+    import re
+    from pathlib import Path
+
+    from router_cli.config.load import parse_config
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "prompts.md").read_text()
+    config = parse_config(re.findall(r"```yaml\n(.*?)```", text, re.S)[0], "docs/prompts.md")
+    claude, gpt, nano = config.tier("simple").models
+    assert claude.phrasing.render("Be kind.", "hello") == ("Be kind.\n\nAnswer inside <answer> tags.",
+                                                           "<question>\nhello\n</question>")
+    assert f"claude-haiku-4-5: {claude.phrasing.describe()}" in text
+    assert f"gpt-4.1-mini: {gpt.phrasing.describe()}; stop [\"END\"]; temperature 0.2" in text
+    assert nano.phrasing.render(None, "hi") == (None, "Q: hi")
+    assert config.templates["no-system"].render("Be kind.", "hi") == (None, "Be kind.\n\nhi")
