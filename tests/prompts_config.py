@@ -68,5 +68,4 @@ def template_hash(**parts: str) -> str:
 
 CLAUDE = template_hash(system="{system}\n\nAnswer inside <answer> tags.", user="<question>\n{prompt}\n</question>")
 TERSE = template_hash(prefix="You are terse.", suffix="")
-MEDIUM = template_hash(prefix="", suffix="Medium tier.")
 THINK = template_hash(prefix="", suffix="Think hard.")

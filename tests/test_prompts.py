@@ -12,7 +12,7 @@ from router_cli import Router
 from router_cli.config import load_config
 from router_cli.engine.gates import JUDGE_SYSTEM
 from tests.conftest import ledger_rows, write_config
-from tests.prompts_config import CLAUDE, MEDIUM, TERSE, THINK, template_hash, write_worded
+from tests.prompts_config import CLAUDE, TERSE, THINK, template_hash, write_worded
 from tests.provider_server import error, reply
 
 
@@ -162,3 +162,15 @@ def test_serve_words_the_call_for_the_model_it_routes_to(server, worded, db_path
     sent = body(server, "claude-small")
     assert sent["system"] == "Be kind.\n\nAnswer inside <answer> tags."
     assert sent["messages"][-1] == {"role": "user", "content": "<question>\nhello\n</question>"}
+
+
+def test_an_edited_wording_is_not_answered_from_the_cache_of_the_old_one(server, tmp_path, db_path):
+    path = write_worded(tmp_path / "cached.yaml", server.url, "cache: {enabled: true, ttl: 1h}\n")
+    with Router(load_config(path), db_path) as router:
+        assert router.ask("hello", tier="simple").final.status == "ok"
+        assert router.ask("hello", tier="simple").final.status == "cached"  # the same wording: a hit
+    path.write_text(path.read_text().replace("Answer inside <answer> tags.", "Answer in <a> tags."))
+    with Router(load_config(path), db_path) as router:
+        assert router.ask("hello", tier="simple").final.status == "ok"  # another wording asks again
+    assert [c["body"]["system"] for c in server.calls("claude-small")] == [
+        "Answer inside <answer> tags.", "Answer in <a> tags."]
