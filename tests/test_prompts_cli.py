@@ -118,6 +118,8 @@ def test_dry_run_bounds_the_cost_in_the_models_wording(mmr, worded, tmp_path, se
 def test_explain_shows_each_attempts_template(mmr, worded, server):
     server.always("claude-small", error(500))
     out = json.loads(mmr("ask", "--json", "--tier", "simple", "hello", "--config", str(worded)).stdout)
+    assert [(a["model"], a.get("template"), a.get("template_hash")) for a in out["attempts"]] == [
+        ("claude-small", "claude", CLAUDE), ("gpt-small", "inline", TERSE)]
     report = json.loads(mmr("explain", out["call_id"], "--json", "--config", str(worded)).stdout)
     first, second = report["attempts"]
     assert (first["template"], first["template_hash"]) == ("claude", CLAUDE)

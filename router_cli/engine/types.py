@@ -67,6 +67,8 @@ class Attempt:
         }
         if self.role != "answer":
             out["role"] = self.role
+        if self.template is not None:  # the wording it was sent in (docs/prompts.md)
+            out["template"], out["template_hash"] = self.template, self.template_hash
         if self.quality is not None or self.gate_reason is not None:
             out["quality"] = {"score": self.quality, "reason": self.gate_reason}
         if self.checks:
