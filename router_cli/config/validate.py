@@ -173,7 +173,7 @@ def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec], words: wor
         if strategy == "weighted" and not any(m.weight > 0 for m in specs):
             raise c.fail(join(path, "models"), "with strategy weighted, at least one model needs a weight above 0")
         tier_wording[name] = words.own(entry, path)
-        tiers.append(Tier(name, specs, strategy, tier_wording[name]))
+        tiers.append(Tier(name, specs, strategy, phrasing=tier_wording[name]))
     return tuple(tiers)
 
 

@@ -49,6 +49,14 @@ def shape(model: ModelSpec, system: str | None, prompt: str, stop: tuple[str, ..
     return Shape(sent_system, sent_prompt, stops, temperature, phrasing.name, phrasing.hash, phrasing.describe())
 
 
+def wording_fields(model: ModelSpec, role: str = "answer") -> dict:
+    """The :class:`~router_cli.engine.types.Attempt` fields naming the wording ``model``'s call is sent in
+    (none for a classifier's or a judge's call): ``Attempt(..., **wording_fields(model, call.role))``."""
+    if role != "answer" or model.phrasing is None:
+        return {}
+    return {"template": model.phrasing.name, "template_hash": model.phrasing.hash}
+
+
 def worded(model: ModelSpec, system: str | None, prompt: str) -> tuple[str, str | None]:
     """(prompt, system) as ``model``'s wording sends them: what a cost bound must count."""
     shaped = shape(model, system, prompt)
