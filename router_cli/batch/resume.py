@@ -116,7 +116,8 @@ def answer_from_calls(calls: list[dict]) -> Answer:
                         cost=Decimal(c["cost_usd"] or "0"), duration_ms=c["duration_ms"] or 0.0, ttft_ms=c["ttft_ms"],
                         stop_reason=c["stop_reason"], usage_estimated=bool(c["usage_estimated"]), text=c["response"],
                         call_id=c["id"], role=c["role"], quality=c["quality"], gate_reason=c["gate_reason"],
-                        saved=Decimal(c["saved_usd"] or "0")) for c in calls]
+                        saved=Decimal(c["saved_usd"] or "0"), template=c.get("template"),
+                        template_hash=c.get("template_hash")) for c in calls]
     final_at = max(i for i, c in enumerate(calls) if _answers(c))
     final, shared = attempts[final_at], calls[final_at]  # its baseline is on the returned call only
     decision = Decision(shared["routed_tier"] or final.tier, shared["score"], shared["reason"] or "", shared["classifier"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..errors import ConfigError
+from .phrasing import Phrasing
 
 PROVIDER_TYPES = ("anthropic", "openai", "local")
 # The largest numbers mmr accepts (config, options, batch rows): beyond them a value is a
@@ -86,6 +87,9 @@ class ModelSpec:
     reasoning: bool = False
     weight: float = 1.0  # share of first tries when the tier's strategy is "weighted"
     where: str = field(default="", compare=False)  # "tiers[0].models[1]": its place in the config, for errors
+    phrasing: Phrasing | None = None  # its own, else its provider's, else its tier's (config/phrasing.py)
+    stop: tuple[str, ...] = ()  # added to a request's own stop sequences
+    temperature: float | None = None  # when the request gives none
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Tier:
     name: str
     models: tuple[ModelSpec, ...]
     strategy: str = "order"
+    phrasing: Phrasing | None = None  # the wording of its models that set none (nor their provider)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class ProviderSpec:
     base_url: str | None = None
     timeout: float = 60.0
     local: LocalModel | None = None
+    phrasing: Phrasing | None = None  # the wording of its models that set none
 
 
 @dataclass(frozen=True)
@@ -284,6 +290,7 @@ class Config:
     experiments: tuple[Experiment, ...] = ()
     ml_thresholds: dict[str, float] | None = None  # overrides the ml model's own thresholds
     prompt_cache: str = "auto"  # auto: mark long Anthropic system prompts with cache_control; off
+    templates: dict[str, Phrasing] = field(default_factory=dict)  # the named templates (``templates:``)
 
     def models(self) -> list[ModelSpec]:
         """Every model the config may call: the tiers' and the experiment variants', in order."""

@@ -13,19 +13,21 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import redact
+from . import validate_phrasing as wording
 from . import validate_policy as policy
 from .checks import Checks, join, kind
 from .patterns import backtracking_risk
 from .schema import (
     CLASSIFIERS, MAX_OUTPUT_TOKENS, PROMPT_CACHE_MODES, MAX_SECONDS, PROVIDER_TYPES, STANDARD_KEY_ENV, SEED_COMPLEX_PATTERNS,
     SEED_SIMPLE_PATTERNS, Config,
-    EmbeddingConfig, Experiment, LocalModel, LongContext, ModelSpec, Price, ProviderSpec, RulesConfig, Tier, Variant,
+    EmbeddingConfig, Experiment, LocalModel, LongContext, ModelSpec, Phrasing, Price, ProviderSpec, RulesConfig, Tier,
+    Variant,
 )
 
 TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
-            "breaker", "budgets", "cache", "experiments", "prompt_cache", "serve"}
-_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
-_LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
+            "breaker", "budgets", "cache", "experiments", "prompt_cache", "serve", "templates"}
+_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"} | wording.WORDING_KEYS
+_LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"} | wording.WORDING_KEYS
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)(?!.*-chat)")
@@ -39,14 +41,18 @@ def validate(data: Any, source: str) -> Config:
     top = c.mapping(data, "", TOP_KEYS, {"tiers", "providers"})
     if "version" in top and top["version"] != 1:
         raise c.fail("version", f"unsupported version {top['version']!r} (this mmr reads version 1)")
-    providers = _providers(c, top["providers"])
-    tiers = _tiers(c, top["tiers"], providers)
+    words = wording.Wordings(c, top.get("templates", {}))
+    providers = _providers(c, top["providers"], words)
+    tier_wording: dict[str, Phrasing | None] = {}
+    tiers = _tiers(c, top["tiers"], providers, words, tier_wording)
     names = [t.name for t in tiers]
     baseline = c.tier(top.get("baseline_tier", names[-1]), "baseline_tier", names)
     classifier, rules, ml_model, embedding = _classifier(c, top.get("classifier", {}), names, providers)
     section = top.get("classifier", {})
     knn_model, blend_model = (c.relative(c.string(section[key], f"classifier.{key}")) if key in section else None
                               for key in ("knn_model", "blend_model"))
+    experiments = _experiments(c, top.get("experiments", {}), names, providers, words)
+    tiers, experiments = wording.inherit(tiers, experiments, tier_wording)
     return Config(
         source=source,
         tiers=tiers,
@@ -65,8 +71,9 @@ def validate(data: Any, source: str) -> Config:
         budgets=policy.budgets(c, top.get("budgets", []), names),
         cache=policy.cache(c, top.get("cache", {})),
         serve=policy.serve(c, top.get("serve", {})),
-        experiments=_experiments(c, top.get("experiments", {}), names, providers),
+        experiments=experiments,
         prompt_cache=_prompt_cache(c, top.get("prompt_cache", "auto")),
+        templates=words.templates,
     )
 
 
@@ -78,7 +85,7 @@ def _prompt_cache(c: Checks, value: Any) -> str:
     return str(value)
 
 
-def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
+def _providers(c: Checks, value: Any, words: wording.Wordings) -> dict[str, ProviderSpec]:
     section = c.names(value, "providers")
     if not section:
         raise c.fail("providers", "at least one provider is required")
@@ -93,7 +100,7 @@ def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
         if ptype not in PROVIDER_TYPES:
             raise c.fail(join(path, "type"), f"unknown provider type {ptype!r}; valid types: {', '.join(PROVIDER_TYPES)}")
         if ptype == "local":
-            out[name] = ProviderSpec(name, ptype, None, local=_local(c, entry, path))
+            out[name] = ProviderSpec(name, ptype, None, local=_local(c, entry, path), phrasing=words.own(entry, path))
             continue
         entry = c.mapping(entry, path, _REMOTE_KEYS)
         key_env = entry.get("api_key_env", STANDARD_KEY_ENV[ptype])
@@ -107,7 +114,7 @@ def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
             if not re.match(r"https?://", base_url):
                 raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {redact(repr(base_url), None)}")
         timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001, maximum=MAX_SECONDS)
-        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
+        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout, phrasing=words.own(entry, path))
     return out
 
 
@@ -146,13 +153,15 @@ def _local(c: Checks, value: Any, path: str) -> LocalModel:
     )
 
 
-def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> tuple[Tier, ...]:
+def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec], words: wording.Wordings,
+           tier_wording: dict[str, Phrasing | None]) -> tuple[Tier, ...]:
+    """The tiers; ``tier_wording`` gets each tier's own wording (given to its models by wording.inherit)."""
     if not isinstance(value, list) or not value:
         raise c.fail("tiers", f"expected a non-empty list of tiers, got {kind(value)}")
     tiers, seen = [], set()
     for i, entry in enumerate(value):
         path = f"tiers[{i}]"
-        entry = c.mapping(entry, path, {"name", "models", "strategy"}, {"name", "models"})
+        entry = c.mapping(entry, path, {"name", "models", "strategy"} | wording.WORDING_KEYS, {"name", "models"})
         name = c.string(entry["name"], join(path, "name"))
         strategy = entry.get("strategy", "order")
         if strategy not in ("order", "weighted"):
@@ -160,21 +169,24 @@ def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> tuple[T
         if name in seen:
             raise c.fail(join(path, "name"), f"duplicate tier name {name!r}")
         seen.add(name)
-        specs = _models(c, entry["models"], join(path, "models"), providers)
+        specs = _models(c, entry["models"], join(path, "models"), providers, words)
         if strategy == "weighted" and not any(m.weight > 0 for m in specs):
             raise c.fail(join(path, "models"), "with strategy weighted, at least one model needs a weight above 0")
-        tiers.append(Tier(name, specs, strategy))
+        tier_wording[name] = words.own(entry, path)
+        tiers.append(Tier(name, specs, strategy, phrasing=tier_wording[name]))
     return tuple(tiers)
 
 
-def _models(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]) -> tuple[ModelSpec, ...]:
+def _models(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec],
+            words: wording.Wordings) -> tuple[ModelSpec, ...]:
     if not isinstance(value, list) or not value:
         raise c.fail(path, f"expected a non-empty list of models, got {kind(value)}")
-    return tuple(_model(c, m, f"{path}[{j}]", providers) for j, m in enumerate(value))
+    return tuple(_model(c, m, f"{path}[{j}]", providers, words) for j, m in enumerate(value))
 
 
-def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]) -> ModelSpec:
-    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}, {"provider", "model"})
+def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec], words: wording.Wordings) -> ModelSpec:
+    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"} | wording.MODEL_KEYS,
+                      {"provider", "model"})
     provider = c.string(entry["provider"], join(path, "provider"))
     if provider not in providers:
         raise c.fail(join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
@@ -193,6 +205,10 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec])
         reasoning=reasoning,
         weight=c.number(entry.get("weight", 1), join(path, "weight")),
         where=path,
+        phrasing=words.own(entry, path) or providers[provider].phrasing,
+        stop=wording.stop(c, entry["stop"], join(path, "stop")) if "stop" in entry else (),
+        temperature=None if "temperature" not in entry else wording.temperature(
+            c, entry["temperature"], join(path, "temperature"), providers[provider].type, reasoning),
     )
 
 
@@ -297,7 +313,8 @@ def _rules(c: Checks, value: Any, tiers: list[str]) -> RulesConfig:
     return RulesConfig(patterns, short_chars, short_tier, default_tier)
 
 
-def _experiments(c: Checks, value: Any, tiers: list[str], providers: dict[str, ProviderSpec]) -> tuple[Experiment, ...]:
+def _experiments(c: Checks, value: Any, tiers: list[str], providers: dict[str, ProviderSpec],
+                 words: wording.Wordings) -> tuple[Experiment, ...]:
     """A/B experiments: no two may change the same field (the classifier, or one tier's models)."""
     section = c.names(value, "experiments")
     out: list[Experiment] = []
@@ -319,7 +336,7 @@ def _experiments(c: Checks, value: Any, tiers: list[str], providers: dict[str, P
                 quote = f"; YAML reads {vname} as a boolean: quote the name" if isinstance(vname, bool) else ""
                 raise c.fail(p, f"a variant name must be a word (letters, digits, _ . -){quote}")
             v = c.mapping(v, p, {"weight", "classifier", "ml_model", "thresholds", "tiers"}, {"weight"})
-            variant = _variant(c, vname, v, p, tiers, providers)
+            variant = _variant(c, vname, v, p, tiers, providers, words)
             variants.append(variant)
             for key in ("classifier", "ml_model", "thresholds"):
                 if key in v:  # the classifier and its settings are one field
@@ -338,7 +355,8 @@ def _experiments(c: Checks, value: Any, tiers: list[str], providers: dict[str, P
     return tuple(out)
 
 
-def _variant(c: Checks, name: str, v: dict, path: str, tiers: list[str], providers: dict[str, ProviderSpec]) -> Variant:
+def _variant(c: Checks, name: str, v: dict, path: str, tiers: list[str], providers: dict[str, ProviderSpec],
+             words: wording.Wordings) -> Variant:
     weight = c.number(v["weight"], f"{path}.weight")
     classifier = None if "classifier" not in v else _classifier_name(c, v["classifier"], f"{path}.classifier")
     ml_model = None if "ml_model" not in v else c.relative(c.string(v["ml_model"], f"{path}.ml_model"))
@@ -350,5 +368,5 @@ def _variant(c: Checks, name: str, v: dict, path: str, tiers: list[str], provide
     if "tiers" in v:
         raw = c.mapping(v["tiers"], f"{path}.tiers", set(tiers))
         for tier, models in raw.items():
-            tier_models[tier] = _models(c, models, f"{path}.tiers.{tier}", providers)
+            tier_models[tier] = _models(c, models, f"{path}.tiers.{tier}", providers, words)
     return Variant(name, weight, classifier, ml_model, thresholds, tier_models)

@@ -15,6 +15,7 @@ from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import LedgerError, MissingKeyError
 from ..policy.pauses import ProviderPauses
 from ..pricing import decimal_str, max_cost_usd
+from .shaping import worded
 from .types import Attempt
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ Chain = list[tuple[Tier, ModelSpec]]
 
 def worst_case(model: ModelSpec, prompt: str, system: str | None, max_tokens: int | None) -> Decimal:
     """The most one call can cost: an upper bound on the prompt's tokens (never an estimate:
-    budgets hold this) plus every allowed output token."""
+    budgets hold this) plus every allowed output token. Counted as ``model``'s wording sends them."""
+    prompt, system = worded(model, system, prompt)
     return max_cost_usd(model.price, prompt, system, max_tokens or model.max_tokens)
 
 

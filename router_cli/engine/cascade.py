@@ -18,7 +18,8 @@ from ..classify import Decision
 from ..config import Tier
 from ..config.schema import STANDARD_KEY_ENV
 from ..errors import UsageError
-from ..pricing import cost_usd, decimal_str, max_cost_usd, max_input_tokens
+from ..pricing import cost_usd, decimal_str, max_input_tokens
+from .admission import worst_case
 from .attempts import Call, transcript
 from .checks import run_checks
 from .gates import JUDGE_SYSTEM, GateResult, judge_answer, judge_prompt
@@ -185,6 +186,8 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     first = replace(router.estimate(prompt, RequestOptions(system=options.system, tier=decision.tier,
                                                            max_tokens=options.max_tokens, user=options.user)),
                     decision=decision)
+    names = {t.name for t in tiers}
+    first = replace(first, candidates=tuple(c for c in first.candidates if c[0] in names))  # the plan's models only
     judge = config.tier(settings.judge_tier or config.tier_names[0]).models[0]
     # The judge reads the question, the answer (counted at its token limit) and the rubric.
     judged = max_input_tokens(judge_prompt(prompt, ""), JUDGE_SYSTEM)
@@ -192,7 +195,7 @@ def estimate(router: Router, prompt: str, options: RequestOptions | None = None,
     for tier in tiers:
         model = tier.models[0]
         out = options.max_tokens or model.max_tokens
-        worst += max_cost_usd(model.price, prompt, options.system, out)
+        worst += worst_case(model, prompt, options.system, out)  # in the model's wording
         if gate != "heuristic":
             worst += cost_usd(judge.price, judged + out, settings.judge_max_tokens)
     limits = {t.name: _threshold(options, settings, t) for t in tiers}

@@ -87,6 +87,7 @@ def record_request(store, request: Request, returned: Attempt | None) -> None:
             "duration_ms": round(a.duration_ms, 3), "ttft_ms": None if a.ttft_ms is None else round(a.ttft_ms, 3),
             "stop_reason": a.stop_reason,
             "saved_usd": decimal_str(a.saved) if a.saved else None, "saved_nanousd": to_nanousd(a.saved),
+            "template": a.template, "template_hash": a.template_hash,
         })
         if a.text is not None and keep.store in ("full", "preview"):
             responses.append({"call_id": a.call_id, "response": _stored(a.text, keep)})

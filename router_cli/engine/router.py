@@ -37,6 +37,7 @@ from .caller import UnderConfig
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
 from .request import Note, Request
+from .shaping import shape
 from .types import Answer, Attempt, Estimate
 
 
@@ -263,10 +264,15 @@ class Router:
         t, m = usable[0] if usable else chain[0]
         out = max_tokens or m.max_tokens
         baseline = config.baseline_model
+        # Each model of the chain as it would be sent, in its own wording (engine/shaping.py).
+        candidates = tuple((tier.name, model.provider, model.model,
+                            shape(model, system, prompt, options.stop, options.temperature)) for tier, model in chain)
+        sent = shape(m, system, prompt)
         return Estimate(
-            decision, t.name, m.provider, m.model, estimate_tokens(f"{system or ''}\n{prompt}"), out,
+            decision, t.name, m.provider, m.model, estimate_tokens(f"{sent.system or ''}\n{sent.prompt}"), out,
             worst_case(m, prompt, system, max_tokens), worst_case(baseline, prompt, system, max_tokens),
-            None if usable else self.admitter.key_problem(m), note, max_input_tokens(prompt, system),
+            None if usable else self.admitter.key_problem(m), note, max_input_tokens(sent.prompt, sent.system),
+            candidates,
         )
 
     # ------------------------------------------------------------ shared parts

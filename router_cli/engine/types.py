@@ -53,6 +53,8 @@ class Attempt:
     cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
     reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
     checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
+    template: str | None = None  # the model's wording: its template's name (config/phrasing.py) ...
+    template_hash: str | None = None  # ... and the hash of its text
 
     @property
     def label(self) -> str:
@@ -65,6 +67,8 @@ class Attempt:
         }
         if self.role != "answer":
             out["role"] = self.role
+        if self.template is not None:  # the wording it was sent in (docs/prompts.md)
+            out["template"], out["template_hash"] = self.template, self.template_hash
         if self.quality is not None or self.gate_reason is not None:
             out["quality"] = {"score": self.quality, "reason": self.gate_reason}
         if self.checks:
@@ -142,6 +146,7 @@ class Estimate:
     missing_key: str | None
     policy: str | None = None  # a --max-cost downgrade
     max_input_tokens: int = 0  # the upper bound the costs (and budgets) rest on
+    candidates: tuple = ()  # (tier, provider, model, engine.shaping.Shape): the chain, each model as it is sent
 
     def to_json(self) -> dict:
         return {
@@ -151,4 +156,5 @@ class Estimate:
             "max_output_tokens": self.max_output_tokens,
             "max_cost_usd": decimal_str(self.cost), "max_baseline_cost_usd": decimal_str(self.baseline_cost),
             "missing_key": self.missing_key, "policy": self.policy,
+            "candidates": [{"tier": t, "provider": p, "model": m, **sent.to_json()} for t, p, m, sent in self.candidates],
         }

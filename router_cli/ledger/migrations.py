@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 # The number of the last migration below.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 12  # 011 is the latency work's (merged beside this one)
 
 
 def m001_calls(db) -> None:
@@ -169,9 +169,19 @@ def m010_gate_checks(db) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN checks_json TEXT")
 
 
+def m012_prompt_templates(db) -> None:
+    # The wording a model was sent (config/phrasing.py): its template's name ("inline" for one given in
+    # place) and 16 hex digits of its text's SHA-256. NULL: sent as the caller wrote it. Indexed for
+    # costs --by template.
+    db.execute("ALTER TABLE calls ADD COLUMN template TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN template_hash TEXT")
+    db.execute("CREATE INDEX idx_calls_template ON calls (template, datetime_utc) WHERE template IS NOT NULL")
+
+
 # In the order they apply; the name of each is its function's without the "m".
 MIGRATIONS = (m001_calls, m002_routing_outcome, m003_quality_gates, m004_embeddings, m005_resilience,
-              m006_experiments, m007_budget_holds, m008_batch_rows, m009_token_classes, m010_gate_checks)
+              m006_experiments, m007_budget_holds, m008_batch_rows, m009_token_classes, m010_gate_checks,
+              m012_prompt_templates)
 
 
 def migration_name(function) -> str:

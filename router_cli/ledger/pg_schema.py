@@ -98,6 +98,11 @@ PG_MIGRATIONS: dict[str, list[str]] = {
         f"ALTER TABLE calls ADD COLUMN cache_saved_nanousd {I} NOT NULL DEFAULT 0",
     ],
     "010_gate_checks": [f"ALTER TABLE calls ADD COLUMN checks_json {T}"],
+    "012_prompt_templates": [
+        f"ALTER TABLE calls ADD COLUMN template {T}",
+        f"ALTER TABLE calls ADD COLUMN template_hash {T}",
+        "CREATE INDEX idx_calls_template ON calls (template, datetime_utc) WHERE template IS NOT NULL",
+    ],
 }
 
 # Not part of the shared schema: the record of migrations, how check_writable proves a commit goes
@@ -131,10 +136,11 @@ def migrate(conn) -> None:
         for statement in _SUPPORT:
             conn.execute(statement)
         done = {v for (v,) in conn.execute("SELECT version FROM mmr_migrations").fetchall()}
-        for version, function in enumerate(MIGRATIONS, 1):
+        for function in MIGRATIONS:
+            name = migration_name(function)
+            version = int(name.split("_")[0])  # its number, as SQLite's user_version counts it
             if version in done:
                 continue
-            name = migration_name(function)
             for statement in PG_MIGRATIONS[name]:
                 conn.execute(statement)
             conn.execute("INSERT INTO mmr_migrations (version, name) VALUES (%s, %s)", (version, name))

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
 # Columns a cost report may group by (the --by keys other than day and week).
-GROUP_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role", "variant")
+GROUP_COLUMNS = ("tier", "routed_tier", "model", "provider", "user", "team", "command", "status", "role", "variant",
+                 "template", "template_hash")
 
 
 def stamp(moment: datetime) -> str:

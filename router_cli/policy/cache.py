@@ -2,7 +2,8 @@
 
 The key is a hash of the normalised request: the tier it was routed to, the
 system prompt, the prompt (surrounding whitespace and line endings normalised),
-``max_tokens`` and ``temperature``, and with scope ``user`` the asking user. Only
+``max_tokens`` and ``temperature``, with scope ``user`` the asking user, and the wording of the
+tier's models when they have one (templates, stop sequences, temperatures: see config/phrasing.py). Only
 successful, complete answers are stored (not cut off at ``max_tokens``, not a
 cascade's best effort). Entries expire after the TTL; an entry whose model is no
 longer in the config, or that a clock moved backwards made look younger than it
@@ -41,6 +42,14 @@ class CachedAnswer:
     age: float  # seconds
 
 
+def _wording(config: Config, tier: str) -> dict:
+    """How the tier's models word a request (config/phrasing.py), when any does: an edited template,
+    stop sequence or temperature asks again instead of answering in the old wording."""
+    worded = [[m.phrasing.hash if m.phrasing else None, list(m.stop), m.temperature]
+              for m in config.tier(tier).models]
+    return {"wording": worded} if any(w != [None, [], None] for w in worded) else {}
+
+
 def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max_tokens: int | None,
               temperature: float | None, user: str | None, mode: str = "ask", variant: str | None = None,
               model: str | None = None) -> str:
@@ -56,6 +65,7 @@ def cache_key(config: Config, *, tier: str, prompt: str, system: str | None, max
         # Experiment variants may give a tier other models: each keeps its own answers.
         **({"variant": variant} if variant else {}),
         **({"model": model} if model else {}),
+        **_wording(config, tier),
     }
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

@@ -152,7 +152,33 @@ def estimate(estimate, json_output: bool) -> None:
         lines.append(f"policy    {estimate.policy}")
     if estimate.missing_key:
         lines.append(f"warning   {estimate.missing_key} is not set: this call would fail")
+    lines += wording_lines(estimate.candidates)
     write_lines(lines)
+
+
+def wording_lines(candidates) -> list[str]:
+    """A dry run's fallback chain, each model with what it would be sent, when a wording, stop
+    sequences or a temperature change the request for any of them (``--json`` has every text whole)."""
+    lines: list[str] = []
+    if not any(sent.wording or sent.stop or sent.temperature is not None for *_, sent in candidates):
+        return lines
+    for i, (tier, provider, model, sent) in enumerate(candidates):
+        head = "sends" if i == 0 else ""
+        extra = "".join([f"; stop {json.dumps(list(sent.stop), ensure_ascii=False)}" if sent.stop else "",
+                         f"; temperature {sent.temperature:g}" if sent.temperature is not None else ""])
+        wording = sent.wording or "as written"
+        lines.append(f"{head:<9} {tier} {provider}/{model}: {wording}{extra}")
+        if sent.template:
+            lines.append(f"{'':<12}system {_preview(sent.system)}")
+            lines.append(f"{'':<12}user   {_preview(sent.prompt)}")
+    return lines
+
+
+def _preview(text: str | None, limit: int = 120) -> str:
+    """A sent text on one line, quoted; cut at ``limit`` characters."""
+    if text is None:
+        return "(none)"
+    return json.dumps(text if len(text) <= limit else text[:limit] + "…", ensure_ascii=False)
 
 
 def cascade_estimate(plan, json_output: bool) -> None:
@@ -254,6 +280,11 @@ def explain(report: dict, json_output: bool) -> None:
             detail = f"{detail} · {a['policy']}".strip(" ·")
         lines.append(f"  {a['attempt'] if a['attempt'] is not None else '-':>2}  {a['tier']:<10} {a['provider']}/{a['model']}{role}  "
                      f"{a['status']}  {usd(a['cost_usd'])}  {a['duration_ms'] or 0:,.0f} ms" + (f"  {detail}" if detail else ""))
+        if a.get("template_hash"):
+            lines.append(f"{'':<16}template {a['template']} ({a['template_hash']})"
+                         + ("" if "template_text" in a else ": not in the current config"))
+            for key, text in a.get("template_text", {}).items():
+                lines.append(f"{'':<18}{key:<14}{_preview(text)}")
     by = report["answered_by"]
     if by is None:
         lines.append("answered   no: every attempt failed")

@@ -5,7 +5,8 @@
 The report covers the routing decision (classifier, score, reason, the
 thresholds it was compared with), the config hash and experiment variant it
 ran under, budget, cache or breaker decisions when the ledger has a ``policy``
-column, every attempt with its error or gate score, and the feedback given.
+column, every attempt with its error or gate score and the wording it was sent in (a template's
+name and hash), and the feedback given.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from ..pricing import decimal_str
 from .feedback import RETURNED, find_call
 
 
-def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
-    """The explanation of the request that ``ident`` (a call or request id) belongs to."""
+def explain(ledger, ident: str, current_config_hash: str | None = None, wordings: dict | None = None) -> dict:
+    """The explanation of the request that ``ident`` (a call or request id) belongs to.
+
+    ``wordings`` maps a template hash to the current config's wording of that hash
+    (config/phrasing.py): an attempt sent in a wording the config still has shows its text.
+    """
+    wordings = wordings or {}
     call = find_call(ledger, ident)
     rows = request_calls(ledger, call["request_id"])
     answers = [r for r in rows if r.get("role") == "answer"]
@@ -62,6 +68,9 @@ def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
                 "error_kind": r.get("error_kind"), "http_status": r.get("http_status"), "quality": r.get("quality"),
                 "gate_reason": r.get("gate_reason"), "input_tokens": r.get("input_tokens"),
                 "output_tokens": r.get("output_tokens"), "cost_usd": r.get("cost_usd"), "duration_ms": r.get("duration_ms"),
+                "template": r.get("template"), "template_hash": r.get("template_hash"),
+                **({"template_text": _wording_text(wordings[r["template_hash"]])}
+                   if r.get("template_hash") in wordings else {}),
                 **({"policy": r["policy"]} if r.get("policy") and r["policy"] != first.get("policy") else {}),
             }
             for r in rows
@@ -73,3 +82,10 @@ def explain(ledger, ident: str, current_config_hash: str | None = None) -> dict:
         ],
     }
 
+
+
+def _wording_text(phrasing) -> dict:
+    """A wording's text, as the config holds it: a template's two parts, or a prefix and suffix."""
+    if phrasing.kind == "template":
+        return {"system": phrasing.system, "user": phrasing.user}
+    return {"system_prefix": phrasing.prefix, "system_suffix": phrasing.suffix}

@@ -14,7 +14,7 @@ from ..options import ConfigOption, DbOption, JsonOption
 def costs(
     since: Annotated[str, typer.Option("--since", help="Start: 7d, 24h, 30m, 2w, YYYY-MM-DD or an ISO timestamp.")] = "7d",
     until: Annotated[Optional[str], typer.Option("--until", help="End (default: now), same forms as --since.")] = None,
-    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, routed_tier, model, provider, day, week, user, team, command, status, role, variant (comma-separated); or gate alone: pass rates of cascade --check commands.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by tier, routed_tier, model, provider, day, week, user, team, command, status, role, variant, template, template_hash (comma-separated); or gate alone: pass rates of cascade --check commands.")] = None,
     json_output: JsonOption = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     utc: Annotated[bool, typer.Option("--utc", help="Read and show times in UTC instead of the local zone.")] = False,

@@ -75,7 +75,8 @@ def explain(
     config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
-    """Why a request went where it went: classifier, score, thresholds, config, variant, every attempt, feedback.
+    """Why a request went where it went: classifier, score, thresholds, config, variant, every attempt (with the
+    template it was sent in), feedback.
 
     Example: mmr explain 01JDX7Q9M4N8R2T5V6W7X8Y9Z0
     """
@@ -85,10 +86,12 @@ def explain(
     from ...render.text import explain as show, note
 
     try:
-        current = load_config(config).config_hash
+        cfg = load_config(config)
+        current = cfg.config_hash
+        wordings = {m.phrasing.hash: m.phrasing for m in cfg.models() if m.phrasing is not None}
     except ConfigError as e:
         note(f"the config could not be loaded ({e}); not checking whether the request ran under it")
-        current = None
+        current, wordings = None, {}
     with open_for_reading(ledger_path(db, config)) as ledger:
-        report = explain_call(ledger, call_id, current)
+        report = explain_call(ledger, call_id, current, wordings)
     show(report, json_output)
