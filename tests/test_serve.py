@@ -202,18 +202,6 @@ def test_a_conversation_translated_to_openai(served, server, db_path):
     assert row["prompt"] == "user: first\n\nassistant: reply one\n\nuser: second"
 
 
-def test_tools_and_images_are_refused_with_a_clear_400(served, server):
-    with pytest.raises(openai.BadRequestError) as e:
-        served.openai().chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], tools=[
-            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
-    assert "tools" in e.value.body["message"]
-    with pytest.raises(anthropic.BadRequestError) as e:
-        served.anthropic().messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}])
-    assert "images" in e.value.body["error"]["message"]
-    assert server.calls() == []
-
-
 # ---------------------------------------------------------------- faults, limits, sessions
 
 

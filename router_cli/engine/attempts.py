@@ -40,6 +40,7 @@ class Call:
     history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
     stop: tuple[str, ...] = ()
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
+    native: object | None = None  # providers/base.py Native: the client's own messages and tools (mmr serve)
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
@@ -105,7 +106,8 @@ class ChainRunner:
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
         chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop,
-                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system))
+                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system),
+                           native=call.native)  # type: ignore[arg-type]
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
@@ -291,6 +293,7 @@ def _fill_answer(attempt: Attempt, model: ModelSpec, provider_type: str, respons
          response.cache_write_tokens, response.reasoning_tokens)
     attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
     attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
+    attempt.tool_calls = response.tool_calls
 
 
 def _fill_failure(attempt: Attempt, model: ModelSpec, provider_type: str, e) -> None:

@@ -55,6 +55,8 @@ class RequestOptions:
     history: tuple[tuple[str, str], ...] = ()
     stop: tuple[str, ...] = ()
     model: str | None = None
+    # tools or images, in the client's own form (providers/base.py Native): only models of its protocol take it
+    native: object | None = None
     # cascade only
     max_tier: str | None = None
     from_classifier: bool = False
@@ -117,6 +119,7 @@ class RequestOptions:
         """JSON-ready (money as a decimal string): how a batch worker process receives them."""
         out = asdict(self)
         out["max_cost"] = None if self.max_cost is None else str(self.max_cost)
+        out.pop("native")  # the server's alone: never sent to a batch worker
         return out
 
     @classmethod

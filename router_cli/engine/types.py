@@ -53,6 +53,7 @@ class Attempt:
     cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
     reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
     checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
+    tool_calls: tuple = ()  # the answer's tool calls, in its provider's own form (providers/base.py ChatResponse)
 
     @property
     def label(self) -> str:
