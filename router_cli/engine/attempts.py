@@ -23,6 +23,7 @@ from .admission import Admitter, Chain
 from .types import Attempt, Note
 
 if TYPE_CHECKING:
+    from ..providers.base import Native
     from .request import Request
 
 
@@ -40,7 +41,7 @@ class Call:
     history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
     stop: tuple[str, ...] = ()
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
-    native: object | None = None  # providers/base.py Native: the client's own messages and tools (mmr serve)
+    native: Native | None = None  # the client's own messages and tools (mmr serve)
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
@@ -107,7 +108,7 @@ class ChainRunner:
         provider = self.provider(spec)
         chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop,
                            cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system),
-                           native=call.native)  # type: ignore[arg-type]
+                           native=call.native)
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,

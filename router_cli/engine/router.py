@@ -194,7 +194,7 @@ class Router:
             chain.sort(key=lambda link: link[1].model != options.model)
         with recording_on_interrupt(request):
             if options.native is not None:
-                chain = speaking(chain, getattr(options.native, "protocol"), request)
+                chain = speaking(chain, options.native.protocol, request)
             failure, _ = self.runner.run(request.attempts, chain, call, request)
         if failure is not None:
             ledger_error = finish(request, None)
