@@ -61,6 +61,7 @@ def test_openai_tools_round_trip_through_an_openai_model(served, server, db_path
     first, second = ledger_rows(db_path)
     assert (first["model"], first["stop_reason"], first["cost_usd"]) == ("gpt-small", "tool_calls", "0.00000165")
     assert first["policy"] == "tools or images: only openai models (3 of 6 in the chain)"
+    assert first["response"] == '\n[tool call weather: {"city": "Paris"}]'  # no words, one call
     assert second["prompt"] == ('user: weather in Paris?\n\nassistant: [tool call weather: {"city": "Paris"}]\n\n'
                                 "user: [tool result: sunny]")
     assert second["command"] == "serve" and second["policy"].startswith("tools or images: only openai models")
@@ -91,6 +92,7 @@ def test_anthropic_tools_round_trip_through_an_anthropic_model(served, server, d
     # 5 * 3.00e-6 + 5 * 15.00e-6 ("be brief weather in Rome?"; 'Let me check. {"city": "Rome"}')
     assert [(r["model"], r["stop_reason"]) for r in rows] == [("claude-mid", "tool_use"), ("claude-mid", "end_turn")]
     assert rows[0]["cost_usd"] == "0.00009"
+    assert rows[0]["response"] == 'Let me check.\n[tool call weather: {"city": "Rome"}]'
 
 
 def test_streamed_tool_calls_are_what_the_sdks_accumulate(served, server):
@@ -173,3 +175,21 @@ def test_a_model_or_cascade_that_cannot_take_them_is_a_400(served, server):
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])
     assert "cascade judges text answers only" in e.value.body["message"]
     assert server.calls() == []
+
+
+def test_a_tier_with_no_model_of_the_clients_protocol_above_it_is_a_400(server, tmp_path, db_path):
+    config = write_config(tmp_path / "c.yaml", server.url).read_text()
+    config = "\n".join(line for line in config.splitlines() if "gpt-mid" not in line and "gpt-big" not in line)
+    (tmp_path / "c.yaml").write_text(config)
+    running = start_serve(tmp_path / "c.yaml", db_path, "--no-auth")
+    try:
+        with pytest.raises(openai.BadRequestError) as e:
+            running.openai().chat.completions.create(model="medium", tools=OPENAI_TOOLS,
+                                                     messages=[{"role": "user", "content": "x"}])
+        assert e.value.body["message"] == ("this request carries tools or images in the openai form, and no model of "
+                                           "tier medium or above speaks openai: ask for a lower tier, or add a model of type openai to one of them")
+        assert running.openai().chat.completions.create(model="simple", tools=OPENAI_TOOLS, messages=[
+            {"role": "user", "content": "x"}]).choices[0].message.content == "Answer to: x"
+    finally:
+        running.stop()
+    assert server.calls("claude-mid") == [] and [r["model"] for r in ledger_rows(db_path)] == ["gpt-small"]
