@@ -385,8 +385,8 @@ def speaking(chain: list[tuple[Tier, ModelSpec]], protocol: str, request: Reques
     kept = [(t, m) for t, m in chain if request.config.providers[m.provider].type == protocol]
     if not kept:
         raise UsageError(f"this request carries tools or images in the {protocol} form, and no model of "
-                         f"tier {request.start_tier} or above speaks {protocol}: ask for a lower tier, or add a model of type {protocol} "
-                         "model to one of them")
+                         f"tier {request.start_tier} or above speaks {protocol}: ask for a lower tier, "
+                         f"or add a model of type {protocol} to one of them")
     request.note(f"tools or images: only {protocol} models ({len(kept)} of {len(chain)} in the chain)")
     return kept
 
