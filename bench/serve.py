@@ -1,6 +1,7 @@
 """Benchmark `mmr serve` against the local provider server, with the official async OpenAI SDK as the client.
 
-Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--litellm /work/venvs/litellm/bin/litellm]
+Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--rounds 2]
+       [--litellm /work/venvs/litellm/bin/litellm] [--before DIR [--before-plain]]
 
 Goals (issue 18): added latency over calling the provider server directly with
 the same SDK, p50 <= 5 ms and p99 <= 20 ms at 50 concurrent clients; 500
@@ -8,7 +9,10 @@ concurrent streaming clients with no error, every stream complete, memory
 flat (RSS reported); and, when a LiteLLM proxy is given (installed in its own
 venv), requests/s and p99 at 50 clients through it, side by side. The
 provider server, mmr serve and LiteLLM each run in their own process; mmr serve
-writes its SQLite ledger as usual.
+writes its SQLite ledger as usual. ``--before DIR`` also starts the ``mmr serve`` of
+another checkout (``git worktree add DIR COMMIT``) in the same run, its rows side by side
+with this one's; ``--before-plain`` runs it without httptools and uvloop (uvicorn's h11
+parser and asyncio's loop), as a server without them installed does.
 """
 
 from __future__ import annotations
@@ -39,16 +43,30 @@ general_settings: {{disable_spend_logs: true, master_key: {key}}}
 """
 
 
-def start(argv: list[str], pattern: str, env: dict | None = None, stream: str = "stdout") -> tuple[subprocess.Popen, str]:
+def start(argv: list[str], pattern: str, env: dict | None = None, stream: str = "stdout",
+          cwd: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start a process and wait for the URL it prints (matching ``pattern``)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})}, cwd=cwd)
     pipe = proc.stdout if stream == "stdout" else proc.stderr
     for line in pipe:
         found = re.search(pattern, line)
         if found:
             return proc, found.group(1)
     raise SystemExit(f"{argv[0]} did not start: {proc.stderr.read() if stream == 'stdout' else ''}")
+
+
+# Runs ``python -m router_cli ARGS`` as if httptools and uvloop were not installed.
+PLAIN = ("import runpy, sys; sys.modules['httptools'] = sys.modules['uvloop'] = None; "
+         "sys.argv[0] = 'mmr'; runpy.run_module('router_cli', run_name='__main__')")
+
+
+def start_serve(tmp: Path, config: Path, root: Path = ROOT, plain: bool = False) -> tuple[subprocess.Popen, str]:
+    """``mmr serve`` of the checkout ``root`` on a free port, no auth, with its own SQLite ledger."""
+    argv = [sys.executable, *(["-c", PLAIN] if plain else ["-m", "router_cli"]), "serve", "--port", "0", "--no-auth",
+            "--config", str(config), "--db", str(tmp / f"ledger-{root.name}-{plain}.db")]
+    return start(argv, r"listening on (http://\S+) ", env={**KEYS, "PYTHONPATH": str(root)}, stream="stderr",
+                 cwd=root)
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -121,6 +139,20 @@ async def streams(base_url: str, count: int) -> tuple[int, int, float]:
     return complete, errors, time.perf_counter() - wall
 
 
+def rows_for(rows: list, name: str, base_url: str, args, direct: tuple | None = None) -> tuple:
+    """One client, then ``args.clients`` clients, against ``base_url``: their rows appended to ``rows``
+    (each with its baseline's latencies, ``direct``'s); returns the latencies of both, for a baseline."""
+    one, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests // 5, 1))
+    rows.append((f"{name}, 1 client", one, wall, errors, direct[0] if direct else None))
+    many, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests, args.clients))
+    rows.append((f"{name}, {args.clients} clients", many, wall, errors, direct[1] if direct else None))
+    return one, many
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else float("nan")
 
@@ -131,7 +163,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the provider server adds to each call")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --streams concurrent streams (RSS after each)")
     parser.add_argument("--litellm", help="the litellm executable of a venv with litellm[proxy] installed")
+    parser.add_argument("--before", help="another checkout of mmr whose mmr serve runs side by side (before/after)")
+    parser.add_argument("--before-plain", action="store_true", help="run --before without httptools and uvloop")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mmr-bench-serve-"))
     provider, url = start([sys.executable, "-m", "tests.provider_server", "--port", "0", "--latency", str(args.latency),
@@ -140,18 +175,17 @@ def main() -> None:
     try:
         config = tmp / "tiers.yaml"
         config.write_text(TEST_CONFIG.format(url=url, timeout=60))
-        serve, mmr = start([sys.executable, "-m", "router_cli", "serve", "--port", "0", "--no-auth", "--config",
-                            str(config), "--db", str(tmp / "ledger.db")], r"listening on (http://\S+) ",
-                           env=KEYS, stream="stderr")
+        serve, mmr = start_serve(tmp, config)
         procs.append(serve)
+        servers = [("mmr serve", mmr)]
+        if args.before:
+            before, old = start_serve(tmp, config, Path(args.before).resolve(), args.before_plain)
+            procs.append(before)
+            servers.insert(0, ("mmr serve before", old))
         rows = []
-        for name, base in (("direct, 1 client", url), ("mmr serve, 1 client", mmr)):
-            lat, wall, errors = asyncio.run(load(base + "/v1", "gpt-small", args.requests // 5, 1))
-            rows.append((name, lat, wall, errors))
-        direct, direct_wall, direct_errors = asyncio.run(load(url + "/v1", "gpt-small", args.requests, args.clients))
-        routed, routed_wall, routed_errors = asyncio.run(load(mmr + "/v1", "gpt-small", args.requests, args.clients))
-        rows.append(("direct, 50 clients", direct, direct_wall, direct_errors))
-        rows.append(("mmr serve, 50 clients", routed, routed_wall, routed_errors))
+        direct = rows_for(rows, "direct", url, args)
+        for name, base in servers:
+            rows_for(rows, name, base, args, direct)
         if args.litellm:
             master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
             (tmp / "litellm.yaml").write_text(LITELLM_CONFIG.format(url=url, key=master))
@@ -162,27 +196,24 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
             lite, lite_wall, lite_errors = asyncio.run(load(f"http://127.0.0.1:{port}/v1", "gpt-small", args.requests,
                                                             args.clients, master))
-            rows.append(("LiteLLM proxy, 50 clients", lite, lite_wall, lite_errors))
+            rows.append(("LiteLLM proxy, 50 clients", lite, lite_wall, lite_errors, direct[1]))
         print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
               f"{args.latency * 1000:.0f} ms, async openai SDK")
-        print(f"| {'path':<26} | req/s | p50 ms | p99 ms | added p50 | added p99 | errors |")
+        print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | errors |")
         print("|---|---|---|---|---|---|---|")
-        for i, (name, lat, wall, errors) in enumerate(rows):
-            base = rows[0][1] if i < 2 else direct
-            base50, base99 = pct(base, 50), pct(base, 99)
-            print(f"| {name:<26} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | "
-                  f"{pct(lat, 50) - base50:9.1f} | {pct(lat, 99) - base99:9.1f} | {errors} |")
+        for name, lat, wall, errors, base in rows:
+            added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
+                     else f"{'':9} | {'':9}")
+            print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {errors} |")
         if not args.streams:
             return
-        before = rss_mb(serve.pid)[0]
-        complete, errors, wall = asyncio.run(streams(mmr + "/v1", args.streams))
-        after, peak = rss_mb(serve.pid)
-        complete2, errors2, wall2 = asyncio.run(streams(mmr + "/v1", args.streams))
-        again, peak2 = rss_mb(serve.pid)
-        print(f"\n{args.streams} concurrent streams through mmr serve: round 1 {complete} complete, {errors} errors, "
-              f"{wall:.1f} s; round 2 {complete2} complete, {errors2} errors, {wall2:.1f} s")
-        print(f"mmr serve RSS: {before:.0f} MB before, {after:.0f} MB after round 1 (peak {peak:.0f}), "
-              f"{again:.0f} MB after round 2 (peak {peak2:.0f})")
+        print(f"\n{args.streams} concurrent streams through mmr serve, {args.rounds} rounds "
+              f"(RSS idle {rss_mb(serve.pid)[0]:.0f} MB, {threads(serve.pid)} threads):")
+        for round_ in range(1, args.rounds + 1):
+            complete, errors, wall = asyncio.run(streams(mmr + "/v1", args.streams))
+            now, peak = rss_mb(serve.pid)
+            print(f"round {round_}: {complete} complete, {errors} errors, {wall:.1f} s; RSS {now:.0f} MB "
+                  f"(peak {peak:.0f}), {threads(serve.pid)} threads")
     finally:
         for proc in reversed(procs):
             proc.terminate()

@@ -95,6 +95,13 @@ def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, sto
                 cache_write=cache_write, reasoning=reasoning)
 
 
+def tool_call(name: str, arguments: dict, text: str = "", *, call_id: str = "call_1") -> Step:
+    """An answer that calls the tool ``name`` with ``arguments`` (after ``text``, if any): Anthropic's
+    tool_use block and stop reason ``tool_use``, or OpenAI's tool_calls and ``tool_calls``; streamed,
+    the arguments' JSON comes in three pieces."""
+    return Step("reply", text=text, extra={"tool": {"id": call_id, "name": name, "arguments": arguments}})
+
+
 def embeddings(*, drop_last: int = 0) -> Step:
     """Embeddings for every input but the last ``drop_last`` (a server that loses some)."""
     return Step("reply", extra={"drop_last": drop_last})
@@ -316,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = _user_prompt(body)
         system_parts = [_text(body.get("system"))] + [m.get("content", "") for m in messages if m.get("role") in ("system", "developer")]
         system = " ".join(p for p in system_parts if isinstance(p, str) and p)
-        text = step.text if step.text is not None else reply_text(prompt)
+        text = step.text if step.text is not None else reply_text(prompt) + _seen_parts(messages)
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or 10**9
         words = text.split(" ")
         truncated = len(text.split()) > limit
@@ -325,8 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
         natural = "end_turn" if protocol == "anthropic" else "stop"
         cut = "max_tokens" if protocol == "anthropic" else "length"
         stop = step.stop_reason or (cut if truncated else natural)
+        if step.extra.get("tool") and not truncated:
+            stop = "tool_use" if protocol == "anthropic" else "tool_calls"
         input_tokens = step.input_tokens if step.input_tokens is not None else count_tokens(f"{system} {prompt}")
-        output_tokens = step.output_tokens if step.output_tokens is not None else (count_tokens(text) if text else 0)
+        said = f"{text} {json.dumps(step.extra['tool']['arguments'])}" if step.extra.get("tool") else text
+        output_tokens = step.output_tokens if step.output_tokens is not None else (count_tokens(said) if said.strip() else 0)
         return text, stop, input_tokens, output_tokens
 
     def _anthropic(self, body: dict, step: Step):
@@ -344,13 +354,15 @@ class _Handler(BaseHTTPRequestHandler):
                  "cache_creation": {"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0},
                  "server_tool_use": None, "service_tier": "standard"}
         message_id = f"msg_{uuid.uuid4().hex[:20]}"
+        tool = step.extra.get("tool")
         if not body.get("stream"):
             if step.action == "drop":
                 return self._drop_unfinished_body()
             return self._json(200, {
                 "id": message_id, "type": "message", "role": "assistant", "model": body["model"],
-                "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
-                "usage": usage,
+                "content": [{"type": "text", "text": text}] * bool(text or not tool) + ([
+                    {"type": "tool_use", "id": tool["id"], "name": tool["name"], "input": tool["arguments"]}] if tool else []),
+                "stop_reason": stop, "stop_sequence": None, "usage": usage,
             })
         events = [("message_start", {"type": "message_start", "message": {
             "id": message_id, "type": "message", "role": "assistant", "model": body["model"], "content": [],
@@ -364,8 +376,14 @@ class _Handler(BaseHTTPRequestHandler):
             events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
         if step.action == "drop":
             return self._sse(events, drop=True)
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        if tool:
+            events.append(("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
+                "type": "tool_use", "id": tool["id"], "name": tool["name"], "input": {}}}))
+            events += [("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
+                "type": "input_json_delta", "partial_json": piece}}) for piece in _thirds(json.dumps(tool["arguments"]))]
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": 1}))
         events += [
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}}),
             ("message_stop", {"type": "message_stop"}),
         ]
@@ -377,6 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
             output_tokens += step.reasoning  # completion_tokens include the reasoning tokens
         words = " ".join(str(m.get("content", "")) for m in body.get("messages") or []).split()
         cached = min(input_tokens, self.server_state.openai_cache(body["model"], words)) if step.cache_read is None else step.cache_read
+        tool = step.extra.get("tool")
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:20]}", "created": int(time.time()), "model": body["model"]}
         usage: dict | None = {
             "prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens,
@@ -390,8 +409,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             if step.action == "drop":
                 return self._drop_unfinished_body()
+            message: dict = {"role": "assistant", "content": text or (None if tool else "")}
+            if tool:
+                message["tool_calls"] = [{"id": tool["id"], "type": "function", "function": {
+                    "name": tool["name"], "arguments": json.dumps(tool["arguments"])}}]
             return self._json(200, {**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stop, "logprobs": None}], "usage": usage})
+                {"index": 0, "message": message, "finish_reason": stop, "logprobs": None}], "usage": usage})
         chunk = {**base, "object": "chat.completion.chunk"}
         events = [(None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
         for i, piece in enumerate(_chunks(text)):
@@ -400,6 +423,13 @@ class _Handler(BaseHTTPRequestHandler):
             events.append((None, {**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
         if step.action == "drop":
             return self._sse(events, drop=True)
+        if tool:
+            events.append((None, {**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [{
+                "index": 0, "id": tool["id"], "type": "function", "function": {"name": tool["name"], "arguments": ""}}]},
+                "finish_reason": None}]}))
+            events += [(None, {**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": piece}}]}, "finish_reason": None}]})
+                for piece in _thirds(json.dumps(tool["arguments"]))]
         events.append((None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": stop}]}))
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
@@ -478,13 +508,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _user_prompt(body: dict) -> str:
     messages = body.get("messages") or []
-    return " ".join(_text(m.get("content")) for m in messages if m.get("role") == "user")
+    return " ".join(filter(None, (_text(m.get("content")) for m in messages if m.get("role") == "user")))
 
 
 def _text(content) -> str:
     """A system prompt or message content as text: a string, or the texts of its blocks."""
     if isinstance(content, list):
-        return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        return " ".join(b["text"] for b in content if isinstance(b, dict) and b.get("text"))
     return content if isinstance(content, str) else ""
 
 
@@ -501,6 +531,27 @@ def _marked_prefix(body: dict) -> str | None:
     if not marked:
         return None
     return " ".join(text for text, _ in segments[: marked[-1] + 1])
+
+
+def _seen_parts(messages: list) -> str:
+    """What the default answer says it saw beside text: `` [N images]`` and each tool result."""
+    images, results = 0, []
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") == "tool":
+            results.append(_text(content))
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") in ("image", "image_url"):
+                images += 1
+            elif isinstance(part, dict) and part.get("type") == "tool_result":
+                results.append(_text(part.get("content")))
+    return (f" [{images} images]" if images else "") + "".join(f" [tool result: {r}]" for r in results)
+
+
+def _thirds(text: str) -> list[str]:
+    """``text`` in three pieces (a streamed tool call's arguments)."""
+    n = max(1, len(text) // 3)
+    return [text[:n], text[n:2 * n], text[2 * n:]]
 
 
 def _chunks(text: str) -> list[str]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import anthropic
 import openai
@@ -200,18 +202,6 @@ def test_a_conversation_translated_to_openai(served, server, db_path):
     assert (body["max_tokens"], body["temperature"], body["stop"]) == (30, 0.5, ["STOP"])
     (row,) = ledger_rows(db_path)
     assert row["prompt"] == "user: first\n\nassistant: reply one\n\nuser: second"
-
-
-def test_tools_and_images_are_refused_with_a_clear_400(served, server):
-    with pytest.raises(openai.BadRequestError) as e:
-        served.openai().chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], tools=[
-            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
-    assert "tools" in e.value.body["message"]
-    with pytest.raises(anthropic.BadRequestError) as e:
-        served.anthropic().messages.create(model="auto", max_tokens=5, messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}])
-    assert "images" in e.value.body["error"]["message"]
-    assert server.calls() == []
 
 
 # ---------------------------------------------------------------- faults, limits, sessions
@@ -566,3 +556,22 @@ def test_a_ledger_failure_tells_the_client_nothing_of_the_ledger(server, tmp_pat
     told = [line for line in running.lines if str(pg_server.socket_dir) in line]
     assert len(told) >= 2, running.lines  # the operator sees where
     assert len(server.calls()) == 1  # only the first request was paid for
+
+
+def test_the_readme_sdk_scripts_run_unmodified_but_their_base_url(server, tmp_path, db_path):
+    # Issue 18's "done when": the README's OpenAI and Anthropic SDK scripts, as written, answered by mmr serve.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## `mmr serve`"):]
+    scripts = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
+    assert len(scripts) == 2 and "from openai import" in scripts[0] and "from anthropic import" in scripts[1]
+    extra = "serve:\n  keys:\n    - {env: TEST_README_KEY, user: readme}\n"
+    running = start_serve(write_config(tmp_path / "readme.yaml", server.url, extra=extra), db_path,
+                          env={"TEST_README_KEY": "my-mmr-client-key"})
+    try:
+        for script in scripts:
+            run = subprocess.run([sys.executable, "-c", script.replace("http://127.0.0.1:8080", running.url)],
+                                 capture_output=True, text=True, timeout=60)
+            assert (run.returncode, run.stdout, run.stderr) == (0, "Answer to: What is a monad?\n", "")
+    finally:
+        running.stop()
+    assert [(r["command"], r["user"], r["status"]) for r in ledger_rows(db_path)] == [("serve", "readme", "ok")] * 2

@@ -24,6 +24,7 @@ from .shaping import shape, wording_fields
 from .types import Attempt, Note
 
 if TYPE_CHECKING:
+    from ..providers.base import Native
     from .request import Request
 
 
@@ -41,6 +42,7 @@ class Call:
     history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
     stop: tuple[str, ...] = ()
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
+    native: Native | None = None  # the client's own messages and tools (mmr serve)
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
@@ -107,9 +109,11 @@ class ChainRunner:
         provider = self.provider(spec)
         sent = shape(model, call.system, call.prompt, call.stop, call.temperature, call.role)  # this model's wording
         chat = ChatRequest(model, sent.prompt, sent.system, call.limit(model), sent.temperature, call.history, sent.stop,
-                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, sent.system))
+                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, sent.system),
+                           native=call.native)
         for retry in range(self.config.retry.max_retries + 1):
-            attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role, **wording_fields(model, call.role))
+            worded = wording_fields(model, call.role) if call.native is None else {}  # native: sent as the client wrote it
+            attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role, **worded)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
                                                          (call.transcript, call.system, call.limit(model)), call.role):
                 return "next"  # a retry may bill another worst case: it must fit too
@@ -293,6 +297,7 @@ def _fill_answer(attempt: Attempt, model: ModelSpec, provider_type: str, respons
          response.cache_write_tokens, response.reasoning_tokens)
     attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
     attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
+    attempt.tool_calls = response.tool_calls
 
 
 def _fill_failure(attempt: Attempt, model: ModelSpec, provider_type: str, e) -> None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from ..config import GATES, MAX_OUTPUT_TOKENS, MAX_USD
 from ..config.schema import PROMPT_CACHE_MODES
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..providers.base import Native
 
 
 def parse_max_cost(value: str | Decimal | None) -> Decimal | None:
@@ -55,6 +59,8 @@ class RequestOptions:
     history: tuple[tuple[str, str], ...] = ()
     stop: tuple[str, ...] = ()
     model: str | None = None
+    # tools or images, in the client's own form (providers/base.py Native): only models of its protocol take it
+    native: Native | None = None
     # cascade only
     max_tier: str | None = None
     from_classifier: bool = False
@@ -117,6 +123,7 @@ class RequestOptions:
         """JSON-ready (money as a decimal string): how a batch worker process receives them."""
         out = asdict(self)
         out["max_cost"] = None if self.max_cost is None else str(self.max_cost)
+        out.pop("native")  # the server's alone: never sent to a batch worker
         return out
 
     @classmethod

@@ -90,7 +90,7 @@ def record_request(store, request: Request, returned: Attempt | None) -> None:
             "template": a.template, "template_hash": a.template_hash,
         })
         if a.text is not None and keep.store in ("full", "preview"):
-            responses.append({"call_id": a.call_id, "response": _stored(a.text, keep)})
+            responses.append({"call_id": a.call_id, "response": _stored(a.text + _tool_calls(a.tool_calls), keep)})
     prompts = []
     if keep.store != "none":
         digest = prompt_hash(request.system, request.prompt)
@@ -122,6 +122,18 @@ def _request_columns(request: Request, returned: Attempt | None) -> dict:
         "variant": request.variant, "thresholds_json": json.dumps(limits) if limits else None,
         "batch_id": batch_id, "batch_row": batch_row,
     }
+
+
+def _tool_calls(calls: tuple) -> str:
+    """An answer's tool calls (Anthropic tool_use blocks or OpenAI tool_calls) as the text the ledger
+    keeps after its words: ``[tool call NAME: ARGUMENTS]`` each, as a request's prompt shows them."""
+    out = []
+    for call in calls:
+        function = call.get("function") or {}
+        name = function.get("name") or call.get("name")
+        arguments = function.get("arguments") if function else json.dumps(call.get("input"))
+        out.append(f"[tool call {name}: {arguments}]")
+    return ("\n" if out else "") + "\n".join(out)
 
 
 def _stored(text: str | None, keep: "LedgerConfig") -> str | None:

@@ -178,7 +178,8 @@ class Router:
     def _answer_request(self, request: Request, options: RequestOptions, prompt: str, started: float,
                         on_text: Callable[[str], None] | None, on_restart: Note | None) -> Answer:
         """:meth:`ask` once the request is open: the cache, budgets, then the fallback chain."""
-        cache = self._cache(request.config) if options.use_cache else None
+        # Tools and images are not in the cache's key (the request's text): such a request is never cached.
+        cache = self._cache(request.config) if options.use_cache and options.native is None else None
         key, hit = caching.before_calls(request, options, cache, lambda name: self.tier_worst_case(
             name, request.prompt, request.system, options.max_tokens, request.request_id, request.config))
         if hit is not None:
@@ -188,11 +189,13 @@ class Router:
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
                     on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
-                    prompt_cache=options.prompt_cache or request.config.prompt_cache)
+                    prompt_cache=options.prompt_cache or request.config.prompt_cache, native=options.native)
         chain = self.chain(request.start_tier, request.request_id, request.config)
         if options.model is not None and request.start_tier == request.decision.tier:  # that model first, then the rest
             chain.sort(key=lambda link: link[1].model != options.model)
         with recording_on_interrupt(request):
+            if options.native is not None:
+                chain = speaking(chain, options.native.protocol, request)
             failure, _ = self.runner.run(request.attempts, chain, call, request)
         if failure is not None:
             ledger_error = finish(request, None)
@@ -380,6 +383,18 @@ class Router:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def speaking(chain: list[tuple[Tier, ModelSpec]], protocol: str, request: Request) -> list[tuple[Tier, ModelSpec]]:
+    """The models of ``chain`` that speak ``protocol`` (a request carrying tools or images in that
+    protocol's form); the request's ledger rows say so. UsageError when there is none."""
+    kept = [(t, m) for t, m in chain if request.config.providers[m.provider].type == protocol]
+    if not kept:
+        raise UsageError(f"this request carries tools or images in the {protocol} form, and no model of "
+                         f"tier {request.start_tier} or above speaks {protocol}: ask for a lower tier, "
+                         f"or add a model of type {protocol} to one of them")
+    request.note(f"tools or images: only {protocol} models ({len(kept)} of {len(chain)} in the chain)")
+    return kept
 
 
 def refuse_model_calls(classifier: str) -> None:

@@ -55,6 +55,7 @@ class Attempt:
     checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
     template: str | None = None  # the model's wording: its template's name (config/phrasing.py) ...
     template_hash: str | None = None  # ... and the hash of its text
+    tool_calls: tuple = ()  # the answer's tool calls, in its provider's own form (providers/base.py ChatResponse)
 
     @property
     def label(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -34,6 +35,11 @@ class AnthropicProvider(Provider):
             params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
         elif request.system:
             params["system"] = request.system
+        if request.native is not None:  # tools or images: the client's own messages, system and tools
+            params["messages"] = list(request.native.messages)
+            params.update(request.native.params)
+            if request.native.system is not None:
+                params["system"] = request.native.system
         # No temperature: the Messages API (version 2026-10-21, sent by SDK 2.x)
         # rejects sampling parameters with a 400, and the SDK no longer takes them.
         start = time.perf_counter()
@@ -52,6 +58,8 @@ class AnthropicProvider(Provider):
                     duration_ms=elapsed_ms(start),
                     cache_read_tokens=usage.cache_read_input_tokens or 0,
                     cache_write_tokens=usage.cache_creation_input_tokens or 0,
+                    tool_calls=tuple({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+                                     for block in message.content if block.type == "tool_use"),
                 )
             return self._stream(params, on_text, start, tokens, parts)
         except Exception as e:
@@ -62,12 +70,18 @@ class AnthropicProvider(Provider):
         ttft = None
         finished = False
         events = 0
+        tools: dict[int, dict] = {}  # tool_use blocks by index, their input's JSON in pieces
         # Leaving early (a reader gone) closes the stream, which stops the upstream call.
         with self.client().messages.create(**params, stream=True) as stream:
             for event in stream:
                 events += 1
                 if event.type == "message_start":
                     _take_usage(tokens, event.message.usage)
+                elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    block = event.content_block
+                    tools[event.index] = {"type": "tool_use", "id": block.id, "name": block.name, "json": []}
+                elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                    tools[event.index]["json"].append(event.delta.partial_json)
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     if ttft is None:
                         ttft = elapsed_ms(start)
@@ -80,8 +94,10 @@ class AnthropicProvider(Provider):
                     finished = True
         if not finished:
             raise unfinished_stream(stream, events, "the stream ended before message_stop", start)
+        calls = tuple({"type": "tool_use", "id": t["id"], "name": t["name"], "input": json.loads("".join(t["json"]) or "{}")}
+                      for _, t in sorted(tools.items()))
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft,
-                            cache_read_tokens=tokens[2], cache_write_tokens=tokens[3])
+                            cache_read_tokens=tokens[2], cache_write_tokens=tokens[3], tool_calls=calls)
 
 
 def _take_usage(tokens: list[int], usage) -> None:

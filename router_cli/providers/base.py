@@ -23,7 +23,7 @@ auth       no         no (fail)    401: the key is wrong
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ModelSpec, ProviderSpec
@@ -31,6 +31,22 @@ from ..errors import redact
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"})
 MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "load_error"}
+
+
+@dataclass(frozen=True)
+class Native:
+    """A request in its own wire form, passed through to a provider of that protocol: messages with
+    tool calls, tool results or images, and the tools offered, all as the client sent them.
+
+    ``protocol`` is the provider type that takes it (``anthropic`` or ``openai``); ``params`` the
+    request's own fields beside ``messages`` (``tools``, ``tool_choice`` ...); ``system``
+    Anthropic's top-level system prompt as sent (a string or text blocks).
+    """
+
+    protocol: str
+    messages: tuple = field(default=(), hash=False)
+    params: dict = field(default_factory=dict, hash=False)
+    system: Any = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class ChatRequest:
     history: tuple[tuple[str, str], ...] = ()  # (role, text): "user" or "assistant"
     stop: tuple[str, ...] = ()
     cache_system: bool = False  # mark the system prompt for the provider's prompt cache (Anthropic)
+    native: Native | None = None  # sent as the client sent it, to a provider of its protocol only
 
     def messages(self) -> list[dict]:
         """The conversation as chat messages (the system prompt not included)."""
@@ -70,6 +87,8 @@ class ChatResponse:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # Tool calls in the provider's own form: Anthropic tool_use blocks, or OpenAI tool_calls entries.
+    tool_calls: tuple = ()
 
 
 class ProviderError(Exception):

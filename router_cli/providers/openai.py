@@ -28,11 +28,18 @@ class OpenAIProvider(Provider):
 
     def params(self, request: ChatRequest) -> dict:
         """Request parameters, with the quirks of reasoning models (o-series, gpt-5)."""
+        if request.native is not None:  # tools or images: the client's own messages (its system ones too)
+            params: dict = {"model": request.model.model, "messages": list(request.native.messages),
+                            **request.native.params}
+            return self._limits(request, params)
         messages = []
         if request.system:
             messages.append({"role": "developer" if request.model.reasoning else "system", "content": request.system})
         messages += request.messages()
-        params: dict = {"model": request.model.model, "messages": messages}
+        return self._limits(request, {"model": request.model.model, "messages": messages})
+
+    @staticmethod
+    def _limits(request: ChatRequest, params: dict) -> dict:
         if request.stop:
             params["stop"] = list(request.stop)
         if request.model.reasoning:
@@ -54,7 +61,8 @@ class OpenAIProvider(Provider):
                     raise ProviderError("malformed", "the response has no choices", duration_ms=elapsed_ms(start))
                 choice = completion.choices[0]
                 text = choice.message.content or ""
-                return _response(request, completion.usage, text, choice.finish_reason, start, None)
+                calls = tuple(_call(c) for c in choice.message.tool_calls or ())
+                return _response(request, completion.usage, text, choice.finish_reason, start, None, calls)
             return self._stream(request, params, on_text, start, parts)
         except Exception as e:
             # Usage comes only in the last chunk: what was streamed is charged as an estimate.
@@ -71,11 +79,14 @@ class OpenAIProvider(Provider):
         ttft = None
         usage = None
         events = 0
+        tools: dict[int, dict] = {}  # tool calls by index, their arguments in pieces
         for chunk in stream:
             events += 1
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
+                for delta in (choice.delta.tool_calls if choice.delta else None) or ():
+                    _take_tool_delta(tools, delta)
                 piece = choice.delta.content if choice.delta else None
                 if piece:
                     if ttft is None:
@@ -86,10 +97,35 @@ class OpenAIProvider(Provider):
                     stop_reason = choice.finish_reason
         if stop_reason is None:
             raise unfinished_stream(stream, events, "the stream ended without a finish_reason", start)
-        return _response(request, usage, "".join(parts), stop_reason, start, ttft)
+        calls = tuple({**t, "function": {**t["function"], "arguments": "".join(t["function"]["arguments"])}}
+                      for _, t in sorted(tools.items()))
+        return _response(request, usage, "".join(parts), stop_reason, start, ttft, calls)
 
 
-def _response(request: ChatRequest, usage, text: str, stop_reason, start: float, ttft: float | None) -> ChatResponse:
+def _call(call) -> dict:
+    """One tool call of a whole answer, as the Chat Completions API sends it."""
+    if getattr(call, "type", "function") == "function":
+        return {"id": call.id, "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments}}
+    return call.model_dump(mode="json", exclude_none=True)
+
+
+def _take_tool_delta(tools: dict[int, dict], delta) -> None:
+    """A streamed piece of a tool call: its id, name and type come once, its arguments in pieces."""
+    call = tools.setdefault(delta.index, {"id": None, "type": "function", "function": {"name": None, "arguments": []}})
+    if delta.id:
+        call["id"] = delta.id
+    if delta.type:
+        call["type"] = delta.type
+    if delta.function is not None:
+        if delta.function.name:
+            call["function"]["name"] = delta.function.name
+        if delta.function.arguments:
+            call["function"]["arguments"].append(delta.function.arguments)
+
+
+def _response(request: ChatRequest, usage, text: str, stop_reason, start: float, ttft: float | None,
+              calls: tuple = ()) -> ChatResponse:
     """The response with token counts from ``usage``: cached tokens (inside ``prompt_tokens``) and
     reasoning tokens (inside ``completion_tokens``) too. OpenAI-compatible servers may omit the
     counts (then: estimates) or the details (then: 0)."""
@@ -97,9 +133,9 @@ def _response(request: ChatRequest, usage, text: str, stop_reason, start: float,
     completion_tokens = getattr(usage, "completion_tokens", None)
     if not (isinstance(prompt_tokens, int) and isinstance(completion_tokens, int)):
         return ChatResponse(text, estimate_tokens(request.sent_text), estimate_tokens(text),
-                            stop_reason, elapsed_ms(start), ttft, True)
+                            stop_reason, elapsed_ms(start), ttft, True, tool_calls=calls)
     cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
     reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
     return ChatResponse(text, prompt_tokens, completion_tokens, stop_reason, elapsed_ms(start), ttft,
                         cache_read_tokens=cached if isinstance(cached, int) else 0,
-                        reasoning_tokens=reasoning if isinstance(reasoning, int) else 0)
+                        reasoning_tokens=reasoning if isinstance(reasoning, int) else 0, tool_calls=calls)

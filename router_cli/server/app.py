@@ -36,7 +36,7 @@ from .auth import Client, Keys
 from .dashboard import Dashboard
 from .metrics import Metrics
 from .protocols import ANTHROPIC, OPENAI, Asked, BadRequest, StreamWriter, answer_body, error_body, parse
-from .routing import BrokeOff, ClientGone, Meaning, Sessions, Worker, meaning, options_for
+from .routing import BrokeOff, ClientGone, Meaning, Sessions, Worker, check_native, meaning, options_for
 
 
 class Server:
@@ -107,9 +107,8 @@ class Server:
         try:
             asked, client, max_cost = await self._read(request, protocol)
             what = meaning(self.config, asked.model)
-            if asked.extras:
-                raise BadRequest(f"this request carries {asked.extras}: mmr serve routes text conversations only "
-                                 "(tools and images are not passed through yet)")
+            if asked.native is not None:
+                check_native(self.config, what, asked)
             session = request.headers.get("x-mmr-session") or (
                 asked.user if protocol == OPENAI and self.config.serve.session_from_user else None)
             user = client.user if client is not None and self.keys is not None else asked.user
@@ -125,7 +124,8 @@ class Server:
                 answer, status = value, 200
                 self._remember(session, what, answer)
                 return JSONResponse(answer_body(asked, answer.request_id, answer.final.model, answer.text,
-                                                answer.final.stop_reason, answer.final.usage), headers=bill(answer))
+                                                answer.final.stop_reason, answer.final.usage, answer.final.tool_calls),
+                                    headers=bill(answer))
             status, streaming = 200, True  # the stream counts itself when it ends
             return StreamingResponse(self._stream(asked, worker, (kind, value), session, what, started),
                                      media_type="text/event-stream",
@@ -205,7 +205,7 @@ class Server:
                     final = answer.final
                     writer.model = final.model
                     trailer = " ".join(f"{k}={v}" for k, v in bill(answer).items())
-                    yield writer.end(final.stop_reason, final.usage, trailer)
+                    yield writer.end(final.stop_reason, final.usage, trailer, final.tool_calls)
                     return
                 else:
                     status, _ = self._failure(asked.protocol, value)

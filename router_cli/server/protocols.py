@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..pricing import Usage
+from ..providers.base import Native
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -35,7 +36,13 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True)
 class Asked:
-    """One chat request, either protocol's, as the engine takes it."""
+    """One chat request, either protocol's, as the engine takes it.
+
+    ``prompt`` and ``history`` are the conversation as text (what the classifier reads and the
+    ledger keeps): images, tool calls and tool results appear there as ``[image]``,
+    ``[tool call NAME: ARGS]`` and ``[tool result: TEXT]``. A request carrying any of them also
+    has ``native``: its messages and tools as sent, for a model of its own protocol.
+    """
 
     protocol: str
     model: str
@@ -49,6 +56,13 @@ class Asked:
     include_usage: bool = False  # OpenAI's stream_options.include_usage
     user: str | None = None  # OpenAI's ``user``, Anthropic's ``metadata.user_id``
     extras: str | None = None  # what it carries that only its own protocol can say (tools, images)
+    native: Native | None = None
+
+
+# A request's own fields that go with its messages to a model of its protocol.
+_PASSED = {OPENAI: ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"),
+           ANTHROPIC: ("tools", "tool_choice")}
+_IMAGES = ("image", "image_url", "input_image", "document", "file")
 
 
 def parse(protocol: str, body: Any) -> Asked:
@@ -61,31 +75,36 @@ def parse(protocol: str, body: Any) -> Asked:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: required, a non-empty list")
-    extras = [name for name in ("tools", "functions", "tool_choice") if body.get(name)]
+    extras = ["tools" for name in _PASSED[protocol] if body.get(name) and name != "parallel_tool_calls"]
     turns: list[tuple[str, str]] = []
     systems: list[str] = []
     if protocol == ANTHROPIC:
-        systems += _texts(body.get("system"), "system", extras) if body.get("system") else []
+        systems += [_text(body.get("system"), "system", extras)] if body.get("system") else []
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{i}]: expected an object")
         role = message.get("role")
-        text = "".join(_texts(message.get("content"), f"messages[{i}].content", extras))
-        if message.get("tool_calls") or message.get("function_call"):
-            extras.append("tool_calls")
+        text = _text(message.get("content"), f"messages[{i}].content", extras)
         if role in ("system", "developer") and protocol == OPENAI:
             systems.append(text)
-        elif role in ("user", "assistant"):
-            if turns and turns[-1][0] == role:  # consecutive turns of one role: one turn
-                turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
-            else:
-                turns.append((role, text))
-        elif role in ("tool", "function"):
+            continue
+        if role in ("tool", "function") and protocol == OPENAI:
             extras.append("tool results")
-        else:
+            role, text = "user", f"[tool result: {text}]"
+        elif role == "assistant" and protocol == OPENAI:
+            text = "\n".join([text] * bool(text) + _openai_calls(message, extras))
+        elif role not in ("user", "assistant"):
             raise BadRequest(f"messages[{i}].role: unknown role {role!r}")
+        if turns and turns[-1][0] == role:  # consecutive turns of one role: one turn
+            turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
+        else:
+            turns.append((role, text))
     if not turns or turns[-1][0] != "user":
-        raise BadRequest("messages: the last message must be the user's")
+        raise BadRequest("messages: the last message must be the user's" + (" (or a tool result)" if extras else ""))
+    native = None
+    if extras:
+        native = Native(protocol, tuple(messages), {k: body[k] for k in _PASSED[protocol] if k in body},
+                        body.get("system") if protocol == ANTHROPIC else None)
     return Asked(
         protocol=protocol, model=model, prompt=turns[-1][1], history=tuple(turns[:-1]),
         system="\n\n".join(systems) or None,
@@ -93,16 +112,17 @@ def parse(protocol: str, body: Any) -> Asked:
         stop=_stop(body.get("stop_sequences") if protocol == ANTHROPIC else body.get("stop")),
         stream=bool(body.get("stream")),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")) if protocol == OPENAI else False,
-        user=_user(protocol, body), extras=", ".join(dict.fromkeys(extras)) or None,
+        user=_user(protocol, body), extras=", ".join(dict.fromkeys(extras)) or None, native=native,
     )
 
 
-def _texts(content: Any, where: str, extras: list[str]) -> list[str]:
-    """The text of a message's content (a string or a list of parts); other parts go in ``extras``."""
+def _text(content: Any, where: str, extras: list[str]) -> str:
+    """A message's content (a string or a list of parts) as text; images and tool blocks appear as
+    placeholders and are named in ``extras``."""
     if content is None:
-        return []
+        return ""
     if isinstance(content, str):
-        return [content]
+        return content
     if not isinstance(content, list):
         raise BadRequest(f"{where}: expected a string or a list of content parts")
     texts = []
@@ -110,13 +130,31 @@ def _texts(content: Any, where: str, extras: list[str]) -> list[str]:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
-        elif kind in ("image", "image_url", "input_image", "document", "file"):
+        elif kind in _IMAGES:
             extras.append("images")
-        elif kind in ("tool_use", "tool_result"):
+            texts.append("[image]")
+        elif kind == "tool_use":
             extras.append("tool calls")
+            texts.append(f"[tool call {part.get('name')}: {json.dumps(part.get('input'))}]")
+        elif kind == "tool_result":
+            extras.append("tool results")
+            texts.append(f"[tool result: {_text(part.get('content'), where, extras)}]")
         else:
             raise BadRequest(f"{where}: unsupported content part {kind!r}")
-    return texts
+    return "".join(texts)
+
+
+def _openai_calls(message: dict, extras: list[str]) -> list[str]:
+    """An OpenAI assistant message's tool calls (or legacy function call) as text."""
+    calls = list(message.get("tool_calls") or []) + ([{"function": message["function_call"]}]
+                                                      if message.get("function_call") else [])
+    if calls:
+        extras.append("tool calls")
+    out = []
+    for call in calls:
+        function = (call.get("function") if isinstance(call, dict) else None) or {}
+        out.append(f"[tool call {function.get('name')}: {function.get('arguments')}]")
+    return out
 
 
 def _max_tokens(protocol: str, body: dict) -> int | None:
@@ -176,18 +214,22 @@ def usage_body(protocol: str, usage: Usage) -> dict:
             "cache_read_input_tokens": usage.cache_read, "cache_creation_input_tokens": usage.cache_write}
 
 
-def answer_body(asked: Asked, request_id: str, model: str, text: str, reason: str | None, usage: Usage) -> dict:
-    """A whole answer in the client's shape."""
+def answer_body(asked: Asked, request_id: str, model: str, text: str, reason: str | None, usage: Usage,
+                tool_calls: tuple = ()) -> dict:
+    """A whole answer in the client's shape; ``tool_calls`` are in its own form (a model of its protocol made them)."""
     if asked.protocol == OPENAI:
+        message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else ""), "refusal": None}
+        if tool_calls:
+            message["tool_calls"] = list(tool_calls)
         return {
             "id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "finish_reason": stop_reason(OPENAI, reason), "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "finish_reason": stop_reason(OPENAI, reason), "logprobs": None}],
             "usage": usage_body(OPENAI, usage),
         }
+    content = [{"type": "text", "text": text}] if text or not tool_calls else []
     return {
         "id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}], "stop_reason": stop_reason(ANTHROPIC, reason),
+        "content": content + list(tool_calls), "stop_reason": stop_reason(ANTHROPIC, reason),
         "stop_sequence": None, "usage": usage_body(ANTHROPIC, usage),
     }
 
@@ -215,11 +257,17 @@ def sse(data: Any, event: str | None = None) -> bytes:
 
 class StreamWriter:
     """The events of one streamed answer in the client's protocol: :meth:`start`, :meth:`text` per
-    chunk, then :meth:`end` (or :meth:`error` when the answer broke off)."""
+    chunk, then :meth:`end` (or :meth:`error` when the answer broke off).
+
+    Text streams as it comes; tool calls (known whole only once the model is done) go out at the
+    end, each as the deltas its protocol's SDK accumulates: a first piece with its id and name,
+    then its arguments.
+    """
 
     def __init__(self, asked: Asked, request_id: str, model: str):
         self.asked, self.request_id, self.model = asked, request_id, model
         self.created = int(time.time())
+        self.blocks = 0  # Anthropic content blocks opened so far (the text block is the first)
 
     def _chunk(self, choices: list, **more) -> bytes:
         return sse({"id": f"chatcmpl-{self.request_id}", "object": "chat.completion.chunk", "created": self.created,
@@ -228,31 +276,52 @@ class StreamWriter:
     def start(self) -> bytes:
         if self.asked.protocol == OPENAI:
             return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        message: dict[str, Any] = {"id": f"msg_{self.request_id}", "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}  # the real counts come in message_delta
-        return (sse({"type": "message_start", "message": message}, "message_start")
-                + sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                      "content_block_start"))
+        message: dict[str, Any] = {"id": f"msg_{self.request_id}", "type": "message", "role": "assistant",
+                                   "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
+                                   "usage": {"input_tokens": 0, "output_tokens": 0}}  # the real counts: message_delta
+        return sse({"type": "message_start", "message": message}, "message_start")
+
+    def _text_block(self) -> bytes:
+        self.blocks = 1
+        return sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                   "content_block_start")
 
     def text(self, piece: str) -> bytes:
         if self.asked.protocol == OPENAI:
             return self._chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-        return sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
-                   "content_block_delta")
+        return (b"" if self.blocks else self._text_block()) + sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+            "content_block_delta")
 
-    def end(self, reason: str | None, usage: Usage, trailer: str) -> bytes:
+    def end(self, reason: str | None, usage: Usage, trailer: str, tool_calls: tuple = ()) -> bytes:
         """The closing events; ``trailer`` (the bill) goes in an SSE comment before the last one."""
         comment = f": {trailer}\n\n".encode()
         if self.asked.protocol == OPENAI:
-            out = self._chunk([{"index": 0, "delta": {}, "finish_reason": stop_reason(OPENAI, reason)}])
+            out = b""
+            for i, call in enumerate(tool_calls):
+                function = call.get("function") or {}
+                head = {**call, "index": i, "function": {**function, "arguments": ""}} if function else {**call, "index": i}
+                out += self._chunk([{"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None}])
+                if function.get("arguments"):
+                    out += self._chunk([{"index": 0, "delta": {"tool_calls": [
+                        {"index": i, "function": {"arguments": function["arguments"]}}]}, "finish_reason": None}])
+            out += self._chunk([{"index": 0, "delta": {}, "finish_reason": stop_reason(OPENAI, reason)}])
             if self.asked.include_usage:
                 out += self._chunk([], usage=usage_body(OPENAI, usage))
             return out + comment + sse("[DONE]")
-        return (sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-                + sse({"type": "message_delta", "delta": {"stop_reason": stop_reason(ANTHROPIC, reason),
-                                                          "stop_sequence": None},
-                       "usage": usage_body(ANTHROPIC, usage)}, "message_delta")
+        out = self._text_block() if not self.blocks and not tool_calls else b""
+        if self.blocks:
+            out += sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        for call in tool_calls:
+            index, self.blocks = self.blocks, self.blocks + 1
+            out += sse({"type": "content_block_start", "index": index, "content_block": {**call, "input": {}}},
+                       "content_block_start")
+            out += sse({"type": "content_block_delta", "index": index, "delta": {
+                "type": "input_json_delta", "partial_json": json.dumps(call.get("input", {}))}}, "content_block_delta")
+            out += sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        return (out + sse({"type": "message_delta", "delta": {"stop_reason": stop_reason(ANTHROPIC, reason),
+                                                              "stop_sequence": None},
+                           "usage": usage_body(ANTHROPIC, usage)}, "message_delta")
                 + comment + sse({"type": "message_stop"}, "message_stop"))
 
     def error(self, status: int, message: str) -> bytes:

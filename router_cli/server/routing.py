@@ -67,6 +67,25 @@ def find_model(config: Config, name: str) -> ModelSpec | None:
     return None
 
 
+def check_native(config: Config, what: Meaning, asked: Asked) -> None:
+    """A request carrying tools or images goes only to a model of its own protocol (the engine keeps to
+    those): :class:`BadRequest` when ``what`` it asks for has none."""
+    speaks = [m for t in config.tiers for m in t.models if config.providers[m.provider].type == asked.protocol]
+    if what.kind == "cascade":
+        raise BadRequest(f"this request carries {asked.extras}: cascade judges text answers only; "
+                         "use auto, a tier or a model")
+    if not speaks:
+        raise BadRequest(f"this request carries {asked.extras}, which pass only to a model of the client's own "
+                         f"protocol ({asked.protocol}), and no configured model speaks it: configure a model of "
+                         f"a provider of type {asked.protocol} to pass them through")
+    if what.kind == "model":
+        spec = find_model(config, asked.model)
+        if spec is not None and config.providers[spec.provider].type != asked.protocol:
+            raise BadRequest(f"this request carries {asked.extras}, which pass only to a model of the client's own "
+                             f"protocol ({asked.protocol}); {asked.model} is not one: ask for auto, a tier, or one of "
+                             + ", ".join(dict.fromkeys(m.model for m in speaks)))
+
+
 class Sessions:
     """Session affinity: a session stays on the model first chosen (``(tier, model)``) unless it fails.
 
@@ -101,7 +120,7 @@ def options_for(asked: Asked, what: Meaning, *, user: str | None, team: str | No
         tier, model = pinned
     return RequestOptions(system=asked.system, tier=tier, max_tokens=asked.max_tokens, temperature=asked.temperature,
                           max_cost=max_cost, user=user, team=team, history=asked.history, stop=asked.stop,
-                          model=model)
+                          model=model, native=asked.native)
 
 
 class Worker:
