@@ -66,7 +66,9 @@ def drift(ledger, since: datetime, until: datetime, threshold_points: float = 10
     else:
         now = {"tiers": _tier_counts(ledger, since, until, where), "requests": current.requests,
                "escalated": current.escalated, "errors": current.errors, "calls": current.calls}
-    tiers = sorted(set(before["tiers"]) | set(now["tiers"]), key=lambda t: -(now["tiers"].get(t, 0) + before["tiers"].get(t, 0)))
+    # Ties by name, so every process (the page, `mmr costs`) lists the same flags in the same order.
+    tiers = sorted(set(before["tiers"]) | set(now["tiers"]),
+                   key=lambda t: (-(now["tiers"].get(t, 0) + before["tiers"].get(t, 0)), t))
     mix = {t: (_share(before["tiers"].get(t, 0), before["requests"]), _share(now["tiers"].get(t, 0), now["requests"])) for t in tiers}
     rates = {
         "escalation_rate": (_share(before["escalated"], before["requests"]), _share(now["escalated"], now["requests"])),
