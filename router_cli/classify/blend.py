@@ -29,7 +29,7 @@ def blend_checksum(data: dict) -> str:
 
 
 def load_blend(path: Path, tiers: list[str]):
-    """(ml model, knn model, lambda, weights) of a checked blend file."""
+    """(ml model, knn model, lambda, weights, training record) of a checked blend file."""
     from .knn import KNNModel
     from .ml import MLModel
 
@@ -60,7 +60,8 @@ def load_blend(path: Path, tiers: list[str]):
         if not file.is_file() or hashlib.sha256(file.read_bytes()).hexdigest() != part.get("sha256"):
             raise ConfigError(f"{file}: missing or changed since the blend was trained (SHA-256 differs); retrain the blend")
         files.append(file)
-    return MLModel.load(files[0], tiers), KNNModel.load(files[1], tiers), float(lam), [float(w) for w in weights]
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    return MLModel.load(files[0], tiers), KNNModel.load(files[1], tiers), float(lam), [float(w) for w in weights], training
 
 
 class BlendClassifier:
@@ -75,7 +76,7 @@ class BlendClassifier:
             raise ConfigError(f"{config.source}: classifier.blend_model: not set; train one with "
                               "mmr train FILE.jsonl --router blend -o blend.json and name it there or with --blend-model")
         self.tiers = config.tier_names
-        self.ml, self.knn, self.lam, self.weights = load_blend(Path(config.blend_model), self.tiers)
+        self.ml, self.knn, self.lam, self.weights, self.training = load_blend(Path(config.blend_model), self.tiers)
         self.encoder = shared_model()
 
     def classify(self, prompt: str) -> Decision:

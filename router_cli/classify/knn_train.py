@@ -72,12 +72,15 @@ def train_knn(rows, config: Config, *, target_quality: float = 0.95, folds: int 
     tiers = config.tier_names
     _, quality, costs = targets(rows, config)
     vectors = embed_rows(rows, on_progress) if vectors is None else vectors
+    if confidence:
+        return _knn_to_bound(rows, config, target_quality=target_quality, folds=folds, seed=seed, data_sha256=data_sha256,
+                             on_progress=on_progress, vectors=vectors, k_grid=k_grid, confidence=confidence)
     splits = fold_splits(len(rows), folds, seed)
     premium = tiers.index(config.baseline_tier)
     best = None
     for k in k_grid:
         oof_q, oof_c = knn_out_of_fold(np, vectors, quality, costs, splits, k)
-        lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality, confidence=confidence)
+        lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality)
         if on_progress:
             on_progress(f"k={k}: held-out quality {held_out['quality_vs_premium']:.1%}, saved {held_out['savings_vs_premium']:.1%}")
         if best is None or _better(held_out, best[2]):
@@ -87,6 +90,28 @@ def train_knn(rows, config: Config, *, target_quality: float = 0.95, folds: int 
     header = {"tiers": tiers, "k": k, "lambda": float(lam), "training": _record(rows, config, data_sha256, target_quality,
                                                                                  folds, held_out, confidence)}
     arrays = {"vectors": vectors.astype(np.float16), "quality": quality.astype(np.float32), "cost": costs.astype(np.float64)}
+    return header, arrays
+
+
+def _knn_to_bound(rows, config: Config, *, target_quality: float, folds: int, seed: int, data_sha256: str,
+                  on_progress, vectors: Any, k_grid, confidence: float) -> tuple[dict, dict]:
+    """train_knn with --confidence: k on inner folds of the fit part, lambda on the calibration part."""
+    import numpy as np
+
+    from .calibration import calibrate_bound, split
+
+    fit_idx, cal_idx = split(len(rows), seed)
+    if on_progress:
+        on_progress(f"fit on {len(fit_idx)} rows, lambda set on {len(cal_idx)} held-out rows")
+    header, arrays = train_knn([rows[i] for i in fit_idx], config, target_quality=target_quality, folds=folds,
+                               seed=seed, on_progress=on_progress, vectors=vectors[fit_idx], k_grid=k_grid)
+    _, quality, costs = targets(rows, config)
+    q, c = neighbour_estimates(np, arrays["vectors"].astype(np.float32), arrays["quality"].astype(np.float64),
+                               arrays["cost"], vectors[cal_idx].astype(np.float32), header["k"])
+    lam, held_out = calibrate_bound(q, c, quality[cal_idx], costs[cal_idx], config.tier_names.index(config.baseline_tier),
+                                    target_quality, confidence, seed=seed)
+    header["lambda"] = float(lam)
+    header["training"] = _record(rows, config, data_sha256, target_quality, folds, held_out, confidence)
     return header, arrays
 
 
@@ -125,16 +150,27 @@ def train_blend(rows, config: Config, output: str, *, target_quality: float = 0.
     _check(rows, folds, target_quality)
     config = priced(rows, config)
     vectors = embed_rows(rows, on_progress)
+    fit_rows, fit_vectors = rows, vectors
+    if confidence:
+        from .calibration import split
+
+        fit_idx, cal_idx = split(len(rows), seed)
+        fit_rows, fit_vectors = [rows[i] for i in fit_idx], vectors[fit_idx]
+        if on_progress:
+            on_progress(f"parts fitted on {len(fit_idx)} rows, lambda set on {len(cal_idx)} held-out rows")
     if on_progress:
         on_progress("ml part")
-    ml = train(rows, config, target_quality=target_quality, folds=folds, seed=seed, data_sha256=data_sha256,
+    ml = train(fit_rows, config, target_quality=target_quality, folds=folds, seed=seed, data_sha256=data_sha256,
                on_progress=on_progress)
     if on_progress:
         on_progress("knn part")
-    header, arrays = train_knn(rows, config, target_quality=target_quality, folds=folds, seed=seed,
-                               data_sha256=data_sha256, on_progress=on_progress, vectors=vectors, confidence=confidence)
-    lam, held_out = blend_lambda(rows, config, k=header["k"], target_quality=target_quality, folds=folds, seed=seed,
-                                 vectors=vectors, confidence=confidence)
+    header, arrays = train_knn(fit_rows, config, target_quality=target_quality, folds=folds, seed=seed,
+                               data_sha256=data_sha256, on_progress=on_progress, vectors=fit_vectors)
+    if confidence:
+        lam, held_out = _blend_to_bound(rows, config, ml, header, arrays, vectors, cal_idx, target_quality, confidence, seed)
+    else:
+        lam, held_out = blend_lambda(rows, config, k=header["k"], target_quality=target_quality, folds=folds, seed=seed,
+                                     vectors=vectors)
     base = Path(output)
     ml_path, knn_path = base.with_suffix(".ml.json"), base.with_suffix(".knn.npz")
     ml_path.write_text(json.dumps(ml, separators=(",", ":")) + "\n")
@@ -146,6 +182,27 @@ def train_blend(rows, config: Config, output: str, *, target_quality: float = 0.
             "training": _record(rows, config, data_sha256, target_quality, folds, held_out, confidence)}
     data["checksum"] = blend_checksum(data)
     return data
+
+
+def _blend_to_bound(rows, config: Config, ml: dict, header: dict, arrays: dict, vectors: Any, cal_idx: Any,
+                    target: float, confidence: float, seed: int) -> tuple[float, dict]:
+    """The blend's lambda set on the calibration rows, from the parts as they will be loaded."""
+    import numpy as np
+
+    from .calibration import calibrate_bound
+    from .ml import MLModel
+
+    tiers = config.tier_names
+    _, quality, costs = targets(rows, config)
+    model = MLModel(ml, "ml part")
+    ml_q, ml_c = np.zeros((len(cal_idx), len(tiers))), np.zeros((len(cal_idx), len(tiers)))
+    for n, i in enumerate(cal_idx):
+        q, c = model.predict(rows[i].prompt)
+        ml_q[n], ml_c[n] = [q[t] for t in tiers], [c[t] for t in tiers]
+    kn_q, kn_c = neighbour_estimates(np, arrays["vectors"].astype(np.float32), arrays["quality"].astype(np.float64),
+                                     arrays["cost"], vectors[cal_idx].astype(np.float32), header["k"])
+    return calibrate_bound((ml_q + kn_q) / 2, (ml_c + kn_c) / 2, quality[cal_idx], costs[cal_idx],
+                           tiers.index(config.baseline_tier), target, confidence, seed=seed)
 
 
 def _sha256(path: Path) -> str:

@@ -43,7 +43,7 @@ def evaluate(
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
     from ...labelled import read_labelled_file
-    from ...reports.evaluate import evaluate as score, mark_in_sample
+    from ...reports.evaluate import evaluate as score, mark_in_sample, mark_promised
     from ...render.charts import frontier_svg
     from ...render.tables import eval_report
     from ...render.text import note
@@ -72,6 +72,7 @@ def evaluate(
     for name in mark_in_sample(report, chosen, labelled.sha256):
         note(f"{name}: in-sample: {file} is the data its model was trained on, so these scores overstate how it "
              "routes prompts it has not seen (its held-out scores are in the model file's training section)")
+    mark_promised(report, chosen)
     if plot is not None:
         write_file(plot, "--plot", frontier_svg(report))
     eval_report(report, cfg.tier_names, json_output)
