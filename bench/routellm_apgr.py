@@ -160,6 +160,7 @@ def main() -> None:
     source = hand[:, 0]
     per_repeat: dict[str, list] = {}
     per_source: dict[str, dict] = {}
+    per_fold: dict[str, list] = {}
     chosen = []
     for repeat in range(args.repeats):
         scores: dict[str, np.ndarray] = {}
@@ -171,19 +172,20 @@ def main() -> None:
             chosen.append(best)
             for name, s in out.items():
                 scores.setdefault(name, np.zeros(len(rows)))[test_idx] = s
+                per_fold.setdefault(name, []).append(apgr(scored(s, quality[test_idx])) or 0.0)
             print(f"  repeat {repeat + 1} fold {f}/{args.folds} ({time.time() - start:.0f}s)", file=sys.stderr, flush=True)
         for name, s in scores.items():
             per_repeat.setdefault(name, []).append(apgr(scored(s, quality)) or 0.0)
             for label, mask in (("MMLU", source == 0), ("GSM8K", source == 1)):
                 per_source.setdefault(name, {}).setdefault(label, []).append(apgr(scored(s[mask], quality[mask])) or 0.0)
-    print(f"{'score':<18}{'APGR (pooled)':>18}{'MMLU':>10}{'GSM8K':>10}")
+    print(f"{'score':<18}{'APGR (pooled)':>18}{'sd over folds':>15}{'MMLU':>10}{'GSM8K':>10}")
     for name, values in per_repeat.items():
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{name:<18}{statistics.mean(values):>11.3f} ± {sd:.3f}"
+        print(f"{name:<18}{statistics.mean(values):>11.3f} ± {sd:.3f}{statistics.stdev(per_fold[name]):>15.3f}"
               f"{statistics.mean(per_source[name]['MMLU']):>10.3f}{statistics.mean(per_source[name]['GSM8K']):>10.3f}")
     only_strong = ((quality[:, -1] >= 0.5) & (quality[:, 0] < 0.5))
     only_weak = ((quality[:, 0] >= 0.5) & (quality[:, -1] < 0.5))
-    print(f"\nnested {args.folds}-fold CV x {args.repeats} repeats, {len(rows):,} rows (MMLU {int((source == 0).sum()):,}, "
+    print(f"\nnested {args.folds}-fold CV x {args.repeats} repeats (± sd over repeats; sd over single outer folds beside it), {len(rows):,} rows (MMLU {int((source == 0).sum()):,}, "
           f"GSM8K {int(source.sum()):,}); mean ± sd over repeats; blend-w (weight of ml, k) chosen per outer fold: "
           f"{sorted(set(chosen))}")
     print(f"labels: only the strong model answered {only_strong.mean():.1%}, only the weak one {only_weak.mean():.1%}, "
