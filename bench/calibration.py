@@ -35,7 +35,7 @@ from embed_cache import DATA, load_vectors  # noqa: E402
 from router_cli.classify.calibration import calibrate_bound, split  # noqa: E402
 from router_cli.classify.knn import neighbour_estimates, request_text  # noqa: E402
 from router_cli.classify.knn_train import knn_out_of_fold, train_knn  # noqa: E402
-from router_cli.classify.ml_train import calibrate, choose, fit, fold_splits, out_of_fold, predict, targets  # noqa: E402
+from router_cli.classify.ml_train import calibrate, choose, fit, fold_splits, out_of_fold, predict, priced, targets  # noqa: E402
 from router_cli.config import load_config  # noqa: E402
 from router_cli.labelled import read_labelled  # noqa: E402
 
@@ -102,6 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(ROOT / "tiers.example.yaml")
     rows, _ = read_labelled(DATA / f"{args.data}.train.jsonl", config.tier_names)
+    config = priced(rows, config)  # RouteLLM has no costs: the config's prices, as mmr train does
     vectors = load_vectors(args.data, [request_text(r.prompt) for r in rows])
     code = hashlib.sha256((Path(__file__).read_bytes() + (ROOT / "router_cli/classify/calibration.py").read_bytes())).hexdigest()[:12]
     cache = CACHE / f"calibration-{args.data}-{args.train_share}-{args.target_quality}-{args.confidence}-{code}.jsonl"
