@@ -49,6 +49,7 @@ def test_a_blend_of_ml_and_rules_writes_one_part_file_and_a_chosen_weight(traine
     assert w in WEIGHTS and data["weights"] == [w, 1 - w]
     assert all(f"weight {x:g} on ml: held-out quality" in stderr for x in WEIGHTS)
     assert "guaranteed at least" in stderr  # --confidence 0.9 by default
+    assert f"blend.json: 80 rows; {w:g} ml + {1 - w:g} rules, lambda " in stderr
 
 
 @pytest.mark.parametrize("prompt, tier", [("hello there friend number 77", "simple"),

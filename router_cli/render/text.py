@@ -189,6 +189,8 @@ def trained(model: dict, path: str) -> None:
     held = t["held_out"]
     reached = "" if held["reached_target"] else f" (short of the {t['target_quality']:.0%} target: the best it could do)"
     k = f"k {model['k']}, " if "k" in model else ""
+    if "weights" in model and "parts" in model:
+        k = f"{model['weights'][0]:g} {model['parts'][0]['router']} + {model['weights'][1]:g} {model['parts'][1]['router']}, "
     head = f"wrote {path}: {t['rows']} rows; {k}lambda {model['lambda']:.4g} (quality per USD)"
     if "guaranteed_quality_vs_premium" in held:
         if not held["reached_target"]:
