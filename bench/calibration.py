@@ -50,6 +50,26 @@ def ratio(np, q, c, quality, costs, lam, premium):
             float(1 - costs[rows, choice].sum() / costs[:, premium].sum()))
 
 
+def split_routers(np, tr_rows, tr_good, tr_q, tr_c, tr_v, te_text, te_v, config, target, confidence, seed):
+    """{router: (lambda, (test quality estimates, test cost estimates, held-out record))} of ml, knn and blend
+    calibrated as `mmr train --confidence` does: fitted on the fit part, lambda set on the calibration part."""
+    tiers = config.tier_names
+    premium = tiers.index(config.baseline_tier)
+    fit_idx, cal_idx = split(len(tr_rows), seed)
+    fitted = fit([tr_rows[i].prompt for i in fit_idx], tr_good[fit_idx], tr_c[fit_idx], tiers)
+    ml_cal, ml_test = predict(fitted, [tr_rows[i].prompt for i in cal_idx]), predict(fitted, te_text)
+    kh, _ = train_knn([tr_rows[i] for i in fit_idx], config, target_quality=target, folds=5, seed=seed, vectors=tr_v[fit_idx])
+    args = (tr_v[fit_idx], tr_q[fit_idx], tr_c[fit_idx])
+    kn_cal, kn_test = neighbour_estimates(np, *args, tr_v[cal_idx], kh["k"]), neighbour_estimates(np, *args, te_v, kh["k"])
+    preds = {"ml": (ml_cal, ml_test), "knn": (kn_cal, kn_test),
+             "blend": (tuple((a + b) / 2 for a, b in zip(ml_cal, kn_cal)), tuple((a + b) / 2 for a, b in zip(ml_test, kn_test)))}
+    out = {}
+    for name, (cal, test) in preds.items():
+        lam, held = calibrate_bound(cal[0], cal[1], tr_q[cal_idx], tr_c[cal_idx], premium, target, confidence, seed=seed)
+        out[name] = (lam, (test[0], test[1], held))
+    return out
+
+
 def one_split(np, rows, vectors, config, train_idx, test_idx, target, confidence, seed):
     """Per (router, calibration): test quality ratio, saved, and the training's expected/guaranteed figures."""
     tiers = config.tier_names
@@ -75,16 +95,9 @@ def one_split(np, rows, vectors, config, train_idx, test_idx, target, confidence
             out[f"{name}/{how}"] = (*ratio(np, test[0], test[1], te_q, te_c, lam, premium), held["quality_vs_premium"],
                                    held.get("guaranteed_quality_vs_premium"))
     # split: fitted on the fit part only, lambda on the calibration part (what mmr train --confidence does).
-    fit_idx, cal_idx = split(len(tr_rows), seed)
-    fitted = fit([tr_rows[i].prompt for i in fit_idx], good[train_idx][fit_idx], tr_c[fit_idx], tiers)
-    ml_cal, ml_test = predict(fitted, [tr_rows[i].prompt for i in cal_idx]), predict(fitted, te_text)
-    kh, _ = train_knn([tr_rows[i] for i in fit_idx], config, target_quality=target, folds=5, seed=seed, vectors=tr_v[fit_idx])
-    args = (tr_v[fit_idx], tr_q[fit_idx], tr_c[fit_idx])
-    kn_cal, kn_test = neighbour_estimates(np, *args, tr_v[cal_idx], kh["k"]), neighbour_estimates(np, *args, te_v, kh["k"])
-    preds = {"ml": (ml_cal, ml_test), "knn": (kn_cal, kn_test),
-             "blend": (tuple((a + b) / 2 for a, b in zip(ml_cal, kn_cal)), tuple((a + b) / 2 for a, b in zip(ml_test, kn_test)))}
-    for name, (cal, test) in preds.items():
-        lam, held = calibrate_bound(cal[0], cal[1], tr_q[cal_idx], tr_c[cal_idx], premium, target, confidence, seed=seed)
+    for name, (lam, test) in split_routers(np, tr_rows, good[train_idx], tr_q, tr_c, tr_v, te_text, te_v, config,
+                                           target, confidence, seed).items():
+        held = test[2]
         out[f"{name}/split"] = (*ratio(np, test[0], test[1], te_q, te_c, lam, premium), held["quality_vs_premium"],
                                held["guaranteed_quality_vs_premium"])
     return out
