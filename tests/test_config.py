@@ -75,7 +75,7 @@ BASE = (ROOT / "tiers.example.yaml").read_text()
         ("model: claude-sonnet-4-5\n", 'model: claude-sonnet-4-5\n        price: {input: "1e999999", output: 15.00}\n', "tiers[1].models[0].price.input: must be an amount between"),
         ("        - debug\n", "        - a{99999999999}\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
         ("        - debug\n", "        - " + "(" * 1200 + ")" * 1200 + "\n", "classifier.rules.patterns.complex[5]: invalid regular expression"),
-        ("  name: rules", "  name: magic", "classifier.name: unknown classifier 'magic'; valid classifiers: blend, embedding, knn, llm, ml, rules"),
+        ("  name: ml", "  name: magic", "classifier.name: unknown classifier 'magic'; valid classifiers: blend, embedding, knn, llm, ml, rules"),
         ("baseline_tier: complex", "baseline_tier: complex\nbaseline_tier: simple", "duplicate key 'baseline_tier'"),
         ("api_key_env: OPENAI_API_KEY", "api_key_env: gsk_7f3kAbCdEf0123456789", "providers.openai.api_key_env: must be the NAME"),
         ("  openai:\n    type: openai", "  1:\n    type: openai", "a provider name must be a word"),

@@ -90,7 +90,7 @@ def test_metrics_on_a_constructed_set(tmp_path):
 
 def test_cli_eval_json_and_table(tmp_path, mmr):
     path = _write(tmp_path, [{"prompt": "hello", "label": "simple"}, {"prompt": "debug this", "label": "complex"}])
-    result = mmr("eval", str(path), "--json", "--config", str(EXAMPLE), db=False)
+    result = mmr("eval", str(path), "--json", "--classifier", "rules", "--config", str(EXAMPLE), db=False)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["rows"] == 2 and out["classifiers"]["rules"]["accuracy"] == 1.0

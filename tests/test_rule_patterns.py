@@ -30,8 +30,9 @@ classifier:
 
 
 def classify(config, prompt: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``mmr classify --json`` with the prompt on stdin; a hang fails the test (generous timeout) instead of blocking it."""
-    return subprocess.run([sys.executable, "-m", "router_cli", "classify", "--json", "--config", str(config)],
+    """``mmr classify --json --classifier rules`` with the prompt on stdin; a hang fails the test (generous timeout)
+    instead of blocking it."""
+    return subprocess.run([sys.executable, "-m", "router_cli", "classify", "--json", "--classifier", "rules", "--config", str(config)],
                           input=prompt.encode(), capture_output=True, timeout=timeout)
 
 

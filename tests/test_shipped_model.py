@@ -63,3 +63,21 @@ def test_retraining_on_the_shipped_set_reproduces_the_shipped_model():
     for p in probes[::25]:
         (q_new, c_new), (q_old, c_old) = retrained.predict(p), shipped.predict(p)
         assert q_new == pytest.approx(q_old, abs=1e-5) and c_new == pytest.approx(c_old, rel=1e-4)
+
+
+def test_the_shipped_default_classifier_is_ml_and_a_config_naming_none_keeps_rules(tmp_path, mmr):
+    """The built-in config and tiers.example.yaml route with the shipped ml model (chosen by measurement:
+    docs/routing.md); a config of one's own that names no classifier gets the rules, which work with any tiers."""
+    from router_cli.config import parse_config
+
+    assert load_config(EXAMPLE).classifier == "ml"
+    text = EXAMPLE.read_text()
+    start = text.index("\nclassifier:\n")
+    end = text.index("\n# Retries")
+    assert parse_config(text[:start] + "\n" + text[end:], "own.yaml").classifier == "rules"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "MMR_CONFIG": ""}
+    result = mmr("classify", "--json", "hi there", config=False, db=False, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["classifier"] == "ml"

@@ -1,25 +1,20 @@
-"""Training the knn and blend routers (``mmr train --router knn|blend``).
+"""Training the knn router (``mmr train --router knn``; the blend is blend_train.py).
 
-knn: embed every training prompt's request text, then on held-out folds pick k
-(from :data:`K_GRID`) and lambda: the setting that saves the most while the
-held-out quality keeps ``--target-quality`` of premium's. blend: the mean of the
-ml model's and the knn vote's per-tier quality and cost estimates, with its own
-lambda picked the same way on the same folds; its file names the two part files
-(written next to it) with their SHA-256, and loading checks them.
+Embed every training prompt's request text, then on held-out folds pick k (from
+:data:`K_GRID`) and lambda: the setting that saves the most while the held-out
+quality keeps ``--target-quality`` of premium's. With ``--confidence``, k is
+picked on the fit part and lambda set on the calibration part (calibration.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from ..config import Config
 from ..errors import UsageError
 from .knn import neighbour_estimates, request_text
-from .ml_train import calibrate, fold_splits, out_of_fold, priced, targets
+from .ml_train import calibrate, fold_splits, priced, targets
 
 K_GRID = (25, 50, 100, 200, 400)
 
@@ -72,12 +67,15 @@ def train_knn(rows, config: Config, *, target_quality: float = 0.95, folds: int 
     tiers = config.tier_names
     _, quality, costs = targets(rows, config)
     vectors = embed_rows(rows, on_progress) if vectors is None else vectors
+    if confidence:
+        return _knn_to_bound(rows, config, target_quality=target_quality, folds=folds, seed=seed, data_sha256=data_sha256,
+                             on_progress=on_progress, vectors=vectors, k_grid=k_grid, confidence=confidence)
     splits = fold_splits(len(rows), folds, seed)
     premium = tiers.index(config.baseline_tier)
     best = None
     for k in k_grid:
         oof_q, oof_c = knn_out_of_fold(np, vectors, quality, costs, splits, k)
-        lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality, confidence=confidence)
+        lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality)
         if on_progress:
             on_progress(f"k={k}: held-out quality {held_out['quality_vs_premium']:.1%}, saved {held_out['savings_vs_premium']:.1%}")
         if best is None or _better(held_out, best[2]):
@@ -87,6 +85,28 @@ def train_knn(rows, config: Config, *, target_quality: float = 0.95, folds: int 
     header = {"tiers": tiers, "k": k, "lambda": float(lam), "training": _record(rows, config, data_sha256, target_quality,
                                                                                  folds, held_out, confidence)}
     arrays = {"vectors": vectors.astype(np.float16), "quality": quality.astype(np.float32), "cost": costs.astype(np.float64)}
+    return header, arrays
+
+
+def _knn_to_bound(rows, config: Config, *, target_quality: float, folds: int, seed: int, data_sha256: str,
+                  on_progress, vectors: Any, k_grid, confidence: float) -> tuple[dict, dict]:
+    """train_knn with --confidence: k on inner folds of the fit part, lambda on the calibration part."""
+    import numpy as np
+
+    from .calibration import calibrate_bound, split
+
+    fit_idx, cal_idx = split(len(rows), seed)
+    if on_progress:
+        on_progress(f"fit on {len(fit_idx)} rows, lambda set on {len(cal_idx)} held-out rows")
+    header, arrays = train_knn([rows[i] for i in fit_idx], config, target_quality=target_quality, folds=folds,
+                               seed=seed, on_progress=on_progress, vectors=vectors[fit_idx], k_grid=k_grid)
+    _, quality, costs = targets(rows, config)
+    q, c = neighbour_estimates(np, arrays["vectors"].astype(np.float32), arrays["quality"].astype(np.float64),
+                               arrays["cost"], vectors[cal_idx].astype(np.float32), header["k"])
+    lam, held_out = calibrate_bound(q, c, quality[cal_idx], costs[cal_idx], config.tier_names.index(config.baseline_tier),
+                                    target_quality, confidence, seed=seed)
+    header["lambda"] = float(lam)
+    header["training"] = _record(rows, config, data_sha256, target_quality, folds, held_out, confidence)
     return header, arrays
 
 
@@ -100,53 +120,3 @@ def _record(rows, config: Config, data_sha256: str, target_quality: float, folds
         "premium": config.baseline_tier, "target_quality": target_quality, "confidence": confidence, "folds": folds,
         "held_out": held_out, "mmr_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def blend_lambda(rows, config: Config, *, k: int, target_quality: float, folds: int, seed: int, vectors: Any,
-                 on_progress=None, confidence: float | None = None) -> tuple[float, dict]:
-    """lambda for the half-and-half blend of ml and knn-``k``, on the same held-out folds."""
-    import numpy as np
-
-    tiers = config.tier_names
-    _, quality, costs = targets(rows, config)
-    ml_q, ml_c = out_of_fold(rows, config, folds=folds, seed=seed, on_progress=on_progress)
-    kn_q, kn_c = knn_out_of_fold(np, vectors, quality, costs, fold_splits(len(rows), folds, seed), k)
-    return calibrate((ml_q + kn_q) / 2, (ml_c + kn_c) / 2, quality, costs, tiers.index(config.baseline_tier),
-                     target_quality, confidence=confidence)
-
-
-def train_blend(rows, config: Config, output: str, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
-                data_sha256: str = "", on_progress=None, confidence: float | None = None) -> dict:
-    """Train ml and knn on ``rows``, write them next to ``output`` and return the blend file's JSON."""
-    from .blend import FORMAT, FORMAT_VERSION, blend_checksum
-    from .knn import save
-    from .ml_train import train
-
-    _check(rows, folds, target_quality)
-    config = priced(rows, config)
-    vectors = embed_rows(rows, on_progress)
-    if on_progress:
-        on_progress("ml part")
-    ml = train(rows, config, target_quality=target_quality, folds=folds, seed=seed, data_sha256=data_sha256,
-               on_progress=on_progress)
-    if on_progress:
-        on_progress("knn part")
-    header, arrays = train_knn(rows, config, target_quality=target_quality, folds=folds, seed=seed,
-                               data_sha256=data_sha256, on_progress=on_progress, vectors=vectors, confidence=confidence)
-    lam, held_out = blend_lambda(rows, config, k=header["k"], target_quality=target_quality, folds=folds, seed=seed,
-                                 vectors=vectors, confidence=confidence)
-    base = Path(output)
-    ml_path, knn_path = base.with_suffix(".ml.json"), base.with_suffix(".knn.npz")
-    ml_path.write_text(json.dumps(ml, separators=(",", ":")) + "\n")
-    save(knn_path, header, arrays)
-    parts = [{"router": "ml", "file": ml_path.name, "sha256": _sha256(ml_path)},
-             {"router": "knn", "file": knn_path.name, "sha256": _sha256(knn_path)}]
-    data = {"format": FORMAT, "version": FORMAT_VERSION, "tiers": config.tier_names, "parts": parts,
-            "weights": [0.5, 0.5], "lambda": float(lam),
-            "training": _record(rows, config, data_sha256, target_quality, folds, held_out, confidence)}
-    data["checksum"] = blend_checksum(data)
-    return data
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

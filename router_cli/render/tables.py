@@ -71,6 +71,12 @@ def eval_report(report: dict, tiers: list[str], json_output: bool) -> None:
             b = m["quality_vs_premium_bound"]
             _say(console, f"{name}: {m['quality_vs_premium']:.1%} of premium quality expected, "
                           f"at least {b['lower']:.1%} at {b['confidence']:.0%} confidence (rows resampled)")
+        if "promised" in m:
+            p = m["promised"]
+            kept = "" if "kept" not in p else (f"; here {m['quality_vs_premium']:.1%}: "
+                                              + ("kept" if p["kept"] else f"below the {p['target']:.0%} target"))
+            _say(console, f"{name}: trained to expect {p['expected']:.1%} of premium quality, guaranteed at least "
+                          f"{p['guaranteed']:.1%} at {p['confidence']:.0%} confidence{kept}")
     for name, m in report["classifiers"].items():
         if "sweep" in m:
             _say(console, "\n".join(frontier_lines(name, m["sweep"])))

@@ -214,14 +214,20 @@ def trained(model: dict, path: str) -> None:
     t = model["training"]
     held = t["held_out"]
     reached = "" if held["reached_target"] else f" (short of the {t['target_quality']:.0%} target: the best it could do)"
-    bound = ""
-    if "guaranteed_quality_vs_premium" in held:
-        bound = f" (at least {held['guaranteed_quality_vs_premium']:.1%} at {held['confidence']:.0%} confidence)"
     k = f"k {model['k']}, " if "k" in model else ""
-    note(
-        f"wrote {path}: {t['rows']} rows; {k}lambda {model['lambda']:.4g} (quality per USD)"
-        + f"; held out: {held['quality_vs_premium']:.1%} of premium quality{bound}, {held['savings_vs_premium']:.1%} cheaper{reached}"
-    )
+    if "weights" in model and "parts" in model:
+        k = f"{model['weights'][0]:g} {model['parts'][0]['router']} + {model['weights'][1]:g} {model['parts'][1]['router']}, "
+    head = f"wrote {path}: {t['rows']} rows; {k}lambda {model['lambda']:.4g} (quality per USD)"
+    if "guaranteed_quality_vs_premium" in held:
+        if not held["reached_target"]:
+            reached = f" (the bound is short of the {t['target_quality']:.0%} target: the best it could do)"
+        where = (f" on {held['calibration_rows']} held-out rows the router never saw" if "calibration_rows" in held
+                 else " on held-out folds")
+        note(f"{head}; expected {held['quality_vs_premium']:.1%} of premium quality, guaranteed at least "
+             f"{held['guaranteed_quality_vs_premium']:.1%} at {held['confidence']:.0%} confidence{where}; "
+             f"{held['savings_vs_premium']:.1%} cheaper{reached}")
+        return
+    note(f"{head}; held out: {held['quality_vs_premium']:.1%} of premium quality, {held['savings_vs_premium']:.1%} cheaper{reached}")
 
 
 def jsonl_row(obj: dict) -> None:

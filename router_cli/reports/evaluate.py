@@ -77,12 +77,33 @@ def mark_in_sample(report: dict, classifiers: dict, data_sha256: str) -> list[st
     (a trained model records its data's hash). Returns the names of those that were."""
     marked = []
     for name, classifier in classifiers.items():
-        training = getattr(getattr(classifier, "model", None), "training", None) or {}
+        training = training_record(classifier)
         in_sample = training.get("data_sha256") == data_sha256
         report["classifiers"][name]["in_sample"] = in_sample
         if in_sample:
             marked.append(name)
     return marked
+
+
+def training_record(classifier) -> dict:
+    """The training record of a trained classifier's model file (ml, knn, blend); {} for others."""
+    record = getattr(classifier, "training", None) or getattr(getattr(classifier, "model", None), "training", None)
+    return record if isinstance(record, dict) else {}
+
+
+def mark_promised(report: dict, classifiers: dict) -> None:
+    """For models trained with --confidence: what training promised (``promised``: target, confidence,
+    expected and guaranteed quality vs premium) and, on rows with outcomes, whether these rows kept it."""
+    for name, classifier in classifiers.items():
+        record = training_record(classifier)
+        held = record.get("held_out") or {}
+        if "guaranteed_quality_vs_premium" not in held:
+            continue
+        m = report["classifiers"][name]
+        m["promised"] = {"target": record.get("target_quality"), "confidence": held.get("confidence"),
+                         "expected": held.get("quality_vs_premium"), "guaranteed": held["guaranteed_quality_vs_premium"]}
+        if m.get("quality_vs_premium") is not None and record.get("target_quality") is not None:
+            m["promised"]["kept"] = bool(m["quality_vs_premium"] >= record["target_quality"])
 
 
 BOOTSTRAP = 200

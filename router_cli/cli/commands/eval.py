@@ -43,7 +43,7 @@ def evaluate(
     Example: mmr eval labeled.jsonl --classifier rules,ml --json; mmr eval --replay --since 30d --classifier ml
     """
     from ...labelled import read_labelled_file
-    from ...reports.evaluate import evaluate as score, mark_in_sample
+    from ...reports.evaluate import evaluate as score, mark_in_sample, mark_promised
     from ...render.charts import frontier_svg
     from ...render.tables import eval_report
     from ...render.text import note
@@ -72,6 +72,7 @@ def evaluate(
     for name in mark_in_sample(report, chosen, labelled.sha256):
         note(f"{name}: in-sample: {file} is the data its model was trained on, so these scores overstate how it "
              "routes prompts it has not seen (its held-out scores are in the model file's training section)")
+    mark_promised(report, chosen)
     if plot is not None:
         write_file(plot, "--plot", frontier_svg(report))
     eval_report(report, cfg.tier_names, json_output)
@@ -116,7 +117,8 @@ def train(
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the model (JSON).")] = "",
     target_quality: Annotated[float, typer.Option("--target-quality", help="Fraction of the premium tier's quality to keep (held-out folds).")] = 0.95,
     confidence: Annotated[float, typer.Option("--confidence", help="Keep --target-quality at the lower bootstrap bound at this confidence, not just on average (0: on average).")] = 0.9,
-    router: Annotated[str, typer.Option("--router", help="What to train: ml (TF-IDF), knn (sentence embeddings; needs the embed extra) or blend (both).")] = "ml",
+    router: Annotated[str, typer.Option("--router", help="What to train: ml (TF-IDF), knn (sentence embeddings; needs the embed extra) or blend (two of them).")] = "ml",
+    parts: Annotated[str, typer.Option("--parts", help="With --router blend: the two routers to blend, of ml, knn and rules (the weight is chosen on held-out folds).")] = "ml,knn",
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds that pick lambda (the price of quality).")] = 5,
     skip_bad: SkipBadOption = False,
     from_ledger: Annotated[bool, typer.Option("--from-ledger", help="Instead of FILE: labels from the ledger's cascades and feedback (see mmr labels).")] = False,
@@ -128,13 +130,20 @@ def train(
     """Train a router on labelled data: ml (needs the ml extra: scikit-learn), knn or blend (also the embed extra).
 
     Example: mmr train labeled.jsonl -o router.json --target-quality 0.95; mmr train --from-ledger --since 30d -o router.json;
-    mmr train labeled.jsonl --router knn -o knn.npz --target-quality 0.95 --confidence 0.9
+    mmr train labeled.jsonl --router knn -o knn.npz --target-quality 0.95 --confidence 0.9;
+    mmr train labeled.jsonl --router blend --parts ml,rules -o blend.json
     """
     from ...labelled import read_labelled_file
     from ...render.text import note, trained
 
     if router not in ("ml", "knn", "blend"):
         raise UsageError(f"--router: expected ml, knn or blend, got {router!r}")
+    if router == "blend":
+        from ...classify.blend_train import parse_parts
+
+        blend_parts = parse_parts(parts)
+    elif parts != "ml,knn":
+        raise UsageError("--parts goes with --router blend")
     if not 0 <= confidence < 1:
         raise UsageError(f"--confidence must be in [0, 1) (0: keep the target on average), got {confidence:g}")
     if not 2 <= folds <= 100:
@@ -170,10 +179,10 @@ def train(
         trained(header, output)
         return
     if router == "blend":
-        from ...classify.knn_train import train_blend
+        from ...classify.blend_train import train_blend
 
-        model = train_blend(rows, cfg, output, target_quality=target_quality, folds=folds, data_sha256=digest,
-                            on_progress=note, confidence=bound)
+        model = train_blend(rows, cfg, output, parts=blend_parts, target_quality=target_quality, folds=folds,
+                            data_sha256=digest, on_progress=note, confidence=bound)
     else:
         from ...classify.ml_train import train as train_model
 
