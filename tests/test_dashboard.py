@@ -216,17 +216,3 @@ def test_the_drift_flags_of_mmr_costs_are_on_the_page(mmr, db_path, tmp_path):
     assert sorted(flags) == ["tier complex: 0% -> 100% of requests (+100 points)", "tier simple: 100% -> 0% of requests (-100 points)"]
     page = report(mmr, tmp_path, *span)
     assert re.findall(r'<li class="flag">([^<]*)</li>', page) == [html.escape(f) for f in flags]
-
-
-def test_without_jinja2_the_error_names_the_extra(config_path, tmp_path):
-    code = (
-        "import sys\n"
-        "sys.modules['jinja2'] = None  # as if the dashboard extra were not installed\n"
-        "from router_cli.cli import main\n"
-        f"sys.exit(main(['report', '--html', {str(tmp_path / 'x.html')!r}, '--config', {str(config_path)!r}, "
-        f"'--db', {str(tmp_path / 'x.db')!r}]))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.returncode == EXIT_USAGE
-    assert result.stderr.splitlines()[-1] == "Error: the dashboard needs Jinja2: pip install -e '.[dashboard]'"
-    assert not (tmp_path / "x.html").exists()

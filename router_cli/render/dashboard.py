@@ -15,7 +15,6 @@ import json
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
-from ..errors import UsageError
 from ..pricing import format_usd
 
 WIDTH, HEIGHT, LEFT, TOP, BOTTOM = 760, 220, 74, 14, 46
@@ -120,10 +119,7 @@ def _ms(value: float | None) -> str:
 
 
 def _environment():
-    try:
-        import jinja2
-    except ImportError:
-        raise UsageError("the dashboard needs Jinja2: pip install -e '.[dashboard]'") from None
+    import jinja2
     env = jinja2.Environment(loader=jinja2.PackageLoader("router_cli", "render/templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["usd"] = _money

@@ -28,8 +28,7 @@ def report(
     and the costliest requests, as one HTML file that opens offline (charts are inline SVG; hover
     a bar for its figures; every chart's numbers are in a table under it).
 
-    Its figures are those of ``mmr costs --json`` for the same window. Needs Jinja2 (the
-    dashboard extra).
+    Its figures are those of ``mmr costs --json`` for the same window.
 
     Example: mmr report --html spend.html --since 30d; mmr report --html - --by week --team ml > ml.html
     """
