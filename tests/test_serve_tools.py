@@ -193,3 +193,23 @@ def test_a_tier_with_no_model_of_the_clients_protocol_above_it_is_a_400(server, 
     finally:
         running.stop()
     assert server.calls("claude-mid") == [] and [r["model"] for r in ledger_rows(db_path)] == ["gpt-small"]
+
+
+def test_a_request_with_tools_is_sent_as_the_client_wrote_it_not_worded(server, tmp_path, db_path):
+    from tests.prompts_config import write_worded
+
+    # openai's provider adds "You are terse." and gpt-small its own stop and temperature to a worded request
+    running = start_serve(write_worded(tmp_path / "worded.yaml", server.url), db_path, "--no-auth")
+    try:
+        asked = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "weather in Oslo?"}]
+        served_openai = running.openai()
+        served_openai.chat.completions.create(model="gpt-small", messages=asked, tools=OPENAI_TOOLS)
+        plain = served_openai.chat.completions.create(model="gpt-small", messages=asked)
+    finally:
+        running.stop()
+    with_tools, worded = server.calls("gpt-small")[0]["body"], server.calls("gpt-small")[1]["body"]
+    assert with_tools["messages"] == asked and "stop" not in with_tools and "temperature" not in with_tools
+    assert worded["messages"][0] == {"role": "system", "content": "You are terse.\n\nBe kind."}  # the control
+    assert plain.choices[0].message.content
+    rows = ledger_rows(db_path)
+    assert [(r["template"], r["template_hash"] is None) for r in rows] == [(None, True), ("inline", False)]

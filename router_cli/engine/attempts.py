@@ -20,7 +20,7 @@ from ..config import Config, ModelSpec, ProviderSpec
 from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
 from ..pricing import Usage, cache_saving, cost, estimate_tokens
 from .admission import Admitter, Chain
-from .shaping import shape, wording_fields
+from .shaping import Shape, shape, wording_fields
 from .types import Attempt, Note
 
 if TYPE_CHECKING:
@@ -107,13 +107,15 @@ class ChainRunner:
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        sent = shape(model, call.system, call.prompt, call.stop, call.temperature, call.role)  # this model's wording
+        worded = call.native is None  # a native request (tools, images) is sent as the client wrote it
+        sent = (shape(model, call.system, call.prompt, call.stop, call.temperature, call.role) if worded
+                else Shape(call.system, call.prompt, call.stop, call.temperature))
         chat = ChatRequest(model, sent.prompt, sent.system, call.limit(model), sent.temperature, call.history, sent.stop,
                            cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, sent.system),
                            native=call.native)
         for retry in range(self.config.retry.max_retries + 1):
-            worded = wording_fields(model, call.role) if call.native is None else {}  # native: sent as the client wrote it
-            attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role, **worded)
+            attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role,
+                              **(wording_fields(model, call.role) if worded else {}))
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
                                                          (call.transcript, call.system, call.limit(model)), call.role):
                 return "next"  # a retry may bill another worst case: it must fit too
