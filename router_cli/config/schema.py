@@ -86,6 +86,20 @@ class ModelSpec:
     reasoning: bool = False
     weight: float = 1.0  # share of first tries when the tier's strategy is "weighted"
     where: str = field(default="", compare=False)  # "tiers[0].models[1]": its place in the config, for errors
+    # Latency limits (docs/latency.md); None: the provider's (timeouts) or none (slo).
+    timeout: float | None = None  # seconds a non-streamed call may take in all
+    first_token_timeout: float | None = None  # seconds a call may wait for its first token
+    slo: "Slo | None" = None  # a latency objective: missing it demotes the model within its tier
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A model's latency objective: the p95 time to first token and/or of the whole call, in seconds,
+    over the breaker window; a model missing it (with ``min_calls`` calls seen) is demoted."""
+
+    ttft: float | None = None
+    total: float | None = None
+    min_calls: int = 5
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,7 @@ class Tier:
     name: str
     models: tuple[ModelSpec, ...]
     strategy: str = "order"
+    hedge: float | None = None  # seconds before the next model is called too (hedged requests); None: never
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,7 @@ class ProviderSpec:
     base_url: str | None = None
     timeout: float = 60.0
     local: LocalModel | None = None
+    first_token_timeout: float | None = None  # seconds to the first token, for every model of this provider
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import redact
-from . import validate_policy as policy
+from . import validate_latency as latency, validate_policy as policy
 from .checks import Checks, join, kind
 from .patterns import backtracking_risk
 from .schema import (
@@ -24,7 +24,7 @@ from .schema import (
 
 TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
             "breaker", "budgets", "cache", "experiments", "prompt_cache", "serve"}
-_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"}
+_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"} | latency.PROVIDER_KEYS
 _LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"}
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
@@ -107,7 +107,8 @@ def _providers(c: Checks, value: Any) -> dict[str, ProviderSpec]:
             if not re.match(r"https?://", base_url):
                 raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {redact(repr(base_url), None)}")
         timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001, maximum=MAX_SECONDS)
-        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout)
+        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout,
+                                 first_token_timeout=latency.optional_seconds(c, entry, "first_token_timeout", path))
     return out
 
 
@@ -152,7 +153,7 @@ def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> tuple[T
     tiers, seen = [], set()
     for i, entry in enumerate(value):
         path = f"tiers[{i}]"
-        entry = c.mapping(entry, path, {"name", "models", "strategy"}, {"name", "models"})
+        entry = c.mapping(entry, path, {"name", "models", "strategy"} | latency.TIER_KEYS, {"name", "models"})
         name = c.string(entry["name"], join(path, "name"))
         strategy = entry.get("strategy", "order")
         if strategy not in ("order", "weighted"):
@@ -163,7 +164,7 @@ def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec]) -> tuple[T
         specs = _models(c, entry["models"], join(path, "models"), providers)
         if strategy == "weighted" and not any(m.weight > 0 for m in specs):
             raise c.fail(join(path, "models"), "with strategy weighted, at least one model needs a weight above 0")
-        tiers.append(Tier(name, specs, strategy))
+        tiers.append(Tier(name, specs, strategy, latency.tier_hedge(c, entry, path, len(specs))))
     return tuple(tiers)
 
 
@@ -174,7 +175,8 @@ def _models(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]
 
 
 def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]) -> ModelSpec:
-    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}, {"provider", "model"})
+    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"} | latency.MODEL_KEYS,
+                      {"provider", "model"})
     provider = c.string(entry["provider"], join(path, "provider"))
     if provider not in providers:
         raise c.fail(join(path, "provider"), f"unknown provider {provider!r}; defined providers: {', '.join(providers)}")
@@ -193,6 +195,7 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec])
         reasoning=reasoning,
         weight=c.number(entry.get("weight", 1), join(path, "weight")),
         where=path,
+        **latency.model(c, entry, path),
     )
 
 
