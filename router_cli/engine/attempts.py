@@ -40,6 +40,7 @@ class Call:
     history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
     stop: tuple[str, ...] = ()
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
+    first_token_timeout: float | None = None  # --first-token-timeout: over every model's own limit
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
@@ -120,7 +121,7 @@ class ChainRunner:
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
             try:
-                response = provider.complete(chat, on_text=_sink(call.on_text, emitted) if call.on_text else None)  # type: ignore[attr-defined]
+                response = self._complete(provider, chat, call, model, spec, emitted)
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
                 attempt.usage_estimated = e.usage[2]
@@ -145,6 +146,20 @@ class ChainRunner:
             self.admitter.outcome(spec, model, ticket)
             return None, False
         return "next"
+
+    @staticmethod
+    def _complete(provider, chat, call: Call, model: ModelSpec, spec: ProviderSpec, emitted: list[str]):
+        """One call: streamed (to a reader, or assembled) when its first token is watched, and then
+        abandoned if that token is late (engine/latency.py)."""
+        from .latency import call_watched, first_token_limit, needs_stream
+
+        limit = first_token_limit(model, spec, call.first_token_timeout)
+        forward = _sink(call.on_text, emitted) if call.on_text else None
+        if forward is None and needs_stream(model, limit, False):
+            forward = _discard
+        if limit is None:
+            return provider.complete(chat, on_text=forward)
+        return call_watched(provider, chat, forward, limit)
 
     def _settle_unreached(self, call: Call, tried: list[Attempt]) -> None:
         """Count the failures to connect against their circuits, unless every call of the chain failed
@@ -260,6 +275,10 @@ def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str],
         emitted.append(text)
 
     return sink
+
+
+def _discard(text: str) -> None:
+    """A stream nobody reads as it comes: the provider assembles the answer."""
 
 
 def worth_caching(provider_type: str, model: str, system: str | None) -> bool:

@@ -98,6 +98,7 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
     failure, fatal = None, False
     for tier in tiers:
         call = Call(prompt, options.system, options.max_tokens, options.temperature, history=options.history,
+                    first_token_timeout=options.first_token_timeout,
                     stop=options.stop, prompt_cache=options.prompt_cache or request.config.prompt_cache)
         chain = [(tier, m) for m in router.models_of(tier, request.request_id)]
         failure, fatal = router.runner.run(request.attempts, chain, call, request)

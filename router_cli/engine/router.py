@@ -187,7 +187,8 @@ class Router:
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
                     on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
-                    prompt_cache=options.prompt_cache or request.config.prompt_cache)
+                    prompt_cache=options.prompt_cache or request.config.prompt_cache,
+                    first_token_timeout=options.first_token_timeout)
         chain = self.chain(request.start_tier, request.request_id, request.config)
         if options.model is not None and request.start_tier == request.decision.tier:  # that model first, then the rest
             chain.sort(key=lambda link: link[1].model != options.model)

@@ -6,7 +6,7 @@ import time
 
 import anthropic
 
-from .base import ChatRequest, ChatResponse, Provider, elapsed_ms, unfinished_stream
+from .base import ChatRequest, ChatResponse, Provider, Watch, elapsed_ms, unfinished_stream
 
 
 class AnthropicProvider(Provider):
@@ -21,7 +21,7 @@ class AnthropicProvider(Provider):
             )
         return self._client
 
-    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+    def complete(self, request: ChatRequest, on_text=None, watch: Watch | None = None) -> ChatResponse:
         params: dict = {
             "model": request.model.model,
             "max_tokens": request.max_tokens,
@@ -29,6 +29,8 @@ class AnthropicProvider(Provider):
         }
         if request.stop:
             params["stop_sequences"] = list(request.stop)
+        if request.model.timeout is not None:
+            params["timeout"] = request.model.timeout  # the model's own, over the provider's
         if request.system and request.cache_system:
             # The system prompt is the prefix every call of a batch shares: cached, later calls read it at a tenth.
             params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
@@ -37,7 +39,7 @@ class AnthropicProvider(Provider):
         # No temperature: the Messages API (version 2026-10-21, sent by SDK 2.x)
         # rejects sampling parameters with a 400, and the SDK no longer takes them.
         start = time.perf_counter()
-        tokens = [0, 0, 0, 0]  # input, output, cache read, cache write
+        tokens = watch.tokens if watch is not None else [0, 0, 0, 0]  # input, output, cache read, cache write
         parts: list[str] = []
         try:
             if on_text is None:
@@ -53,17 +55,20 @@ class AnthropicProvider(Provider):
                     cache_read_tokens=usage.cache_read_input_tokens or 0,
                     cache_write_tokens=usage.cache_creation_input_tokens or 0,
                 )
-            return self._stream(params, on_text, start, tokens, parts)
+            return self._stream(params, on_text, start, tokens, parts, watch)
         except Exception as e:
             raise self.failure(anthropic, e, request, tokens, parts, start) from None
 
-    def _stream(self, params: dict, on_text, start: float, tokens: list[int], parts: list[str]) -> ChatResponse:
+    def _stream(self, params: dict, on_text, start: float, tokens: list[int], parts: list[str],
+                watch: Watch | None = None) -> ChatResponse:
         stop_reason = None
         ttft = None
         finished = False
         events = 0
         # Leaving early (a reader gone) closes the stream, which stops the upstream call.
         with self.client().messages.create(**params, stream=True) as stream:
+            if watch is not None:
+                watch.opened(stream)
             for event in stream:
                 events += 1
                 if event.type == "message_start":
