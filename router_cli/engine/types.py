@@ -53,6 +53,7 @@ class Attempt:
     cache_saved: Decimal = Decimal(0)  # what prompt caching saved (negative: cache writes not reused yet)
     reached: bool = True  # False: a connection error before any connection was made (not in the ledger)
     checks: list = field(default_factory=list)  # the shell checks' verdicts (engine/checks.py CheckResult)
+    hedge: str | None = None  # "won" or "lost": one of a hedged request's two calls
 
     @property
     def label(self) -> str:
@@ -69,6 +70,8 @@ class Attempt:
             out["quality"] = {"score": self.quality, "reason": self.gate_reason}
         if self.checks:
             out["checks"] = [c.to_json() for c in self.checks]
+        if self.hedge is not None:
+            out["hedge"] = self.hedge
         return out
 
 
