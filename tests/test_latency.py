@@ -45,7 +45,7 @@ def test_a_slow_first_token_falls_back_within_the_limit(mmr, server, db_path, sl
     assert "no first token within 0.5 s; abandoned" in rows[0]["error"]
     assert 450 <= rows[0]["duration_ms"] < 3000
     assert rows[1]["ttft_ms"] is not None  # the answer streamed (inside, without --stream): its TTFT is known
-    assert out["model"] == fast and out["text"] == f"Answer to: hello there"
+    assert out["model"] == fast and out["text"] == "Answer to: hello there"
     assert [a["status"] for a in out["attempts"]] == ["error", "ok"]
 
 
@@ -75,3 +75,58 @@ def test_a_model_timeout_wins_over_its_providers(tmp_path, server, mmr, db_path)
     assert (rows[0]["model"], rows[0]["error_kind"]) == ("claude-small", "timeout")
     assert rows[0]["duration_ms"] < 3000
     assert rows[-1]["model"] == "gpt-small" and rows[-1]["status"] == "ok"
+
+
+def _slo_config(tmp_path, server, slo: str = "{ttft: 0.2s, min_calls: 3}"):
+    config = write_config(tmp_path / "slo.yaml", server.url, extra="breaker:\n  window: 600\n")
+    config.write_text(config.read_text().replace("model: claude-small,", f"model: claude-small, slo: {slo},"))
+    return config
+
+
+def test_a_model_over_its_slo_is_demoted_until_it_recovers(tmp_path, server, mmr, db_path):
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    config = _slo_config(tmp_path, server)
+    server.always("claude-small", reply("slow but there", first_token_delay=0.8))
+    with Router(load_config(config), db_path) as router:
+        for _ in range(3):  # three answers, each 0.8 s to its first token: p95 above the 0.2 s SLO
+            assert router.ask("hello there", tier="simple").final.model == "claude-small"
+    rows = _answer_rows(db_path)
+    assert all(r["ttft_ms"] >= 700 for r in rows)  # not streamed to anyone, streamed inside for its TTFT
+
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "--json", "-v", "hello there")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["model"] == "gpt-small"  # its tier-mate first now
+    stderr = result.stderr.decode()
+    assert "demoted anthropic/claude-small: p95 time to first token" in stderr
+    assert "above its SLO of 200 ms" in stderr
+    assert "demoted anthropic/claude-small" in _answer_rows(db_path)[-1]["policy"]
+
+    health = json.loads(mmr("health", "--config", str(config), "--json").stdout)
+    claude = next(m for m in health["models"] if m["model"] == "claude-small")
+    assert claude["demoted"] is True and "p95 time to first token" in claude["demoted_reason"]
+    assert claude["slo"] == {"ttft_p95_ms": 200.0, "latency_p95_ms": None, "min_calls": 3}
+    assert claude["ttft_p50_ms"] >= 700 and claude["ttft_p95_ms"] >= 700
+    gpt = next(m for m in health["models"] if m["model"] == "gpt-small")
+    assert gpt["demoted"] is False and gpt["demoted_reason"] is None and gpt["slo"] is None
+    table = " ".join(mmr("health", "--config", str(config)).stdout.decode().split())
+    assert "│ anthropic/claude-small │ simple │ closed (demoted) │" in table
+    assert "Demoted (slow)" in table and "tried after its tier-mates until it recovers" in table
+
+    # Once the slow calls have left the breaker window (600 s), it is first again.
+    server.always("claude-small", None)
+    with Router(load_config(config), db_path, clock=lambda: time.time() + 601) as later:
+        answer = later.ask("hello there", tier="simple")
+    assert answer.final.model == "claude-small" and not answer.policy
+
+
+def test_too_few_calls_do_not_demote(tmp_path, server, db_path):
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    config = _slo_config(tmp_path, server, "{ttft: 0.2s, min_calls: 5}")
+    server.always("claude-small", reply("slow", first_token_delay=0.5))
+    with Router(load_config(config), db_path) as router:
+        answers = [router.ask("hello there", tier="simple") for _ in range(3)]
+    assert {a.final.model for a in answers} == {"claude-small"} and not any(a.policy for a in answers)

@@ -198,3 +198,29 @@ def call_watched(provider, chat, forward: Callable[[str], None], limit: float | 
     if outcome.slow:
         raise flight.slow_error(limit or 0.0)
     return race.finish(flight)
+
+
+def demote_slow(chain: list, request, now: float) -> list:
+    """``chain`` with each model over its latency SLO moved behind its tier-mates (policy/latency.py),
+    each demotion noted on ``request``; unchanged when no model of it has an SLO or nothing is recorded."""
+    if request.store is None or not any(m.slo is not None for _, m in chain):
+        return chain
+    from datetime import datetime, timezone
+
+    from ..errors import LedgerError
+    from ..ledger.queries import latency_samples
+    from ..policy.latency import demote, demotion, model_latency
+
+    window = request.config.breaker.window
+    try:
+        stats = model_latency(latency_samples(request.store, datetime.fromtimestamp(now - window, timezone.utc)))
+    except LedgerError as e:
+        request.on_note(f"latency SLOs not checked ({e})")
+        return chain
+    reasons: dict[tuple[str, str], str] = {}
+    for _, model in chain:
+        why = demotion(model, stats.get((model.provider, model.model)), window)
+        if why is not None and (model.provider, model.model) not in reasons:
+            reasons[(model.provider, model.model)] = why
+            request.note(f"demoted {model.provider}/{model.model}: {why}")
+    return demote(chain, reasons) if reasons else chain

@@ -125,7 +125,7 @@ def health(
     from ...reports.health import health_report
     from ...reports.when import parse_when
     from ...ledger import open_for_reading
-    from ...render.tables import health as show
+    from ...render.health import health as show
     from ...render.text import note
 
     cfg = load_config(config)
