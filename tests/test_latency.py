@@ -130,3 +130,68 @@ def test_too_few_calls_do_not_demote(tmp_path, server, db_path):
     with Router(load_config(config), db_path) as router:
         answers = [router.ask("hello there", tier="simple") for _ in range(3)]
     assert {a.final.model for a in answers} == {"claude-small"} and not any(a.policy for a in answers)
+
+
+def _hedge_config(tmp_path, server, hedge: str = "0.3s"):
+    config = write_config(tmp_path / "hedge.yaml", server.url)
+    config.write_text(config.read_text().replace("  - name: simple\n", f"  - name: simple\n    hedge: {hedge}\n"))
+    return config
+
+
+@pytest.mark.parametrize("stream", ["--stream", "--no-stream"])
+def test_a_hedged_request_returns_the_faster_answer_and_records_both(tmp_path, server, mmr, db_path, stream):
+    config = _hedge_config(tmp_path, server)
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    started = time.perf_counter()
+    result = mmr("ask", "--config", str(config), "--tier", "simple", stream, "--json", "-v", "hello there")
+    assert result.returncode == 0, result.stderr.decode()
+    assert time.perf_counter() - started < 10
+    out = json.loads(result.stdout)
+    assert (out["model"], out["text"]) == ("gpt-small", "Answer to: hello there")
+    assert [(a["model"], a["status"], a["hedge"]) for a in out["attempts"]] == [
+        ("claude-small", "error", "lost"), ("gpt-small", "ok", "won")]
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["status"], r["error_kind"], r["hedge"]) for r in rows] == [
+        ("claude-small", "error", "hedge_lost", "lost"), ("gpt-small", "ok", None, "won")]
+    # The loser is billed what Anthropic reported when its stream opened: 2 input tokens, 1 output token.
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["cost_usd"]) == (2, 1, "0.0000056")
+    assert 250 <= rows[0]["duration_ms"] < 3000
+    # gpt-small: 2 tokens in at 0.15 USD/M, 4 out at 0.60 USD/M = 0.0000027; with the loser, 0.0000083.
+    assert out["cost_usd"] == "0.0000083"
+    assert "had not started after 0.3 s: hedged with openai/gpt-small" in result.stderr.decode()
+
+    costs = json.loads(mmr("costs", "--json").stdout)
+    assert costs["hedging"] == {"requests": 1, "cancelled_calls": 1, "cancelled_usd": "0.0000056",
+                                "share_of_spend": pytest.approx(56 / 83)}
+    text = " ".join(mmr("costs").stdout.decode().split())
+    assert "Hedging: 1 hedged requests; the 1 calls they cancelled cost $0.000006, 67.5% of spend." in text
+
+
+def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_path):
+    config = _hedge_config(tmp_path, server)
+    server.always("claude-small", reply("first after all", first_token_delay=1.0))
+    server.always("gpt-small", reply("later", first_token_delay=SLOW))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "--json", "hello there")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["text"] == "first after all"
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["status"], r["hedge"]) for r in rows] == [
+        ("gpt-small", "error", "lost"), ("claude-small", "ok", "won")]
+    assert rows[0]["cost_usd"] == "0"  # OpenAI reports usage only at the end: nothing was reported, nothing billed
+
+
+def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):
+    from router_cli.config import load_config
+    from router_cli.engine.admission import worst_case
+
+    config = _hedge_config(tmp_path, server)
+    first, second = load_config(config).tiers[0].models
+    one = worst_case(first, "hello there", None, 64)
+    both = one + worst_case(second, "hello there", None, 64)
+    server.always("claude-small", reply("slow but alone", first_token_delay=1.0))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "--json", "-v", "--max-cost", str((one + both) / 2),
+                 "hello there")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["text"] == "slow but alone"
+    assert "not hedging with simple openai/gpt-small: --max-cost could not hold both calls" in result.stderr.decode()
+    assert [(r["model"], r["hedge"]) for r in _answer_rows(db_path)] == [("claude-small", None)]

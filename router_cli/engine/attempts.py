@@ -44,6 +44,7 @@ class Call:
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
+    hedged: set = field(default_factory=set, init=False)  # chain positions already called as a hedge
 
     @property
     def transcript(self) -> str:
@@ -85,6 +86,8 @@ class ChainRunner:
     def _walk(self, attempts: list[Attempt], chain: Chain, call: Call, request: "Request | None",
               start: int) -> tuple[MmrError | None, bool]:
         for position, (tier, model) in enumerate(chain):
+            if position in call.hedged:
+                continue  # called already, as the hedge of the model before it
             spec = self.config.providers[model.provider]
             ticket = self.admitter.admit(request, attempts, chain, position,
                                          (call.transcript, call.system, call.limit(model)), call.role)
@@ -100,13 +103,13 @@ class ChainRunner:
     def _with_retries(self, attempts: list[Attempt], chain: Chain, position: int, call: Call,
                       request: "Request | None", ticket):
         """One model, retried while that is worth it: ``(None, False)``, ``(error, fatal)`` or ``"next"``."""
-        from ..providers import ChatRequest, OutputFailed, ProviderError
+        from ..providers import OutputFailed, ProviderError
+        from .hedging import HedgeAnswered, HedgeFailed, hedged_call, mate
 
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        chat = ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop,
-                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system))
+        chat = self.chat(call, model, spec)
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role)
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
@@ -121,7 +124,16 @@ class ChainRunner:
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
             try:
-                response = self._complete(provider, chat, call, model, spec, emitted)
+                if retry == 0 and mate(chain, position, call) is not None:
+                    forward = _sink(call.on_text, emitted) if call.on_text else _discard
+                    response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt)
+                else:
+                    response = self._complete(provider, chat, call, model, spec, emitted)
+            except HedgeAnswered:
+                return None, False
+            except HedgeFailed:
+                call.streamed = call.streamed or bool(emitted)
+                return "next"
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
                 attempt.usage_estimated = e.usage[2]
@@ -146,6 +158,13 @@ class ChainRunner:
             self.admitter.outcome(spec, model, ticket)
             return None, False
         return "next"
+
+    def chat(self, call: Call, model: ModelSpec, spec: ProviderSpec):
+        """The ChatRequest ``model`` is sent for ``call``."""
+        from ..providers import ChatRequest
+
+        return ChatRequest(model, call.prompt, call.system, call.limit(model), call.temperature, call.history, call.stop,
+                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, call.system))
 
     @staticmethod
     def _complete(provider, chat, call: Call, model: ModelSpec, spec: ProviderSpec, emitted: list[str]):

@@ -143,6 +143,10 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
         c = report.cache
         _say(console, f"\nPrompt caching: {c.read_share:.1%} of {c.input_tokens:,} input tokens read from a cache "
                       f"({c.cache_write:,} written); it saved {format_usd(c.saved)} (net of cache-write premiums).")
+    if report.hedging and report.hedging["requests"]:
+        h = report.hedging
+        _say(console, f"\nHedging: {h['requests']:,} hedged requests; the {h['cancelled_calls']:,} calls they cancelled "
+                      f"cost {format_usd(Decimal(h['cancelled_usd']))}, {h['share_of_spend']:.1%} of spend.")
     if report.reprice is not None:
         console.print()
         console.print(_reprice_table(report.reprice))
