@@ -195,3 +195,81 @@ def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mm
     assert json.loads(result.stdout)["text"] == "slow but alone"
     assert "not hedging with simple openai/gpt-small: --max-cost could not hold both calls" in result.stderr.decode()
     assert [(r["model"], r["hedge"]) for r in _answer_rows(db_path)] == [("claude-small", None)]
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("    timeout: 2.0\n", "    timeout: 2.0\n    first_token_timeout: soon\n",
+     "providers.anthropic.first_token_timeout: expected seconds or a duration like 1.5s, 500ms, 2m; got 'soon'"),
+    ("model: claude-small,", "model: claude-small, first_token_timeout: 0,",
+     "tiers[0].models[0].first_token_timeout: must be above 0 and at most 3600 seconds, got 0"),
+    ("model: claude-small,", "model: claude-small, timeout: 2h,",
+     "tiers[0].models[0].timeout: expected seconds or a duration like 1.5s, 500ms, 2m; got '2h'"),
+    ("model: claude-small,", "model: claude-small, slo: {p99: 2s},",
+     "tiers[0].models[0].slo.p99: unknown key (allowed: min_calls, total, ttft)"),
+    ("model: claude-small,", "model: claude-small, slo: {min_calls: 3},",
+     "tiers[0].models[0].slo: give ttft (p95 seconds to the first token), total (p95 seconds of the call), or both"),
+    ("model: claude-small,", "model: claude-small, slo: {ttft: -1},",
+     "tiers[0].models[0].slo.ttft: must be above 0 and at most 3600 seconds, got -1"),
+    ("model: claude-small,", "model: claude-small, slo: {total: 3s, min_calls: 0},",
+     "tiers[0].models[0].slo.min_calls: must be between 1 and 100000"),
+    ("  - name: medium\n", "  - name: medium\n    hedge: [1]\n",
+     "tiers[1].hedge: expected seconds or a duration like 1.5s, 500ms, 2m; got a list"),
+    ("  - name: simple\n", "  - name: simple\n    hedge: true\n",
+     "tiers[0].hedge: expected seconds or a duration like 1.5s, 500ms, 2m; got a boolean (True)"),
+])
+def test_bad_latency_values_are_config_errors_naming_the_key(tmp_path, server, mmr, old, new, message):
+    config = write_config(tmp_path / "bad.yaml", server.url)
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new, 1))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "hello")
+    assert result.returncode == 3
+    assert result.stderr.decode() == f"Error: {config}: {message}\n"
+    assert b"Traceback" not in result.stderr
+
+
+def test_hedge_needs_a_second_model_in_its_tier(tmp_path, server, mmr):
+    config = tmp_path / "one.yaml"
+    config.write_text(f"providers:\n  openai: {{type: openai, base_url: '{server.url}/v1', api_key_env: TEST_OPENAI_KEY}}\n"
+                      "tiers:\n  - name: only\n    hedge: 1.5s\n    models:\n      - {provider: openai, model: gpt-small, price: free}\n")
+    result = mmr("ask", "--config", str(config), "hello")
+    assert result.returncode == 3
+    assert "one.yaml: tiers[0].hedge: hedging calls the tier's next model too: this tier has only one" in result.stderr.decode()
+
+
+def test_a_bad_first_token_timeout_flag_is_a_usage_error(mmr):
+    result = mmr("ask", "--first-token-timeout", "0", "hello")
+    assert result.returncode == 2
+    assert "--first-token-timeout must be above 0 and at most 3600 seconds, got 0" in result.stderr.decode()
+
+
+def test_first_token_timeouts_from_the_config_model_over_provider(tmp_path, server, mmr, db_path):
+    """The provider's 0.5 s applies to claude-small; claude-mid's own 30 s wins over it; the flag over both."""
+    config = write_config(tmp_path / "ftt.yaml", server.url)
+    text = config.read_text().replace("    timeout: 2.0\n", "    timeout: 2.0\n    first_token_timeout: 500ms\n", 1)
+    config.write_text(text.replace("model: claude-mid,", "model: claude-mid, first_token_timeout: 30,"))
+    server.always("claude-small", reply("late", first_token_delay=SLOW))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "--json", "hello there")
+    assert result.returncode == 0, result.stderr.decode()
+    assert [(r["model"], r["error_kind"]) for r in _answer_rows(db_path)] == [
+        ("claude-small", "first_token_timeout"), ("gpt-small", None)]
+    server.always("claude-mid", reply("worth the wait", first_token_delay=1.0))
+    result = mmr("ask", "--config", str(config), "--tier", "medium", "--json", "hello there")
+    assert json.loads(result.stdout)["text"] == "worth the wait"  # 1 s is within its own 30 s
+    result = mmr("ask", "--config", str(config), "--tier", "medium", "--json", "--first-token-timeout", "0.3", "hello there")
+    assert json.loads(result.stdout)["model"] == "gpt-mid"  # the flag's 0.3 s over the model's 30 s
+
+
+def test_health_json_keys(mmr):
+    models = json.loads(mmr("health", "--json").stdout)["models"]
+    assert set(models[0]) == {
+        "provider", "model", "tiers", "state", "recent_failures", "failures_to_open", "calls", "errors", "error_rate",
+        "latency_p50_ms", "latency_p95_ms", "ttft_p50_ms", "ttft_p95_ms", "slo", "demoted", "demoted_reason",
+        "retry_at", "last_error"}
+    assert (models[0]["slo"], models[0]["demoted"], models[0]["demoted_reason"]) == (None, False, None)
+
+
+def test_costs_json_has_hedging_with_no_hedges(mmr, server):
+    assert mmr("ask", "--tier", "simple", "hello").returncode == 0
+    hedging = json.loads(mmr("costs", "--json").stdout)["hedging"]
+    assert hedging == {"requests": 0, "cancelled_calls": 0, "cancelled_usd": "0", "share_of_spend": 0.0}
