@@ -178,7 +178,7 @@ class ChainRunner:
             forward = _discard
         if limit is None:
             return provider.complete(chat, on_text=forward)
-        return call_watched(provider, chat, forward, limit)
+        return call_watched(provider, chat, forward or _discard, limit)
 
     def _settle_unreached(self, call: Call, tried: list[Attempt]) -> None:
         """Count the failures to connect against their circuits, unless every call of the chain failed
