@@ -273,3 +273,27 @@ def test_costs_json_has_hedging_with_no_hedges(mmr, server):
     assert mmr("ask", "--tier", "simple", "hello").returncode == 0
     hedging = json.loads(mmr("costs", "--json").stdout)["hedging"]
     assert hedging == {"requests": 0, "cancelled_calls": 0, "cancelled_usd": "0", "share_of_spend": 0.0}
+
+
+def test_demotion_and_hedging_read_both_ledgers(tmp_path, server, ledger_url):
+    """The SLO samples and the hedging spend are read the same way from SQLite and PostgreSQL."""
+    from datetime import datetime, timedelta, timezone
+
+    from router_cli import Router
+    from router_cli.config import load_config
+    from router_cli.ledger import open_ledger
+    from router_cli.reports.costs import hedge_summary
+
+    config = _slo_config(tmp_path, server, "{ttft: 0.2s, min_calls: 2}")
+    config.write_text(config.read_text().replace("  - name: simple\n", "  - name: simple\n    hedge: 0.3s\n"))
+    server.always("claude-small", reply("slow", first_token_delay=SLOW))
+    with Router(load_config(config), ledger_url) as router:
+        answers = [router.ask("hello there", tier="simple") for _ in range(3)]
+    assert [a.final.model for a in answers] == ["gpt-small"] * 3
+    assert [a.final.hedge for a in answers] == ["won", "won", None]  # then demoted: gpt-small first, no hedge
+    assert any("demoted anthropic/claude-small" in p for p in answers[2].policy)
+    now = datetime.now(timezone.utc)
+    with open_ledger(ledger_url) as ledger:
+        summary = hedge_summary(ledger, now - timedelta(hours=1), now + timedelta(minutes=1), answers[0].cost * 2)
+    assert summary["requests"] == 2 and summary["cancelled_calls"] == 2
+    assert summary["cancelled_usd"] == "0.0000112"  # 2 x (2 input tokens at 0.80 + 1 output at 4.00 per M)

@@ -230,10 +230,11 @@ def answer_durations(store, since: datetime) -> Iterable[tuple[str, str, float]]
 
 def latency_samples(store, since: datetime) -> list[tuple[str, str, float | None, float, str | None]]:
     """(provider, model, ttft_ms, duration_ms, error_kind) of each call since ``since`` whose latency
-    says how fast the model is: answers, and calls abandoned for want of a first token."""
+    says how fast the model is: answers, and calls abandoned before their first token (too slow,
+    or beaten by a hedge)."""
     return store.read(
         "SELECT provider, model, ttft_ms, duration_ms, error_kind FROM calls WHERE datetime_utc >= ? "
-        "AND (status IN ('ok', 'rejected', 'best_effort') OR error_kind = 'first_token_timeout')",
+        "AND (status IN ('ok', 'rejected', 'best_effort') OR error_kind IN ('first_token_timeout', 'hedge_lost'))",
         [stamp(since)],
     ).fetchall()
 

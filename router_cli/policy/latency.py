@@ -5,8 +5,9 @@ SLO (with at least ``slo.min_calls`` calls seen) is demoted: tried after its
 tier-mates, until its slow calls age out of the window. A demoted model is called
 less, so it recovers by itself once the window has passed without slow calls, or
 sooner if the calls it still gets are fast. The samples come from the ledger
-(``calls.ttft_ms`` and ``duration_ms``); a call abandoned for want of a first token
-counts with the time it was given (its real time to first token was longer still).
+(``calls.ttft_ms`` and ``duration_ms``); a call abandoned before its first token (for
+want of one, or beaten by a hedge) counts with the time it was given: its real time to
+first token was longer still.
 
     stats = model_latency(latency_samples(ledger, since))
     why = demotion(model, stats.get((model.provider, model.model)), window=60)
@@ -34,7 +35,7 @@ class LatencyStats:
 
     ttft: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
-    abandoned: int = 0  # calls given up for want of a first token
+    abandoned: int = 0  # calls given up before their first token
 
     def to_json(self) -> dict:
         return {"calls": len(self.total), "abandoned": self.abandoned,
@@ -51,7 +52,7 @@ def model_latency(samples) -> dict[tuple[str, str], LatencyStats]:
     out: dict[tuple[str, str], LatencyStats] = {}
     for provider, model, ttft, duration, kind in samples:
         stats = out.setdefault((provider, model), LatencyStats())
-        if kind == "first_token_timeout":
+        if kind in ("first_token_timeout", "hedge_lost"):
             stats.abandoned += 1
             ttft = duration  # at least this long
         if ttft is not None:
