@@ -297,3 +297,19 @@ def test_demotion_and_hedging_read_both_ledgers(tmp_path, server, ledger_url):
         summary = hedge_summary(ledger, now - timedelta(hours=1), now + timedelta(minutes=1), answers[0].cost * 2)
     assert summary["requests"] == 2 and summary["cancelled_calls"] == 2
     assert summary["cancelled_usd"] == "0.0000112"  # 2 x (2 input tokens at 0.80 + 1 output at 4.00 per M)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/latency.md"])
+def test_the_documented_latency_config_is_valid(doc):
+    import re
+
+    from router_cli.config import parse_config
+    from tests.conftest import ROOT
+
+    text = (ROOT / doc).read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "hedge:" in b]
+    assert blocks
+    for block in blocks:
+        config = parse_config(block, doc)
+        assert config.tiers[0].hedge == 1.5
+        assert config.tiers[0].models[0].slo is not None
