@@ -113,6 +113,10 @@ def main() -> None:
     parser.add_argument("--slow", type=float, default=3.0, help="seconds claude-small's first token comes late")
     parser.add_argument("--limit", type=float, default=0.5, help="the first-token timeout, SLO and hedge delay")
     args = parser.parse_args()
+    from router_cli.providers import import_sdk
+
+    for sdk in ("anthropic", "openai"):  # in process, imported once beforehand: the requests are timed, not imports
+        import_sdk(sdk)
     server = ProviderServer(latency=LATENCY, record=False).start()
     cases = ("floor", "none", "first_token_timeout", "slo", "hedge")
     labels = {"floor": "floor: no slow model", "none": "no protection",
