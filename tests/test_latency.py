@@ -2,7 +2,8 @@
 
 Through the real CLI, the real SDKs and tests/provider_server.py. Timing margins are wide: a slow
 model's first token comes 20 s late while the limits are 0.5 s; a call is asserted to have been
-given up within 3 s, and a whole command (SDK imports included, on a busy machine) within 10 s.
+given up within 3 s, and a whole command (SDK imports included, on a busy machine) to have taken
+less than the 20 s it would have waited.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def test_a_slow_first_token_falls_back_within_the_limit(mmr, server, db_path, sl
     result = mmr("ask", "--tier", tier, stream, "--json", "--first-token-timeout", "0.5", "hello there")
     wall = time.perf_counter() - started
     assert result.returncode == 0, result.stderr.decode()
-    assert wall < 10, wall  # never the 20 s the slow model takes
+    assert wall < SLOW, wall  # never the 20 s the slow model takes
     out = json.loads(result.stdout)
     rows = _answer_rows(db_path)
     assert [(r["model"], r["status"], r["error_kind"]) for r in rows] == [
@@ -70,7 +71,7 @@ def test_a_model_timeout_wins_over_its_providers(tmp_path, server, mmr, db_path)
     started = time.perf_counter()
     result = mmr("ask", "--config", str(config), "--tier", "simple", "--no-stream", "--json", "hello there")
     assert result.returncode == 0, result.stderr.decode()
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < SLOW  # the slow call was not waited for
     rows = _answer_rows(db_path)
     assert (rows[0]["model"], rows[0]["error_kind"]) == ("claude-small", "timeout")
     assert rows[0]["duration_ms"] < 3000
@@ -133,7 +134,7 @@ def test_too_few_calls_do_not_demote(tmp_path, server, db_path):
 
 
 def _hedge_config(tmp_path, server, hedge: str = "0.3s"):
-    config = write_config(tmp_path / "hedge.yaml", server.url)
+    config = write_config(tmp_path / "hedge.yaml", server.url, timeout=30)  # no provider timeout in the race
     config.write_text(config.read_text().replace("  - name: simple\n", f"  - name: simple\n    hedge: {hedge}\n"))
     return config
 
@@ -145,7 +146,7 @@ def test_a_hedged_request_returns_the_faster_answer_and_records_both(tmp_path, s
     started = time.perf_counter()
     result = mmr("ask", "--config", str(config), "--tier", "simple", stream, "--json", "-v", "hello there")
     assert result.returncode == 0, result.stderr.decode()
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < SLOW  # the slow call was not waited for
     out = json.loads(result.stdout)
     assert (out["model"], out["text"]) == ("gpt-small", "Answer to: hello there")
     assert [(a["model"], a["status"], a["hedge"]) for a in out["attempts"]] == [

@@ -45,9 +45,8 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
                 request: "Request | None", chat, forward: Callable[[str], None], attempt: Attempt):
     """The first call of a hedging tier, with its hedge: the first model's response when it wins
     (the hedge's attempt appended before the caller appends ``attempt``). Raises the first model's
-    error when it fails (and the hedge did not answer), :class:`HedgeAnswered` when the hedge won."""
-    from .attempts import _fill_answer, _fill_failure
-
+    error when it fails and no hedge was sent, :class:`HedgeAnswered` when the hedge won, and
+    :class:`HedgeFailed` when both calls failed (both attempts appended)."""
     tier, model = chain[position]
     spec = runner.config.providers[model.provider]
     second = mate(chain, position, call)
@@ -85,7 +84,19 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
         if outcome.slow:
             raise first.slow_error(first_token_limit(model, spec, call.first_token_timeout) or 0.0)
         return race.finish(first)
-    flight, at, ticket = hedges[0]
+    return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], attempt)
+
+
+def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call", race: Race,
+             outcome, hedge: tuple[Flight, int, object], attempt: Attempt):
+    """A race with a hedge, settled: both calls' attempts, and the answer (see :func:`hedged_call`)."""
+    from ..providers import ProviderError
+    from .attempts import _fill_answer, _fill_failure
+
+    tier, model = chain[position]
+    spec = runner.config.providers[model.provider]
+    first = race.flights[0]
+    flight, at, ticket = hedge
     _, other = chain[at]
     other_spec = runner.config.providers[other.provider]
     theirs = Attempt(tier.name, other_spec.name, other.model, "ok", role=call.role, hedge="lost")
@@ -95,8 +106,7 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
         _lost(theirs, flight, other, other_spec.type, outcome)
         attempts.append(theirs)
         return race.finish(first)
-    _first_failed(attempt, first, model, spec.type, outcome,
-                  first_token_limit(model, spec, call.first_token_timeout))
+    _first_failed(attempt, first, model, spec.type, outcome, first_token_limit(model, spec, call.first_token_timeout))
     if outcome.winner is flight:
         theirs.hedge = "won"
         try:
@@ -112,8 +122,10 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
     # Neither answered: the hedge failed or ran out of time too.
     error = flight.error if flight.error is not None else flight.slow_error(
         first_token_limit(other, other_spec, call.first_token_timeout) or 0.0)
+    if not isinstance(error, ProviderError):
+        raise error  # not a failure of the call (a bug): let it through
     _fill_failure(theirs, other, other_spec.type, error)
-    if flight.error is not None and getattr(error, "reached", False):
+    if flight.error is not None and error.reached:
         runner.admitter.outcome(other_spec, other, ticket, error)
     attempts.append(theirs)
     raise HedgeFailed()
@@ -143,7 +155,9 @@ def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) 
     """A call beaten by the other: cancelled, billed what its provider reported before the cut."""
     from .attempts import _fill_failure
 
-    if flight in outcome.failed and flight.error is not None and hasattr(flight.error, "kind"):
+    from ..providers import ProviderError
+
+    if flight in outcome.failed and isinstance(flight.error, ProviderError):
         _fill_failure(attempt, model, provider_type, flight.error)  # it had failed on its own first
         return
     error = flight.slow_error(0.0)
