@@ -16,7 +16,8 @@ one after another, with its own ledger:
 - hedge: ``hedge: LIMIT`` on the tier: gpt-small is called too when claude-small has not started.
 
 Each case runs twice: ``Router.ask`` in this process (the request alone), then whole ``mmr ask``
-processes. Printed per case: wall-time p50/p95 of both, which model answered (mmr ask), the spend
+processes; the cases take turns (request 1 of each, then request 2 of each...), so a shared
+machine's load falls on all alike (each case's slow model has its own name on the server). Printed per case: wall-time p50/p95 of both, which model answered (mmr ask), the spend
 per 1,000 requests, and the part of it billed for calls that did not answer (abandoned or
 cancelled: Anthropic reports the input tokens when a stream opens, so they count).
 """
@@ -45,51 +46,69 @@ PROMPT = "Summarize the plot of Hamlet in two short sentences for a student"
 LATENCY = 0.05
 
 
-def config_text(url: str, case: str, limit: float) -> str:
-    text = TEST_CONFIG.format(url=url, timeout=30)
+def config_text(url: str, case: str, limit: float, slow_model: str) -> str:
+    """The test config with the simple tier's first model renamed ``slow_model`` (its own script on the
+    server, so cases can take turns) and the case's protection."""
+    text = TEST_CONFIG.format(url=url, timeout=30).replace("model: claude-small,", f"model: {slow_model},")
     if case == "first_token_timeout":
-        text = text.replace("model: claude-small,", f"model: claude-small, first_token_timeout: {limit},")
+        text = text.replace(f"model: {slow_model},", f"model: {slow_model}, first_token_timeout: {limit},")
     elif case == "slo":
-        text = text.replace("model: claude-small,", f"model: claude-small, slo: {{ttft: {limit}, min_calls: 3}},")
+        text = text.replace(f"model: {slow_model},", f"model: {slow_model}, slo: {{ttft: {limit}, min_calls: 3}},")
     elif case == "hedge":
         text = text.replace("  - name: simple\n", f"  - name: simple\n    hedge: {limit}\n")
     return text
 
 
-def script(server: ProviderServer, slow: float, every: int, calls: int) -> None:
-    """claude-small's calls: slow on every ``every``-th (1: all), starting with the first."""
-    server.reset()
-    if slow:
-        server.script("claude-small", *[reply(first_token_delay=slow if i % every == 0 else 0.0) for i in range(calls)])
+class Case:
+    """One case of one scenario, in process (``Router.ask``) or through ``mmr ask`` processes (``cli``)."""
+
+    def __init__(self, server: ProviderServer, name: str, args, every: int, workdir: Path, cli: bool):
+        self.name, self.cli = name, cli
+        self.directory = workdir / f"{name}-{every}-{'cli' if cli else 'lib'}"
+        self.directory.mkdir()
+        self.slow_model = f"claude-small-{name}-{every}-{'cli' if cli else 'lib'}"
+        self.config = self.directory / "tiers.yaml"
+        self.config.write_text(config_text(server.url, "none" if name == "floor" else name, args.limit,
+                                           self.slow_model))
+        if name != "floor":  # slow on every ``every``-th call of the model, starting with the first
+            server.script(self.slow_model, *[reply(first_token_delay=args.slow if i % every == 0 else 0.0)
+                                             for i in range(args.requests * 3)])
+        self.walls: list[float] = []
+        self.models: Counter = Counter()
+        self.spend = self.wasted = Decimal(0)
+        self.router = None
+        if not cli:
+            from router_cli import Router
+            from router_cli.config import load_config
+
+            self.router = Router(load_config(self.config), self.directory / "ledger.db", env=KEYS)
+
+    def ask(self) -> None:
+        started = time.perf_counter()
+        out = _ask_cli(self.config, self.directory) if self.router is None else \
+            self.router.ask(PROMPT, tier="simple").to_json()
+        self.walls.append(time.perf_counter() - started)
+        self.models["claude-small" if out["model"] == self.slow_model else out["model"]] += 1
+        self.spend += Decimal(out["cost_usd"])
+        self.wasted += sum((Decimal(a["cost_usd"]) for a in out["attempts"] if a["status"] != "ok"), Decimal(0))
+
+    def close(self) -> None:
+        if self.router is not None:
+            self.router.close()
 
 
-def run_case(server: ProviderServer, case: str, args, every: int, workdir: Path, cli: bool) -> dict:
-    """``args.requests`` requests of one case: whole ``mmr ask`` processes (``cli``), else ``Router.ask`` in this process."""
-    directory = workdir / f"{case}-{every}-{'cli' if cli else 'lib'}"
-    directory.mkdir()
-    config = directory / "tiers.yaml"
-    config.write_text(config_text(server.url, "none" if case == "floor" else case, args.limit))
-    script(server, 0.0 if case == "floor" else args.slow, every, args.requests * 3)
-    walls, models, spend, wasted = [], Counter(), Decimal(0), Decimal(0)
-    router = None
-    if not cli:
-        from router_cli import Router
-        from router_cli.config import load_config
-
-        router = Router(load_config(config), directory / "ledger.db", env=KEYS)
+def run_cases(server: ProviderServer, names, args, every: int, workdir: Path, cli: bool) -> dict[str, Case]:
+    """Every case's requests, taking turns (request 1 of each case, then request 2 of each...), so the
+    load of a shared machine falls on all cases alike."""
+    cases = {name: Case(server, name, args, every, workdir, cli) for name in names}
     try:
         for _ in range(args.requests):
-            started = time.perf_counter()
-            out = _ask_cli(config, directory) if router is None else router.ask(PROMPT, tier="simple").to_json()
-            walls.append(time.perf_counter() - started)
-            models[out["model"]] += 1
-            spend += Decimal(out["cost_usd"])
-            wasted += sum((Decimal(a["cost_usd"]) for a in out["attempts"] if a["status"] != "ok"), Decimal(0))
+            for case in cases.values():
+                case.ask()
     finally:
-        if router is not None:
-            router.close()
-    return {"case": case, "p50": statistics.median(walls), "p95": _p95(walls), "models": models,
-            "spend": spend * 1000 / args.requests, "wasted": wasted * 1000 / args.requests}
+        for case in cases.values():
+            case.close()
+    return cases
 
 
 def _ask_cli(config: Path, directory: Path) -> dict:
@@ -127,20 +146,23 @@ def main() -> None:
             workdir = Path(tmp)
             warm = workdir / "warm"
             warm.mkdir()
-            for cli in (False, True):  # untimed: SDK imports in this process, the file cache for mmr ask
-                run_case(server, "floor", argparse.Namespace(**{**vars(args), "requests": 1}), 1, warm, cli)
+            for cli in (False, True):  # untimed: the ledger code in this process, the file cache for mmr ask
+                run_cases(server, ["floor"], argparse.Namespace(**{**vars(args), "requests": 1}), 1, warm, cli)
             for every, scenario in ((1, "every call"), (4, "one call in four")):
+                lib = run_cases(server, cases, args, every, workdir, cli=False)
+                cli_runs = run_cases(server, cases, args, every, workdir, cli=True)
                 print(f"\nclaude-small's first token {args.slow:g} s late on {scenario}; server latency "
                       f"{LATENCY * 1000:.0f} ms; {args.requests} requests per case")
                 print(f"{'case':32} {'in process':>19} {'mmr ask':>19}  {'answered by':28} {'USD/1k req':>10} "
                       f"{'not answering':>13}")
                 print(f"{'':32} {'p50':>9} {'p95':>9} {'p50':>9} {'p95':>9}")
-                for case in cases:
-                    lib = run_case(server, case, args, every, workdir, cli=False)
-                    r = run_case(server, case, args, every, workdir, cli=True)
-                    answered = ", ".join(f"{m} {n}" for m, n in sorted(r["models"].items()))
-                    print(f"{labels[case]:32} {lib['p50']:>8.2f}s {lib['p95']:>8.2f}s {r['p50']:>8.2f}s "
-                          f"{r['p95']:>8.2f}s  {answered:28} {r['spend']:>10.5f} {r['wasted']:>13.5f}", flush=True)
+                for name in cases:
+                    a, r = lib[name], cli_runs[name]
+                    answered = ", ".join(f"{m} {n}" for m, n in sorted(r.models.items()))
+                    per_k = Decimal(1000) / args.requests
+                    print(f"{labels[name]:32} {statistics.median(a.walls):>8.2f}s {_p95(a.walls):>8.2f}s "
+                          f"{statistics.median(r.walls):>8.2f}s {_p95(r.walls):>8.2f}s  {answered:28} "
+                          f"{r.spend * per_k:>10.5f} {r.wasted * per_k:>13.5f}", flush=True)
     finally:
         server.stop()
     print(f"\nwall: the whole mmr ask process (Python start, SDK imports, ledger write); "

@@ -10,6 +10,7 @@ first call is then waited for alone, and a note says why.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import LedgerError
@@ -54,6 +55,9 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
     race = Race()
     first = race.launch(runner.provider(spec), chat, forward)
     hedges: list[tuple[Flight, int, object]] = []
+    # The hedge's SDK is imported while the first call runs, so a hedge is not held up by the import.
+    threading.Thread(target=_warm, args=(runner, runner.config.providers[chain[second][1].provider]),
+                     name="mmr-hedge-warm", daemon=True).start()
 
     def hedge() -> tuple[Flight, float | None] | None:
         ticket = _admit(runner, chain, position, second, call, request)
@@ -85,6 +89,13 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
             raise first.slow_error(first_token_limit(model, spec, call.first_token_timeout) or 0.0)
         return race.finish(first)
     return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], attempt)
+
+
+def _warm(runner: "ChainRunner", spec) -> None:
+    try:
+        runner.provider(spec)
+    except Exception:  # noqa: BLE001 - the hedge's own launch reports it
+        pass
 
 
 def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call", race: Race,
