@@ -12,7 +12,8 @@ one after another, with its own ledger:
 - none: no protection, every slow first token waited for;
 - first_token_timeout: the slow call abandoned after ``--limit`` s, gpt-small answers;
 - slo (demotion): ``slo: {ttft: LIMIT, min_calls: 3}``: after three calls, a model over its SLO is
-  tried after gpt-small until the breaker window (60 s) passes;
+  tried after gpt-small until the breaker window passes (10 minutes here: the cases take turns, so
+  each sees a request about every 20 s);
 - hedge: ``hedge: LIMIT`` on the tier: gpt-small is called too when claude-small has not started.
 
 Each case runs twice: ``Router.ask`` in this process (the request alone), then whole ``mmr ask``
@@ -50,6 +51,9 @@ def config_text(url: str, case: str, limit: float, slow_model: str) -> str:
     """The test config with the simple tier's first model renamed ``slow_model`` (its own script on the
     server, so cases can take turns) and the case's protection."""
     text = TEST_CONFIG.format(url=url, timeout=30).replace("model: claude-small,", f"model: {slow_model},")
+    # Cases take turns, so one case's requests come about 20 s apart: a 10-minute window holds what a
+    # busier router would see within the default minute.
+    text += "breaker:\n  window: 10m\n"
     if case == "first_token_timeout":
         text = text.replace(f"model: {slow_model},", f"model: {slow_model}, first_token_timeout: {limit},")
     elif case == "slo":
