@@ -314,3 +314,19 @@ def test_the_documented_latency_config_is_valid(doc):
         config = parse_config(block, doc)
         assert config.tiers[0].hedge == 1.5
         assert config.tiers[0].models[0].slo is not None
+
+
+def test_cascade_and_batch_take_the_first_token_timeout(server, mmr, db_path):
+    server.always("claude-small", reply("late", first_token_delay=SLOW))
+    result = mmr("cascade", "--json", "--gate", "heuristic", "--first-token-timeout", "0.5",
+                 "Explain briefly why the sky is blue to a curious child")
+    assert result.returncode == 0, result.stderr.decode()
+    out = json.loads(result.stdout)
+    assert out["model"] == "gpt-small" and out["attempts"][0]["status"] == "error"
+    rows = [json.dumps({"id": i, "prompt": f"hello there {i}"}) for i in range(2)]
+    result = mmr("ask", "--batch", "-", "--processes", "2", "--concurrency", "2", "--tier", "simple",
+                 "--first-token-timeout", "0.5", input="\n".join(rows) + "\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert [json.loads(line)["model"] for line in result.stdout.decode().splitlines()] == ["gpt-small"] * 2
+    abandoned = [r for r in _answer_rows(db_path) if r["error_kind"] == "first_token_timeout"]
+    assert len(abandoned) == 3 and all(r["duration_ms"] < 3000 for r in abandoned)
