@@ -82,16 +82,19 @@ class Step:
 
 def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, stop_reason=None, delay: float = 0.0,
           usage: str = "full", cache_read: int | None = None, cache_write: int | None = None,
-          reasoning: int = 0, chunk_delay: float = 0.0) -> Step:
+          reasoning: int = 0, chunk_delay: float = 0.0, first_token_delay: float = 0.0) -> Step:
     """An answer. ``usage="null"`` sends OpenAI usage with null counts, ``"absent"`` none at all;
-    ``chunk_delay`` seconds pass between streamed events (a slow stream).
+    ``chunk_delay`` seconds pass between streamed events (a slow stream); ``first_token_delay``
+    seconds pass between a stream's opening events and its first text (a model slow to start:
+    the HTTP answer has begun, no token has come), or before a non-streamed body.
 
     Counts are as the API reports them: ``input_tokens`` is OpenAI's ``prompt_tokens`` (cached
     ones included) or Anthropic's ``input_tokens`` (cache reads and writes not included);
     ``output_tokens`` includes the ``reasoning`` tokens. ``cache_read`` / ``cache_write`` given
     replace what the server's own prompt cache would report."""
     return Step("reply", text=text, input_tokens=input_tokens, output_tokens=output_tokens, stop_reason=stop_reason,
-                seconds=delay, extra={"usage": usage, "chunk_delay": chunk_delay}, cache_read=cache_read,
+                seconds=delay, extra={"usage": usage, "chunk_delay": chunk_delay, "first_token_delay": first_token_delay},
+                cache_read=cache_read,
                 cache_write=cache_write, reasoning=reasoning)
 
 
@@ -311,6 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._raw(200, b'{"id": "broken", "content": [', "application/json")
         if step.seconds:
             time.sleep(step.seconds)
+        if not body.get("stream") and step.extra.get("first_token_delay"):
+            time.sleep(step.extra["first_token_delay"])
         if protocol == "embeddings":
             return self._embeddings(body, step)
         if protocol == "anthropic":
@@ -387,7 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}}),
             ("message_stop", {"type": "message_stop"}),
         ]
-        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0))
+        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0), hold=(3, step.extra.get("first_token_delay", 0.0)))
 
     def _openai(self, body: dict, step: Step):
         text, stop, input_tokens, output_tokens = self._answer(body, step, "openai")
@@ -434,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
         events.append((None, "[DONE]"))
-        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0))
+        return self._sse(events, pause=step.extra.get("chunk_delay", 0.0), hold=(1, step.extra.get("first_token_delay", 0.0)))
 
     def _embeddings(self, body: dict, step: Step):
         texts = body.get("input")
@@ -469,14 +474,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _sse(self, events: list, drop: bool = False, pause: float = 0.0):
+    def _sse(self, events: list, drop: bool = False, pause: float = 0.0, hold: tuple[int, float] = (0, 0.0)):
+        """Send ``events``; ``hold``: (index, seconds) to wait before that event (the first text's)."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        for name, data in events:
+        for i, (name, data) in enumerate(events):
             if pause:
                 time.sleep(pause)
+            if hold[1] and i == hold[0]:
+                time.sleep(hold[1])
             payload = data if isinstance(data, str) else json.dumps(data)
             frame = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
             self._chunk(frame.encode())
@@ -567,8 +575,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--no-record", action="store_true", help="keep no log of requests (long benchmark runs)")
+    parser.add_argument("--slow", action="append", default=[], metavar="MODEL=SECONDS",
+                        help="this model's first token comes SECONDS late (repeatable)")
     args = parser.parse_args(argv)
     server = ProviderServer(port=args.port, latency=args.latency, record=not args.no_record).start()
+    for item in args.slow:
+        model, _, seconds = item.partition("=")
+        server.always(model, reply(first_token_delay=float(seconds)))
     print(f"listening on {server.url} (Anthropic: {server.url}, OpenAI: {server.url}/v1)", flush=True)
     try:
         threading.Event().wait()

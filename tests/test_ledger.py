@@ -19,7 +19,7 @@ COLUMNS = [
     "stop_reason", "stream", "user", "team", "config_hash", "mmr_version", "routed_tier", "escalated",
     "role", "quality", "gate_reason", "policy", "saved_usd", "saved_nanousd", "variant", "thresholds_json", "batch_id",
     "batch_row", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "price_source", "cache_saved_nanousd", "checks_json",
-    "template", "template_hash",
+    "hedge", "template", "template_hash",
 ]
 
 

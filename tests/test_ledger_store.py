@@ -26,7 +26,7 @@ SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE FROM|PRAGMA|ALTER TABLE|CREATE
 CONNECTION = re.compile(r"\.conn\b|\bsqlite3\b|_retrying\b|\.transaction\(")
 HISTORICAL_NAMES = ["001_calls", "002_routing_outcome", "003_quality_gates", "004_embeddings", "005_resilience",
                     "006_experiments", "007_budget_holds", "008_batch_rows", "009_token_classes",
-                    "010_gate_checks", "012_prompt_templates"]
+                    "010_gate_checks", "011_latency", "012_prompt_templates"]
 
 
 def _outside_the_ledger() -> list[Path]:

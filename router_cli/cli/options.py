@@ -43,6 +43,9 @@ AskDryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the decis
 PromptCacheOption = Annotated[Optional[str], typer.Option(
     "--prompt-cache", help="auto: mark long system prompts for Anthropic's prompt cache; off (default: config, auto).",
     show_default=False)]
+FirstTokenTimeoutOption = Annotated[Optional[float], typer.Option(
+    "--first-token-timeout", help="Seconds to wait for a model's first token before the next model answers "
+    "(default: the config's first_token_timeout).", show_default=False)]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 RefreshOption = Annotated[bool, typer.Option("--refresh", help="Ask again and replace the cached answer.")]
 # -- cascade only
@@ -75,7 +78,7 @@ def request_options(*, system: str | None = None, tier: str | None = None, class
                     user: str | None = None, team: str | None = None, no_cache: bool = False, refresh: bool = False,
                     max_tier: str | None = None, from_classifier: bool = False, threshold: float | None = None,
                     gate: str | None = None, prompt_cache: str | None = None, checks: list[str] | None = None,
-                    check_timeout: float | None = None) -> RequestOptions:
+                    check_timeout: float | None = None, first_token_timeout: float | None = None) -> RequestOptions:
     """The request options as given on the command line, checked (a UsageError names the flag).
 
     ``tier`` is ``--tier`` for ask and ``--start-tier`` for cascade.
@@ -86,4 +89,5 @@ def request_options(*, system: str | None = None, tier: str | None = None, class
                           temperature=temperature, max_cost=parse_max_cost(max_cost), user=user, team=team,
                           use_cache=not no_cache, refresh=refresh, max_tier=max_tier,
                           from_classifier=from_classifier, threshold=threshold, gate=gate, prompt_cache=prompt_cache,
-                          checks=tuple(checks or ()), check_timeout=check_timeout)
+                          checks=tuple(checks or ()), check_timeout=check_timeout,
+                          first_token_timeout=first_token_timeout)

@@ -6,13 +6,14 @@ from .phrasing import Phrasing
 from .schema import (
     CLASSIFIERS, GATES, MAX_OUTPUT_TOKENS, MAX_RETRIES, MAX_SECONDS, MAX_USD, PROVIDER_TYPES, STORE_MODES,
     BreakerConfig, Budget, CacheConfig, CascadeConfig, Config, EmbeddingConfig, Experiment, LedgerConfig, LocalModel,
-    LongContext, ModelSpec, Price, ProviderSpec, RetryPolicy, RulesConfig, ServeConfig, ServeKey, Tier, Variant,
+    LongContext, ModelSpec, Price, ProviderSpec, RetryPolicy, RulesConfig, ServeConfig, ServeKey, Slo, Tier, Variant,
 )
 
 __all__ = [
     "CLASSIFIERS", "DEFAULT_CONFIG", "GATES", "MAX_OUTPUT_TOKENS", "MAX_RETRIES", "MAX_SECONDS", "MAX_USD",
     "PROVIDER_TYPES", "STORE_MODES", "BreakerConfig", "Budget", "CacheConfig", "CascadeConfig", "Config",
-    "EmbeddingConfig", "Experiment", "LedgerConfig", "LocalModel", "LongContext", "ModelSpec", "Phrasing", "Price", "ProviderSpec", "RetryPolicy",
-    "RulesConfig", "ServeConfig", "ServeKey", "Tier", "Variant", "load_config", "parse_config", "read_config", "resolve_config_path",
+    "EmbeddingConfig", "Experiment", "LedgerConfig", "LocalModel", "LongContext", "ModelSpec", "Phrasing", "Price", "ProviderSpec",
+    "RetryPolicy", "RulesConfig", "ServeConfig", "ServeKey", "Slo", "Tier", "Variant", "load_config", "parse_config", "read_config",
+    "resolve_config_path",
     "user_config_dir",
 ]

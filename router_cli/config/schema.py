@@ -90,6 +90,20 @@ class ModelSpec:
     phrasing: Phrasing | None = None  # its own, else its provider's, else its tier's (config/phrasing.py)
     stop: tuple[str, ...] = ()  # added to a request's own stop sequences
     temperature: float | None = None  # when the request gives none
+    # Latency limits (docs/latency.md); None: the provider's (timeouts) or none (slo).
+    timeout: float | None = None  # seconds a non-streamed call may take in all
+    first_token_timeout: float | None = None  # seconds a call may wait for its first token
+    slo: "Slo | None" = None  # a latency objective: missing it demotes the model within its tier
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A model's latency objective: the p95 time to first token and/or of the whole call, in seconds,
+    over the breaker window; a model missing it (with ``min_calls`` calls seen) is demoted."""
+
+    ttft: float | None = None
+    total: float | None = None
+    min_calls: int = 5
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,7 @@ class Tier:
     models: tuple[ModelSpec, ...]
     strategy: str = "order"
     phrasing: Phrasing | None = None  # the wording of its models that set none (nor their provider)
+    hedge: float | None = None  # seconds before the next model is called too (hedged requests); None: never
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ class ProviderSpec:
     timeout: float = 60.0
     local: LocalModel | None = None
     phrasing: Phrasing | None = None  # the wording of its models that set none
+    first_token_timeout: float | None = None  # seconds to the first token, for every model of this provider
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import redact
+from . import validate_latency as latency
 from . import validate_phrasing as wording
 from . import validate_policy as policy
 from .checks import Checks, join, kind
@@ -26,7 +27,7 @@ from .schema import (
 
 TOP_KEYS = {"version", "baseline_tier", "providers", "tiers", "classifier", "retry", "ledger", "cascade",
             "breaker", "budgets", "cache", "experiments", "prompt_cache", "serve", "templates"}
-_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"} | wording.WORDING_KEYS
+_REMOTE_KEYS = {"type", "api_key_env", "base_url", "timeout"} | wording.WORDING_KEYS | latency.PROVIDER_KEYS
 _LOCAL_KEYS = {"type", "model_path", "n_ctx", "n_threads", "chat_format"} | wording.WORDING_KEYS
 _WORD = re.compile(r"[A-Za-z0-9_.\-]+")
 # OpenAI reasoning models take max_completion_tokens and reject temperature.
@@ -114,7 +115,8 @@ def _providers(c: Checks, value: Any, words: wording.Wordings) -> dict[str, Prov
             if not re.match(r"https?://", base_url):
                 raise c.fail(join(path, "base_url"), f"expected an http(s) URL, got {redact(repr(base_url), None)}")
         timeout = c.number(entry.get("timeout", 60), join(path, "timeout"), minimum=0.001, maximum=MAX_SECONDS)
-        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout, phrasing=words.own(entry, path))
+        out[name] = ProviderSpec(name, ptype, key_env, base_url, timeout, phrasing=words.own(entry, path),
+                                 first_token_timeout=latency.optional_seconds(c, entry, "first_token_timeout", path))
     return out
 
 
@@ -161,7 +163,8 @@ def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec], words: wor
     tiers, seen = [], set()
     for i, entry in enumerate(value):
         path = f"tiers[{i}]"
-        entry = c.mapping(entry, path, {"name", "models", "strategy"} | wording.WORDING_KEYS, {"name", "models"})
+        entry = c.mapping(entry, path, {"name", "models", "strategy"} | wording.WORDING_KEYS | latency.TIER_KEYS,
+                          {"name", "models"})
         name = c.string(entry["name"], join(path, "name"))
         strategy = entry.get("strategy", "order")
         if strategy not in ("order", "weighted"):
@@ -173,7 +176,8 @@ def _tiers(c: Checks, value: Any, providers: dict[str, ProviderSpec], words: wor
         if strategy == "weighted" and not any(m.weight > 0 for m in specs):
             raise c.fail(join(path, "models"), "with strategy weighted, at least one model needs a weight above 0")
         tier_wording[name] = words.own(entry, path)
-        tiers.append(Tier(name, specs, strategy, phrasing=tier_wording[name]))
+        tiers.append(Tier(name, specs, strategy, phrasing=tier_wording[name],
+                          hedge=latency.tier_hedge(c, entry, path, len(specs))))
     return tuple(tiers)
 
 
@@ -185,7 +189,8 @@ def _models(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec]
 
 
 def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec], words: wording.Wordings) -> ModelSpec:
-    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"} | wording.MODEL_KEYS,
+    entry = c.mapping(value, path, {"provider", "model", "price", "max_tokens", "reasoning", "weight"}
+                      | wording.MODEL_KEYS | latency.MODEL_KEYS,
                       {"provider", "model"})
     provider = c.string(entry["provider"], join(path, "provider"))
     if provider not in providers:
@@ -209,6 +214,7 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec],
         stop=wording.stop(c, entry["stop"], join(path, "stop")) if "stop" in entry else (),
         temperature=None if "temperature" not in entry else wording.temperature(
             c, entry["temperature"], join(path, "temperature"), providers[provider].type, reasoning),
+        **latency.model(c, entry, path),
     )
 
 

@@ -43,14 +43,21 @@ class Call:
     stop: tuple[str, ...] = ()
     prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
     native: Native | None = None  # the client's own messages and tools (mmr serve)
+    first_token_timeout: float | None = None  # --first-token-timeout: over every model's own limit
     streamed: bool = field(default=False, init=False)  # text already went out on_text
     # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
     unreached: list = field(default_factory=list, init=False)
+    hedged: set = field(default_factory=set, init=False)  # chain positions already called as a hedge
 
     @property
     def transcript(self) -> str:
         """Everything sent but the system prompt, as one text: what budgets and estimates count."""
         return transcript(self.history, self.prompt)
+
+    def wording(self, model: ModelSpec) -> dict:
+        """The Attempt fields naming the wording ``model`` is sent (none for a native request:
+        tools and images go as the client wrote them)."""
+        return wording_fields(model, self.role) if self.native is None else {}
 
     def limit(self, model: ModelSpec) -> int:
         limit = self.max_tokens or model.max_tokens
@@ -87,6 +94,8 @@ class ChainRunner:
     def _walk(self, attempts: list[Attempt], chain: Chain, call: Call, request: "Request | None",
               start: int) -> tuple[MmrError | None, bool]:
         for position, (tier, model) in enumerate(chain):
+            if position in call.hedged:
+                continue  # called already, as the hedge of the model before it
             spec = self.config.providers[model.provider]
             ticket = self.admitter.admit(request, attempts, chain, position,
                                          (call.transcript, call.system, call.limit(model)), call.role)
@@ -102,20 +111,16 @@ class ChainRunner:
     def _with_retries(self, attempts: list[Attempt], chain: Chain, position: int, call: Call,
                       request: "Request | None", ticket):
         """One model, retried while that is worth it: ``(None, False)``, ``(error, fatal)`` or ``"next"``."""
-        from ..providers import ChatRequest, OutputFailed, ProviderError
+        from ..providers import OutputFailed, ProviderError
+        from .hedging import HedgeAnswered, HedgeFailed, hedged_call, mate
 
         tier, model = chain[position]
         spec = self.config.providers[model.provider]
         provider = self.provider(spec)
-        worded = call.native is None  # a native request (tools, images) is sent as the client wrote it
-        sent = (shape(model, call.system, call.prompt, call.stop, call.temperature, call.role) if worded
-                else Shape(call.system, call.prompt, call.stop, call.temperature))
-        chat = ChatRequest(model, sent.prompt, sent.system, call.limit(model), sent.temperature, call.history, sent.stop,
-                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, sent.system),
-                           native=call.native)
+        chat = self.chat(call, model, spec)
         for retry in range(self.config.retry.max_retries + 1):
             attempt = Attempt(tier.name, spec.name, model.model, "ok", role=call.role,
-                              **(wording_fields(model, call.role) if worded else {}))
+                              **call.wording(model))
             if retry and not self.admitter.budget_allows(request, attempts, tier, model,
                                                          (call.transcript, call.system, call.limit(model)), call.role):
                 return "next"  # a retry may bill another worst case: it must fit too
@@ -128,7 +133,16 @@ class ChainRunner:
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
             try:
-                response = provider.complete(chat, on_text=_sink(call.on_text, emitted) if call.on_text else None)  # type: ignore[attr-defined]
+                if retry == 0 and mate(chain, position, call) is not None:
+                    forward = _sink(call.on_text, emitted) if call.on_text else _discard
+                    response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt)
+                else:
+                    response = self._complete(provider, chat, call, model, spec, emitted)
+            except HedgeAnswered:
+                return None, False
+            except HedgeFailed:
+                call.streamed = call.streamed or bool(emitted)
+                return "next"
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
                 attempt.usage_estimated = e.usage[2]
@@ -153,6 +167,32 @@ class ChainRunner:
             self.admitter.outcome(spec, model, ticket)
             return None, False
         return "next"
+
+    def chat(self, call: Call, model: ModelSpec, spec: ProviderSpec):
+        """The ChatRequest ``model`` is sent for ``call``."""
+        from ..providers import ChatRequest
+
+        if call.native is None:  # this model's wording
+            sent = shape(model, call.system, call.prompt, call.stop, call.temperature, call.role)
+        else:  # a native request (tools, images) is sent as the client wrote it
+            sent = Shape(call.system, call.prompt, call.stop, call.temperature)
+        return ChatRequest(model, sent.prompt, sent.system, call.limit(model), sent.temperature, call.history, sent.stop,
+                           cache_system=call.prompt_cache == "auto" and worth_caching(spec.type, model.model, sent.system),
+                           native=call.native)
+
+    @staticmethod
+    def _complete(provider, chat, call: Call, model: ModelSpec, spec: ProviderSpec, emitted: list[str]):
+        """One call: streamed (to a reader, or assembled) when its first token is watched, and then
+        abandoned if that token is late (engine/latency.py)."""
+        from .latency import call_watched, first_token_limit, needs_stream
+
+        limit = first_token_limit(model, spec, call.first_token_timeout)
+        forward = _sink(call.on_text, emitted) if call.on_text else None
+        if forward is None and needs_stream(model, limit, False):
+            forward = _discard
+        if limit is None:
+            return provider.complete(chat, on_text=forward)
+        return call_watched(provider, chat, forward or _discard, limit)
 
     def _settle_unreached(self, call: Call, tried: list[Attempt]) -> None:
         """Count the failures to connect against their circuits, unless every call of the chain failed
@@ -268,6 +308,10 @@ def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str],
         emitted.append(text)
 
     return sink
+
+
+def _discard(text: str) -> None:
+    """A stream nobody reads as it comes: the provider assembles the answer."""
 
 
 def worth_caching(provider_type: str, model: str, system: str | None) -> bool:

@@ -23,6 +23,7 @@ from .admission import worst_case
 from .attempts import Call, transcript
 from .checks import run_checks
 from .gates import JUDGE_SYSTEM, GateResult, judge_answer, judge_prompt
+from .latency import demote_slow
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
 from .router import Route, Router, refuse_model_calls
@@ -99,8 +100,9 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
     failure, fatal = None, False
     for tier in tiers:
         call = Call(prompt, options.system, options.max_tokens, options.temperature, history=options.history,
+                    first_token_timeout=options.first_token_timeout,
                     stop=options.stop, prompt_cache=options.prompt_cache or request.config.prompt_cache)
-        chain = [(tier, m) for m in router.models_of(tier, request.request_id)]
+        chain = demote_slow([(tier, m) for m in router.models_of(tier, request.request_id)], request, router.clock())
         failure, fatal = router.runner.run(request.attempts, chain, call, request)
         if failure is not None:
             if fatal:

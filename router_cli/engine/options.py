@@ -61,6 +61,7 @@ class RequestOptions:
     model: str | None = None
     # tools or images, in the client's own form (providers/base.py Native): only models of its protocol take it
     native: Native | None = None
+    first_token_timeout: float | None = None  # seconds; over every model's first_token_timeout
     # cascade only
     max_tier: str | None = None
     from_classifier: bool = False
@@ -89,6 +90,8 @@ class RequestOptions:
                 raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
             if self.max_tokens > MAX_OUTPUT_TOKENS:
                 raise UsageError(f"--max-tokens must be at most {MAX_OUTPUT_TOKENS}, got {self.max_tokens}")
+        if self.first_token_timeout is not None and not 0 < self.first_token_timeout <= 3600:  # also refuses NaN
+            raise UsageError(f"--first-token-timeout must be above 0 and at most 3600 seconds, got {self.first_token_timeout:g}")
         if self.temperature is not None and not 0 <= self.temperature <= 2:  # also refuses NaN
             raise UsageError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if not isinstance(self.max_cost, (Decimal, type(None))):

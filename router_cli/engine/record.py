@@ -77,7 +77,7 @@ def record_request(store, request: Request, returned: Attempt | None) -> None:
             "tier": a.tier, "provider": a.provider, "model": a.model, "role": a.role,
             "status": a.status, "error": a.error, "error_kind": a.error_kind, "http_status": a.http_status,
             "quality": a.quality, "gate_reason": a.gate_reason,
-            "checks_json": json.dumps([c.to_json() for c in a.checks]) if a.checks else None,
+            "checks_json": json.dumps([c.to_json() for c in a.checks]) if a.checks else None, "hedge": a.hedge,
             "input_tokens": a.input_tokens, "output_tokens": a.output_tokens, "usage_estimated": int(a.usage_estimated),
             "cache_read_tokens": a.cache_read_tokens, "cache_write_tokens": a.cache_write_tokens,
             "reasoning_tokens": a.reasoning_tokens, "price_source": a.price_source,

@@ -34,6 +34,7 @@ from . import caching
 from .admission import Admitter, worst_case
 from .attempts import Call, ChainRunner, transcript
 from .caller import UnderConfig
+from .latency import demote_slow
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
 from .request import Note, Request
@@ -189,8 +190,9 @@ class Router:
             return self._answer(request, hit, started)
         call = Call(prompt, options.system, options.max_tokens, options.temperature,
                     on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
-                    prompt_cache=options.prompt_cache or request.config.prompt_cache, native=options.native)
-        chain = self.chain(request.start_tier, request.request_id, request.config)
+                    prompt_cache=options.prompt_cache or request.config.prompt_cache, native=options.native,
+                    first_token_timeout=options.first_token_timeout)
+        chain = demote_slow(self.chain(request.start_tier, request.request_id, request.config), request, self.clock())
         if options.model is not None and request.start_tier == request.decision.tier:  # that model first, then the rest
             chain.sort(key=lambda link: link[1].model != options.model)
         with recording_on_interrupt(request):

@@ -56,6 +56,7 @@ class Attempt:
     template: str | None = None  # the model's wording: its template's name (config/phrasing.py) ...
     template_hash: str | None = None  # ... and the hash of its text
     tool_calls: tuple = ()  # the answer's tool calls, in its provider's own form (providers/base.py ChatResponse)
+    hedge: str | None = None  # "won" or "lost": one of a hedged request's two calls
 
     @property
     def label(self) -> str:
@@ -74,6 +75,8 @@ class Attempt:
             out["quality"] = {"score": self.quality, "reason": self.gate_reason}
         if self.checks:
             out["checks"] = [c.to_json() for c in self.checks]
+        if self.hedge is not None:
+            out["hedge"] = self.hedge
         return out
 
 

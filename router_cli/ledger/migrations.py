@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 # The number of the last migration below.
-SCHEMA_VERSION = 12  # 011 is the latency work's (merged beside this one)
+SCHEMA_VERSION = 12
 
 
 def m001_calls(db) -> None:
@@ -169,6 +169,14 @@ def m010_gate_checks(db) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN checks_json TEXT")
 
 
+def m011_latency(db) -> None:
+    # hedge: "won" or "lost" on both calls of a hedged request (a tier's hedge: its next model called
+    # too when the first was slow to start); NULL for every other call. ttft_ms (from m001) holds each
+    # streamed call's time to its first token; a call abandoned for want of one has error_kind
+    # first_token_timeout and its wait in duration_ms.
+    db.execute("ALTER TABLE calls ADD COLUMN hedge TEXT")
+
+
 def m012_prompt_templates(db) -> None:
     # The wording a model was sent (config/phrasing.py): its template's name ("inline" for one given in
     # place) and 16 hex digits of its text's SHA-256. NULL: sent as the caller wrote it. Indexed for
@@ -181,7 +189,7 @@ def m012_prompt_templates(db) -> None:
 # In the order they apply; the name of each is its function's without the "m".
 MIGRATIONS = (m001_calls, m002_routing_outcome, m003_quality_gates, m004_embeddings, m005_resilience,
               m006_experiments, m007_budget_holds, m008_batch_rows, m009_token_classes, m010_gate_checks,
-              m012_prompt_templates)
+              m011_latency, m012_prompt_templates)
 
 
 def migration_name(function) -> str:

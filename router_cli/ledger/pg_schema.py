@@ -98,6 +98,7 @@ PG_MIGRATIONS: dict[str, list[str]] = {
         f"ALTER TABLE calls ADD COLUMN cache_saved_nanousd {I} NOT NULL DEFAULT 0",
     ],
     "010_gate_checks": [f"ALTER TABLE calls ADD COLUMN checks_json {T}"],
+    "011_latency": [f"ALTER TABLE calls ADD COLUMN hedge {T}"],
     "012_prompt_templates": [
         f"ALTER TABLE calls ADD COLUMN template {T}",
         f"ALTER TABLE calls ADD COLUMN template_hash {T}",

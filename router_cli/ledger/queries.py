@@ -247,6 +247,29 @@ def answer_durations(store, since: datetime) -> Iterable[tuple[str, str, float]]
     )
 
 
+def latency_samples(store, since: datetime) -> list[tuple[str, str, float | None, float, str | None]]:
+    """(provider, model, ttft_ms, duration_ms, error_kind) of each call since ``since`` whose latency
+    says how fast the model is: answers, and calls abandoned before their first token (too slow,
+    or beaten by a hedge)."""
+    return store.read(
+        "SELECT provider, model, ttft_ms, duration_ms, error_kind FROM calls WHERE datetime_utc >= ? "
+        "AND (status IN ('ok', 'rejected', 'best_effort') OR error_kind IN ('first_token_timeout', 'hedge_lost'))",
+        [stamp(since)],
+    ).fetchall()
+
+
+def hedge_use(store, since: datetime, until: datetime) -> tuple[int, int, int]:
+    """(hedged requests, cancelled calls, their cost in nano-dollars) of [since, until): the calls
+    of hedged requests carry ``hedge`` (won, lost)."""
+    row = store.read(
+        "SELECT count(DISTINCT request_id), coalesce(sum(CASE WHEN hedge = 'lost' THEN 1 ELSE 0 END), 0), "
+        "coalesce(sum(CASE WHEN hedge = 'lost' THEN cost_nanousd ELSE 0 END), 0) FROM calls "
+        "WHERE datetime_utc >= ? AND datetime_utc < ? AND hedge IS NOT NULL",
+        [stamp(since), stamp(until)],
+    ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 # ------------------------------------------------------------------ feedback, explain
 
 _CALL_WITH_STORED = (

@@ -7,7 +7,7 @@ import importlib
 from types import ModuleType
 
 from ..config import ProviderSpec
-from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError
+from .base import ChatRequest, ChatResponse, OutputFailed, Provider, ProviderError, Watch
 
 _CLASSES = {
     "anthropic": "router_cli.providers.anthropic:AnthropicProvider",
@@ -35,4 +35,4 @@ def get_provider(spec: ProviderSpec, api_key: str | None) -> Provider:
     return cls(spec, api_key)
 
 
-__all__ = ["ChatRequest", "ChatResponse", "OutputFailed", "Provider", "ProviderError", "get_provider", "import_sdk"]
+__all__ = ["ChatRequest", "ChatResponse", "OutputFailed", "Provider", "ProviderError", "Watch", "get_provider", "import_sdk"]

@@ -7,7 +7,7 @@ import time
 
 import anthropic
 
-from .base import ChatRequest, ChatResponse, Provider, elapsed_ms, unfinished_stream
+from .base import ChatRequest, ChatResponse, Provider, Watch, elapsed_ms, unfinished_stream
 
 
 class AnthropicProvider(Provider):
@@ -22,7 +22,7 @@ class AnthropicProvider(Provider):
             )
         return self._client
 
-    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+    def complete(self, request: ChatRequest, on_text=None, watch: Watch | None = None) -> ChatResponse:
         params: dict = {
             "model": request.model.model,
             "max_tokens": request.max_tokens,
@@ -30,6 +30,8 @@ class AnthropicProvider(Provider):
         }
         if request.stop:
             params["stop_sequences"] = list(request.stop)
+        if request.model.timeout is not None:
+            params["timeout"] = request.model.timeout  # the model's own, over the provider's
         if request.system and request.cache_system:
             # The system prompt is the prefix every call of a batch shares: cached, later calls read it at a tenth.
             params["system"] = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
@@ -43,7 +45,7 @@ class AnthropicProvider(Provider):
         # No temperature: the Messages API (version 2026-10-21, sent by SDK 2.x)
         # rejects sampling parameters with a 400, and the SDK no longer takes them.
         start = time.perf_counter()
-        tokens = [0, 0, 0, 0]  # input, output, cache read, cache write
+        tokens = watch.tokens if watch is not None else [0, 0, 0, 0]  # input, output, cache read, cache write
         parts: list[str] = []
         try:
             if on_text is None:
@@ -61,11 +63,12 @@ class AnthropicProvider(Provider):
                     tool_calls=tuple({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
                                      for block in message.content if block.type == "tool_use"),
                 )
-            return self._stream(params, on_text, start, tokens, parts)
+            return self._stream(params, on_text, start, tokens, parts, watch)
         except Exception as e:
             raise self.failure(anthropic, e, request, tokens, parts, start) from None
 
-    def _stream(self, params: dict, on_text, start: float, tokens: list[int], parts: list[str]) -> ChatResponse:
+    def _stream(self, params: dict, on_text, start: float, tokens: list[int], parts: list[str],
+                watch: Watch | None = None) -> ChatResponse:
         stop_reason = None
         ttft = None
         finished = False
@@ -73,6 +76,8 @@ class AnthropicProvider(Provider):
         tools: dict[int, dict] = {}  # tool_use blocks by index, their input's JSON in pieces
         # Leaving early (a reader gone) closes the stream, which stops the upstream call.
         with self.client().messages.create(**params, stream=True) as stream:
+            if watch is not None:
+                watch.opened(stream)
             for event in stream:
                 events += 1
                 if event.type == "message_start":

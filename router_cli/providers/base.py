@@ -15,6 +15,7 @@ not_found  no         yes          404: the model does not exist there
 permission no         yes          402/403: this key may not use this model
 too_long   no         yes          400 context_length_exceeded; a local model's n_ctx
 load_error no         yes          a local model that cannot load or run (no file, not GGUF)
+first_token_timeout no yes         no first token within the model's limit: abandoned
 bad_request no        no (fail)    400/413/422: the request itself is wrong
 auth       no         no (fail)    401: the key is wrong
 ========== ========== ============ ==========================================
@@ -22,6 +23,8 @@ auth       no         no (fail)    401: the key is wrong
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +33,7 @@ from ..config import ModelSpec, ProviderSpec
 from ..errors import redact
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connection", "malformed"})
-MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "load_error"}
+MODEL_FAULT_KINDS = RETRYABLE_KINDS | {"not_found", "permission", "too_long", "load_error", "first_token_timeout"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,42 @@ class ChatResponse:
     reasoning_tokens: int = 0
     # Tool calls in the provider's own form: Anthropic tool_use blocks, or OpenAI tool_calls entries.
     tool_calls: tuple = ()
+
+
+class Watch:
+    """A call as another thread sees it (engine/latency.py): the tokens the provider reported so
+    far, and a way to cut its stream short once nobody waits for it any more."""
+
+    def __init__(self) -> None:
+        self.tokens = [0, 0, 0, 0]  # input, output, cache read, cache write, as reported so far
+        self.abandoned = False
+        self._stream = None
+        self._lock = threading.Lock()
+
+    def opened(self, stream) -> None:
+        """The provider opened ``stream``: a call abandoned meanwhile is cut at once."""
+        with self._lock:
+            self._stream = stream
+            if self.abandoned:
+                _cut(stream)
+
+    def abandon(self) -> None:
+        """Nobody waits for this call: shut its connection, so the thread reading it ends now."""
+        with self._lock:
+            self.abandoned = True
+            if self._stream is not None:
+                _cut(self._stream)
+
+
+def _cut(stream) -> None:
+    # Closing a socket does not wake a thread blocked reading it; shutting it down does.
+    network = getattr(getattr(stream, "response", None), "extensions", {}).get("network_stream")
+    sock = network.get_extra_info("socket") if network is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class ProviderError(Exception):
@@ -193,9 +232,10 @@ class Provider:
         """The SDK client, built on first use and shared by every thread (None for a provider without one)."""
         return None
 
-    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+    def complete(self, request: ChatRequest, on_text=None, watch: Watch | None = None) -> ChatResponse:
         """Make the call; stream text chunks to ``on_text`` when it is given.
 
+        ``watch``, when given, sees the tokens reported so far and the opened stream (to cut it).
         Raises :class:`ProviderError` for every failure of the call.
         """
         raise NotImplementedError

@@ -146,7 +146,7 @@ def load_model(spec: LocalModel, start: float | None = None) -> tuple[Any, threa
 class LocalProvider(Provider):
     """Chat completions from a local GGUF model; tokens from llama.cpp's own counts."""
 
-    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+    def complete(self, request: ChatRequest, on_text=None, watch=None) -> ChatResponse:
         spec = self.spec.local
         assert spec is not None, "a local provider has a LocalModel spec"
         start = time.perf_counter()

@@ -11,7 +11,7 @@ import time
 import openai
 
 from ..pricing import estimate_tokens
-from .base import ChatRequest, ChatResponse, Provider, ProviderError, elapsed_ms, unfinished_stream
+from .base import ChatRequest, ChatResponse, Provider, ProviderError, Watch, elapsed_ms, unfinished_stream
 
 
 class OpenAIProvider(Provider):
@@ -42,6 +42,8 @@ class OpenAIProvider(Provider):
     def _limits(request: ChatRequest, params: dict) -> dict:
         if request.stop:
             params["stop"] = list(request.stop)
+        if request.model.timeout is not None:
+            params["timeout"] = request.model.timeout  # the model's own, over the provider's
         if request.model.reasoning:
             params["max_completion_tokens"] = request.max_tokens
         else:
@@ -50,7 +52,7 @@ class OpenAIProvider(Provider):
                 params["temperature"] = request.temperature
         return params
 
-    def complete(self, request: ChatRequest, on_text=None) -> ChatResponse:
+    def complete(self, request: ChatRequest, on_text=None, watch: Watch | None = None) -> ChatResponse:
         params = self.params(request)
         start = time.perf_counter()
         parts: list[str] = []
@@ -63,14 +65,17 @@ class OpenAIProvider(Provider):
                 text = choice.message.content or ""
                 calls = tuple(_call(c) for c in choice.message.tool_calls or ())
                 return _response(request, completion.usage, text, choice.finish_reason, start, None, calls)
-            return self._stream(request, params, on_text, start, parts)
+            return self._stream(request, params, on_text, start, parts, watch)
         except Exception as e:
             # Usage comes only in the last chunk: what was streamed is charged as an estimate.
             raise self.failure(openai, e, request, [0, 0], parts, start) from None
 
-    def _stream(self, request: ChatRequest, params: dict, on_text, start: float, parts: list[str]) -> ChatResponse:
+    def _stream(self, request: ChatRequest, params: dict, on_text, start: float, parts: list[str],
+                watch: Watch | None = None) -> ChatResponse:
         with self.client().chat.completions.create(**params, stream=True,
                                                    stream_options={"include_usage": True}) as stream:
+            if watch is not None:
+                watch.opened(stream)
             return self._read(request, stream, on_text, start, parts)
 
     def _read(self, request: ChatRequest, stream, on_text, start: float, parts: list[str]) -> ChatResponse:

@@ -149,6 +149,10 @@ def cost_report(report, *, json_output: bool, csv_output: bool, utc: bool) -> No
         c = report.cache
         _say(console, f"\nPrompt caching: {c.read_share:.1%} of {c.input_tokens:,} input tokens read from a cache "
                       f"({c.cache_write:,} written); it saved {format_usd(c.saved)} (net of cache-write premiums).")
+    if report.hedging and report.hedging["requests"]:
+        h = report.hedging
+        _say(console, f"\nHedging: {h['requests']:,} hedged requests; the {h['cancelled_calls']:,} calls they cancelled "
+                      f"cost {format_usd(Decimal(h['cancelled_usd']))}, {h['share_of_spend']:.1%} of spend.")
     if report.reprice is not None:
         console.print()
         console.print(_reprice_table(report.reprice))
@@ -271,39 +275,6 @@ def _budget_table(budgets: list[dict]):
              format_usd(Decimal(b["limit_usd"])), used, b["policy"],
              style="red" if (b["used"] or 0) >= 1 else "yellow" if (b["used"] or 0) >= 0.8 else None)
     return table
-
-
-def health(rows, json_output: bool, *, since: str = "1h", breaker=None) -> None:
-    """The ``mmr health`` table (or JSON: one object per provider/model), each model's last error under it."""
-    if json_output:
-        emit_json({"models": [r.to_json() for r in rows]})
-        return
-    console = _console(100)
-    table = _table("Providers and models")
-    numbers = ("to open", "calls", "errors", "p50 ms")
-    for header in ("provider/model", "tiers", "circuit", *numbers, "retry at"):
-        table.add_column(header, justify="right" if header in numbers else "left")
-    styles = {"open": "red", "half_open": "yellow", "probe_due": "yellow"}
-    errors = []
-    for r in rows:
-        _row(
-            table, f"{r.provider}/{r.model}", ",".join(r.tiers) or "(not in config)", r.state.replace("_", "-"),
-            f"{r.recent_failures} of {r.failures_to_open}", f"{r.calls:,}",
-            "" if r.error_rate is None else f"{r.error_rate:.1%}",
-            "" if r.latency_p50_ms is None else f"{r.latency_p50_ms:,.0f}",
-            "" if r.retry_at is None else r.retry_at.strftime("%H:%M:%S"),
-            style=styles.get(r.state),
-        )
-        if r.last_error:
-            errors.append(f"{r.provider}/{r.model}: {shown(r.last_error)[:200]}")
-    console.print(table)
-    if breaker is not None:
-        _say(console, f"to open: retryable failures (429, 5xx, timeouts, dropped connections) in the last "
-                      f"{breaker.window:g} s, of the {breaker.failures} that open a circuit for {breaker.cooldown:g} s. "
-                      f"calls, errors (the error rate) and p50: every call in the last {since} (--since).", style="dim")
-    if errors:
-        _say(console, "\nLast errors", style="bold")
-        _say(console, "\n".join(errors))
 
 
 def gate_table(report: dict, json_output: bool) -> None:

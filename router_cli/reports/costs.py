@@ -51,6 +51,7 @@ class CostReport:
     comparison: dict | None = None  # with --by variant: see experiments.compare
     cache: "CacheUse | None" = None  # prompt caching: its share of input tokens, what it saved
     reprice: dict | None = None  # with --reprice: the window at today's prices (see cache_money.reprice)
+    hedging: dict | None = None  # hedged requests and what their cancelled calls cost (see hedge_summary)
 
     BASELINE_NOTE = (
         "Baseline: the premium tier's first model at its prices, applied to the tokens of each "
@@ -66,9 +67,21 @@ class CostReport:
             "budgets": self.budgets,
             **({"comparison": self.comparison} if self.comparison is not None else {}),
             "prompt_cache": (self.cache or CacheUse()).to_json(),
+            "hedging": self.hedging or hedge_summary(None, self.since, self.until, self.total.spend),
             **({"reprice": self.reprice} if self.reprice is not None else {}),
             "baseline": self.BASELINE_NOTE,
         }
+
+
+def hedge_summary(ledger, since: datetime, until: datetime, spend: Decimal) -> dict:
+    """Hedged requests of the window, and what hedging added to spend: the calls it cancelled (the
+    loser of each race, billed for what its provider reported), as a share of all spend."""
+    from ..ledger.queries import hedge_use
+
+    requests, lost, nano = hedge_use(ledger, since, until) if ledger is not None else (0, 0, 0)
+    lost_usd = Decimal(nano).scaleb(-9)
+    return {"requests": requests, "cancelled_calls": lost, "cancelled_usd": decimal_str(lost_usd),
+            "share_of_spend": float(lost_usd / spend) if spend else 0.0}
 
 
 def empty_report(since: datetime, until: datetime | None = None, by: list[str] | None = None,

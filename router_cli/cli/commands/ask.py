@@ -23,6 +23,7 @@ from ..options import (
     ConcurrencyOption,
     ConfigOption,
     DbOption,
+    FirstTokenTimeoutOption,
     FromClassifierOption,
     GateOption,
     JsonOption,
@@ -68,6 +69,7 @@ def ask(
     no_cache: NoCacheOption = False,
     refresh: RefreshOption = False,
     prompt_cache: PromptCacheOption = None,
+    first_token_timeout: FirstTokenTimeoutOption = None,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -90,7 +92,8 @@ def ask(
     with _json_on_failure(json_output):  # a bad option is a failure like any other
         options = request_options(system=system, tier=tier, classifier=classifier, max_tokens=max_tokens,
                                   temperature=temperature, max_cost=max_cost, user=user, team=team,
-                                  no_cache=no_cache, refresh=refresh, prompt_cache=prompt_cache)
+                                  no_cache=no_cache, refresh=refresh, prompt_cache=prompt_cache,
+                                  first_token_timeout=first_token_timeout)
     if batch is not None:
         from .batch import answer_batch
 
@@ -130,6 +133,7 @@ def cascade(
     dry_run: CascadeDryRunOption = False,
     max_cost: MaxCostOption = None,
     prompt_cache: PromptCacheOption = None,
+    first_token_timeout: FirstTokenTimeoutOption = None,
     user: UserOption = None,
     team: TeamOption = None,
     ml_model: MlModelOption = None,
@@ -158,7 +162,7 @@ def cascade(
                                   classifier=classifier, max_tier=max_tier, threshold=threshold, gate=gate,
                                   max_tokens=max_tokens, temperature=temperature, max_cost=max_cost, user=user,
                                   team=team, prompt_cache=prompt_cache, checks=check,
-                                  check_timeout=check_timeout)
+                                  check_timeout=check_timeout, first_token_timeout=first_token_timeout)
     if batch is not None:
         from .batch import answer_batch
 

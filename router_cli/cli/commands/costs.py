@@ -34,7 +34,7 @@ def costs(
     """
     from ...policy.budgets import budget_use
     from ...reports.cache_money import cache_summary, reprice as reprice_window
-    from ...reports.costs import cost_report, empty_report, parse_by
+    from ...reports.costs import cost_report, empty_report, hedge_summary, parse_by
     from ...reports.drift import drift
     from ...reports.when import parse_when
     from ...ledger import open_for_reading
@@ -62,6 +62,7 @@ def costs(
             if budgets is not None:
                 report.budgets = budget_use(ledger, budgets)
             report.cache = cache_summary(ledger, report.since, report.until, lambda: _provider_types(config))
+            report.hedging = hedge_summary(ledger, report.since, report.until, report.total.spend)
             if reprice:
                 report.reprice = reprice_window(ledger, load_config(config, prices=True), report.since, report.until)
     else:
@@ -125,7 +126,7 @@ def health(
     from ...reports.health import health_report
     from ...reports.when import parse_when
     from ...ledger import open_for_reading
-    from ...render.tables import health as show
+    from ...render.health import health as show
     from ...render.text import note
 
     cfg = load_config(config)
