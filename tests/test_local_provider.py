@@ -341,7 +341,8 @@ def test_config_parse_of_local_models_and_their_errors(tmp_path):
     ({"n_threads": 0}, "providers.local.n_threads: must be between 1 and 1024"),
     ({"model_path": ""}, "providers.local.model_path: expected a non-empty string"),
     ({"chat_format": 3}, "providers.local.chat_format: expected a non-empty string, got int 3"),
-    ({"timeout": 5}, "providers.local.timeout: unknown key (allowed: chat_format, model_path, n_ctx, n_threads, type)"),
+    ({"timeout": 5}, "providers.local.timeout: unknown key (allowed: chat_format, model_path, n_ctx, n_threads, system_prefix, "
+                      "system_suffix, system_template, type)"),
     ({"api_key_env": "X"}, "providers.local.api_key_env: unknown key"),
     ({"base_url": "http://x"}, "providers.local.base_url: unknown key"),
 ])
