@@ -187,6 +187,71 @@ def test_the_live_data_reads_either_store_through_the_keys(server, tmp_path, led
         served.stop()
 
 
+SCOPED_BUDGETS = ("budgets:\n  - {scope: team, period: day, limit: 0.05}\n  - {scope: user, period: day, limit: 0.05}\n"
+                  "  - {scope: global, period: month, limit: 1}\n")
+_BUDGET_ROW = r'<th scope="row">(\w+ (?:daily|monthly) budget)</th><td class="who">([^<]*)</td>'
+
+
+def test_a_scoped_key_sees_only_its_own_budgets_and_requests_whatever_the_query(server, tmp_path, ledger_url):
+    """A key's own user/team decides which budgets, breakers and costly requests show; the query only narrows."""
+    import hashlib
+
+    from router_cli.ledger import open_ledger
+    from tests.dashboard_ledger import _call
+    from tests.serve_fixture import start_serve
+
+    when = datetime.now(timezone.utc) - timedelta(minutes=2)
+    build(ledger_url, when)
+    with open_ledger(ledger_url) as store:  # team finance's carol, under a request id that bob's R3 also has
+        store.record({"calls": [_call("R3", 0, when, "simple", "ok", "0.5", user="carol", team="finance")]})
+        store.update_breaker("anthropic", "claude-simple", lambda _: {
+            "state": "open", "failures": 3, "opened_at": when.timestamp(), "last_error": "HTTP 500"})
+    keys = {"team": "dash-team-key-0123456789", "user": "dash-user-key-0123456789", "all": "dash-all-key-0123456789"}
+    bound = {"team": ", team: ml", "user": ", user: alice", "all": ""}
+    entries = "".join(f"    - {{sha256: {hashlib.sha256(k.encode()).hexdigest()}{bound[n]}}}\n" for n, k in keys.items())
+    served = start_serve(write_config(tmp_path / "scoped.yaml", server.url, extra=SCOPED_BUDGETS + f"serve:\n  keys:\n{entries}"),
+                         ledger_url)
+    try:
+        def seen(key: str, query: str = "") -> tuple[str, str]:
+            """(the live data's sections, the page), both as a browser would get them."""
+            out = []
+            for path in ("/dashboard/data?since=2d", "/dashboard?since=2d"):
+                status, _, body = served.raw("GET", path + query, headers={"x-api-key": keys[key]})
+                assert status == 200, body
+                out.append(body.decode())
+            return "".join(json.loads(out[0])["sections"].values()), out[1]
+
+        def budgets(text: str) -> set[tuple[str, str]]:
+            return set(re.findall(_BUDGET_ROW, text))
+
+        ml, alice = ("team daily budget", "ml"), ("user daily budget", "alice")
+        everyone = seen("all")[0]
+        assert budgets(everyone) >= {ml, alice, ("team daily budget", "finance"), ("user daily budget", "bob"),
+                                     ("user daily budget", "carol"), ("global monthly budget", "everyone")}
+        assert "claude-simple</th><td>open" in everyone and "carol" in everyone  # an unscoped key sees all
+        assert budgets(seen("all", "&team=finance")[0]) == {("team daily budget", "finance")}
+        assert budgets(seen("all", "&team=ml&user=bob")[0]) == {ml, ("user daily budget", "bob")}
+        for key, query, expected, requests in [
+            ("team", "", {ml}, ["R3", "R1"]),
+            ("team", "&user=bob", {ml}, ["R3"]),  # narrowed to bob's calls, but never bob's own budget
+            ("team", "&team=finance", {ml}, ["R3", "R1"]),
+            ("user", "", {alice}, ["R1"]),
+            ("user", "&team=finance", {alice}, []),  # alice has no finance calls; finance's budget stays hidden
+            ("user", "&user=bob", {alice}, ["R1"]),
+        ]:
+            for text in seen(key, query):
+                assert budgets(text) == expected, (key, query)
+                assert re.findall(r"<code>mmr explain (R\d)</code>", text) == requests, (key, query)
+                # No other team's user, no breaker (shared by everyone), no foreign cost summed into R3.
+                assert "carol" not in text and "0.5325" not in text and "claude-simple</th><td>open" not in text
+                assert "No breaker has recorded a failure." in text
+        team_view = seen("team")[0]
+        assert '<td data-value="0.0325">$0.032500</td>' in team_view  # R3: bob's three calls only
+        assert "bob" in team_view and html.escape(HOSTILE_USER) not in team_view
+    finally:
+        served.stop()
+
+
 def test_escalation_gates_and_latency_per_model(mmr, ledger, tmp_path):
     page = report(mmr, tmp_path, *window())
     # All three requests were routed to simple; R2 and R3 were answered higher.

@@ -34,6 +34,8 @@ def costliest_requests(store, since: datetime, until: datetime, limit: int = 10,
     """The requests of the window's ``limit`` * 3 costliest calls, each with every attempt summed,
     costliest first, at most ``limit``: request_id, datetime_utc (first call), routed_tier,
     tier and model (of the last answer), command, user, team, calls, cost and baseline nano-dollars.
+    ``where`` holds for every call summed, not only the costliest: a request id shared with
+    another user's or team's calls never brings theirs into the view.
 
     Driven by the ``(datetime_utc, cost_nanousd)`` index: a request's total is at least its
     costliest call, so a request made costly only by many cheap attempts can be missed.
@@ -48,7 +50,8 @@ def costliest_requests(store, since: datetime, until: datetime, limit: int = 10,
     marks = ", ".join("?" for _ in ids)
     cursor = store.read(
         'SELECT request_id, id, datetime_utc, routed_tier, tier, model, role, status, command, "user", team, '
-        f"cost_nanousd, baseline_cost_nanousd FROM calls WHERE request_id IN ({marks}) ORDER BY request_id, id", ids)
+        f"cost_nanousd, baseline_cost_nanousd FROM calls WHERE request_id IN ({marks}){extra} ORDER BY request_id, id",
+        [*ids, *params])
     out: dict[str, dict] = {}
     for (request_id, _, when, routed, tier, model, role, status, command, user, team, cost, baseline) in cursor:
         row = out.setdefault(request_id, {

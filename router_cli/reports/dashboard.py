@@ -202,9 +202,16 @@ def _bump(table: dict[str, dict[str, int]], key: str, period: str, value: int) -
     cell[period] = cell.get(period, 0) + value
 
 
-def visible_budgets(rows: list[dict], where: dict[str, str] | None) -> list[dict]:
-    """The budget rows a view limited to ``where`` (a user or team) may show: that user's or
-    team's own budgets; without ``where``, all of them."""
-    if not where:
-        return rows
-    return [r for r in rows if any(r["budget"].startswith(scope + " ") and r["who"] == who for scope, who in where.items())]
+def visible_budgets(rows: list[dict], where: dict[str, str] | None,
+                    scope: dict[str, str] | None = None) -> list[dict]:
+    """The budget rows a view may show. ``scope`` is whom the viewer stands for (a client key's
+    own user or team; None: anyone): only its own budgets, whatever ``where`` asks. ``where``
+    (the view's user/team filters) then keeps the rows of any of its values; without it, all."""
+    if scope:
+        rows = [r for r in rows if _owned(r, scope)]
+    return [r for r in rows if _owned(r, where)] if where else rows
+
+
+def _owned(row: dict, owners: dict[str, str]) -> bool:
+    """Whether a budget row is one of ``owners``' (a user's or team's own budget)."""
+    return any(row["budget"].startswith(kind + " ") and row["who"] == who for kind, who in owners.items())

@@ -83,20 +83,21 @@ class Dashboard:
         return client is not None, client
 
     def _data(self, params: tuple) -> dict:
-        since, until, by, where, _ = params
-        key = (since, until, by, tuple(sorted(where.items())))
+        since, until, by, where, _, scope = params
+        # The scope is part of the key: the same filters show fewer budgets to a scoped key.
+        key = (since, until, by, tuple(sorted(where.items())), tuple(sorted(scope.items())))
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and now - hit[0] < CACHE_SECONDS:
                 return hit[1]
-        data = self._compute(since, until, by, where)
+        data = self._compute(since, until, by, where, scope)
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] < CACHE_SECONDS}
             self._cache[key] = (now, data)
         return data
 
-    def _compute(self, since: str, until: str | None, by: str, where: dict[str, str]) -> dict:
+    def _compute(self, since: str, until: str | None, by: str, where: dict[str, str], scope: dict[str, str]) -> dict:
         from ..policy.budgets import budget_use
         from ..reports.dashboard import dashboard, visible_budgets
         from ..reports.when import parse_when
@@ -105,12 +106,13 @@ class Dashboard:
         start = parse_when(since)
         end = parse_when(until, option="--until") if until else None
         ledger = self.server.router.ledger()
-        budgets = visible_budgets(budget_use(ledger, config.budgets), where)
+        budgets = visible_budgets(budget_use(ledger, config.budgets), where, scope)
         return dashboard(ledger, start, end, period=by, where=where, budgets=budgets, tiers=config.tier_names)
 
 
-def _params(request: Request, client: Client | None) -> tuple[str, str | None, str, dict[str, str], int]:
-    """(since, until, by, the calls' filter, refresh seconds) from the query and the key's scope."""
+def _params(request: Request, client: Client | None) -> tuple[str, str | None, str, dict[str, str], int, dict[str, str]]:
+    """(since, until, by, the calls' filter, refresh seconds, the key's own scope: {} for an
+    unscoped key) from the query and the key."""
     q = request.query_params
     by = q.get("by", "day")
     if by not in ("day", "week"):
@@ -122,9 +124,11 @@ def _params(request: Request, client: Client | None) -> tuple[str, str | None, s
     if not 1 <= every <= 3600:
         raise UsageError(f"every: between 1 and 3600 seconds, got {every}")
     where = {k: q[k] for k in ("user", "team") if q.get(k)}
+    scope: dict[str, str] = {}
     if client is not None:  # a key's own scope wins over the query
         if client.team is not None:
-            where["team"] = client.team
+            scope = {"team": client.team}
         elif client.user is not None:
-            where["user"] = client.user
-    return q.get("since", "30d"), q.get("until") or None, by, where, every
+            scope = {"user": client.user}
+    where.update(scope)
+    return q.get("since", "30d"), q.get("until") or None, by, where, every, scope
