@@ -94,3 +94,20 @@ def test_bad_parts_are_usage_errors(tmp_path, mmr, args, message):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows()))
     result = mmr("train", str(data), "-o", str(tmp_path / "b.json"), *args, "--config", str(EXAMPLE), db=False)
     assert result.returncode == EXIT_USAGE and message in result.stderr.decode()
+
+
+def test_rules_edited_since_training_are_refused(trained, mmr, tmp_path):
+    d, _ = trained
+    data = json.loads((d / "blend.json").read_text())
+    assert len(data["parts"][1]["sha256"]) == 64  # the rules it was trained with
+    edited = tmp_path / "edited.yaml"
+    text = EXAMPLE.read_text()
+    assert "        - debug\n" in text
+    edited.write_text(text.replace("        - debug\n", "        - debugging\n", 1))
+    blend = str(d / "blend.json")
+    ok = mmr("classify", "--classifier", "blend", "--blend-model", blend, "--config", str(EXAMPLE), "hi", db=False)
+    assert ok.returncode == 0, ok.stderr
+    result = mmr("classify", "--classifier", "blend", "--blend-model", blend, "--config", str(edited), "hi", db=False)
+    assert result.returncode == 3
+    assert result.stderr.decode().strip().endswith(
+        "blend.json: the config's classifier.rules changed since the blend was trained (SHA-256 differs); retrain the blend")

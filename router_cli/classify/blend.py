@@ -4,7 +4,8 @@ lambda (``mmr train --router blend --parts A,B``; the weight is chosen on held-o
 
 The blend file is JSON naming its parts and their files (relative to it) with their SHA-256; a part
 that changed since training is refused, since the weight and lambda were chosen for exactly those.
-The rules part has no file: it is the config's rules at the time of use.
+The rules part has no file: it is the config's rules, refused when they differ from those it was
+trained with (their SHA-256 is in the blend file).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def blend_checksum(data: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def load_blend(path: Path, tiers: list[str]):
-    """([(part name, its model or None for rules)], lambda, weights, training record) of a checked blend file."""
+def load_blend(path: Path, tiers: list[str], rules_sha256: str | None = None):
+    """([(part name, its model or None for rules)], lambda, weights, training record) of a checked blend file;
+    ``rules_sha256``: the config's rules (classify/rules.py ``rules_sha256``), which a rules part must match."""
     from .knn import KNNModel
     from .ml import MLModel
 
@@ -59,6 +61,9 @@ def load_blend(path: Path, tiers: list[str]):
     assert isinstance(parts, list)
     for part in parts:
         if part["router"] == "rules":
+            if part.get("sha256") != rules_sha256:
+                raise ConfigError(f"{path}: the config's classifier.rules changed since the blend was trained "
+                                  "(SHA-256 differs); retrain the blend")
             models.append(None)
             continue
         name = part.get("file")
@@ -82,7 +87,10 @@ class BlendClassifier:
             raise ConfigError(f"{config.source}: classifier.blend_model: not set; train one with "
                               "mmr train FILE.jsonl --router blend -o blend.json and name it there or with --blend-model")
         self.tiers = config.tier_names
-        self.parts, self.lam, self.weights, self.training = load_blend(Path(config.blend_model), self.tiers)
+        from .rules import rules_sha256
+
+        self.parts, self.lam, self.weights, self.training = load_blend(Path(config.blend_model), self.tiers,
+                                                                       rules_sha256(config))
         self.encoder = None
         if any(name == "knn" for name, _ in self.parts):
             from .minilm import shared_model

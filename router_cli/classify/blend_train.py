@@ -145,7 +145,9 @@ def train_blend(rows, config: Config, output: str, *, parts: list[str] | None = 
     base = Path(output)
     for part in parts:
         if part == "rules":
-            entries.append({"router": "rules"})
+            from .rules import rules_sha256
+
+            entries.append({"router": "rules", "sha256": rules_sha256(config)})
             continue
         path = base.with_suffix(f".{part}.json" if part == "ml" else f".{part}.npz")
         if part == "ml":

@@ -33,6 +33,18 @@ def rule_text(text: str) -> str:
     return f"{text[:RULE_CHARS]}\n{text[-RULE_CHARS:]}"
 
 
+def rules_sha256(config: Config) -> str:
+    """SHA-256 of the config's rules (patterns, cut-off, fallback tiers): what a blend with a rules
+    part was trained on, so a blend refuses rules edited since (classify/blend.py)."""
+    import hashlib
+    import json
+
+    rules = config.rules
+    body = {"patterns": {t: list(p) for t, p in rules.patterns.items()}, "short_prompt_chars": rules.short_prompt_chars,
+            "short_prompt_tier": rules.short_prompt_tier, "default_tier": rules.default_tier}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 class RulesClassifier:
     name = "rules"
 
