@@ -35,7 +35,8 @@ from embed_cache import DATA, load_vectors  # noqa: E402
 from router_cli.classify.calibration import calibrate_bound, split  # noqa: E402
 from router_cli.classify.knn import neighbour_estimates, request_text  # noqa: E402
 from router_cli.classify.knn_train import knn_out_of_fold, train_knn  # noqa: E402
-from router_cli.classify.ml_train import calibrate, choose, fit, fold_splits, out_of_fold, predict, priced, targets  # noqa: E402
+from router_cli.classify.calibration import choose  # noqa: E402
+from router_cli.classify.ml_train import calibrate, fit, fold_splits, out_of_fold, predict, priced, targets  # noqa: E402
 from router_cli.config import load_config  # noqa: E402
 from router_cli.labelled import read_labelled  # noqa: E402
 

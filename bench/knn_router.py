@@ -30,7 +30,8 @@ from embed_cache import DATA, cached_hashes, load_vectors  # noqa: E402
 
 from router_cli.classify.knn import request_text  # noqa: E402
 from router_cli.classify.knn_train import K_GRID, knn_out_of_fold, train_knn  # noqa: E402
-from router_cli.classify.ml_train import calibrate, choose, fit, out_of_fold, predict, targets  # noqa: E402
+from router_cli.classify.calibration import choose  # noqa: E402
+from router_cli.classify.ml_train import calibrate, fit, out_of_fold, predict, targets  # noqa: E402
 from router_cli.config import load_config  # noqa: E402
 from router_cli.labelled import read_labelled  # noqa: E402
 from router_cli.reports.evaluate import apgr  # noqa: E402

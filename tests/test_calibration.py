@@ -68,7 +68,8 @@ def test_the_bound_holds_over_resampled_splits_at_its_confidence():
     import numpy as np
 
     from router_cli.classify.calibration import calibrate_bound
-    from router_cli.classify.ml_train import calibrate, choose
+    from router_cli.classify.calibration import choose
+    from router_cli.classify.ml_train import calibrate
 
     rng = np.random.default_rng(11)
     _, pop_q, pop_pred = population(np, 200_000, rng)

@@ -22,6 +22,11 @@ CALIBRATION_SHARE = 0.25  # of the training rows, held out to set lambda; the ro
 BOOTSTRAP = 1000  # Poisson resamples of the calibration rows behind each lower bound
 
 
+
+def choose(q, c, lam: float):
+    """Vectorised route(): per row, the tier with the best quality net of cost (ties to the cheaper)."""
+    return (q - lam * c).argmax(axis=1)
+
 def split(n: int, seed: int = 0, share: float = CALIBRATION_SHARE) -> tuple[Any, Any]:
     """(fit, calibration) row indices: a seeded shuffle, ``share`` of the rows (at least 10) to calibrate on."""
     import numpy as np
@@ -57,7 +62,6 @@ def calibrate_bound(pred_q: Any, pred_c: Any, quality: Any, costs: Any, premium:
     """
     import numpy as np
 
-    from .ml_train import choose
 
     n = len(pred_q)
     rows = np.arange(n)

@@ -199,11 +199,6 @@ def _good(row, tier: str, tiers: list[str]) -> int:
     return int(tiers.index(tier) >= tiers.index(row.label))
 
 
-def choose(q, c, lam: float):
-    """Vectorised route(): per row, the tier with the best quality net of cost (ties to the cheaper)."""
-    return (q - lam * c).argmax(axis=1)
-
-
 BOOTSTRAP = 400  # resamples behind a lower bound: its 5 % quantile moves by well under 0.1 point between seeds
 
 
@@ -218,6 +213,8 @@ def calibrate(pred_q, pred_c, quality, costs, premium: int, target: float, *, co
     about 1 - confidence of cases, rather than in half of them.
     """
     import numpy as np
+
+    from .calibration import choose
 
     n = len(pred_q)
     rows = np.arange(n)
