@@ -245,3 +245,29 @@ def test_max_cost_counts_each_image_at_its_documented_bound(served, server):
     assert e.value.status_code == 402 and "could cost up to $0.001366 on simple" in e.value.body["error"]["message"]
     assert server.calls() == []
     assert served.anthropic().messages.create(**asked, extra_headers={"x-mmr-max-cost": "0.0014"}).content
+
+
+def test_a_streamed_tool_call_cut_at_max_tokens_is_kept_not_retried(served, server, db_path):
+    """A tool_use block whose JSON stops mid-way (the output limit) ends the answer with stop reason
+    max_tokens and the input as far as it came, as the SDK's own partial parse makes it: one call, billed once."""
+    server.script("claude-mid", tool_call("weather", {"city": "Rome", "unit": "c"}, cut=True))  # '{"city": ' '"Rome", "' [cut]
+    with served.anthropic().messages.stream(model="medium", max_tokens=50, tools=ANTHROPIC_TOOLS,
+                                            messages=[{"role": "user", "content": "weather in Rome?"}]) as stream:
+        message = stream.get_final_message()
+    assert message.stop_reason == "max_tokens"
+    (use,) = message.content
+    assert (use.type, use.name, use.input) == ("tool_use", "weather", {"city": "Rome"})
+    assert len(server.calls("claude-mid")) == 1 and server.calls("claude-big") == []
+    (row,) = ledger_rows(db_path)
+    assert (row["status"], row["stop_reason"], row["response"]) == ("ok", "max_tokens", '\n[tool call weather: {"city": "Rome"}]')
+
+
+def test_a_streamed_openai_tool_call_cut_at_length_keeps_its_arguments_as_sent(served, server, db_path):
+    server.script("gpt-small", tool_call("weather", {"city": "Paris", "unit": "c"}, cut=True))  # '{"city": "' 'Paris", "u' [cut]
+    chunks = list(served.openai().chat.completions.create(model="simple", stream=True, tools=OPENAI_TOOLS,
+                                                         messages=[{"role": "user", "content": "weather?"}]))
+    assert chunks[-1].choices[0].finish_reason == "length"
+    arguments = "".join(c.choices[0].delta.tool_calls[0].function.arguments or "" for c in chunks
+                        if c.choices and c.choices[0].delta.tool_calls)
+    assert arguments == '{"city": "Paris", "u' and len(server.calls("gpt-small")) == 1
+    assert [r["stop_reason"] for r in ledger_rows(db_path)] == ["length"]
