@@ -149,10 +149,12 @@ def max_input_tokens(prompt: str, system: str | None = None) -> int:
     return REQUEST_OVERHEAD_TOKENS + sum(MESSAGE_OVERHEAD_TOKENS + max_text_tokens(text) for text in messages)
 
 
-def max_cost_usd(price: Price, prompt: str, system: str | None, max_output_tokens: int) -> Decimal:
-    """The most one call can cost: :func:`max_input_tokens` plus every allowed output token, every
-    input token at the dearest input rate (a cache write costs more than plain input)."""
-    tokens = max_input_tokens(prompt, system)
+def max_cost_usd(price: Price, prompt: str, system: str | None, max_output_tokens: int,
+                 extra_input_tokens: int = 0) -> Decimal:
+    """The most one call can cost: :func:`max_input_tokens` (plus ``extra_input_tokens``: tools,
+    images) and every allowed output token, every input token at the dearest input rate (a cache
+    write costs more than plain input)."""
+    tokens = max_input_tokens(prompt, system) + extra_input_tokens
     r_in, r_read, r_write, r_out = rates(price, tokens)
     total = (max(r_in, r_read, r_write) * tokens + r_out * max_output_tokens) / ONE_MILLION
     return total.normalize() if total else Decimal(0)

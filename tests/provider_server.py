@@ -98,11 +98,12 @@ def reply(text: str | None = None, *, input_tokens=None, output_tokens=None, sto
                 cache_write=cache_write, reasoning=reasoning)
 
 
-def tool_call(name: str, arguments: dict, text: str = "", *, call_id: str = "call_1") -> Step:
+def tool_call(name: str, arguments: dict, text: str = "", *, call_id: str = "call_1", cut: bool = False) -> Step:
     """An answer that calls the tool ``name`` with ``arguments`` (after ``text``, if any): Anthropic's
     tool_use block and stop reason ``tool_use``, or OpenAI's tool_calls and ``tool_calls``; streamed,
-    the arguments' JSON comes in three pieces."""
-    return Step("reply", text=text, extra={"tool": {"id": call_id, "name": name, "arguments": arguments}})
+    the arguments' JSON comes in three pieces. ``cut``: the output limit is reached after two of them
+    (stop reason ``max_tokens`` / ``length``)."""
+    return Step("reply", text=text, extra={"tool": {"id": call_id, "name": name, "arguments": arguments, "cut": cut}})
 
 
 def embeddings(*, drop_last: int = 0) -> Step:
@@ -338,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         cut = "max_tokens" if protocol == "anthropic" else "length"
         stop = step.stop_reason or (cut if truncated else natural)
         if step.extra.get("tool") and not truncated:
-            stop = "tool_use" if protocol == "anthropic" else "tool_calls"
+            stop = cut if step.extra["tool"]["cut"] else "tool_use" if protocol == "anthropic" else "tool_calls"
         input_tokens = step.input_tokens if step.input_tokens is not None else count_tokens(f"{system} {prompt}")
         said = f"{text} {json.dumps(step.extra['tool']['arguments'])}" if step.extra.get("tool") else text
         output_tokens = step.output_tokens if step.output_tokens is not None else (count_tokens(said) if said.strip() else 0)
@@ -386,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             events.append(("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
                 "type": "tool_use", "id": tool["id"], "name": tool["name"], "input": {}}}))
             events += [("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {
-                "type": "input_json_delta", "partial_json": piece}}) for piece in _thirds(json.dumps(tool["arguments"]))]
+                "type": "input_json_delta", "partial_json": piece}}) for piece in _pieces(tool)]
             events.append(("content_block_stop", {"type": "content_block_stop", "index": 1}))
         events += [
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": output_tokens}}),
@@ -434,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "finish_reason": None}]}))
             events += [(None, {**chunk, "choices": [{"index": 0, "delta": {"tool_calls": [
                 {"index": 0, "function": {"arguments": piece}}]}, "finish_reason": None}]})
-                for piece in _thirds(json.dumps(tool["arguments"]))]
+                for piece in _pieces(tool)]
         events.append((None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": stop}]}))
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             events.append((None, {**chunk, "choices": [], "usage": usage}))
@@ -560,6 +561,11 @@ def _thirds(text: str) -> list[str]:
     """``text`` in three pieces (a streamed tool call's arguments)."""
     n = max(1, len(text) // 3)
     return [text[:n], text[n:2 * n], text[2 * n:]]
+
+
+def _pieces(tool: dict) -> list[str]:
+    """A streamed tool call's arguments: three pieces, or two when it is ``cut`` at the output limit."""
+    return _thirds(json.dumps(tool["arguments"]))[:2 if tool["cut"] else 3]
 
 
 def _chunks(text: str) -> list[str]:

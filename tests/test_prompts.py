@@ -174,3 +174,18 @@ def test_an_edited_wording_is_not_answered_from_the_cache_of_the_old_one(server,
         assert router.ask("hello", tier="simple").final.status == "ok"  # another wording asks again
     assert [c["body"]["system"] for c in server.calls("claude-small")] == [
         "Answer inside <answer> tags.", "Answer in <a> tags."]
+
+
+def test_an_edited_fallback_wording_is_not_answered_from_the_cache_of_the_old_one(server, tmp_path, db_path):
+    """The cached answer came from medium (simple failed): medium's wording is in the key too."""
+    path = write_worded(tmp_path / "cached.yaml", server.url, "cache: {enabled: true, ttl: 1h}\n")
+    for model in ("claude-small", "gpt-small"):
+        server.always(model, error(500))
+    with Router(load_config(path), db_path) as router:
+        assert router.ask("hello", tier="simple").final.model == "claude-mid"
+        assert router.ask("hello", tier="simple").final.status == "cached"
+    path.write_text(path.read_text().replace('user: "Q: {prompt}"', 'user: "Question: {prompt}"'))
+    with Router(load_config(path), db_path) as router:
+        again = router.ask("hello", tier="simple").final
+    assert (again.status, again.model) == ("ok", "claude-mid")  # the fallback's new wording asks again
+    assert [c["body"]["messages"][-1]["content"] for c in server.calls("claude-mid")] == ["Q: hello", "Question: hello"]

@@ -213,3 +213,61 @@ def test_a_request_with_tools_is_sent_as_the_client_wrote_it_not_worded(server, 
     assert plain.choices[0].message.content
     rows = ledger_rows(db_path)
     assert [(r["template"], r["template_hash"] is None) for r in rows] == [(None, True), ("inline", False)]
+
+
+# A tool whose schema is long: its JSON is 6,086 bytes of the request, counted with the 1,000 tokens
+# of tool framing (engine/admission.py).
+BIG_TOOLS = [{"name": "lookup", "description": "x" * 6000, "input_schema": {"type": "object"}}]
+
+
+def test_max_cost_counts_the_tools_schemas(served, server, db_path):
+    """Text alone ('hi', 10 output tokens on claude-small) is at most 50 * 0.80e-6 + 10 * 4.00e-6 = 0.00008;
+    with the tools (6,086 + 1,000 tokens more) it is 7,136 * 0.80e-6 + 0.00004 = 0.0057488."""
+    asked = {"model": "simple", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], "tools": BIG_TOOLS}
+    with pytest.raises(anthropic.APIStatusError) as e:
+        served.anthropic().messages.create(**asked, extra_headers={"x-mmr-max-cost": "0.001"})
+    assert e.value.status_code == 402 and e.value.body["type"] == "error"
+    assert e.value.body["error"]["message"].startswith(
+        "--max-cost of $0.001000 has $0.001000 left; this request could cost up to $0.005749 on simple")
+    assert server.calls() == []
+    answer = served.anthropic().messages.create(**asked, extra_headers={"x-mmr-max-cost": "0.006"})
+    assert answer.content[0].text == "Answer to: hi" and len(server.calls("claude-small")) == 1
+
+
+def test_max_cost_counts_each_image_at_its_documented_bound(served, server):
+    """'[image]hi' is at most 57 tokens of text (0.0000856 with 10 output tokens); the image adds
+    Anthropic's 1,600: 1,657 * 0.80e-6 + 10 * 4.00e-6 = 0.0013656."""
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    asked = {"model": "simple", "max_tokens": 10,
+             "messages": [{"role": "user", "content": [block, {"type": "text", "text": "hi"}]}]}
+    with pytest.raises(anthropic.APIStatusError) as e:
+        served.anthropic().messages.create(**asked, extra_headers={"x-mmr-max-cost": "0.001"})
+    assert e.value.status_code == 402 and "could cost up to $0.001366 on simple" in e.value.body["error"]["message"]
+    assert server.calls() == []
+    assert served.anthropic().messages.create(**asked, extra_headers={"x-mmr-max-cost": "0.0014"}).content
+
+
+def test_a_streamed_tool_call_cut_at_max_tokens_is_kept_not_retried(served, server, db_path):
+    """A tool_use block whose JSON stops mid-way (the output limit) ends the answer with stop reason
+    max_tokens and the input as far as it came, as the SDK's own partial parse makes it: one call, billed once."""
+    server.script("claude-mid", tool_call("weather", {"city": "Rome", "unit": "c"}, cut=True))  # '{"city": ' '"Rome", "' [cut]
+    with served.anthropic().messages.stream(model="medium", max_tokens=50, tools=ANTHROPIC_TOOLS,
+                                            messages=[{"role": "user", "content": "weather in Rome?"}]) as stream:
+        message = stream.get_final_message()
+    assert message.stop_reason == "max_tokens"
+    (use,) = message.content
+    assert (use.type, use.name, use.input) == ("tool_use", "weather", {"city": "Rome"})
+    assert len(server.calls("claude-mid")) == 1 and server.calls("claude-big") == []
+    (row,) = ledger_rows(db_path)
+    assert (row["status"], row["stop_reason"], row["response"]) == ("ok", "max_tokens", '\n[tool call weather: {"city": "Rome"}]')
+
+
+def test_a_streamed_openai_tool_call_cut_at_length_keeps_its_arguments_as_sent(served, server, db_path):
+    server.script("gpt-small", tool_call("weather", {"city": "Paris", "unit": "c"}, cut=True))  # '{"city": "' 'Paris", "u' [cut]
+    chunks = list(served.openai().chat.completions.create(model="simple", stream=True, tools=OPENAI_TOOLS,
+                                                         messages=[{"role": "user", "content": "weather?"}]))
+    assert chunks[-1].choices[0].finish_reason == "length"
+    arguments = "".join(c.choices[0].delta.tool_calls[0].function.arguments or "" for c in chunks
+                        if c.choices and c.choices[0].delta.tool_calls)
+    assert arguments == '{"city": "Paris", "u' and len(server.calls("gpt-small")) == 1
+    assert [r["stop_reason"] for r in ledger_rows(db_path)] == ["length"]

@@ -8,27 +8,78 @@ ledger and the error message both say why a model was passed over.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..config import Config, ModelSpec, ProviderSpec, Tier
 from ..errors import LedgerError, MissingKeyError
 from ..policy.pauses import ProviderPauses
-from ..pricing import decimal_str, max_cost_usd
+from ..pricing import decimal_str, max_cost_usd, max_text_tokens
 from .shaping import worded
 from .types import Attempt
 
 if TYPE_CHECKING:
+    from ..providers.base import Native
     from .request import Request
 
 Chain = list[tuple[Tier, ModelSpec]]
 
 
-def worst_case(model: ModelSpec, prompt: str, system: str | None, max_tokens: int | None) -> Decimal:
+def worst_case(model: ModelSpec, prompt: str, system: str | None, max_tokens: int | None,
+               native: "Native | None" = None) -> Decimal:
     """The most one call can cost: an upper bound on the prompt's tokens (never an estimate:
-    budgets hold this) plus every allowed output token. Counted as ``model``'s wording sends them."""
+    budgets hold this) plus every allowed output token. Counted as ``model``'s wording sends them;
+    a ``native`` request (mmr serve) as sent, its tools and images included (:func:`native_tokens`)."""
+    if native is not None:
+        return max_cost_usd(model.price, prompt, system, max_tokens or model.max_tokens,
+                            extra_input_tokens=native_tokens(native, model))
     prompt, system = worded(model, system, prompt)
     return max_cost_usd(model.price, prompt, system, max_tokens or model.max_tokens)
+
+
+# The most input tokens one image can cost, from the providers' own documentation:
+# - Anthropic ("Vision", image costs): an image is scaled down until it is within 1,568 px on its
+#   long edge and about 1.15 megapixels, "approximately 1,600 tokens"; tokens = width * height / 750
+#   and 1.15 MP / 750 = 1,534, so 1,600 covers it.
+# - OpenAI ("Images and vision", calculating costs): high detail fits the image in 2048 x 2048 and its
+#   short side to 768 px, at most 8 tiles of 512 px: 85 + 8 * 170 = 1,445 tokens (gpt-4o, 4.1, o1/o3 at
+#   75 + 8 * 150, gpt-5 at 70 + 8 * 140 are below); the 32 px patch models count at most 1,536
+#   patches times their multiplier, the largest 2.46 (gpt-4.1-nano): 3,779. gpt-4o-mini counts
+#   2,833 + 8 * 5,667 = 48,169 tokens (its price per token is lower).
+IMAGE_TOKENS = {"anthropic": 1_600, "openai": 3_779}
+GPT_4O_MINI_IMAGE_TOKENS = 48_169
+# Offering tools adds a system prompt of the provider's own (Anthropic documents 313-530 tokens for it)
+# and the definitions in its own rendering; a margin over the JSON sent.
+TOOLS_OVERHEAD_TOKENS = 1_000
+_IMAGE_KINDS = ("image", "image_url", "input_image", "document", "file")
+
+
+def native_tokens(native: "Native", model: ModelSpec) -> int:
+    """Input tokens a native request adds beyond its text: the JSON of its tools (and tool choice)
+    byte for byte, the providers' tool framing, and a per-image bound (:data:`IMAGE_TOKENS`) for
+    each image, document or file part (in any message, tool results included)."""
+    extra = 0
+    if native.params:
+        extra += max_text_tokens(json.dumps(native.params, ensure_ascii=False)) + TOOLS_OVERHEAD_TOKENS
+    per_image = IMAGE_TOKENS.get(native.protocol, max(IMAGE_TOKENS.values()))
+    if native.protocol == "openai" and "4o-mini" in model.model:
+        per_image = GPT_4O_MINI_IMAGE_TOKENS
+    for part in _parts(native.messages):
+        if part.get("type") in _IMAGE_KINDS:
+            # A document's pages are each text and an image: its own bytes, plus one image's bound.
+            extra += per_image + (max_text_tokens(json.dumps(part)) if part["type"] in ("document", "file") else 0)
+    return extra
+
+
+def _parts(value):
+    """Every dict within a request's messages, depth first."""
+    if isinstance(value, dict):
+        yield value
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _parts(item)
 
 
 class Admitter:
@@ -91,7 +142,7 @@ class Admitter:
         if request is None or request.guard is None:
             return True
         spec = self.config.providers[model.provider]
-        worst = worst_case(model, *call)
+        worst = worst_case(model, *call, native=request.native)
         lease = (spec.timeout + 5) * (self.config.retry.max_retries + 1)
         over = request.guard.hold(worst, request.billed, lease=lease)  # type: ignore[attr-defined]
         if over is None:

@@ -212,8 +212,8 @@ def _admit(runner: "ChainRunner", chain: Chain, position: int, second: int, call
     if admitter.pauses.remaining(other.provider) > 0:
         return refuse(f"{other.provider} asked to wait (retry-after)")
     if request is not None and request.guard is not None:
-        both = worst_case(model, call.transcript, call.system, call.limit(model)) + \
-            worst_case(other, call.transcript, call.system, call.limit(other))
+        both = worst_case(model, call.transcript, call.system, call.limit(model), call.native) + \
+            worst_case(other, call.transcript, call.system, call.limit(other), call.native)
         spec = runner.config.providers[model.provider]
         lease = (spec.timeout + 5) * (runner.config.retry.max_retries + 1)
         try:

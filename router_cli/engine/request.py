@@ -12,11 +12,14 @@ import contextlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..classify import Decision
 from ..config import Config
 from .types import Attempt, Note
+
+if TYPE_CHECKING:
+    from ..providers.base import Native
 
 
 # The batch row this thread is answering, as ``(batch_id, row key)``: set around each row's call
@@ -63,6 +66,7 @@ class Request:
     start_tier: str = ""
     budget_warnings: list[str] = field(default_factory=list)  # budgets this request carried past 80 % / 95 %
     batch_row: tuple[str, str] | None = field(default_factory=_batch_row.get)  # (batch_id, row key), in a batch
+    native: "Native | None" = None  # a native request's tools and images (mmr serve): budgets count them
 
     def __post_init__(self) -> None:
         self.attempts = list(self.decision.calls) + self.attempts  # a classifier's own calls come first

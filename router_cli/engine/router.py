@@ -140,7 +140,7 @@ class Router:
         guard = BudgetGuard.for_request(route.config, ledger, user=options.user, team=options.team,
                                         max_cost=options.max_cost, request_id=route.request_id)
         return Request(route.config, route.request_id, command, decision, prompt, options.system, options.user,
-                       options.team, stream, route.variant, guard, ledger, self.on_note)
+                       options.team, stream, route.variant, guard, ledger, self.on_note, native=options.native)
 
     def ask(self, prompt: str, options: RequestOptions | None = None, *, on_text: Callable[[str], None] | None = None,
             on_restart: Note | None = None, command: str = "ask", **fields) -> Answer:
@@ -182,7 +182,8 @@ class Router:
         # Tools and images are not in the cache's key (the request's text): such a request is never cached.
         cache = self._cache(request.config) if options.use_cache and options.native is None else None
         key, hit = caching.before_calls(request, options, cache, lambda name: self.tier_worst_case(
-            name, request.prompt, request.system, options.max_tokens, request.request_id, request.config))
+            name, request.prompt, request.system, options.max_tokens, request.request_id, request.config,
+            options.native))
         if hit is not None:
             if on_text is not None:
                 with recording_on_interrupt(request):
@@ -240,11 +241,13 @@ class Router:
         return [tier.models[i] for _, i in sorted(keyed, key=lambda k: (-k[0], k[1]))]
 
     def tier_worst_case(self, tier: str, prompt: str, system: str | None, max_tokens: int | None,
-                        seed: str | None = None, config: Config | None = None) -> Decimal:
-        """The worst case of a request starting at ``tier``: its first model that has a key."""
+                        seed: str | None = None, config: Config | None = None, native=None) -> Decimal:
+        """The worst case of a request starting at ``tier``: its first model that has a key (and, for a
+        ``native`` request, speaks its protocol: no other is called)."""
         config = config or self.config
-        models = [m for t, m in self.chain(tier, seed, config) if t.name == tier and self.admitter.key_problem(m) is None]
-        return worst_case(models[0] if models else config.tier(tier).models[0], prompt, system, max_tokens)
+        models = [m for t, m in self.chain(tier, seed, config) if t.name == tier and self.admitter.key_problem(m) is None
+                  and (native is None or config.providers[m.provider].type == native.protocol)]
+        return worst_case(models[0] if models else config.tier(tier).models[0], prompt, system, max_tokens, native)
 
     def estimate(self, prompt: str, options: RequestOptions | None = None, **fields) -> Estimate:
         """Decision and worst-case cost (the prompt's token bound + max_tokens), without calling anyone;

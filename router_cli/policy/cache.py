@@ -3,7 +3,8 @@
 The key is a hash of the normalised request: the tier it was routed to, the
 system prompt, the prompt (surrounding whitespace and line endings normalised),
 ``max_tokens`` and ``temperature``, with scope ``user`` the asking user, and the wording of the
-tier's models when they have one (templates, stop sequences, temperatures: see config/phrasing.py). Only
+models of the tier and every tier above it (its fallbacks) when they have one (templates, stop
+sequences, temperatures: see config/phrasing.py). Only
 successful, complete answers are stored (not cut off at ``max_tokens``, not a
 cascade's best effort). Entries expire after the TTL; an entry whose model is no
 longer in the config, or that a clock moved backwards made look younger than it
@@ -43,10 +44,12 @@ class CachedAnswer:
 
 
 def _wording(config: Config, tier: str) -> dict:
-    """How the tier's models word a request (config/phrasing.py), when any does: an edited template,
-    stop sequence or temperature asks again instead of answering in the old wording."""
+    """How every model the request's fallback chain can reach words it (config/phrasing.py): the
+    tier's models and every tier's above, as engine/router.py's fallback chain walks them,
+    since a cached answer may be a fallback's. When any has a wording, an edited template, stop
+    sequence or temperature asks again instead of answering in the old wording."""
     worded = [[m.phrasing.hash if m.phrasing else None, list(m.stop), m.temperature]
-              for m in config.tier(tier).models]
+              for t in config.tiers[config.tier_index(tier):] for m in t.models]
     return {"wording": worded} if any(w != [None, [], None] for w in worded) else {}
 
 

@@ -99,10 +99,27 @@ class AnthropicProvider(Provider):
                     finished = True
         if not finished:
             raise unfinished_stream(stream, events, "the stream ended before message_stop", start)
-        calls = tuple({"type": "tool_use", "id": t["id"], "name": t["name"], "input": json.loads("".join(t["json"]) or "{}")}
+        calls = tuple({"type": "tool_use", "id": t["id"], "name": t["name"], "input": _tool_input("".join(t["json"]), stop_reason)}
                       for _, t in sorted(tools.items()))
         return ChatResponse("".join(parts), tokens[0], tokens[1], stop_reason, elapsed_ms(start), ttft,
                             cache_read_tokens=tokens[2], cache_write_tokens=tokens[3], tool_calls=calls)
+
+
+def _tool_input(text: str, stop_reason: str | None):
+    """A streamed tool_use block's input from its JSON. Cut off by the output limit, the JSON is
+    incomplete: the input is what it says so far (parsed as the SDK's own stream helper parses it),
+    an answer billed once and ending at ``max_tokens``, not a malformed reply to retry."""
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        if stop_reason != "max_tokens":
+            raise
+    from jiter import from_json  # the SDK's own dependency
+
+    try:
+        return from_json(text.encode(), partial_mode="trailing-strings")
+    except ValueError:
+        return {}
 
 
 def _take_usage(tokens: list[int], usage) -> None:
