@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import ledger_rows, write_config
-from tests.provider_server import reply
+from tests.provider_server import reply, tool_call
 
 SLOW = 20.0
 
@@ -61,6 +61,26 @@ def test_the_abandoned_call_keeps_the_tokens_its_provider_reported(mmr, server, 
     assert (abandoned["input_tokens"], abandoned["output_tokens"]) == (2, 1)
     assert abandoned["cost_usd"] == "0.0000056"
     assert json.loads(result.stdout)["attempts"][0]["cost_usd"] == "0.0000056"
+
+
+@pytest.mark.parametrize("model, delay", [("claude-small", 0.14), ("gpt-small", 0.15)])
+def test_an_answer_that_is_only_a_tool_call_starts_with_its_first_piece(server, config, db_path, model, delay):
+    """A slow stream of a tool call (no text at all) that starts within the 1 s limit but ends after
+    it (Anthropic's tool_use block opens 0.7 s in, OpenAI's first tool piece 0.3 s in; each stream
+    takes 1.2 s or more): it is answered, not abandoned for want of a first token."""
+    from router_cli import Router
+
+    step = tool_call("lookup", {"city": "Paris"})
+    step.extra["chunk_delay"] = delay
+    server.always(model, step)
+    with Router(config, db_path) as router:
+        answer = router.ask("weather?", tier="simple", model=model, first_token_timeout=1.0)
+    assert (answer.final.model, answer.final.status) == (model, "ok")
+    assert [a.model for a in answer.attempts] == [model]  # not cut, no other model tried
+    assert answer.final.tool_calls and "Paris" in json.dumps(answer.final.tool_calls[0])
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["status"], r["error_kind"]) for r in rows] == [(model, "ok", None)]
+    assert rows[0]["ttft_ms"] is not None and 100 <= rows[0]["ttft_ms"] < rows[0]["duration_ms"]
 
 
 def test_a_model_timeout_wins_over_its_providers(tmp_path, server, mmr, db_path):

@@ -45,7 +45,7 @@ class Flight:
 
     def __init__(self, race: "Race", provider, chat, forward: Callable[[str], None]):
         self.race, self.provider, self.chat, self.forward = race, provider, chat, forward
-        self.watch = Watch()
+        self.watch = Watch(on_start=self._claim)
         self.response = None
         self.error: BaseException | None = None
         self.done = False
@@ -54,6 +54,11 @@ class Flight:
         self.thread = threading.Thread(target=self._run, name="mmr-call", daemon=True)
 
     def _sink(self, text: str) -> None:
+        self._claim()
+        self.forward(text)
+
+    def _claim(self) -> None:
+        """A piece of this call's answer came (text or a tool call): it wins the race, unless it lost."""
         with self.race.cond:
             if self.lost or (self.race.winner is not None and self.race.winner is not self):
                 self.lost = True
@@ -61,7 +66,6 @@ class Flight:
             if self.race.winner is None:
                 self.race.winner = self
                 self.race.cond.notify_all()
-        self.forward(text)
 
     def _run(self) -> None:
         try:
