@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -199,7 +200,24 @@ def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_pat
     rows = _answer_rows(db_path)
     assert [(r["model"], r["status"], r["hedge"]) for r in rows] == [
         ("gpt-small", "error", "lost"), ("claude-small", "ok", "won")]
-    assert rows[0]["cost_usd"] == "0"  # OpenAI reports usage only at the end: nothing was reported, nothing billed
+    # OpenAI reports usage only at the end: the request reached it (its stream opened), so its input is
+    # billed as an estimate, as for an interrupted stream: "\nhello there" is 3 tokens at 0.15 USD/M.
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["usage_estimated"]) == (3, 0, 1)
+    assert rows[0]["cost_usd"] == "0.00000045"
+
+
+def test_an_abandoned_openai_call_is_billed_its_estimated_input(server, config, db_path):
+    from router_cli import Router
+
+    server.always("gpt-small", reply("late answer", first_token_delay=SLOW))
+    with Router(config, db_path) as router:
+        answer = router.ask("hello there", tier="simple", model="gpt-small", first_token_timeout=0.5)
+    assert answer.final.model == "claude-small"
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["error_kind"]) for r in rows] == [("gpt-small", "first_token_timeout"), ("claude-small", None)]
+    # 3 input tokens estimated ("\nhello there") at 0.15 USD/M; no output.
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["usage_estimated"]) == (3, 0, 1)
+    assert rows[0]["cost_usd"] == "0.00000045" and answer.attempts[0].cost == Decimal("0.00000045")
 
 
 def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):

@@ -180,9 +180,10 @@ def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) 
 def _bill_reported(attempt: Attempt, flight: Flight, model, provider_type: str) -> None:
     from .attempts import bill
 
-    tokens = flight.watch.tokens
+    tokens, estimated, duration = flight.billed()
     bill(attempt, model, provider_type, tokens[0], tokens[1], tokens[2], tokens[3])
-    attempt.duration_ms = flight.waited_ms
+    attempt.usage_estimated = estimated
+    attempt.duration_ms = duration
 
 
 def _first_failed(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit) -> None:

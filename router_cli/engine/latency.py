@@ -86,11 +86,27 @@ class Flight:
     def waited_ms(self) -> float:
         return elapsed_ms(self.start)
 
+    def billed(self) -> tuple[list[int], bool, float]:
+        """The tokens to bill for this call, abandoned, whether they are estimated, and the milliseconds it
+        was given (not counting the wait for its thread to end). The tokens are those its provider
+        reported before the cut; when it reported none (OpenAI reports usage only at the end) but the
+        request reached it (its stream opened), an estimate of the input, as for an interrupted stream."""
+        duration = self.waited_ms  # the time it was given, not the wait for its thread below
+        if self.thread.ident is not None and self.thread is not threading.current_thread():
+            self.thread.join(0.5)  # cut: it ends at once, and may still be taking the counts of its last event
+        tokens = list(self.watch.tokens)
+        if not any(tokens) and self.watch.reached:
+            from ..pricing import estimate_tokens
+
+            return [estimate_tokens(self.chat.sent_text), 0, 0, 0], True, duration
+        return tokens, False, duration
+
     def slow_error(self, limit: float) -> ProviderError:
-        """The error of a call abandoned for want of a first token, with the tokens reported before it."""
-        tokens = self.watch.tokens
+        """The error of a call abandoned for want of a first token, with the tokens billed before it."""
+        tokens, estimated, duration = self.billed()
         error = ProviderError("first_token_timeout", f"no first token within {limit:g} s; abandoned",
-                              input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=self.waited_ms)
+                              input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=duration,
+                              usage_estimated=estimated)
         error.cache_tokens = (tokens[2], tokens[3])
         return error
 
