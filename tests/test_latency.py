@@ -220,6 +220,34 @@ def test_an_abandoned_openai_call_is_billed_its_estimated_input(server, config, 
     assert rows[0]["cost_usd"] == "0.00000045" and answer.attempts[0].cost == Decimal("0.00000045")
 
 
+def test_ctrl_c_while_the_winning_hedge_streams_keeps_both_calls(tmp_path, server, db_path):
+    """Ctrl-C (a KeyboardInterrupt out of the reader, after the first chunk went out) while the hedge
+    that won streams its answer: both calls are in the ledger, each billed."""
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    server.always("gpt-small", reply("one two three four five six", chunk_delay=0.05))
+    seen: list[str] = []
+
+    def reader(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with Router(load_config(_hedge_config(tmp_path, server)), db_path) as router:
+        with pytest.raises(KeyboardInterrupt):
+            router.ask("hello there", tier="simple", on_text=reader)
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["status"], r["error_kind"], r["hedge"]) for r in rows] == [
+        ("claude-small", "error", "hedge_lost", "lost"), ("gpt-small", "error", "interrupted", "won")]
+    assert rows[0]["cost_usd"] == "0.0000056"  # 2 in, 1 out, as Anthropic reported when its stream opened
+    # OpenAI reported nothing yet: "\nhello there" estimated at 3 tokens in, the one chunk that went out
+    # ("one") at 1 token out: 3 x 0.15 + 1 x 0.60 USD/M.
+    assert (rows[1]["input_tokens"], rows[1]["output_tokens"], rows[1]["usage_estimated"]) == (3, 1, 1)
+    assert rows[1]["cost_usd"] == "0.00000105"
+
+
 def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):
     from router_cli.config import load_config
     from router_cli.engine.admission import worst_case

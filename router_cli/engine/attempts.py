@@ -159,8 +159,9 @@ class ChainRunner:
                 return action
             except BaseException:
                 # Ctrl-C (or a bug) mid-call: keep the attempt; text already streamed was billed.
-                _fill_interrupted(attempt, model, spec.type, call, emitted)
-                attempts.append(attempt)
+                if not any(a is attempt for a in attempts):  # a hedge that lost has it recorded already
+                    _fill_interrupted(attempt, model, spec.type, call, emitted)
+                    attempts.append(attempt)
                 raise
             _fill_answer(attempt, model, spec.type, response)
             attempts.append(attempt)

@@ -81,7 +81,7 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
             other_spec = runner.config.providers[other.provider]
             theirs = Attempt(tier.name, other_spec.name, other.model, "error", error="interrupted",
                              error_kind="interrupted", role=call.role, hedge="lost", **call.wording(other))
-            _bill_reported(theirs, flight, other, other_spec.type)
+            _bill_cut(theirs, flight, other, other_spec.type)
             attempts.append(theirs)
         raise
     if not hedges:  # no hedge was sent: the first call alone, as without hedging
@@ -126,6 +126,11 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
         except Exception as e:  # noqa: BLE001 - a ProviderError, or the reader gone (OutputFailed)
             attempts.append(attempt)
             return _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call)
+        except BaseException:  # Ctrl-C while the hedge streams its answer: both calls kept, each billed
+            theirs.status, theirs.error, theirs.error_kind = "error", "interrupted", "interrupted"
+            _bill_cut(theirs, flight, other, other_spec.type)
+            attempts += [attempt, theirs]
+            raise
         _fill_answer(theirs, other, other_spec.type, response)
         attempts += [attempt, theirs]
         runner.admitter.outcome(other_spec, other, ticket)
@@ -177,12 +182,16 @@ def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) 
     _fill_failure(attempt, model, provider_type, error)
 
 
-def _bill_reported(attempt: Attempt, flight: Flight, model, provider_type: str) -> None:
+def _bill_cut(attempt: Attempt, flight: Flight, model, provider_type: str) -> None:
+    """A call cut by Ctrl-C: what its provider reported, or an estimate of what it was sent and of the
+    text it streamed (as an interrupted stream is billed)."""
+    from ..providers.base import billed_before_failure
     from .attempts import bill
 
     tokens, estimated, duration = flight.billed()
-    bill(attempt, model, provider_type, tokens[0], tokens[1], tokens[2], tokens[3])
-    attempt.usage_estimated = estimated
+    input_tokens, output_tokens, streamed = billed_before_failure(flight.chat, tokens[:2], flight.parts)
+    bill(attempt, model, provider_type, input_tokens, output_tokens, tokens[2], tokens[3])
+    attempt.usage_estimated = estimated or streamed
     attempt.duration_ms = duration
 
 

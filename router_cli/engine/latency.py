@@ -47,6 +47,7 @@ class Flight:
         self.race, self.provider, self.chat, self.forward = race, provider, chat, forward
         self.watch = Watch(on_start=self._claim)
         self.response = None
+        self.parts: list[str] = []
         self.error: BaseException | None = None
         self.done = False
         self.lost = False  # abandoned: too slow to start, or another call won
@@ -56,6 +57,7 @@ class Flight:
     def _sink(self, text: str) -> None:
         self._claim()
         self.forward(text)
+        self.parts.append(text)  # what went out: billed as an estimate if the call is cut by Ctrl-C
 
     def _claim(self) -> None:
         """A piece of this call's answer came (text or a tool call): it wins the race, unless it lost."""
