@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import ledger_rows, write_config
-from tests.provider_server import reply, tool_call
+from tests.provider_server import error, reply, tool_call
 
 SLOW = 20.0
 
@@ -246,6 +246,25 @@ def test_ctrl_c_while_the_winning_hedge_streams_keeps_both_calls(tmp_path, serve
     # ("one") at 1 token out: 3 x 0.15 + 1 x 0.60 USD/M.
     assert (rows[1]["input_tokens"], rows[1]["output_tokens"], rows[1]["usage_estimated"]) == (3, 1, 1)
     assert rows[1]["cost_usd"] == "0.00000105"
+
+
+def test_a_hedge_rejecting_the_request_stops_the_chain(tmp_path, server, db_path):
+    """The hedge's 400 (the request itself is wrong) ends the chain as any 400 does: no other model is
+    tried; the first model, too slow to start, is given up."""
+    from router_cli import Router
+    from router_cli.config import load_config
+    from router_cli.errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed
+
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    server.always("gpt-small", error(400, message="bad field"))
+    with Router(load_config(_hedge_config(tmp_path, server)), db_path) as router:
+        with pytest.raises(AllAttemptsFailed) as failed:
+            router.ask("hello there", tier="simple", first_token_timeout=0.5)
+    assert failed.value.exit_code == EXIT_REQUEST_REJECTED
+    assert "rejected the request" in str(failed.value) and "bad field" in str(failed.value)
+    assert [(r["model"], r["error_kind"]) for r in _answer_rows(db_path)] == [
+        ("claude-small", "first_token_timeout"), ("gpt-small", "bad_request")]
+    assert server.calls("claude-mid") == [] and server.calls("gpt-mid") == []
 
 
 def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):

@@ -138,11 +138,12 @@ class ChainRunner:
                     response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt)
                 else:
                     response = self._complete(provider, chat, call, model, spec, emitted)
-            except HedgeAnswered:
+            except HedgeAnswered as h:
+                self._hedge_failures(attempts, h.failures, chain, ticket, call)  # an answer came: nothing is fatal
                 return None, False
-            except HedgeFailed:
+            except HedgeFailed as h:
                 call.streamed = call.streamed or bool(emitted)
-                return "next"
+                return self._hedge_failures(attempts, h.failures, chain, ticket, call) or "next"
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
                 attempt.usage_estimated = e.usage[2]
@@ -212,26 +213,10 @@ class ChainRunner:
         """After a failed try (the last of ``attempts``): ``"retry"`` (having slept), ``"next"``, or ``(error, True)``."""
         attempt = attempts[-1]
         tier, model = chain[position]
-        spec = self.config.providers[model.provider]
         policy = self.config.retry
-        if e.reached or ticket.probe:
-            self.admitter.outcome(spec, model, ticket, e)
-        else:
-            call.unreached.append((spec, model, ticket, e))
-        if e.retryable and e.retry_after is not None and e.retry_after <= policy.max_retry_after:
-            # The provider told us to hold off: every thread waits it out, or uses a
-            # tier-mate, before calling this provider again.
-            self.admitter.pauses.pause(spec.name, e.retry_after)
-        if e.kind == "auth":
-            return MissingKeyError(
-                f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
-                f"(HTTP {e.status}): check or replace the key in that variable"
-            ), True
-        if not e.model_fault:
-            return AllAttemptsFailed(
-                f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
-                attempts, exit_code=EXIT_REQUEST_REJECTED,
-            ), True
+        fatal = self._failed(e, attempts, attempt, model, ticket, call)
+        if fatal is not None:
+            return fatal
         if e.retryable and self.admitter.mate_ready(chain, position):
             self.on_note(f"{attempt.label} failed: {e}; trying the next model of {tier.name}")
             return "next"
@@ -245,6 +230,41 @@ class ChainRunner:
         if e.retry_after is None:
             self.sleep(wait)  # else the pause is slept out before the next call
         return "retry"
+
+    def _failed(self, e, attempts: list[Attempt], attempt: Attempt, model: ModelSpec, ticket, call: Call):
+        """What any failed call of ``model`` tells (its breaker; a retry-after pause), and the
+        ``(error, True)`` that ends the chain when no other model would do better (a rejected key or
+        request); else None."""
+        spec = self.config.providers[model.provider]
+        if e.reached or ticket.probe:
+            self.admitter.outcome(spec, model, ticket, e)
+        else:
+            call.unreached.append((spec, model, ticket, e))
+        if e.retryable and e.retry_after is not None and e.retry_after <= self.config.retry.max_retry_after:
+            # The provider told us to hold off: every thread waits it out, or uses a
+            # tier-mate, before calling this provider again.
+            self.admitter.pauses.pause(spec.name, e.retry_after)
+        if e.kind == "auth":
+            return MissingKeyError(
+                f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
+                f"(HTTP {e.status}): check or replace the key in that variable"
+            ), True
+        if not e.model_fault:
+            return AllAttemptsFailed(
+                f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
+                attempts, exit_code=EXIT_REQUEST_REJECTED,
+            ), True
+        return None
+
+    def _hedge_failures(self, attempts: list[Attempt], failures: list, chain: Chain, ticket, call: Call):
+        """The failures of a hedged pair of calls, each told as any failure is (not retried: the chain
+        goes on after both): the first ``(error, True)`` that ends the chain, or None. ``failures``
+        holds (error, attempt, position, ticket), the ticket None for the first model's own."""
+        fatal = None
+        for e, attempt, at, theirs in failures:
+            told = self._failed(e, attempts, attempt, chain[at][1], theirs if theirs is not None else ticket, call)
+            fatal = fatal or told
+        return fatal
 
     def _retry_wait(self, e, retry: int) -> float | None:
         """Seconds before the next try, or None to move on to the next model."""

@@ -25,11 +25,22 @@ if TYPE_CHECKING:
 
 
 class HedgeAnswered(Exception):
-    """The hedge won: its attempt (the last of the attempts) answered."""
+    """The hedge won: its attempt (the last of the attempts) answered. ``failures``: the first model's
+    own failure, if it failed (error, attempt, position, None: the caller's ticket)."""
+
+    def __init__(self, failures: list | None = None):
+        super().__init__("the hedge answered")
+        self.failures = failures or []
 
 
 class HedgeFailed(Exception):
-    """Both calls of a hedge are over and neither answered (both attempts appended): try the next model."""
+    """Both calls of a hedge are over and neither answered (both attempts appended): try the next model,
+    unless a failure says no model would do better. ``failures``: (error, attempt, position, ticket or
+    None for the caller's own), told as any failure is (engine/attempts.py)."""
+
+    def __init__(self, failures: list | None = None):
+        super().__init__("neither call of the hedge answered")
+        self.failures = failures or []
 
 
 def mate(chain: Chain, position: int, call: "Call") -> int | None:
@@ -118,14 +129,16 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
         _lost(theirs, flight, other, other_spec.type, outcome)
         attempts.append(theirs)
         return race.finish(first)
-    _first_failed(attempt, first, model, spec.type, outcome, first_token_limit(model, spec, call.first_token_timeout))
+    failed = _first_failed(attempt, first, model, spec.type, outcome,
+                           first_token_limit(model, spec, call.first_token_timeout))
+    failures = [(failed, attempt, position, None)] if failed is not None else []
     if outcome.winner is flight:
         theirs.hedge = "won"
         try:
             response = race.finish(flight)
         except Exception as e:  # noqa: BLE001 - a ProviderError, or the reader gone (OutputFailed)
             attempts.append(attempt)
-            return _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call)
+            return _hedge_error(attempts, theirs, e, other, other_spec, (at, ticket), failures)
         except BaseException:  # Ctrl-C while the hedge streams its answer: both calls kept, each billed
             theirs.status, theirs.error, theirs.error_kind = "error", "interrupted", "interrupted"
             _bill_cut(theirs, flight, other, other_spec.type)
@@ -134,7 +147,7 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
         _fill_answer(theirs, other, other_spec.type, response)
         attempts += [attempt, theirs]
         runner.admitter.outcome(other_spec, other, ticket)
-        raise HedgeAnswered()
+        raise HedgeAnswered(failures)
     attempts.append(attempt)
     # Neither answered: the hedge failed or ran out of time too.
     error = flight.error if flight.error is not None else flight.slow_error(
@@ -142,13 +155,11 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
     if not isinstance(error, ProviderError):
         raise error  # not a failure of the call (a bug): let it through
     _fill_failure(theirs, other, other_spec.type, error)
-    if flight.error is not None and error.reached:
-        runner.admitter.outcome(other_spec, other, ticket, error)
     attempts.append(theirs)
-    raise HedgeFailed()
+    raise HedgeFailed([*failures, (error, theirs, at, ticket)])
 
 
-def _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call):
+def _hedge_error(attempts, theirs, e, other, other_spec, hedge: tuple[int, object], failures: list):
     """The winning hedge broke off after it started: its failure recorded, then the next model."""
     from ..providers import OutputFailed, ProviderError
     from .attempts import _fill_failure, bill
@@ -163,9 +174,7 @@ def _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call):
         raise e
     _fill_failure(theirs, other, other_spec.type, e)
     attempts.append(theirs)
-    if e.reached:
-        runner.admitter.outcome(other_spec, other, ticket, e)
-    raise HedgeFailed()
+    raise HedgeFailed([*failures, (e, theirs, *hedge)])
 
 
 def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) -> None:
@@ -195,14 +204,18 @@ def _bill_cut(attempt: Attempt, flight: Flight, model, provider_type: str) -> No
     attempt.duration_ms = duration
 
 
-def _first_failed(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit) -> None:
-    """The first call, when it did not win: its own failure, too slow a start, or beaten by the hedge."""
+def _first_failed(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit):
+    """The first call, when it did not win: its own failure, too slow a start, or beaten by the hedge;
+    the error when it failed (not when it was only beaten)."""
+    from ..providers import ProviderError
     from .attempts import _fill_failure
 
     if flight in outcome.slow:
-        _fill_failure(attempt, model, provider_type, flight.slow_error(limit or 0.0))
-    else:
-        _lost(attempt, flight, model, provider_type, outcome)
+        error = flight.slow_error(limit or 0.0)
+        _fill_failure(attempt, model, provider_type, error)
+        return error
+    _lost(attempt, flight, model, provider_type, outcome)
+    return flight.error if flight in outcome.failed and isinstance(flight.error, ProviderError) else None
 
 
 def _admit(runner: "ChainRunner", chain: Chain, position: int, second: int, call: "Call",
