@@ -137,10 +137,16 @@ def test_a_model_over_its_slo_is_demoted_until_it_recovers(tmp_path, server, mmr
     assert re.search(r"│ anthropic/claude-small │ [\d,]+/[\d,]+ │ [\d,]+/[\d,]+ │ 200/- │ demoted │", table)
     assert "Demoted (slow)" in table and "tried after its tier-mates until it recovers" in table
 
+    # Asked for by name (a session's pin), a demoted model still comes after its tier-mates.
+    with Router(load_config(config), db_path) as router:
+        assert router.ask("hello there", tier="simple", model="claude-small").final.model == "gpt-small"
+        assert router.ask("hello there", tier="simple", model="gpt-small").final.model == "gpt-small"
+
     # Once the slow calls have left the breaker window (600 s), it is first again.
     server.always("claude-small", None)
     with Router(load_config(config), db_path, clock=lambda: time.time() + 601) as later:
         answer = later.ask("hello there", tier="simple")
+        assert later.ask("hello there", tier="simple", model="gpt-small").final.model == "gpt-small"  # pinned first
     assert answer.final.model == "claude-small" and not answer.policy
 
 

@@ -222,27 +222,41 @@ def call_watched(provider, chat, forward: Callable[[str], None], limit: float | 
     return race.finish(flight)
 
 
-def demote_slow(chain: list, request, now: float) -> list:
+def demote_slow(chain: list, request, now: float, pinned: str | None = None) -> list:
     """``chain`` with each model over its latency SLO moved behind its tier-mates (policy/latency.py),
-    each demotion noted on ``request``; unchanged when no model of it has an SLO or nothing is recorded."""
+    each demotion noted on ``request``; unchanged when no model of it has an SLO or nothing is recorded.
+    ``pinned`` (a model asked for by name) is then put first, unless it was demoted: a slow model stays
+    behind its tier-mates even when asked for."""
+    reasons = _slow_models(chain, request, now)
+    if reasons:
+        from ..policy.latency import demote
+
+        chain = demote(chain, reasons)
+    if pinned is not None and not any(model == pinned for _, model in reasons):
+        chain = sorted(chain, key=lambda link: link[1].model != pinned)
+    return chain
+
+
+def _slow_models(chain: list, request, now: float) -> dict[tuple[str, str], str]:
+    """Why each model of ``chain`` over its latency SLO is demoted, by (provider, model), each noted."""
     if request.store is None or not any(m.slo is not None for _, m in chain):
-        return chain
+        return {}
     from datetime import datetime, timezone
 
     from ..errors import LedgerError
     from ..ledger.queries import latency_samples
-    from ..policy.latency import demote, demotion, model_latency
+    from ..policy.latency import demotion, model_latency
 
     window = request.config.breaker.window
     try:
         stats = model_latency(latency_samples(request.store, datetime.fromtimestamp(now - window, timezone.utc)))
     except LedgerError as e:
         request.on_note(f"latency SLOs not checked ({e})")
-        return chain
+        return {}
     reasons: dict[tuple[str, str], str] = {}
     for _, model in chain:
         why = demotion(model, stats.get((model.provider, model.model)), window)
         if why is not None and (model.provider, model.model) not in reasons:
             reasons[(model.provider, model.model)] = why
             request.note(f"demoted {model.provider}/{model.model}: {why}")
-    return demote(chain, reasons) if reasons else chain
+    return reasons

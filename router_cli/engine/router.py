@@ -192,9 +192,10 @@ class Router:
                     on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
                     prompt_cache=options.prompt_cache or request.config.prompt_cache, native=options.native,
                     first_token_timeout=options.first_token_timeout)
-        chain = demote_slow(self.chain(request.start_tier, request.request_id, request.config), request, self.clock())
-        if options.model is not None and request.start_tier == request.decision.tier:  # that model first, then the rest
-            chain.sort(key=lambda link: link[1].model != options.model)
+        # The model asked for first (then the rest), unless it is demoted for being slow.
+        pinned = options.model if request.start_tier == request.decision.tier else None
+        chain = demote_slow(self.chain(request.start_tier, request.request_id, request.config), request,
+                            self.clock(), pinned)
         with recording_on_interrupt(request):
             if options.native is not None:
                 chain = speaking(chain, options.native.protocol, request)
