@@ -194,6 +194,10 @@ def test_a_hedged_request_returns_the_faster_answer_and_records_both(tmp_path, s
                                 "share_of_spend": pytest.approx(56 / 83)}
     text = " ".join(mmr("costs").stdout.decode().split())
     assert "Hedging: 1 hedged requests; the 1 calls they cancelled cost $0.000006, 67.5% of spend." in text
+    # The cancelled call is a call of claude-small, not one of its failures.
+    health = json.loads(mmr("health", "--config", str(config), "--json").stdout)
+    claude = next(m for m in health["models"] if m["model"] == "claude-small")
+    assert (claude["calls"], claude["errors"], claude["error_rate"]) == (1, 0, 0.0)
 
 
 def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_path):

@@ -230,9 +230,11 @@ def breaker_rows(store) -> list[tuple]:
 
 def model_call_counts(store, since: datetime) -> list[tuple[str, str, int, int]]:
     """(provider, model, calls, failed calls) since ``since``, counting only calls that reached
-    the provider (answers, errors and gate verdicts; not cache hits)."""
+    the provider (answers, errors and gate verdicts; not cache hits). A hedge's loser, cancelled
+    because the other call started first (``hedge_lost``), is a call but not a failure."""
     return store.read(
-        "SELECT provider, model, count(*), coalesce(sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) FROM calls "
+        "SELECT provider, model, count(*), coalesce(sum(CASE WHEN status = 'error' AND "
+        "coalesce(error_kind, '') <> 'hedge_lost' THEN 1 ELSE 0 END), 0) FROM calls "
         "WHERE datetime_utc >= ? AND status IN ('ok', 'error', 'rejected', 'best_effort') GROUP BY provider, model",
         [stamp(since)],
     ).fetchall()
