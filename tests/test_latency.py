@@ -277,6 +277,24 @@ def test_a_hedge_rejecting_the_request_stops_the_chain(tmp_path, server, db_path
     assert server.calls("claude-mid") == [] and server.calls("gpt-mid") == []
 
 
+def test_a_hedge_given_up_at_its_own_first_token_limit_is_labelled_so(tmp_path, server, db_path):
+    """The hedge (gpt-small, its own limit 0.2 s) runs out of time before the first model starts:
+    it is a first_token_timeout, not a call cancelled because the other started first."""
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    config = _hedge_config(tmp_path, server)
+    config.write_text(config.read_text().replace("model: gpt-small,", "model: gpt-small, first_token_timeout: 0.2,"))
+    server.always("claude-small", reply("first after all", first_token_delay=1.0))
+    server.always("gpt-small", reply("later", first_token_delay=SLOW))
+    with Router(load_config(config), db_path) as router:
+        assert router.ask("hello there", tier="simple").text == "first after all"
+    rows = {r["model"]: r for r in _answer_rows(db_path)}
+    assert (rows["gpt-small"]["error_kind"], rows["gpt-small"]["hedge"]) == ("first_token_timeout", "lost")
+    assert "no first token within 0.2 s; abandoned" in rows["gpt-small"]["error"]
+    assert (rows["claude-small"]["status"], rows["claude-small"]["hedge"]) == ("ok", "won")
+
+
 def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):
     from router_cli.config import load_config
     from router_cli.engine.admission import worst_case

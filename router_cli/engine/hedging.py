@@ -126,7 +126,8 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
     attempt.hedge = "lost"
     if outcome.winner is first:
         attempt.hedge = "won"
-        _lost(theirs, flight, other, other_spec.type, outcome)
+        _lost(theirs, flight, other, other_spec.type, outcome,
+              first_token_limit(other, other_spec, call.first_token_timeout))
         attempts.append(theirs)
         return race.finish(first)
     failed = _first_failed(attempt, first, model, spec.type, outcome,
@@ -177,14 +178,18 @@ def _hedge_error(attempts, theirs, e, other, other_spec, hedge: tuple[int, objec
     raise HedgeFailed([*failures, (e, theirs, *hedge)])
 
 
-def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) -> None:
-    """A call beaten by the other: cancelled, billed what its provider reported before the cut."""
+def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit: float | None = None) -> None:
+    """A call beaten by the other: cancelled, billed what its provider reported before the cut; or
+    given up already, at its own first-token ``limit``, or failed on its own."""
     from .attempts import _fill_failure
 
     from ..providers import ProviderError
 
     if flight in outcome.failed and isinstance(flight.error, ProviderError):
         _fill_failure(attempt, model, provider_type, flight.error)  # it had failed on its own first
+        return
+    if flight in outcome.slow:  # it ran out of its own first-token limit before the other started
+        _fill_failure(attempt, model, provider_type, flight.slow_error(limit or 0.0))
         return
     error = flight.slow_error(0.0)
     error.kind, error.message = "hedge_lost", "the other call of the hedge started first; cancelled"
