@@ -343,6 +343,33 @@ def test_bad_latency_values_are_config_errors_naming_the_key(tmp_path, server, m
     assert b"Traceback" not in result.stderr
 
 
+def test_a_local_model_takes_no_first_token_timeout(tmp_path, server, mmr):
+    """llama.cpp runs in process and cannot be cut off: the key is refused on a local model, and a
+    local provider takes no such key at all."""
+    config = write_config(tmp_path / "local.yaml", server.url)
+    text = config.read_text().replace("  openai:\n", "  llama:\n    type: local\n  openai:\n", 1)
+    model = "      - {provider: llama, model: tiny, first_token_timeout: 1s}\n"
+    config.write_text(text.replace("  - name: medium\n", model + "  - name: medium\n", 1))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "hello")
+    assert result.returncode == 3
+    assert result.stderr.decode() == (
+        f"Error: {config}: tiers[0].models[2].first_token_timeout: a local model's call cannot be cut off "
+        "(llama.cpp runs in this process): drop first_token_timeout from this model\n")
+    config.write_text(text.replace("    type: local\n", "    type: local\n    first_token_timeout: 1s\n", 1))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "hello")
+    assert result.returncode == 3 and "providers.llama.first_token_timeout: unknown key" in result.stderr.decode()
+
+
+def test_the_first_token_timeout_flag_skips_local_models(config):
+    """``--first-token-timeout`` is for the models that can be cut off: not a local one."""
+    from router_cli.config import ProviderSpec
+    from router_cli.engine.latency import first_token_limit
+
+    model = config.tiers[0].models[1]
+    assert first_token_limit(model, config.providers["openai"], 0.5) == 0.5
+    assert first_token_limit(model, ProviderSpec("llama", "local", None), 0.5) is None
+
+
 def test_hedge_needs_a_second_model_in_its_tier(tmp_path, server, mmr):
     config = tmp_path / "one.yaml"
     config.write_text(f"providers:\n  openai: {{type: openai, base_url: '{server.url}/v1', api_key_env: TEST_OPENAI_KEY}}\n"

@@ -25,7 +25,10 @@ from ..providers.base import ProviderError, Watch, elapsed_ms
 
 
 def first_token_limit(model: ModelSpec, spec: ProviderSpec, override: float | None) -> float | None:
-    """Seconds ``model`` may take to its first token: ``--first-token-timeout``, else the model's, else its provider's."""
+    """Seconds ``model`` may take to its first token: ``--first-token-timeout``, else the model's, else its
+    provider's. None for a local model: llama.cpp runs in this process, and a call given up would run on."""
+    if spec.type == "local":
+        return None
     if override is not None:
         return override
     return model.first_token_timeout if model.first_token_timeout is not None else spec.first_token_timeout
