@@ -208,8 +208,10 @@ def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_pat
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout)["text"] == "first after all"
     rows = _answer_rows(db_path)
-    assert [(r["model"], r["status"], r["hedge"]) for r in rows] == [
-        ("gpt-small", "error", "lost"), ("claude-small", "ok", "won")]
+    # In the order the calls started: the first model (it won), then its hedge.
+    assert [(r["model"], r["status"], r["hedge"], r["attempt"]) for r in rows] == [
+        ("claude-small", "ok", "won", 1), ("gpt-small", "error", "lost", 2)]
+    rows = rows[::-1]
     # OpenAI reports usage only at the end: the request reached it (its stream opened), so its input is
     # billed as an estimate, as for an interrupted stream: "\nhello there" is 3 tokens at 0.15 USD/M.
     assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["usage_estimated"]) == (3, 0, 1)

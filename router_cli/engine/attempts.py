@@ -81,7 +81,7 @@ class ChainRunner:
             request: "Request | None" = None) -> tuple[MmrError | None, bool]:
         """Try the models of ``chain`` in order, appending each try to ``attempts``.
 
-        Returns ``(None, False)`` when the last attempt answered, else ``(error, fatal)``:
+        Returns ``(None, False)`` when :func:`answered` is the attempt that answered, else ``(error, fatal)``:
         ``fatal`` when no other model should be tried (a rejected key or request).
         """
         start = len(attempts)
@@ -132,10 +132,12 @@ class ChainRunner:
                 self.on_note(f"{spec.name} asked to hold off (retry-after): waiting {paused:.2f} s before {attempt.label}")
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
+            after: list[Attempt] = []  # a hedge's attempt, recorded after this one (it started later)
             try:
                 if retry == 0 and mate(chain, position, call) is not None:
                     forward = _sink(call.on_text, emitted) if call.on_text else _discard
-                    response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt)
+                    response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt,
+                                           after)
                 else:
                     response = self._complete(provider, chat, call, model, spec, emitted)
             except HedgeAnswered as h:
@@ -148,13 +150,14 @@ class ChainRunner:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
                 attempt.usage_estimated = e.usage[2]
                 bill(attempt, model, spec.type, e.usage[0], e.usage[1], *e.cache_tokens)
-                attempts.append(attempt)
+                attempts += [attempt, *after]
                 raise e.error from None
             except ProviderError as e:
                 call.streamed = call.streamed or bool(emitted)
                 _fill_failure(attempt, model, spec.type, e)
                 attempts.append(attempt)
                 action = self._after_failure(e, attempts, chain, position, retry, ticket, call)
+                attempts += after
                 if action == "retry":
                     continue
                 return action
@@ -163,9 +166,10 @@ class ChainRunner:
                 if not any(a is attempt for a in attempts):  # a hedge that lost has it recorded already
                     _fill_interrupted(attempt, model, spec.type, call, emitted)
                     attempts.append(attempt)
+                attempts += after
                 raise
             _fill_answer(attempt, model, spec.type, response)
-            attempts.append(attempt)
+            attempts += [attempt, *after]
             self.admitter.outcome(spec, model, ticket)
             return None, False
         return "next"
@@ -295,6 +299,13 @@ class ChainRunner:
             labels = ", ".join(dict.fromkeys(a.label for a in attempts))
             return AllAttemptsFailed(f"{head}, each the same way: {labels}: {attempts[0].error}", attempts)
         return AllAttemptsFailed(f"{head}: " + "; ".join(_counted(attempts)), attempts)
+
+
+def answered(attempts: list[Attempt]) -> Attempt:
+    """The attempt that answered, once :meth:`ChainRunner.run` returned no error: the last one, but for
+    the cancelled hedge of a first model that won (recorded after it: attempts are in the order the
+    calls started)."""
+    return next((a for a in reversed(attempts) if a.hedge != "lost"), attempts[-1])
 
 
 def _counted(attempts: list[Attempt]) -> list[str]:

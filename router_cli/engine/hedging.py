@@ -54,9 +54,11 @@ def mate(chain: Chain, position: int, call: "Call") -> int | None:
 
 
 def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call",
-                request: "Request | None", chat, forward: Callable[[str], None], attempt: Attempt):
+                request: "Request | None", chat, forward: Callable[[str], None], attempt: Attempt,
+                after: list[Attempt]):
     """The first call of a hedging tier, with its hedge: the first model's response when it wins
-    (the hedge's attempt appended before the caller appends ``attempt``). Raises the first model's
+    (the hedge's attempt put in ``after``, for the caller to record after ``attempt``: in the order
+    the calls started; so too when interrupted before either answered). Raises the first model's
     error when it fails and no hedge was sent, :class:`HedgeAnswered` when the hedge won, and
     :class:`HedgeFailed` when both calls failed (both attempts appended)."""
     tier, model = chain[position]
@@ -93,13 +95,13 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
             theirs = Attempt(tier.name, other_spec.name, other.model, "error", error="interrupted",
                              error_kind="interrupted", role=call.role, hedge="lost", **call.wording(other))
             _bill_cut(theirs, flight, other, other_spec.type)
-            attempts.append(theirs)
+            after.append(theirs)
         raise
     if not hedges:  # no hedge was sent: the first call alone, as without hedging
         if outcome.slow:
             raise first.slow_error(first_token_limit(model, spec, call.first_token_timeout) or 0.0)
         return race.finish(first)
-    return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], attempt)
+    return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], (attempt, after))
 
 
 def _warm(runner: "ChainRunner", spec) -> None:
@@ -110,7 +112,7 @@ def _warm(runner: "ChainRunner", spec) -> None:
 
 
 def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call", race: Race,
-             outcome, hedge: tuple[Flight, int, object], attempt: Attempt):
+             outcome, hedge: tuple[Flight, int, object], mine: tuple[Attempt, list[Attempt]]):
     """A race with a hedge, settled: both calls' attempts, and the answer (see :func:`hedged_call`)."""
     from ..providers import ProviderError
     from .attempts import _fill_answer, _fill_failure
@@ -119,6 +121,7 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
     spec = runner.config.providers[model.provider]
     first = race.flights[0]
     flight, at, ticket = hedge
+    attempt, after = mine
     _, other = chain[at]
     other_spec = runner.config.providers[other.provider]
     theirs = Attempt(tier.name, other_spec.name, other.model, "ok", role=call.role, hedge="lost",
@@ -128,7 +131,7 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
         attempt.hedge = "won"
         _lost(theirs, flight, other, other_spec.type, outcome,
               first_token_limit(other, other_spec, call.first_token_timeout))
-        attempts.append(theirs)
+        after.append(theirs)
         return race.finish(first)
     failed = _first_failed(attempt, first, model, spec.type, outcome,
                            first_token_limit(model, spec, call.first_token_timeout))

@@ -31,7 +31,7 @@ from ..policy.pauses import ProviderPauses
 from ..pricing import estimate_tokens, max_input_tokens
 from . import caching
 from .admission import Admitter, worst_case
-from .attempts import Call, ChainRunner, transcript
+from .attempts import Call, ChainRunner, answered, transcript
 from .caller import UnderConfig
 from .chains import models_of, speaking
 from .latency import demote_slow
@@ -205,7 +205,7 @@ class Router:
             if ledger_error is not None:
                 failure.message += f" (and the ledger could not be written: {ledger_error})"
             raise failure
-        final = request.attempts[-1]
+        final = answered(request.attempts)
         if cache is not None and key is not None:
             caching.store(cache, key, request, final)
         return self._answer(request, final, started)
@@ -354,7 +354,8 @@ class Router:
                                      Call(prompt, system, max_tokens, 0.0, role="classifier"))
         if failure is not None:
             return ModelReply(None, None, str(failure), tuple(attempts))
-        return ModelReply(attempts[-1].text, attempts[-1].model, None, tuple(attempts))
+        final = answered(attempts)
+        return ModelReply(final.text, final.model, None, tuple(attempts))
 
     def api_key(self, spec: ProviderSpec) -> str | None:
         """The provider's key from the environment (a classifier's ModelCaller needs it too)."""
