@@ -297,6 +297,22 @@ def test_a_hedge_given_up_at_its_own_first_token_limit_is_labelled_so(tmp_path, 
     assert (rows["claude-small"]["status"], rows["claude-small"]["hedge"]) == ("ok", "won")
 
 
+def test_a_hedges_retry_after_pauses_its_provider(tmp_path, server, db_path):
+    """The hedge's 429 with retry-after 4 s: its provider is paused as after any such failure (the
+    next tier's OpenAI model waits; its Anthropic model answers)."""
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    server.always("gpt-small", error(429, retry_after=4))
+    with Router(load_config(_hedge_config(tmp_path, server)), db_path) as router:
+        answer = router.ask("hello there", tier="simple", first_token_timeout=0.5)
+        assert router.admitter.pauses.remaining("openai") > 2
+    assert answer.final.model == "claude-mid"
+    assert [(r["model"], r["error_kind"]) for r in _answer_rows(db_path)] == [
+        ("claude-small", "first_token_timeout"), ("gpt-small", "rate_limit"), ("claude-mid", None)]
+
+
 def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):
     from router_cli.config import load_config
     from router_cli.engine.admission import worst_case
