@@ -198,6 +198,17 @@ def test_a_hedged_request_returns_the_faster_answer_and_records_both(tmp_path, s
     health = json.loads(mmr("health", "--config", str(config), "--json").stdout)
     claude = next(m for m in health["models"] if m["model"] == "claude-small")
     assert (claude["calls"], claude["errors"], claude["error_rate"]) == (1, 0, 0.0)
+    # Nor in the dashboard's per-model errors.
+    from datetime import datetime, timedelta, timezone
+
+    from router_cli.ledger import open_ledger
+    from router_cli.reports.dashboard import dashboard
+
+    with open_ledger(db_path) as ledger:
+        data = dashboard(ledger, datetime.now(timezone.utc) - timedelta(hours=1))
+    models = {m["model"]: m for m in data["models"]}
+    assert (models["claude-small"]["calls"], models["claude-small"]["errors"]) == (1, 0)
+    assert (models["gpt-small"]["calls"], models["gpt-small"]["errors"]) == (1, 0)
 
 
 def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_path):
@@ -442,7 +453,9 @@ def test_demotion_and_hedging_read_both_ledgers(tmp_path, server, ledger_url):
     from router_cli import Router
     from router_cli.config import load_config
     from router_cli.ledger import open_ledger
+    from router_cli.ledger.queries import model_call_counts
     from router_cli.reports.costs import hedge_summary
+    from router_cli.reports.dashboard import dashboard
 
     config = _slo_config(tmp_path, server, "{ttft: 0.2s, min_calls: 2}")
     config.write_text(config.read_text().replace("  - name: simple\n", "  - name: simple\n    hedge: 0.3s\n"))
@@ -455,6 +468,11 @@ def test_demotion_and_hedging_read_both_ledgers(tmp_path, server, ledger_url):
     now = datetime.now(timezone.utc)
     with open_ledger(ledger_url) as ledger:
         summary = hedge_summary(ledger, now - timedelta(hours=1), now + timedelta(minutes=1), answers[0].cost * 2)
+        # The two cancelled calls are calls of claude-small, not failures: in mmr health and the dashboard.
+        counts = {m: (calls, errors) for _, m, calls, errors in model_call_counts(ledger, now - timedelta(hours=1))}
+        models = {m["model"]: m for m in dashboard(ledger, now - timedelta(hours=1))["models"]}
+    assert counts["claude-small"] == (2, 0)
+    assert (models["claude-small"]["calls"], models["claude-small"]["errors"]) == (2, 0)
     assert summary["requests"] == 2 and summary["cancelled_calls"] == 2
     assert summary["cancelled_usd"] == "0.0000112"  # 2 x (2 input tokens at 0.80 + 1 output at 4.00 per M)
 
