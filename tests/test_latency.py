@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from decimal import Decimal
 
 import pytest
 
 from tests.conftest import ledger_rows, write_config
-from tests.provider_server import reply
+from tests.provider_server import error, reply, tool_call
 
 SLOW = 20.0
 
@@ -61,6 +62,26 @@ def test_the_abandoned_call_keeps_the_tokens_its_provider_reported(mmr, server, 
     assert (abandoned["input_tokens"], abandoned["output_tokens"]) == (2, 1)
     assert abandoned["cost_usd"] == "0.0000056"
     assert json.loads(result.stdout)["attempts"][0]["cost_usd"] == "0.0000056"
+
+
+@pytest.mark.parametrize("model, delay", [("claude-small", 0.14), ("gpt-small", 0.15)])
+def test_an_answer_that_is_only_a_tool_call_starts_with_its_first_piece(server, config, db_path, model, delay):
+    """A slow stream of a tool call (no text at all) that starts within the 1 s limit but ends after
+    it (Anthropic's tool_use block opens 0.7 s in, OpenAI's first tool piece 0.3 s in; each stream
+    takes 1.2 s or more): it is answered, not abandoned for want of a first token."""
+    from router_cli import Router
+
+    step = tool_call("lookup", {"city": "Paris"})
+    step.extra["chunk_delay"] = delay
+    server.always(model, step)
+    with Router(config, db_path) as router:
+        answer = router.ask("weather?", tier="simple", model=model, first_token_timeout=1.0)
+    assert (answer.final.model, answer.final.status) == (model, "ok")
+    assert [a.model for a in answer.attempts] == [model]  # not cut, no other model tried
+    assert answer.final.tool_calls and "Paris" in json.dumps(answer.final.tool_calls[0])
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["status"], r["error_kind"]) for r in rows] == [(model, "ok", None)]
+    assert rows[0]["ttft_ms"] is not None and 100 <= rows[0]["ttft_ms"] < rows[0]["duration_ms"]
 
 
 def test_a_model_timeout_wins_over_its_providers(tmp_path, server, mmr, db_path):
@@ -116,10 +137,16 @@ def test_a_model_over_its_slo_is_demoted_until_it_recovers(tmp_path, server, mmr
     assert re.search(r"│ anthropic/claude-small │ [\d,]+/[\d,]+ │ [\d,]+/[\d,]+ │ 200/- │ demoted │", table)
     assert "Demoted (slow)" in table and "tried after its tier-mates until it recovers" in table
 
+    # Asked for by name (a session's pin), a demoted model still comes after its tier-mates.
+    with Router(load_config(config), db_path) as router:
+        assert router.ask("hello there", tier="simple", model="claude-small").final.model == "gpt-small"
+        assert router.ask("hello there", tier="simple", model="gpt-small").final.model == "gpt-small"
+
     # Once the slow calls have left the breaker window (600 s), it is first again.
     server.always("claude-small", None)
     with Router(load_config(config), db_path, clock=lambda: time.time() + 601) as later:
         answer = later.ask("hello there", tier="simple")
+        assert later.ask("hello there", tier="simple", model="gpt-small").final.model == "gpt-small"  # pinned first
     assert answer.final.model == "claude-small" and not answer.policy
 
 
@@ -167,6 +194,21 @@ def test_a_hedged_request_returns_the_faster_answer_and_records_both(tmp_path, s
                                 "share_of_spend": pytest.approx(56 / 83)}
     text = " ".join(mmr("costs").stdout.decode().split())
     assert "Hedging: 1 hedged requests; the 1 calls they cancelled cost $0.000006, 67.5% of spend." in text
+    # The cancelled call is a call of claude-small, not one of its failures.
+    health = json.loads(mmr("health", "--config", str(config), "--json").stdout)
+    claude = next(m for m in health["models"] if m["model"] == "claude-small")
+    assert (claude["calls"], claude["errors"], claude["error_rate"]) == (1, 0, 0.0)
+    # Nor in the dashboard's per-model errors.
+    from datetime import datetime, timedelta, timezone
+
+    from router_cli.ledger import open_ledger
+    from router_cli.reports.dashboard import dashboard
+
+    with open_ledger(db_path) as ledger:
+        data = dashboard(ledger, datetime.now(timezone.utc) - timedelta(hours=1))
+    models = {m["model"]: m for m in data["models"]}
+    assert (models["claude-small"]["calls"], models["claude-small"]["errors"]) == (1, 0)
+    assert (models["gpt-small"]["calls"], models["gpt-small"]["errors"]) == (1, 0)
 
 
 def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_path):
@@ -177,9 +219,109 @@ def test_the_first_model_wins_when_it_starts_first(tmp_path, server, mmr, db_pat
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout)["text"] == "first after all"
     rows = _answer_rows(db_path)
-    assert [(r["model"], r["status"], r["hedge"]) for r in rows] == [
-        ("gpt-small", "error", "lost"), ("claude-small", "ok", "won")]
-    assert rows[0]["cost_usd"] == "0"  # OpenAI reports usage only at the end: nothing was reported, nothing billed
+    # In the order the calls started: the first model (it won), then its hedge.
+    assert [(r["model"], r["status"], r["hedge"], r["attempt"]) for r in rows] == [
+        ("claude-small", "ok", "won", 1), ("gpt-small", "error", "lost", 2)]
+    rows = rows[::-1]
+    # OpenAI reports usage only at the end: the request reached it (its stream opened), so its input is
+    # billed as an estimate, as for an interrupted stream: "\nhello there" is 3 tokens at 0.15 USD/M.
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["usage_estimated"]) == (3, 0, 1)
+    assert rows[0]["cost_usd"] == "0.00000045"
+
+
+def test_an_abandoned_openai_call_is_billed_its_estimated_input(server, config, db_path):
+    from router_cli import Router
+
+    server.always("gpt-small", reply("late answer", first_token_delay=SLOW))
+    with Router(config, db_path) as router:
+        answer = router.ask("hello there", tier="simple", model="gpt-small", first_token_timeout=0.5)
+    assert answer.final.model == "claude-small"
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["error_kind"]) for r in rows] == [("gpt-small", "first_token_timeout"), ("claude-small", None)]
+    # 3 input tokens estimated ("\nhello there") at 0.15 USD/M; no output.
+    assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["usage_estimated"]) == (3, 0, 1)
+    assert rows[0]["cost_usd"] == "0.00000045" and answer.attempts[0].cost == Decimal("0.00000045")
+
+
+def test_ctrl_c_while_the_winning_hedge_streams_keeps_both_calls(tmp_path, server, db_path):
+    """Ctrl-C (a KeyboardInterrupt out of the reader, after the first chunk went out) while the hedge
+    that won streams its answer: both calls are in the ledger, each billed."""
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    server.always("gpt-small", reply("one two three four five six", chunk_delay=0.05))
+    seen: list[str] = []
+
+    def reader(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with Router(load_config(_hedge_config(tmp_path, server)), db_path) as router:
+        with pytest.raises(KeyboardInterrupt):
+            router.ask("hello there", tier="simple", on_text=reader)
+    rows = _answer_rows(db_path)
+    assert [(r["model"], r["status"], r["error_kind"], r["hedge"]) for r in rows] == [
+        ("claude-small", "error", "hedge_lost", "lost"), ("gpt-small", "error", "interrupted", "won")]
+    assert rows[0]["cost_usd"] == "0.0000056"  # 2 in, 1 out, as Anthropic reported when its stream opened
+    # OpenAI reported nothing yet: "\nhello there" estimated at 3 tokens in, the one chunk that went out
+    # ("one") at 1 token out: 3 x 0.15 + 1 x 0.60 USD/M.
+    assert (rows[1]["input_tokens"], rows[1]["output_tokens"], rows[1]["usage_estimated"]) == (3, 1, 1)
+    assert rows[1]["cost_usd"] == "0.00000105"
+
+
+def test_a_hedge_rejecting_the_request_stops_the_chain(tmp_path, server, db_path):
+    """The hedge's 400 (the request itself is wrong) ends the chain as any 400 does: no other model is
+    tried; the first model, too slow to start, is given up."""
+    from router_cli import Router
+    from router_cli.config import load_config
+    from router_cli.errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed
+
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    server.always("gpt-small", error(400, message="bad field"))
+    with Router(load_config(_hedge_config(tmp_path, server)), db_path) as router:
+        with pytest.raises(AllAttemptsFailed) as failed:
+            router.ask("hello there", tier="simple", first_token_timeout=0.5)
+    assert failed.value.exit_code == EXIT_REQUEST_REJECTED
+    assert "rejected the request" in str(failed.value) and "bad field" in str(failed.value)
+    assert [(r["model"], r["error_kind"]) for r in _answer_rows(db_path)] == [
+        ("claude-small", "first_token_timeout"), ("gpt-small", "bad_request")]
+    assert server.calls("claude-mid") == [] and server.calls("gpt-mid") == []
+
+
+def test_a_hedge_given_up_at_its_own_first_token_limit_is_labelled_so(tmp_path, server, db_path):
+    """The hedge (gpt-small, its own limit 0.2 s) runs out of time before the first model starts:
+    it is a first_token_timeout, not a call cancelled because the other started first."""
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    config = _hedge_config(tmp_path, server)
+    config.write_text(config.read_text().replace("model: gpt-small,", "model: gpt-small, first_token_timeout: 0.2,"))
+    server.always("claude-small", reply("first after all", first_token_delay=1.0))
+    server.always("gpt-small", reply("later", first_token_delay=SLOW))
+    with Router(load_config(config), db_path) as router:
+        assert router.ask("hello there", tier="simple").text == "first after all"
+    rows = {r["model"]: r for r in _answer_rows(db_path)}
+    assert (rows["gpt-small"]["error_kind"], rows["gpt-small"]["hedge"]) == ("first_token_timeout", "lost")
+    assert "no first token within 0.2 s; abandoned" in rows["gpt-small"]["error"]
+    assert (rows["claude-small"]["status"], rows["claude-small"]["hedge"]) == ("ok", "won")
+
+
+def test_a_hedges_retry_after_pauses_its_provider(tmp_path, server, db_path):
+    """The hedge's 429 with retry-after 4 s: its provider is paused as after any such failure (the
+    next tier's OpenAI model waits; its Anthropic model answers)."""
+    from router_cli import Router
+    from router_cli.config import load_config
+
+    server.always("claude-small", reply("slow answer", first_token_delay=SLOW))
+    server.always("gpt-small", error(429, retry_after=4))
+    with Router(load_config(_hedge_config(tmp_path, server)), db_path) as router:
+        answer = router.ask("hello there", tier="simple", first_token_timeout=0.5)
+        assert router.admitter.pauses.remaining("openai") > 2
+    assert answer.final.model == "claude-mid"
+    assert [(r["model"], r["error_kind"]) for r in _answer_rows(db_path)] == [
+        ("claude-small", "first_token_timeout"), ("gpt-small", "rate_limit"), ("claude-mid", None)]
 
 
 def test_no_hedge_when_the_budget_could_not_hold_both_calls(tmp_path, server, mmr, db_path):
@@ -228,6 +370,33 @@ def test_bad_latency_values_are_config_errors_naming_the_key(tmp_path, server, m
     assert result.returncode == 3
     assert result.stderr.decode() == f"Error: {config}: {message}\n"
     assert b"Traceback" not in result.stderr
+
+
+def test_a_local_model_takes_no_first_token_timeout(tmp_path, server, mmr):
+    """llama.cpp runs in process and cannot be cut off: the key is refused on a local model, and a
+    local provider takes no such key at all."""
+    config = write_config(tmp_path / "local.yaml", server.url)
+    text = config.read_text().replace("  openai:\n", "  llama:\n    type: local\n  openai:\n", 1)
+    model = "      - {provider: llama, model: tiny, first_token_timeout: 1s}\n"
+    config.write_text(text.replace("  - name: medium\n", model + "  - name: medium\n", 1))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "hello")
+    assert result.returncode == 3
+    assert result.stderr.decode() == (
+        f"Error: {config}: tiers[0].models[2].first_token_timeout: a local model's call cannot be cut off "
+        "(llama.cpp runs in this process): drop first_token_timeout from this model\n")
+    config.write_text(text.replace("    type: local\n", "    type: local\n    first_token_timeout: 1s\n", 1))
+    result = mmr("ask", "--config", str(config), "--tier", "simple", "hello")
+    assert result.returncode == 3 and "providers.llama.first_token_timeout: unknown key" in result.stderr.decode()
+
+
+def test_the_first_token_timeout_flag_skips_local_models(config):
+    """``--first-token-timeout`` is for the models that can be cut off: not a local one."""
+    from router_cli.config import ProviderSpec
+    from router_cli.engine.latency import first_token_limit
+
+    model = config.tiers[0].models[1]
+    assert first_token_limit(model, config.providers["openai"], 0.5) == 0.5
+    assert first_token_limit(model, ProviderSpec("llama", "local", None), 0.5) is None
 
 
 def test_hedge_needs_a_second_model_in_its_tier(tmp_path, server, mmr):
@@ -284,7 +453,9 @@ def test_demotion_and_hedging_read_both_ledgers(tmp_path, server, ledger_url):
     from router_cli import Router
     from router_cli.config import load_config
     from router_cli.ledger import open_ledger
+    from router_cli.ledger.queries import model_call_counts
     from router_cli.reports.costs import hedge_summary
+    from router_cli.reports.dashboard import dashboard
 
     config = _slo_config(tmp_path, server, "{ttft: 0.2s, min_calls: 2}")
     config.write_text(config.read_text().replace("  - name: simple\n", "  - name: simple\n    hedge: 0.3s\n"))
@@ -297,6 +468,11 @@ def test_demotion_and_hedging_read_both_ledgers(tmp_path, server, ledger_url):
     now = datetime.now(timezone.utc)
     with open_ledger(ledger_url) as ledger:
         summary = hedge_summary(ledger, now - timedelta(hours=1), now + timedelta(minutes=1), answers[0].cost * 2)
+        # The two cancelled calls are calls of claude-small, not failures: in mmr health and the dashboard.
+        counts = {m: (calls, errors) for _, m, calls, errors in model_call_counts(ledger, now - timedelta(hours=1))}
+        models = {m["model"]: m for m in dashboard(ledger, now - timedelta(hours=1))["models"]}
+    assert counts["claude-small"] == (2, 0)
+    assert (models["claude-small"]["calls"], models["claude-small"]["errors"]) == (2, 0)
     assert summary["requests"] == 2 and summary["cancelled_calls"] == 2
     assert summary["cancelled_usd"] == "0.0000112"  # 2 x (2 input tokens at 0.80 + 1 output at 4.00 per M)
 

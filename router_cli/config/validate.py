@@ -214,7 +214,7 @@ def _model(c: Checks, value: Any, path: str, providers: dict[str, ProviderSpec],
         stop=wording.stop(c, entry["stop"], join(path, "stop")) if "stop" in entry else (),
         temperature=None if "temperature" not in entry else wording.temperature(
             c, entry["temperature"], join(path, "temperature"), providers[provider].type, reasoning),
-        **latency.model(c, entry, path),
+        **latency.model(c, entry, path, providers[provider].type),
     )
 
 

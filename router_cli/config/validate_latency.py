@@ -39,8 +39,12 @@ def optional_seconds(c: Checks, entry: dict, key: str, path: str) -> float | Non
     return None if entry.get(key) is None else seconds(c, entry[key], join(path, key))
 
 
-def model(c: Checks, entry: dict, path: str) -> dict:
-    """A model's latency keys, as ModelSpec fields."""
+def model(c: Checks, entry: dict, path: str, provider_type: str = "") -> dict:
+    """A model's latency keys, as ModelSpec fields. A local model takes no ``first_token_timeout``:
+    llama.cpp runs in this process and cannot be cut off, so a call given up would go on using the CPU."""
+    if provider_type == "local" and entry.get("first_token_timeout") is not None:
+        raise c.fail(join(path, "first_token_timeout"), "a local model's call cannot be cut off (llama.cpp runs "
+                     "in this process): drop first_token_timeout from this model")
     out: dict = {"timeout": optional_seconds(c, entry, "timeout", path),
                  "first_token_timeout": optional_seconds(c, entry, "first_token_timeout", path)}
     if entry.get("slo") is not None:

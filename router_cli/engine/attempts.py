@@ -81,7 +81,7 @@ class ChainRunner:
             request: "Request | None" = None) -> tuple[MmrError | None, bool]:
         """Try the models of ``chain`` in order, appending each try to ``attempts``.
 
-        Returns ``(None, False)`` when the last attempt answered, else ``(error, fatal)``:
+        Returns ``(None, False)`` when :func:`answered` is the attempt that answered, else ``(error, fatal)``:
         ``fatal`` when no other model should be tried (a rejected key or request).
         """
         start = len(attempts)
@@ -132,38 +132,44 @@ class ChainRunner:
                 self.on_note(f"{spec.name} asked to hold off (retry-after): waiting {paused:.2f} s before {attempt.label}")
             self.admitter.pauses.wait(spec.name, self.sleep)
             emitted: list[str] = []
+            after: list[Attempt] = []  # a hedge's attempt, recorded after this one (it started later)
             try:
                 if retry == 0 and mate(chain, position, call) is not None:
                     forward = _sink(call.on_text, emitted) if call.on_text else _discard
-                    response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt)
+                    response = hedged_call(self, attempts, chain, position, call, request, chat, forward, attempt,
+                                           after)
                 else:
                     response = self._complete(provider, chat, call, model, spec, emitted)
-            except HedgeAnswered:
+            except HedgeAnswered as h:
+                self._hedge_failures(attempts, h.failures, chain, ticket, call)  # an answer came: nothing is fatal
                 return None, False
-            except HedgeFailed:
+            except HedgeFailed as h:
                 call.streamed = call.streamed or bool(emitted)
-                return "next"
+                return self._hedge_failures(attempts, h.failures, chain, ticket, call) or "next"
             except OutputFailed as e:
                 attempt.status, attempt.error, attempt.error_kind = "error", f"output failed: {e.error!r}", "output"
                 attempt.usage_estimated = e.usage[2]
                 bill(attempt, model, spec.type, e.usage[0], e.usage[1], *e.cache_tokens)
-                attempts.append(attempt)
+                attempts += [attempt, *after]
                 raise e.error from None
             except ProviderError as e:
                 call.streamed = call.streamed or bool(emitted)
                 _fill_failure(attempt, model, spec.type, e)
                 attempts.append(attempt)
                 action = self._after_failure(e, attempts, chain, position, retry, ticket, call)
+                attempts += after
                 if action == "retry":
                     continue
                 return action
             except BaseException:
                 # Ctrl-C (or a bug) mid-call: keep the attempt; text already streamed was billed.
-                _fill_interrupted(attempt, model, spec.type, call, emitted)
-                attempts.append(attempt)
+                if not any(a is attempt for a in attempts):  # a hedge that lost has it recorded already
+                    _fill_interrupted(attempt, model, spec.type, call, emitted)
+                    attempts.append(attempt)
+                attempts += after
                 raise
             _fill_answer(attempt, model, spec.type, response)
-            attempts.append(attempt)
+            attempts += [attempt, *after]
             self.admitter.outcome(spec, model, ticket)
             return None, False
         return "next"
@@ -211,26 +217,10 @@ class ChainRunner:
         """After a failed try (the last of ``attempts``): ``"retry"`` (having slept), ``"next"``, or ``(error, True)``."""
         attempt = attempts[-1]
         tier, model = chain[position]
-        spec = self.config.providers[model.provider]
         policy = self.config.retry
-        if e.reached or ticket.probe:
-            self.admitter.outcome(spec, model, ticket, e)
-        else:
-            call.unreached.append((spec, model, ticket, e))
-        if e.retryable and e.retry_after is not None and e.retry_after <= policy.max_retry_after:
-            # The provider told us to hold off: every thread waits it out, or uses a
-            # tier-mate, before calling this provider again.
-            self.admitter.pauses.pause(spec.name, e.retry_after)
-        if e.kind == "auth":
-            return MissingKeyError(
-                f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
-                f"(HTTP {e.status}): check or replace the key in that variable"
-            ), True
-        if not e.model_fault:
-            return AllAttemptsFailed(
-                f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
-                attempts, exit_code=EXIT_REQUEST_REJECTED,
-            ), True
+        fatal = self._failed(e, attempts, attempt, model, ticket, call)
+        if fatal is not None:
+            return fatal
         if e.retryable and self.admitter.mate_ready(chain, position):
             self.on_note(f"{attempt.label} failed: {e}; trying the next model of {tier.name}")
             return "next"
@@ -244,6 +234,41 @@ class ChainRunner:
         if e.retry_after is None:
             self.sleep(wait)  # else the pause is slept out before the next call
         return "retry"
+
+    def _failed(self, e, attempts: list[Attempt], attempt: Attempt, model: ModelSpec, ticket, call: Call):
+        """What any failed call of ``model`` tells (its breaker; a retry-after pause), and the
+        ``(error, True)`` that ends the chain when no other model would do better (a rejected key or
+        request); else None."""
+        spec = self.config.providers[model.provider]
+        if e.reached or ticket.probe:
+            self.admitter.outcome(spec, model, ticket, e)
+        else:
+            call.unreached.append((spec, model, ticket, e))
+        if e.retryable and e.retry_after is not None and e.retry_after <= self.config.retry.max_retry_after:
+            # The provider told us to hold off: every thread waits it out, or uses a
+            # tier-mate, before calling this provider again.
+            self.admitter.pauses.pause(spec.name, e.retry_after)
+        if e.kind == "auth":
+            return MissingKeyError(
+                f"{spec.name} rejected the key in {spec.api_key_env or 'its api_key_env'} "
+                f"(HTTP {e.status}): check or replace the key in that variable"
+            ), True
+        if not e.model_fault:
+            return AllAttemptsFailed(
+                f"{attempt.label} rejected the request ({e}); it would fail on every model, so no fallback was tried",
+                attempts, exit_code=EXIT_REQUEST_REJECTED,
+            ), True
+        return None
+
+    def _hedge_failures(self, attempts: list[Attempt], failures: list, chain: Chain, ticket, call: Call):
+        """The failures of a hedged pair of calls, each told as any failure is (not retried: the chain
+        goes on after both): the first ``(error, True)`` that ends the chain, or None. ``failures``
+        holds (error, attempt, position, ticket), the ticket None for the first model's own."""
+        fatal = None
+        for e, attempt, at, theirs in failures:
+            told = self._failed(e, attempts, attempt, chain[at][1], theirs if theirs is not None else ticket, call)
+            fatal = fatal or told
+        return fatal
 
     def _retry_wait(self, e, retry: int) -> float | None:
         """Seconds before the next try, or None to move on to the next model."""
@@ -274,6 +299,13 @@ class ChainRunner:
             labels = ", ".join(dict.fromkeys(a.label for a in attempts))
             return AllAttemptsFailed(f"{head}, each the same way: {labels}: {attempts[0].error}", attempts)
         return AllAttemptsFailed(f"{head}: " + "; ".join(_counted(attempts)), attempts)
+
+
+def answered(attempts: list[Attempt]) -> Attempt:
+    """The attempt that answered, once :meth:`ChainRunner.run` returned no error: the last one, but for
+    the cancelled hedge of a first model that won (recorded after it: attempts are in the order the
+    calls started)."""
+    return next((a for a in reversed(attempts) if a.hedge != "lost"), attempts[-1])
 
 
 def _counted(attempts: list[Attempt]) -> list[str]:

@@ -20,7 +20,7 @@ from ..config.schema import STANDARD_KEY_ENV
 from ..errors import UsageError
 from ..pricing import cost_usd, decimal_str, max_input_tokens
 from .admission import worst_case
-from .attempts import Call, transcript
+from .attempts import Call, answered, transcript
 from .checks import run_checks
 from .gates import JUDGE_SYSTEM, GateResult, judge_answer, judge_prompt
 from .latency import demote_slow
@@ -113,7 +113,7 @@ def _escalate(router: Router, request, options: RequestOptions, gate: str, tiers
                 return best, failure, True
             router.on_note(f"every model of {tier.name} failed; escalating")
             continue
-        answer = request.attempts[-1]
+        answer = answered(request.attempts)
         limit = _threshold(options, settings, tier)
         verdict = _check(router, options, settings, tier, answer)
         if verdict is None:

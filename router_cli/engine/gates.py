@@ -96,7 +96,7 @@ def judge_answer(router: "Router", request: "Request", gate: str, limit: float, 
     ``cascade.on_judge_error: fail`` the gate counts as failed.
     """
     from ..errors import MmrError
-    from .attempts import Call
+    from .attempts import Call, answered
 
     prompt = request.prompt
     heuristic = heuristic_gate(prompt, answer.text or "", answer.stop_reason)
@@ -110,7 +110,7 @@ def judge_answer(router: "Router", request: "Request", gate: str, limit: float, 
                                        call, request)
     except MmrError as e:  # e.g. a malformed key for the judge's provider: the answer must survive it
         failure = e
-    verdict = request.attempts[-1]
+    verdict = answered(request.attempts)
     if failure is None and verdict.stop_reason in ("max_tokens", "length") and not (verdict.text or "").strip():
         failure = MmrError("the judge ran out of tokens before answering")
     if failure is not None:

@@ -25,11 +25,22 @@ if TYPE_CHECKING:
 
 
 class HedgeAnswered(Exception):
-    """The hedge won: its attempt (the last of the attempts) answered."""
+    """The hedge won: its attempt (the last of the attempts) answered. ``failures``: the first model's
+    own failure, if it failed (error, attempt, position, None: the caller's ticket)."""
+
+    def __init__(self, failures: list | None = None):
+        super().__init__("the hedge answered")
+        self.failures = failures or []
 
 
 class HedgeFailed(Exception):
-    """Both calls of a hedge are over and neither answered (both attempts appended): try the next model."""
+    """Both calls of a hedge are over and neither answered (both attempts appended): try the next model,
+    unless a failure says no model would do better. ``failures``: (error, attempt, position, ticket or
+    None for the caller's own), told as any failure is (engine/attempts.py)."""
+
+    def __init__(self, failures: list | None = None):
+        super().__init__("neither call of the hedge answered")
+        self.failures = failures or []
 
 
 def mate(chain: Chain, position: int, call: "Call") -> int | None:
@@ -43,9 +54,11 @@ def mate(chain: Chain, position: int, call: "Call") -> int | None:
 
 
 def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call",
-                request: "Request | None", chat, forward: Callable[[str], None], attempt: Attempt):
+                request: "Request | None", chat, forward: Callable[[str], None], attempt: Attempt,
+                after: list[Attempt]):
     """The first call of a hedging tier, with its hedge: the first model's response when it wins
-    (the hedge's attempt appended before the caller appends ``attempt``). Raises the first model's
+    (the hedge's attempt put in ``after``, for the caller to record after ``attempt``: in the order
+    the calls started; so too when interrupted before either answered). Raises the first model's
     error when it fails and no hedge was sent, :class:`HedgeAnswered` when the hedge won, and
     :class:`HedgeFailed` when both calls failed (both attempts appended)."""
     tier, model = chain[position]
@@ -81,14 +94,14 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
             other_spec = runner.config.providers[other.provider]
             theirs = Attempt(tier.name, other_spec.name, other.model, "error", error="interrupted",
                              error_kind="interrupted", role=call.role, hedge="lost", **call.wording(other))
-            _bill_reported(theirs, flight, other, other_spec.type)
-            attempts.append(theirs)
+            _bill_cut(theirs, flight, other, other_spec.type)
+            after.append(theirs)
         raise
     if not hedges:  # no hedge was sent: the first call alone, as without hedging
         if outcome.slow:
             raise first.slow_error(first_token_limit(model, spec, call.first_token_timeout) or 0.0)
         return race.finish(first)
-    return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], attempt)
+    return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], (attempt, after))
 
 
 def _warm(runner: "ChainRunner", spec) -> None:
@@ -99,7 +112,7 @@ def _warm(runner: "ChainRunner", spec) -> None:
 
 
 def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call", race: Race,
-             outcome, hedge: tuple[Flight, int, object], attempt: Attempt):
+             outcome, hedge: tuple[Flight, int, object], mine: tuple[Attempt, list[Attempt]]):
     """A race with a hedge, settled: both calls' attempts, and the answer (see :func:`hedged_call`)."""
     from ..providers import ProviderError
     from .attempts import _fill_answer, _fill_failure
@@ -108,6 +121,7 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
     spec = runner.config.providers[model.provider]
     first = race.flights[0]
     flight, at, ticket = hedge
+    attempt, after = mine
     _, other = chain[at]
     other_spec = runner.config.providers[other.provider]
     theirs = Attempt(tier.name, other_spec.name, other.model, "ok", role=call.role, hedge="lost",
@@ -115,21 +129,29 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
     attempt.hedge = "lost"
     if outcome.winner is first:
         attempt.hedge = "won"
-        _lost(theirs, flight, other, other_spec.type, outcome)
-        attempts.append(theirs)
+        _lost(theirs, flight, other, other_spec.type, outcome,
+              first_token_limit(other, other_spec, call.first_token_timeout))
+        after.append(theirs)
         return race.finish(first)
-    _first_failed(attempt, first, model, spec.type, outcome, first_token_limit(model, spec, call.first_token_timeout))
+    failed = _first_failed(attempt, first, model, spec.type, outcome,
+                           first_token_limit(model, spec, call.first_token_timeout))
+    failures = [(failed, attempt, position, None)] if failed is not None else []
     if outcome.winner is flight:
         theirs.hedge = "won"
         try:
             response = race.finish(flight)
         except Exception as e:  # noqa: BLE001 - a ProviderError, or the reader gone (OutputFailed)
             attempts.append(attempt)
-            return _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call)
+            return _hedge_error(attempts, theirs, e, other, other_spec, (at, ticket), failures)
+        except BaseException:  # Ctrl-C while the hedge streams its answer: both calls kept, each billed
+            theirs.status, theirs.error, theirs.error_kind = "error", "interrupted", "interrupted"
+            _bill_cut(theirs, flight, other, other_spec.type)
+            attempts += [attempt, theirs]
+            raise
         _fill_answer(theirs, other, other_spec.type, response)
         attempts += [attempt, theirs]
         runner.admitter.outcome(other_spec, other, ticket)
-        raise HedgeAnswered()
+        raise HedgeAnswered(failures)
     attempts.append(attempt)
     # Neither answered: the hedge failed or ran out of time too.
     error = flight.error if flight.error is not None else flight.slow_error(
@@ -137,13 +159,11 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
     if not isinstance(error, ProviderError):
         raise error  # not a failure of the call (a bug): let it through
     _fill_failure(theirs, other, other_spec.type, error)
-    if flight.error is not None and error.reached:
-        runner.admitter.outcome(other_spec, other, ticket, error)
     attempts.append(theirs)
-    raise HedgeFailed()
+    raise HedgeFailed([*failures, (error, theirs, at, ticket)])
 
 
-def _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call):
+def _hedge_error(attempts, theirs, e, other, other_spec, hedge: tuple[int, object], failures: list):
     """The winning hedge broke off after it started: its failure recorded, then the next model."""
     from ..providers import OutputFailed, ProviderError
     from .attempts import _fill_failure, bill
@@ -158,13 +178,12 @@ def _hedge_error(runner, attempts, theirs, e, other, other_spec, ticket, call):
         raise e
     _fill_failure(theirs, other, other_spec.type, e)
     attempts.append(theirs)
-    if e.reached:
-        runner.admitter.outcome(other_spec, other, ticket, e)
-    raise HedgeFailed()
+    raise HedgeFailed([*failures, (e, theirs, *hedge)])
 
 
-def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) -> None:
-    """A call beaten by the other: cancelled, billed what its provider reported before the cut."""
+def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit: float | None = None) -> None:
+    """A call beaten by the other: cancelled, billed what its provider reported before the cut; or
+    given up already, at its own first-token ``limit``, or failed on its own."""
     from .attempts import _fill_failure
 
     from ..providers import ProviderError
@@ -172,27 +191,39 @@ def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome) 
     if flight in outcome.failed and isinstance(flight.error, ProviderError):
         _fill_failure(attempt, model, provider_type, flight.error)  # it had failed on its own first
         return
+    if flight in outcome.slow:  # it ran out of its own first-token limit before the other started
+        _fill_failure(attempt, model, provider_type, flight.slow_error(limit or 0.0))
+        return
     error = flight.slow_error(0.0)
     error.kind, error.message = "hedge_lost", "the other call of the hedge started first; cancelled"
     _fill_failure(attempt, model, provider_type, error)
 
 
-def _bill_reported(attempt: Attempt, flight: Flight, model, provider_type: str) -> None:
+def _bill_cut(attempt: Attempt, flight: Flight, model, provider_type: str) -> None:
+    """A call cut by Ctrl-C: what its provider reported, or an estimate of what it was sent and of the
+    text it streamed (as an interrupted stream is billed)."""
+    from ..providers.base import billed_before_failure
     from .attempts import bill
 
-    tokens = flight.watch.tokens
-    bill(attempt, model, provider_type, tokens[0], tokens[1], tokens[2], tokens[3])
-    attempt.duration_ms = flight.waited_ms
+    tokens, estimated, duration = flight.billed()
+    input_tokens, output_tokens, streamed = billed_before_failure(flight.chat, tokens[:2], flight.parts)
+    bill(attempt, model, provider_type, input_tokens, output_tokens, tokens[2], tokens[3])
+    attempt.usage_estimated = estimated or streamed
+    attempt.duration_ms = duration
 
 
-def _first_failed(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit) -> None:
-    """The first call, when it did not win: its own failure, too slow a start, or beaten by the hedge."""
+def _first_failed(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit):
+    """The first call, when it did not win: its own failure, too slow a start, or beaten by the hedge;
+    the error when it failed (not when it was only beaten)."""
+    from ..providers import ProviderError
     from .attempts import _fill_failure
 
     if flight in outcome.slow:
-        _fill_failure(attempt, model, provider_type, flight.slow_error(limit or 0.0))
-    else:
-        _lost(attempt, flight, model, provider_type, outcome)
+        error = flight.slow_error(limit or 0.0)
+        _fill_failure(attempt, model, provider_type, error)
+        return error
+    _lost(attempt, flight, model, provider_type, outcome)
+    return flight.error if flight in outcome.failed and isinstance(flight.error, ProviderError) else None
 
 
 def _admit(runner: "ChainRunner", chain: Chain, position: int, second: int, call: "Call",

@@ -25,7 +25,10 @@ from ..providers.base import ProviderError, Watch, elapsed_ms
 
 
 def first_token_limit(model: ModelSpec, spec: ProviderSpec, override: float | None) -> float | None:
-    """Seconds ``model`` may take to its first token: ``--first-token-timeout``, else the model's, else its provider's."""
+    """Seconds ``model`` may take to its first token: ``--first-token-timeout``, else the model's, else its
+    provider's. None for a local model: llama.cpp runs in this process, and a call given up would run on."""
+    if spec.type == "local":
+        return None
     if override is not None:
         return override
     return model.first_token_timeout if model.first_token_timeout is not None else spec.first_token_timeout
@@ -45,8 +48,9 @@ class Flight:
 
     def __init__(self, race: "Race", provider, chat, forward: Callable[[str], None]):
         self.race, self.provider, self.chat, self.forward = race, provider, chat, forward
-        self.watch = Watch()
+        self.watch = Watch(on_start=self._claim)
         self.response = None
+        self.parts: list[str] = []
         self.error: BaseException | None = None
         self.done = False
         self.lost = False  # abandoned: too slow to start, or another call won
@@ -54,6 +58,12 @@ class Flight:
         self.thread = threading.Thread(target=self._run, name="mmr-call", daemon=True)
 
     def _sink(self, text: str) -> None:
+        self._claim()
+        self.forward(text)
+        self.parts.append(text)  # what went out: billed as an estimate if the call is cut by Ctrl-C
+
+    def _claim(self) -> None:
+        """A piece of this call's answer came (text or a tool call): it wins the race, unless it lost."""
         with self.race.cond:
             if self.lost or (self.race.winner is not None and self.race.winner is not self):
                 self.lost = True
@@ -61,7 +71,6 @@ class Flight:
             if self.race.winner is None:
                 self.race.winner = self
                 self.race.cond.notify_all()
-        self.forward(text)
 
     def _run(self) -> None:
         try:
@@ -82,11 +91,27 @@ class Flight:
     def waited_ms(self) -> float:
         return elapsed_ms(self.start)
 
+    def billed(self) -> tuple[list[int], bool, float]:
+        """The tokens to bill for this call, abandoned, whether they are estimated, and the milliseconds it
+        was given (not counting the wait for its thread to end). The tokens are those its provider
+        reported before the cut; when it reported none (OpenAI reports usage only at the end) but the
+        request reached it (its stream opened), an estimate of the input, as for an interrupted stream."""
+        duration = self.waited_ms  # the time it was given, not the wait for its thread below
+        if self.thread.ident is not None and self.thread is not threading.current_thread():
+            self.thread.join(0.5)  # cut: it ends at once, and may still be taking the counts of its last event
+        tokens = list(self.watch.tokens)
+        if not any(tokens) and self.watch.reached:
+            from ..pricing import estimate_tokens
+
+            return [estimate_tokens(self.chat.sent_text), 0, 0, 0], True, duration
+        return tokens, False, duration
+
     def slow_error(self, limit: float) -> ProviderError:
-        """The error of a call abandoned for want of a first token, with the tokens reported before it."""
-        tokens = self.watch.tokens
+        """The error of a call abandoned for want of a first token, with the tokens billed before it."""
+        tokens, estimated, duration = self.billed()
         error = ProviderError("first_token_timeout", f"no first token within {limit:g} s; abandoned",
-                              input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=self.waited_ms)
+                              input_tokens=tokens[0], output_tokens=tokens[1], duration_ms=duration,
+                              usage_estimated=estimated)
         error.cache_tokens = (tokens[2], tokens[3])
         return error
 
@@ -200,27 +225,41 @@ def call_watched(provider, chat, forward: Callable[[str], None], limit: float | 
     return race.finish(flight)
 
 
-def demote_slow(chain: list, request, now: float) -> list:
+def demote_slow(chain: list, request, now: float, pinned: str | None = None) -> list:
     """``chain`` with each model over its latency SLO moved behind its tier-mates (policy/latency.py),
-    each demotion noted on ``request``; unchanged when no model of it has an SLO or nothing is recorded."""
+    each demotion noted on ``request``; unchanged when no model of it has an SLO or nothing is recorded.
+    ``pinned`` (a model asked for by name) is then put first, unless it was demoted: a slow model stays
+    behind its tier-mates even when asked for."""
+    reasons = _slow_models(chain, request, now)
+    if reasons:
+        from ..policy.latency import demote
+
+        chain = demote(chain, reasons)
+    if pinned is not None and not any(model == pinned for _, model in reasons):
+        chain = sorted(chain, key=lambda link: link[1].model != pinned)
+    return chain
+
+
+def _slow_models(chain: list, request, now: float) -> dict[tuple[str, str], str]:
+    """Why each model of ``chain`` over its latency SLO is demoted, by (provider, model), each noted."""
     if request.store is None or not any(m.slo is not None for _, m in chain):
-        return chain
+        return {}
     from datetime import datetime, timezone
 
     from ..errors import LedgerError
     from ..ledger.queries import latency_samples
-    from ..policy.latency import demote, demotion, model_latency
+    from ..policy.latency import demotion, model_latency
 
     window = request.config.breaker.window
     try:
         stats = model_latency(latency_samples(request.store, datetime.fromtimestamp(now - window, timezone.utc)))
     except LedgerError as e:
         request.on_note(f"latency SLOs not checked ({e})")
-        return chain
+        return {}
     reasons: dict[tuple[str, str], str] = {}
     for _, model in chain:
         why = demotion(model, stats.get((model.provider, model.model)), window)
         if why is not None and (model.provider, model.model) not in reasons:
             reasons[(model.provider, model.model)] = why
             request.note(f"demoted {model.provider}/{model.model}: {why}")
-    return demote(chain, reasons) if reasons else chain
+    return reasons

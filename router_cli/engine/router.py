@@ -16,7 +16,6 @@ request's rows in the ledger (engine/record.py).
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -32,8 +31,9 @@ from ..policy.pauses import ProviderPauses
 from ..pricing import estimate_tokens, max_input_tokens
 from . import caching
 from .admission import Admitter, worst_case
-from .attempts import Call, ChainRunner, transcript
+from .attempts import Call, ChainRunner, answered, transcript
 from .caller import UnderConfig
+from .chains import models_of, speaking
 from .latency import demote_slow
 from .options import RequestOptions, resolve
 from .record import finish, recording_on_interrupt
@@ -193,9 +193,10 @@ class Router:
                     on_text=on_text, on_restart=on_restart, history=options.history, stop=options.stop,
                     prompt_cache=options.prompt_cache or request.config.prompt_cache, native=options.native,
                     first_token_timeout=options.first_token_timeout)
-        chain = demote_slow(self.chain(request.start_tier, request.request_id, request.config), request, self.clock())
-        if options.model is not None and request.start_tier == request.decision.tier:  # that model first, then the rest
-            chain.sort(key=lambda link: link[1].model != options.model)
+        # The model asked for first (then the rest), unless it is demoted for being slow.
+        pinned = options.model if request.start_tier == request.decision.tier else None
+        chain = demote_slow(self.chain(request.start_tier, request.request_id, request.config), request,
+                            self.clock(), pinned)
         with recording_on_interrupt(request):
             if options.native is not None:
                 chain = speaking(chain, options.native.protocol, request)
@@ -205,7 +206,7 @@ class Router:
             if ledger_error is not None:
                 failure.message += f" (and the ledger could not be written: {ledger_error})"
             raise failure
-        final = request.attempts[-1]
+        final = answered(request.attempts)
         if cache is not None and key is not None:
             caching.store(cache, key, request, final)
         return self._answer(request, final, started)
@@ -224,21 +225,7 @@ class Router:
         start = config.tier_index(tier)
         return [(t, m) for t in config.tiers[start:] for m in self.models_of(t, seed)]
 
-    @staticmethod
-    def models_of(tier: Tier, seed: str | None = None) -> list[ModelSpec]:
-        """``tier``'s models in the order to try them.
-
-        Strategy ``order``: as listed. ``weighted``: a draw without replacement
-        by weight, so each model is tried first in proportion to its weight and
-        the others stay behind it as fallbacks; ``seed`` (the request id) makes
-        the draw reproducible. Models of weight 0 are only fallbacks.
-        """
-        if tier.strategy != "weighted" or len(tier.models) < 2:
-            return list(tier.models)
-        draw = random.Random(seed)
-        # Efraimidis-Spirakis: sort by u ** (1 / w), largest first.
-        keyed = [(draw.random() ** (1 / m.weight) if m.weight > 0 else -1.0, i) for i, m in enumerate(tier.models)]
-        return [tier.models[i] for _, i in sorted(keyed, key=lambda k: (-k[0], k[1]))]
+    models_of = staticmethod(models_of)  # tier's models in the order to try them (engine/chains.py)
 
     def tier_worst_case(self, tier: str, prompt: str, system: str | None, max_tokens: int | None,
                         seed: str | None = None, config: Config | None = None, native=None) -> Decimal:
@@ -370,7 +357,8 @@ class Router:
                                      Call(prompt, system, max_tokens, 0.0, role="classifier"))
         if failure is not None:
             return ModelReply(None, None, str(failure), tuple(attempts))
-        return ModelReply(attempts[-1].text, attempts[-1].model, None, tuple(attempts))
+        final = answered(attempts)
+        return ModelReply(final.text, final.model, None, tuple(attempts))
 
     def api_key(self, spec: ProviderSpec) -> str | None:
         """The provider's key from the environment (a classifier's ModelCaller needs it too)."""
@@ -388,18 +376,6 @@ class Router:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def speaking(chain: list[tuple[Tier, ModelSpec]], protocol: str, request: Request) -> list[tuple[Tier, ModelSpec]]:
-    """The models of ``chain`` that speak ``protocol`` (a request carrying tools or images in that
-    protocol's form); the request's ledger rows say so. UsageError when there is none."""
-    kept = [(t, m) for t, m in chain if request.config.providers[m.provider].type == protocol]
-    if not kept:
-        raise UsageError(f"this request carries tools or images in the {protocol} form, and no model of "
-                         f"tier {request.start_tier} or above speaks {protocol}: ask for a lower tier, "
-                         f"or add a model of type {protocol} to one of them")
-    request.note(f"tools or images: only {protocol} models ({len(kept)} of {len(chain)} in the chain)")
-    return kept
 
 
 def refuse_model_calls(classifier: str) -> None:

@@ -150,6 +150,9 @@ _BUCKET = (
 _PG_BUCKET = _BUCKET.replace("CAST(duration_ms", "CAST(trunc(duration_ms").replace(" AS INTEGER)", ") AS bigint)")
 
 
+_OUTCOME = "CASE WHEN status = 'error' AND error_kind = 'hedge_lost' THEN 'cancelled' ELSE status END AS outcome"
+
+
 def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = (), *, squares: bool = False,
                  where: dict[str, str] | None = None):
     """The calls of [start, end) summed by ``keys`` (columns of :data:`GROUP_COLUMNS`), latency
@@ -163,24 +166,25 @@ def calls_in_day(store, start: datetime, end: datetime, keys: Sequence[str] = ()
     """
     columns = _columns(keys)
     extra, params = _where(where)
-    # Grouping by status is cheaper than a conditional sum per status (measured).
+    # Grouping by status is cheaper than a conditional sum per status (measured). A hedge's loser,
+    # cancelled (error_kind hedge_lost), is its own status here: a call, not a failure.
     squared = "total(cost_nanousd * cost_nanousd)" if squares else "0"
     sql = (
-        f"SELECT {columns}{_BUCKET} AS bucket, status, count(*), coalesce(sum(attempt = 1), 0), coalesce(sum(input_tokens), 0), "
+        f"SELECT {columns}{_BUCKET} AS bucket, {_OUTCOME}, count(*), coalesce(sum(attempt = 1), 0), coalesce(sum(input_tokens), 0), "
         "coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), coalesce(sum(baseline_cost_nanousd), 0), "
         "coalesce(sum(attempt = 1 AND escalated), 0), coalesce(sum((role = 'judge') * cost_nanousd), 0), "
         f"sum(role = 'answer'), {squared} "
-        f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ?{extra} GROUP BY {columns}bucket, status"
+        f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ?{extra} GROUP BY {columns}bucket, outcome"
     )
     if _postgres(store):
         squared = "coalesce(sum(cost_nanousd::float8 * cost_nanousd), 0)" if squares else "0"
         sql = (
-            f"SELECT {columns}{_PG_BUCKET} AS bucket, status, count(*), count(*) FILTER (WHERE attempt = 1), "
+            f"SELECT {columns}{_PG_BUCKET} AS bucket, {_OUTCOME}, count(*), count(*) FILTER (WHERE attempt = 1), "
             "coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanousd), 0), "
             "coalesce(sum(baseline_cost_nanousd), 0), count(*) FILTER (WHERE attempt = 1 AND escalated <> 0), "
             "coalesce(sum(cost_nanousd) FILTER (WHERE role = 'judge'), 0), "
             f"sum(CASE WHEN role = 'answer' THEN 1 ELSE 0 END), {squared} "
-            f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ?{extra} GROUP BY {columns}bucket, status"
+            f"FROM calls WHERE datetime_utc >= ? AND datetime_utc < ?{extra} GROUP BY {columns}bucket, outcome"
         )
     return store.read(sql, [stamp(start), stamp(end), *params])
 
@@ -230,9 +234,11 @@ def breaker_rows(store) -> list[tuple]:
 
 def model_call_counts(store, since: datetime) -> list[tuple[str, str, int, int]]:
     """(provider, model, calls, failed calls) since ``since``, counting only calls that reached
-    the provider (answers, errors and gate verdicts; not cache hits)."""
+    the provider (answers, errors and gate verdicts; not cache hits). A hedge's loser, cancelled
+    because the other call started first (``hedge_lost``), is a call but not a failure."""
     return store.read(
-        "SELECT provider, model, count(*), coalesce(sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) FROM calls "
+        "SELECT provider, model, count(*), coalesce(sum(CASE WHEN status = 'error' AND "
+        "coalesce(error_kind, '') <> 'hedge_lost' THEN 1 ELSE 0 END), 0) FROM calls "
         "WHERE datetime_utc >= ? AND status IN ('ok', 'error', 'rejected', 'best_effort') GROUP BY provider, model",
         [stamp(since)],
     ).fetchall()

@@ -84,12 +84,19 @@ class AnthropicProvider(Provider):
                     _take_usage(tokens, event.message.usage)
                 elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                     block = event.content_block
+                    ttft = ttft if ttft is not None else elapsed_ms(start)
+                    if watch is not None:
+                        watch.started()  # an answer that is a tool call starts here, with no text
                     tools[event.index] = {"type": "tool_use", "id": block.id, "name": block.name, "json": []}
                 elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                    if watch is not None:
+                        watch.started()
                     tools[event.index]["json"].append(event.delta.partial_json)
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     if ttft is None:
                         ttft = elapsed_ms(start)
+                    if watch is not None:
+                        watch.started()
                     on_text(event.delta.text)
                     parts.append(event.delta.text)
                 elif event.type == "message_delta":

@@ -96,13 +96,25 @@ class ChatResponse:
 
 class Watch:
     """A call as another thread sees it (engine/latency.py): the tokens the provider reported so
-    far, and a way to cut its stream short once nobody waits for it any more."""
+    far, the first piece of its answer (text or a tool call), and a way to cut its stream short
+    once nobody waits for it any more."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start=None) -> None:
         self.tokens = [0, 0, 0, 0]  # input, output, cache read, cache write, as reported so far
         self.abandoned = False
+        self.on_start = on_start  # called at every piece of the answer; it may raise to end the call
         self._stream = None
         self._lock = threading.Lock()
+
+    @property
+    def reached(self) -> bool:
+        """Whether the provider opened the stream: the request reached it (its input is billed)."""
+        return self._stream is not None
+
+    def started(self) -> None:
+        """A piece of the answer came (text, or a tool call's): the call has started answering."""
+        if self.on_start is not None:
+            self.on_start()
 
     def opened(self, stream) -> None:
         """The provider opened ``stream``: a call abandoned meanwhile is cut at once."""

@@ -76,9 +76,10 @@ class OpenAIProvider(Provider):
                                                    stream_options={"include_usage": True}) as stream:
             if watch is not None:
                 watch.opened(stream)
-            return self._read(request, stream, on_text, start, parts)
+            return self._read(request, stream, on_text, start, parts, watch)
 
-    def _read(self, request: ChatRequest, stream, on_text, start: float, parts: list[str]) -> ChatResponse:
+    def _read(self, request: ChatRequest, stream, on_text, start: float, parts: list[str],
+              watch: Watch | None = None) -> ChatResponse:
         """The stream's chunks; leaving early (a reader gone) closes it, which stops the upstream call."""
         stop_reason = None
         ttft = None
@@ -91,11 +92,16 @@ class OpenAIProvider(Provider):
                 usage = chunk.usage
             for choice in chunk.choices:
                 for delta in (choice.delta.tool_calls if choice.delta else None) or ():
+                    ttft = ttft if ttft is not None else elapsed_ms(start)
+                    if watch is not None:
+                        watch.started()  # an answer that is a tool call starts here, with no text
                     _take_tool_delta(tools, delta)
                 piece = choice.delta.content if choice.delta else None
                 if piece:
                     if ttft is None:
                         ttft = elapsed_ms(start)
+                    if watch is not None:
+                        watch.started()
                     on_text(piece)
                     parts.append(piece)
                 if choice.finish_reason:

@@ -149,7 +149,7 @@ class Accumulator:
         elif status == "rejected":
             s[9] += spend
         # Latency: answers only (not judge calls, errors or cache hits).
-        if bucket is not None and answers and status not in ("error", "cached"):
+        if bucket is not None and answers and status not in ("error", "cached", "cancelled"):
             self.histogram[bucket] = self.histogram.get(bucket, 0) + answers
 
     def merge(self, other: "Accumulator") -> None:
