@@ -13,58 +13,25 @@ fail the same way, or the user must fix the key.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from ..config import Config, ModelSpec, ProviderSpec
-from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
-from ..pricing import Usage, cache_saving, cost, estimate_tokens
+from ..errors import (
+    EXIT_REQUEST_REJECTED,
+    AllAttemptsFailed,
+    BudgetExceeded,
+    MissingKeyError,
+    MmrError,
+)
+from ..pricing import estimate_tokens
 from .admission import Admitter, Chain
-from .shaping import Shape, shape, wording_fields
+from .billing import bill, fill_answer, fill_failure
+from .call import Call
+from .shaping import Shape, shape
 from .types import Attempt, Note
 
 if TYPE_CHECKING:
-    from ..providers.base import Native
     from .request import Request
-
-
-@dataclass
-class Call:
-    """What every model of a chain is asked, and where its text goes."""
-
-    prompt: str
-    system: str | None
-    max_tokens: int | None
-    temperature: float | None
-    role: str = "answer"  # "classifier" or "judge" for a call made on the answer's behalf
-    on_text: Callable[[str], None] | None = None
-    on_restart: Note | None = None
-    history: tuple[tuple[str, str], ...] = ()  # earlier turns, (role, text), before ``prompt``
-    stop: tuple[str, ...] = ()
-    prompt_cache: str = "off"  # auto: mark a long system prompt for Anthropic's prompt cache
-    native: Native | None = None  # the client's own messages and tools (mmr serve)
-    first_token_timeout: float | None = None  # --first-token-timeout: over every model's own limit
-    streamed: bool = field(default=False, init=False)  # text already went out on_text
-    # Failures to connect, told to the breakers only once the chain shows they were not this machine's own.
-    unreached: list = field(default_factory=list, init=False)
-    hedged: set = field(default_factory=set, init=False)  # chain positions already called as a hedge
-
-    @property
-    def transcript(self) -> str:
-        """Everything sent but the system prompt, as one text: what budgets and estimates count."""
-        return transcript(self.history, self.prompt)
-
-    def wording(self, model: ModelSpec) -> dict:
-        """The Attempt fields naming the wording ``model`` is sent (none for a native request:
-        tools and images go as the client wrote them)."""
-        return wording_fields(model, self.role) if self.native is None else {}
-
-    def limit(self, model: ModelSpec) -> int:
-        limit = self.max_tokens or model.max_tokens
-        if self.role != "answer" and model.reasoning:
-            # Reasoning models spend output tokens thinking: a 5-token budget comes back empty.
-            limit = max(limit, model.max_tokens)
-        return limit
 
 
 class ChainRunner:
@@ -154,7 +121,7 @@ class ChainRunner:
                 raise e.error from None
             except ProviderError as e:
                 call.streamed = call.streamed or bool(emitted)
-                _fill_failure(attempt, model, spec.type, e)
+                fill_failure(attempt, model, spec.type, e)
                 attempts.append(attempt)
                 action = self._after_failure(e, attempts, chain, position, retry, ticket, call)
                 attempts += after
@@ -168,7 +135,7 @@ class ChainRunner:
                     attempts.append(attempt)
                 attempts += after
                 raise
-            _fill_answer(attempt, model, spec.type, response)
+            fill_answer(attempt, model, spec.type, response)
             attempts += [attempt, *after]
             self.admitter.outcome(spec, model, ticket)
             return None, False
@@ -320,14 +287,6 @@ def _counted(attempts: list[Attempt]) -> list[str]:
     return [text + (f" (x{n})" if n > 1 else "") for text, n in counts]
 
 
-def transcript(history: tuple[tuple[str, str], ...], prompt: str) -> str:
-    """A conversation as one text (the prompt alone when there is no history): what the ledger keeps,
-    the cache keys and the budgets bound."""
-    if not history:
-        return prompt
-    return "\n\n".join(f"{role}: {text}" for role, text in (*history, ("user", prompt)))
-
-
 def _sink(on_text: Callable[[str], None], emitted: list[str]) -> Callable[[str], None]:
     """``on_text``, keeping what went out; its own failure (a closed pipe) is an OutputFailed."""
     from ..providers import OutputFailed
@@ -354,38 +313,6 @@ def worth_caching(provider_type: str, model: str, system: str | None) -> bool:
     if provider_type != "anthropic" or not system:
         return False
     return estimate_tokens(system) >= (2048 if "haiku" in model.lower() else 1024)
-
-
-def bill(attempt: Attempt, model: ModelSpec, provider_type: str, input_tokens: int, output_tokens: int,
-         cache_read: int = 0, cache_write: int = 0, reasoning: int = 0) -> None:
-    """Put the reported token counts on ``attempt`` and charge each class at ``model``'s price.
-    OpenAI (and compatible servers) count cached tokens inside the prompt tokens; Anthropic does not."""
-    attempt.input_tokens, attempt.output_tokens = input_tokens, output_tokens
-    attempt.cache_read_tokens, attempt.cache_write_tokens, attempt.reasoning_tokens = cache_read, cache_write, reasoning
-    attempt.usage = Usage.reported(input_tokens, output_tokens, cache_read, cache_write, reasoning,
-                                   cache_in_input=provider_type == "openai")
-    attempt.cost = cost(model.price, attempt.usage)
-    attempt.cache_saved = cache_saving(model.price, attempt.usage)
-    attempt.price_source = model.price.source
-
-
-def _fill_answer(attempt: Attempt, model: ModelSpec, provider_type: str, response) -> None:
-    attempt.text = response.text
-    bill(attempt, model, provider_type, response.input_tokens, response.output_tokens, response.cache_read_tokens,
-         response.cache_write_tokens, response.reasoning_tokens)
-    attempt.duration_ms, attempt.ttft_ms = response.duration_ms, response.ttft_ms
-    attempt.stop_reason, attempt.usage_estimated = response.stop_reason, response.usage_estimated
-    attempt.tool_calls = response.tool_calls
-
-
-def _fill_failure(attempt: Attempt, model: ModelSpec, provider_type: str, e) -> None:
-    attempt.status = "error"
-    attempt.error, attempt.error_kind, attempt.http_status = str(e), e.kind, e.status
-    attempt.reached = e.reached
-    attempt.duration_ms = e.duration_ms
-    # Tokens the provider reported before failing (a dropped stream) were billed.
-    attempt.usage_estimated = e.usage_estimated
-    bill(attempt, model, provider_type, e.input_tokens, e.output_tokens, *e.cache_tokens)
 
 
 def _fill_interrupted(attempt: Attempt, model: ModelSpec, provider_type: str, call: Call, emitted: list[str]) -> None:

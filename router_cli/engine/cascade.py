@@ -20,7 +20,8 @@ from ..config.schema import STANDARD_KEY_ENV
 from ..errors import UsageError
 from ..pricing import cost_usd, decimal_str, max_input_tokens
 from .admission import worst_case
-from .attempts import Call, answered, transcript
+from .attempts import answered
+from .call import Call, transcript
 from .checks import run_checks
 from .gates import JUDGE_SYSTEM, GateResult, judge_answer, judge_prompt
 from .latency import demote_slow

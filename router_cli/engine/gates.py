@@ -96,7 +96,8 @@ def judge_answer(router: "Router", request: "Request", gate: str, limit: float, 
     ``cascade.on_judge_error: fail`` the gate counts as failed.
     """
     from ..errors import MmrError
-    from .attempts import Call, answered
+    from .attempts import answered
+    from .call import Call
 
     prompt = request.prompt
     heuristic = heuristic_gate(prompt, answer.text or "", answer.stop_reason)

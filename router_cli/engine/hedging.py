@@ -11,17 +11,31 @@ first call is then waited for alone, and a note says why.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..errors import LedgerError
 from ..pricing import decimal_str
 from .admission import Chain, worst_case
+from .billing import bill, fill_answer, fill_failure
+from .call import Call
 from .latency import Flight, Race, first_token_limit
 from .types import Attempt
 
 if TYPE_CHECKING:
-    from .attempts import Call, ChainRunner
     from .request import Request
+
+
+class Runner(Protocol):
+    """What a hedge needs of the fallback loop's runner (attempts.ChainRunner), named here so that
+    this module does not import the loop that calls it."""
+
+    config: Any
+    admitter: Any
+    on_note: Callable[[str], None]
+
+    def provider(self, spec) -> Any: ...
+
+    def chat(self, call: Call, model, spec) -> Any: ...
 
 
 class HedgeAnswered(Exception):
@@ -53,7 +67,7 @@ def mate(chain: Chain, position: int, call: "Call") -> int | None:
     return nxt
 
 
-def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call",
+def hedged_call(runner: "Runner", attempts: list[Attempt], chain: Chain, position: int, call: "Call",
                 request: "Request | None", chat, forward: Callable[[str], None], attempt: Attempt,
                 after: list[Attempt]):
     """The first call of a hedging tier, with its hedge: the first model's response when it wins
@@ -104,18 +118,17 @@ def hedged_call(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, po
     return _resolve(runner, attempts, chain, position, call, race, outcome, hedges[0], (attempt, after))
 
 
-def _warm(runner: "ChainRunner", spec) -> None:
+def _warm(runner: "Runner", spec) -> None:
     try:
         runner.provider(spec)
     except Exception:  # noqa: BLE001 - the hedge's own launch reports it
         pass
 
 
-def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, position: int, call: "Call", race: Race,
+def _resolve(runner: "Runner", attempts: list[Attempt], chain: Chain, position: int, call: "Call", race: Race,
              outcome, hedge: tuple[Flight, int, object], mine: tuple[Attempt, list[Attempt]]):
     """A race with a hedge, settled: both calls' attempts, and the answer (see :func:`hedged_call`)."""
     from ..providers import ProviderError
-    from .attempts import _fill_answer, _fill_failure
 
     tier, model = chain[position]
     spec = runner.config.providers[model.provider]
@@ -148,7 +161,7 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
             _bill_cut(theirs, flight, other, other_spec.type)
             attempts += [attempt, theirs]
             raise
-        _fill_answer(theirs, other, other_spec.type, response)
+        fill_answer(theirs, other, other_spec.type, response)
         attempts += [attempt, theirs]
         runner.admitter.outcome(other_spec, other, ticket)
         raise HedgeAnswered(failures)
@@ -158,7 +171,7 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
         first_token_limit(other, other_spec, call.first_token_timeout) or 0.0)
     if not isinstance(error, ProviderError):
         raise error  # not a failure of the call (a bug): let it through
-    _fill_failure(theirs, other, other_spec.type, error)
+    fill_failure(theirs, other, other_spec.type, error)
     attempts.append(theirs)
     raise HedgeFailed([*failures, (error, theirs, at, ticket)])
 
@@ -166,7 +179,6 @@ def _resolve(runner: "ChainRunner", attempts: list[Attempt], chain: Chain, posit
 def _hedge_error(attempts, theirs, e, other, other_spec, hedge: tuple[int, object], failures: list):
     """The winning hedge broke off after it started: its failure recorded, then the next model."""
     from ..providers import OutputFailed, ProviderError
-    from .attempts import _fill_failure, bill
 
     if isinstance(e, OutputFailed):
         theirs.status, theirs.error, theirs.error_kind = "error", f"output failed: {e.error!r}", "output"
@@ -176,7 +188,7 @@ def _hedge_error(attempts, theirs, e, other, other_spec, hedge: tuple[int, objec
         raise e.error from None
     if not isinstance(e, ProviderError):
         raise e
-    _fill_failure(theirs, other, other_spec.type, e)
+    fill_failure(theirs, other, other_spec.type, e)
     attempts.append(theirs)
     raise HedgeFailed([*failures, (e, theirs, *hedge)])
 
@@ -184,26 +196,24 @@ def _hedge_error(attempts, theirs, e, other, other_spec, hedge: tuple[int, objec
 def _lost(attempt: Attempt, flight: Flight, model, provider_type: str, outcome, limit: float | None = None) -> None:
     """A call beaten by the other: cancelled, billed what its provider reported before the cut; or
     given up already, at its own first-token ``limit``, or failed on its own."""
-    from .attempts import _fill_failure
 
     from ..providers import ProviderError
 
     if flight in outcome.failed and isinstance(flight.error, ProviderError):
-        _fill_failure(attempt, model, provider_type, flight.error)  # it had failed on its own first
+        fill_failure(attempt, model, provider_type, flight.error)  # it had failed on its own first
         return
     if flight in outcome.slow:  # it ran out of its own first-token limit before the other started
-        _fill_failure(attempt, model, provider_type, flight.slow_error(limit or 0.0))
+        fill_failure(attempt, model, provider_type, flight.slow_error(limit or 0.0))
         return
     error = flight.slow_error(0.0)
     error.kind, error.message = "hedge_lost", "the other call of the hedge started first; cancelled"
-    _fill_failure(attempt, model, provider_type, error)
+    fill_failure(attempt, model, provider_type, error)
 
 
 def _bill_cut(attempt: Attempt, flight: Flight, model, provider_type: str) -> None:
     """A call cut by Ctrl-C: what its provider reported, or an estimate of what it was sent and of the
     text it streamed (as an interrupted stream is billed)."""
     from ..providers.base import billed_before_failure
-    from .attempts import bill
 
     tokens, estimated, duration = flight.billed()
     input_tokens, output_tokens, streamed = billed_before_failure(flight.chat, tokens[:2], flight.parts)
@@ -216,17 +226,16 @@ def _first_failed(attempt: Attempt, flight: Flight, model, provider_type: str, o
     """The first call, when it did not win: its own failure, too slow a start, or beaten by the hedge;
     the error when it failed (not when it was only beaten)."""
     from ..providers import ProviderError
-    from .attempts import _fill_failure
 
     if flight in outcome.slow:
         error = flight.slow_error(limit or 0.0)
-        _fill_failure(attempt, model, provider_type, error)
+        fill_failure(attempt, model, provider_type, error)
         return error
     _lost(attempt, flight, model, provider_type, outcome)
     return flight.error if flight in outcome.failed and isinstance(flight.error, ProviderError) else None
 
 
-def _admit(runner: "ChainRunner", chain: Chain, position: int, second: int, call: "Call",
+def _admit(runner: "Runner", chain: Chain, position: int, second: int, call: "Call",
            request: "Request | None"):
     """The breaker's ticket for the hedge, or None (with a note) when it may not be sent now."""
     tier, model = chain[position]

@@ -31,7 +31,8 @@ from ..policy.pauses import ProviderPauses
 from ..pricing import estimate_tokens, max_input_tokens
 from . import caching
 from .admission import Admitter, worst_case
-from .attempts import Call, ChainRunner, answered, transcript
+from .attempts import ChainRunner, answered
+from .call import Call, transcript
 from .caller import UnderConfig
 from .chains import models_of, speaking
 from .latency import demote_slow
