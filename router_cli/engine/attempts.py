@@ -16,13 +16,7 @@ import random
 from typing import TYPE_CHECKING, Callable
 
 from ..config import Config, ModelSpec, ProviderSpec
-from ..errors import (
-    EXIT_REQUEST_REJECTED,
-    AllAttemptsFailed,
-    BudgetExceeded,
-    MissingKeyError,
-    MmrError,
-)
+from ..errors import EXIT_REQUEST_REJECTED, AllAttemptsFailed, BudgetExceeded, MissingKeyError, MmrError
 from ..pricing import estimate_tokens
 from .admission import Admitter, Chain
 from .billing import bill, fill_answer, fill_failure
