@@ -1,7 +1,7 @@
 """Benchmark `mmr serve` against the local provider server, with the official async OpenAI SDK as the client.
 
 Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--rounds 2]
-       [--litellm /work/venvs/litellm/bin/litellm] [--before DIR [--before-plain]]
+       [--latency 0.5] [--jitter 0.1] [--pin] [--litellm /work/venvs/litellm/bin/litellm] [--before DIR [--before-plain]]
 
 Goals (issue 18): added latency over calling the provider server directly with
 the same SDK, p50 <= 5 ms and p99 <= 20 ms at 50 concurrent clients; 500
@@ -61,9 +61,12 @@ PLAIN = ("import runpy, sys; sys.modules['httptools'] = sys.modules['uvloop'] = 
          "sys.argv[0] = 'mmr'; runpy.run_module('router_cli', run_name='__main__')")
 
 
+PIN: list[str] = []  # ["taskset", "-c", "1"] with --pin: the server under test on a CPU of its own
+
+
 def start_serve(tmp: Path, config: Path, root: Path = ROOT, plain: bool = False) -> tuple[subprocess.Popen, str]:
     """``mmr serve`` of the checkout ``root`` on a free port, no auth, with its own SQLite ledger."""
-    argv = [sys.executable, *(["-c", PLAIN] if plain else ["-m", "router_cli"]), "serve", "--port", "0", "--no-auth",
+    argv = [*PIN, sys.executable, *(["-c", PLAIN] if plain else ["-m", "router_cli"]), "serve", "--port", "0", "--no-auth",
             "--config", str(config), "--db", str(tmp / f"ledger-{root.name}-{plain}.db")]
     return start(argv, r"listening on (http://\S+) ", env={**KEYS, "PYTHONPATH": str(root)}, stream="stderr",
                  cwd=root)
@@ -139,13 +142,23 @@ async def streams(base_url: str, count: int) -> tuple[int, int, float]:
     return complete, errors, time.perf_counter() - wall
 
 
-def rows_for(rows: list, name: str, base_url: str, args, direct: tuple | None = None) -> tuple:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rows_for(rows: list, name: str, base_url: str, args, direct: tuple | None = None, pid: int | None = None,
+             key: str = KEYS["TEST_OPENAI_KEY"]) -> tuple:
     """One client, then ``args.clients`` clients, against ``base_url``: their rows appended to ``rows``
-    (each with its baseline's latencies, ``direct``'s); returns the latencies of both, for a baseline."""
-    one, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests // 5, 1))
-    rows.append((f"{name}, 1 client", one, wall, errors, direct[0] if direct else None))
-    many, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests, args.clients))
-    rows.append((f"{name}, {args.clients} clients", many, wall, errors, direct[1] if direct else None))
+    (each with its baseline's latencies, ``direct``'s, and the CPU ms per request of process ``pid``,
+    the server); returns the latencies of both, for a baseline."""
+    one, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests // 5, 1, key))
+    rows.append((f"{name}, 1 client", one, wall, errors, direct[0] if direct else None, None))
+    before = cpu_seconds(pid) if pid else 0.0
+    many, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests, args.clients, key))
+    cpu = (cpu_seconds(pid) - before) * 1000 / args.requests if pid else None
+    rows.append((f"{name}, {args.clients} clients", many, wall, errors, direct[1] if direct else None, cpu))
     return one, many
 
 
@@ -163,48 +176,55 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the provider server adds to each call")
+    parser.add_argument("--jitter", type=float, default=0.0, help="each provider call takes latency +- this (uniform)")
+    parser.add_argument("--pin", action="store_true", help="the server under test on CPU 1, all else on CPU 0")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --streams concurrent streams (RSS after each)")
     parser.add_argument("--litellm", help="the litellm executable of a venv with litellm[proxy] installed")
     parser.add_argument("--before", help="another checkout of mmr whose mmr serve runs side by side (before/after)")
     parser.add_argument("--before-plain", action="store_true", help="run --before without httptools and uvloop")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mmr-bench-serve-"))
+    if args.pin:
+        os.sched_setaffinity(0, {0})  # this process and the provider server it starts
+        PIN[:] = ["taskset", "-c", "1"]
     provider, url = start([sys.executable, "-m", "tests.provider_server", "--port", "0", "--latency", str(args.latency),
-                           "--no-record"], r"listening on (http://\S+) ")
+                           "--jitter", str(args.jitter), "--no-record"], r"listening on (http://\S+) ")
     procs = [provider]
     try:
         config = tmp / "tiers.yaml"
         config.write_text(TEST_CONFIG.format(url=url, timeout=60))
         serve, mmr = start_serve(tmp, config)
         procs.append(serve)
-        servers = [("mmr serve", mmr)]
+        servers = [("mmr serve", mmr, serve.pid)]
         if args.before:
             before, old = start_serve(tmp, config, Path(args.before).resolve(), args.before_plain)
             procs.append(before)
-            servers.insert(0, ("mmr serve before", old))
+            servers.insert(0, ("mmr serve before", old, before.pid))
         rows = []
         direct = rows_for(rows, "direct", url, args)
-        for name, base in servers:
-            rows_for(rows, name, base, args, direct)
+        for name, base, pid in servers:
+            rows_for(rows, name, base, args, direct, pid)
         if args.litellm:
             master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
             (tmp / "litellm.yaml").write_text(LITELLM_CONFIG.format(url=url, key=master))
             port = free_port()
-            litellm = subprocess.Popen([args.litellm, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
+            litellm = subprocess.Popen([*PIN, args.litellm, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
                                         "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(litellm)
             wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
-            lite, lite_wall, lite_errors = asyncio.run(load(f"http://127.0.0.1:{port}/v1", "gpt-small", args.requests,
-                                                            args.clients, master))
-            rows.append(("LiteLLM proxy, 50 clients", lite, lite_wall, lite_errors, direct[1]))
+            rows_for(rows, "LiteLLM proxy", f"http://127.0.0.1:{port}", args, direct, litellm.pid, master)
+        jitter = f" +- {args.jitter * 1000:.0f}" if args.jitter else ""
         print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
-              f"{args.latency * 1000:.0f} ms, async openai SDK")
-        print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | errors |")
-        print("|---|---|---|---|---|---|---|")
-        for name, lat, wall, errors, base in rows:
+              f"{args.latency * 1000:.0f}{jitter} ms, async openai SDK"
+              + (", server under test on CPU 1, clients and provider on CPU 0" if args.pin else ""))
+        print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | server CPU ms/req | errors |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, lat, wall, errors, base, cpu in rows:
             added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
                      else f"{'':9} | {'':9}")
-            print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {errors} |")
+            shown = f"{cpu:17.2f}" if cpu is not None else f"{'':17}"
+            print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {shown} "
+                  f"| {errors} |")
         if not args.streams:
             return
         print(f"\n{args.streams} concurrent streams through mmr serve, {args.rounds} rounds "

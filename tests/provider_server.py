@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import random
 import socket
 import sys
 import threading
@@ -140,10 +141,13 @@ _ANTHROPIC_ERROR_TYPES = {
 class ProviderServer:
     """The server and its script; thread-safe."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, record: bool = True):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, record: bool = True,
+                 jitter: float = 0.0):
         self.host = host
         self.port = port
         self.latency = latency
+        self.jitter = jitter  # each request's latency is uniform in latency +- jitter (a seeded draw)
+        self._rng = random.Random(0)
         self.record = record  # False: keep no log of requests (long benchmark runs)
         self.api_key: str | None = None  # when set, other keys get 401
         self.reasoning_models: set[str] = set()  # these reject max_tokens and temperature like OpenAI's o-series
@@ -290,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
             with state._lock:
                 state.requests.append(record)
         if state.latency:
-            time.sleep(state.latency)
+            time.sleep(state.latency + (state._rng.uniform(-state.jitter, state.jitter) if state.jitter else 0.0))
         # Anthropic's SDK 2.x sends the key as a bearer token; the API prefers x-api-key when both are there.
         bearer = (self.headers.get("authorization") or "").removeprefix("Bearer ")
         key = (self.headers.get("x-api-key") or bearer) if protocol == "anthropic" else bearer
@@ -580,11 +584,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="each request's latency is uniform in latency +- JITTER seconds")
     parser.add_argument("--no-record", action="store_true", help="keep no log of requests (long benchmark runs)")
     parser.add_argument("--slow", action="append", default=[], metavar="MODEL=SECONDS",
                         help="this model's first token comes SECONDS late (repeatable)")
     args = parser.parse_args(argv)
-    server = ProviderServer(port=args.port, latency=args.latency, record=not args.no_record).start()
+    server = ProviderServer(port=args.port, latency=args.latency, record=not args.no_record,
+                            jitter=args.jitter).start()
     for item in args.slow:
         model, _, seconds = item.partition("=")
         server.always(model, reply(first_token_delay=float(seconds)))
