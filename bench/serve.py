@@ -182,38 +182,11 @@ def main() -> None:
             before, old = start_serve(tmp, config, Path(args.before).resolve(), args.before_plain)
             procs.append(before)
             servers.insert(0, ("mmr serve before", old))
-        rows = []
-        direct = rows_for(rows, "direct", url, args)
-        for name, base in servers:
-            rows_for(rows, name, base, args, direct)
-        if args.litellm:
-            master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
-            (tmp / "litellm.yaml").write_text(LITELLM_CONFIG.format(url=url, key=master))
-            port = free_port()
-            litellm = subprocess.Popen([args.litellm, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
-                                        "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(litellm)
-            wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
-            lite, lite_wall, lite_errors = asyncio.run(load(f"http://127.0.0.1:{port}/v1", "gpt-small", args.requests,
-                                                            args.clients, master))
-            rows.append(("LiteLLM proxy, 50 clients", lite, lite_wall, lite_errors, direct[1]))
-        print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
-              f"{args.latency * 1000:.0f} ms, async openai SDK")
-        print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | errors |")
-        print("|---|---|---|---|---|---|---|")
-        for name, lat, wall, errors, base in rows:
-            added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
-                     else f"{'':9} | {'':9}")
-            print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {errors} |")
-        if not args.streams:
-            return
-        print(f"\n{args.streams} concurrent streams through mmr serve, {args.rounds} rounds "
-              f"(RSS idle {rss_mb(serve.pid)[0]:.0f} MB, {threads(serve.pid)} threads):")
-        for round_ in range(1, args.rounds + 1):
-            complete, errors, wall = asyncio.run(streams(mmr + "/v1", args.streams))
-            now, peak = rss_mb(serve.pid)
-            print(f"round {round_}: {complete} complete, {errors} errors, {wall:.1f} s; RSS {now:.0f} MB "
-                  f"(peak {peak:.0f}), {threads(serve.pid)} threads")
+        if args.requests:
+            latency_table(url, servers, procs, args)
+        if args.streams:
+            pids = {"mmr serve": serve.pid, **({"mmr serve before": before.pid} if args.before else {})}
+            stream_rounds(args, servers, pids)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -221,6 +194,50 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def latency_table(url: str, servers: list, procs: list, args) -> None:
+    """Direct, then each mmr serve, then LiteLLM's proxy when given: one client and ``args.clients``."""
+    rows: list = []
+    direct = rows_for(rows, "direct", url, args)
+    for name, base in servers:
+        rows_for(rows, name, base, args, direct)
+    if args.litellm:
+        master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
+        config = Path(tempfile.mkdtemp(prefix="mmr-bench-litellm-")) / "litellm.yaml"
+        config.write_text(LITELLM_CONFIG.format(url=url, key=master))
+        port = free_port()
+        litellm = subprocess.Popen([args.litellm, "--config", str(config), "--port", str(port),
+                                    "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(litellm)
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
+        lite, lite_wall, lite_errors = asyncio.run(load(f"http://127.0.0.1:{port}/v1", "gpt-small", args.requests,
+                                                        args.clients, master))
+        rows.append(("LiteLLM proxy, 50 clients", lite, lite_wall, lite_errors, direct[1]))
+    print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
+          f"{args.latency * 1000:.0f} ms, async openai SDK")
+    print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for name, lat, wall, errors, base in rows:
+        added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
+                 else f"{'':9} | {'':9}")
+        print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {errors} |")
+
+
+def stream_rounds(args, servers: list, pids: dict) -> None:
+    """``args.rounds`` rounds of ``args.streams`` concurrent streams through each mmr serve (taking turns
+    within a round, so that both meet the same load on a shared machine); RSS and threads after each."""
+    print(f"\n{args.streams} concurrent streams, {args.rounds} rounds; "
+          + "; ".join(f"{name} idle: RSS {rss_mb(pids[name])[0]:.0f} MB, {threads(pids[name])} threads"
+                      for name, _ in servers))
+    print("| server | round | complete | errors | wall s | RSS MB | peak RSS MB | threads |")
+    print("|---|---|---|---|---|---|---|---|")
+    for round_ in range(1, args.rounds + 1):
+        for name, base in servers:
+            complete, errors, wall = asyncio.run(streams(base + "/v1", args.streams))
+            now, peak = rss_mb(pids[name])
+            print(f"| {name} | {round_} | {complete} | {errors} | {wall:.1f} | {now:.0f} | {peak:.0f} | "
+                  f"{threads(pids[name])} |", flush=True)
 
 
 def free_port() -> int:
