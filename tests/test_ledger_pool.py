@@ -172,8 +172,11 @@ def test_a_cursor_gives_its_connection_back_when_read_dropped_or_closed(tmp_path
     timer.join()
     with pytest.raises(sqlite3.ProgrammingError):  # closed: it never reads from a connection given back
         next(reading)
+    batches = store.read("SELECT id FROM calls ORDER BY id")
+    assert len(batches.fetchmany(4)) == 4 and len(batches.fetchmany(4)) == 2 and batches.fetchmany(4) == []
+    assert another_thread_writes(13) < 5  # read to the end: given back, though still referenced
     with store.read("SELECT count(*) FROM calls") as rows:
-        assert rows.fetchone() == (6,)
+        assert rows.fetchone() == (7,)
     store.close()
 
 

@@ -155,7 +155,7 @@ def _in_transaction(conn: Any) -> bool:
 class LeasedRows:
     """A query's cursor that gives its connection back once read to the end, closed, or dropped.
 
-    Iterable, with ``fetchone``, ``fetchall`` and ``description`` (the ``Rows`` of ``store.py``).
+    Iterable, with ``fetchone``, ``fetchmany``, ``fetchall`` and ``description`` (the ``Rows`` of ``store.py``).
     """
 
     def __init__(self, cursor: sqlite3.Cursor, release: Callable[[], None]):
@@ -178,6 +178,12 @@ class LeasedRows:
         if row is None:
             self.close()
         return row
+
+    def fetchmany(self, size: int) -> list[Any]:
+        rows = self._cursor.fetchmany(size)
+        if not rows:
+            self.close()
+        return rows
 
     def fetchall(self) -> list[Any]:
         try:
