@@ -1,6 +1,6 @@
 """Benchmark `mmr serve` against the local provider server, with the official async OpenAI SDK as the client.
 
-Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--rounds 2]
+Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--rounds 2] [--settle SECONDS]
        [--litellm /work/venvs/litellm/bin/litellm] [--before DIR [--before-plain]]
 
 Goals (issue 18): added latency over calling the provider server directly with
@@ -164,6 +164,8 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the provider server adds to each call")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --streams concurrent streams (RSS after each)")
+    parser.add_argument("--settle", type=float, default=0,
+                        help="after the stream rounds, seconds idle before RSS is read once more")
     parser.add_argument("--litellm", help="the litellm executable of a venv with litellm[proxy] installed")
     parser.add_argument("--before", help="another checkout of mmr whose mmr serve runs side by side (before/after)")
     parser.add_argument("--before-plain", action="store_true", help="run --before without httptools and uvloop")
@@ -238,6 +240,11 @@ def stream_rounds(args, servers: list, pids: dict) -> None:
             now, peak = rss_mb(pids[name])
             print(f"| {name} | {round_} | {complete} | {errors} | {wall:.1f} | {now:.0f} | {peak:.0f} | "
                   f"{threads(pids[name])} |", flush=True)
+    if args.settle:
+        time.sleep(args.settle)
+        for name, _ in servers:
+            now, peak = rss_mb(pids[name])
+            print(f"| {name} | {args.settle:g} s idle | | | | {now:.0f} | {peak:.0f} | {threads(pids[name])} |")
 
 
 def free_port() -> int:
