@@ -133,6 +133,7 @@ class ConnectionPool:
             if lease.uses:
                 return
             conn, lease.conn = lease.conn, None
+            assert conn is not None  # uses reached 0 once only
             keep = conn in self._open and not _in_transaction(conn)
             if keep:
                 self._idle.append(conn)
@@ -140,7 +141,7 @@ class ConnectionPool:
                 self._open.discard(conn)
         if not keep:
             with contextlib.suppress(sqlite3.Error):
-                conn.close()  # type: ignore[union-attr]
+                conn.close()
         self._slots.release()
 
 

@@ -9,7 +9,7 @@ limit lower than the peak would queue requests behind each other. Python's
 ``ThreadPoolExecutor`` keeps every thread it ever started, about 50 KB of memory each
 (the stack pages a request touched, malloc's per-thread caches), so a server's memory
 stayed at its busiest moment for good. Here a thread that has had no work for ``idle``
-seconds ends; starting one again costs about 0.1 ms, nothing beside a request.
+seconds ends; starting one again costs under a millisecond, little beside a request.
 """
 
 from __future__ import annotations
