@@ -212,4 +212,7 @@ class LeasedRows:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit the pool may be half torn down
+            pass
