@@ -7,7 +7,7 @@ The engine is synchronous, so each request in flight holds a thread for its whol
 (a stream for as long as it streams): 500 concurrent streams need 500 threads, and a
 limit lower than the peak would queue requests behind each other. Python's
 ``ThreadPoolExecutor`` keeps every thread it ever started, about 50 KB of memory each
-(the stack pages a request touched, malloc's per-thread caches), so a server's memory
+(the stack pages a request touched, and heap), so a server's memory
 stayed at its busiest moment for good. Here a thread that has had no work for ``idle``
 seconds ends; starting one again costs under a millisecond, little beside a request.
 """
