@@ -1,6 +1,6 @@
 """Benchmark `mmr serve` against the local provider server, with the official async OpenAI SDK as the client.
 
-Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--rounds 2]
+Run: python bench/serve.py [--requests 1000] [--clients 50] [--streams 500] [--rounds 2] [--settle SECONDS]
        [--latency 0.5] [--jitter 0.1] [--pin] [--litellm /work/venvs/litellm/bin/litellm] [--before DIR [--before-plain]]
 
 Goals (issue 18): added latency over calling the provider server directly with
@@ -13,6 +13,14 @@ writes its SQLite ledger as usual. ``--before DIR`` also starts the ``mmr serve`
 another checkout (``git worktree add DIR COMMIT``) in the same run, its rows side by side
 with this one's; ``--before-plain`` runs it without httptools and uvloop (uvicorn's h11
 parser and asyncio's loop), as a server without them installed does.
+
+Each server row also gives the server's CPU per request (user + system time of its
+process over the 50-client run, divided by the requests): the figure that decides how
+long a burst of requests queues for the CPU. ``--jitter J`` makes each provider call
+take latency +- J (uniform), as real providers vary: clients that all start together
+then drift apart instead of arriving in step for the whole run. ``--pin`` runs the
+server under test on CPU 1 and everything else (the clients, the provider server) on
+CPU 0, as a proxy deployed on cores of its own would be (needs 2 CPUs; ``taskset``).
 """
 
 from __future__ import annotations
@@ -179,6 +187,8 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.0, help="each provider call takes latency +- this (uniform)")
     parser.add_argument("--pin", action="store_true", help="the server under test on CPU 1, all else on CPU 0")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --streams concurrent streams (RSS after each)")
+    parser.add_argument("--settle", type=float, default=0,
+                        help="after the stream rounds, seconds idle before RSS is read once more")
     parser.add_argument("--litellm", help="the litellm executable of a venv with litellm[proxy] installed")
     parser.add_argument("--before", help="another checkout of mmr whose mmr serve runs side by side (before/after)")
     parser.add_argument("--before-plain", action="store_true", help="run --before without httptools and uvloop")
@@ -200,40 +210,10 @@ def main() -> None:
             before, old = start_serve(tmp, config, Path(args.before).resolve(), args.before_plain)
             procs.append(before)
             servers.insert(0, ("mmr serve before", old, before.pid))
-        rows = []
-        direct = rows_for(rows, "direct", url, args)
-        for name, base, pid in servers:
-            rows_for(rows, name, base, args, direct, pid)
-        if args.litellm:
-            master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
-            (tmp / "litellm.yaml").write_text(LITELLM_CONFIG.format(url=url, key=master))
-            port = free_port()
-            litellm = subprocess.Popen([*PIN, args.litellm, "--config", str(tmp / "litellm.yaml"), "--port", str(port),
-                                        "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(litellm)
-            wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
-            rows_for(rows, "LiteLLM proxy", f"http://127.0.0.1:{port}", args, direct, litellm.pid, master)
-        jitter = f" +- {args.jitter * 1000:.0f}" if args.jitter else ""
-        print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
-              f"{args.latency * 1000:.0f}{jitter} ms, async openai SDK"
-              + (", server under test on CPU 1, clients and provider on CPU 0" if args.pin else ""))
-        print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | server CPU ms/req | errors |")
-        print("|---|---|---|---|---|---|---|---|")
-        for name, lat, wall, errors, base, cpu in rows:
-            added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
-                     else f"{'':9} | {'':9}")
-            shown = f"{cpu:17.2f}" if cpu is not None else f"{'':17}"
-            print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {shown} "
-                  f"| {errors} |")
-        if not args.streams:
-            return
-        print(f"\n{args.streams} concurrent streams through mmr serve, {args.rounds} rounds "
-              f"(RSS idle {rss_mb(serve.pid)[0]:.0f} MB, {threads(serve.pid)} threads):")
-        for round_ in range(1, args.rounds + 1):
-            complete, errors, wall = asyncio.run(streams(mmr + "/v1", args.streams))
-            now, peak = rss_mb(serve.pid)
-            print(f"round {round_}: {complete} complete, {errors} errors, {wall:.1f} s; RSS {now:.0f} MB "
-                  f"(peak {peak:.0f}), {threads(serve.pid)} threads")
+        if args.requests:
+            latency_table(url, servers, procs, args)
+        if args.streams:
+            stream_rounds(args, [(name, base) for name, base, _ in servers], {name: pid for name, _, pid in servers})
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -241,6 +221,57 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def latency_table(url: str, servers: list, procs: list, args) -> None:
+    """Direct, then each mmr serve, then LiteLLM's proxy when given: one client and ``args.clients``."""
+    rows: list = []
+    direct = rows_for(rows, "direct", url, args)
+    for name, base, pid in servers:
+        rows_for(rows, name, base, args, direct, pid)
+    if args.litellm:
+        master = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
+        config = Path(tempfile.mkdtemp(prefix="mmr-bench-litellm-")) / "litellm.yaml"
+        config.write_text(LITELLM_CONFIG.format(url=url, key=master))
+        port = free_port()
+        litellm = subprocess.Popen([*PIN, args.litellm, "--config", str(config), "--port", str(port),
+                                    "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(litellm)
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness", 300)
+        rows_for(rows, "LiteLLM proxy", f"http://127.0.0.1:{port}", args, direct, litellm.pid, master)
+    jitter = f" +- {args.jitter * 1000:.0f}" if args.jitter else ""
+    print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
+          f"{args.latency * 1000:.0f}{jitter} ms, async openai SDK"
+          + (", server under test on CPU 1, clients and provider on CPU 0" if args.pin else ""))
+    print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | server CPU ms/req | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, lat, wall, errors, base, cpu in rows:
+        added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
+                 else f"{'':9} | {'':9}")
+        shown = f"{cpu:17.2f}" if cpu is not None else f"{'':17}"
+        print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {shown} "
+              f"| {errors} |")
+
+
+def stream_rounds(args, servers: list, pids: dict) -> None:
+    """``args.rounds`` rounds of ``args.streams`` concurrent streams through each mmr serve (taking turns
+    within a round, so that both meet the same load on a shared machine); RSS and threads after each."""
+    print(f"\n{args.streams} concurrent streams, {args.rounds} rounds; "
+          + "; ".join(f"{name} idle: RSS {rss_mb(pids[name])[0]:.0f} MB, {threads(pids[name])} threads"
+                      for name, _ in servers))
+    print("| server | round | complete | errors | wall s | RSS MB | peak RSS MB | threads |")
+    print("|---|---|---|---|---|---|---|---|")
+    for round_ in range(1, args.rounds + 1):
+        for name, base in servers:
+            complete, errors, wall = asyncio.run(streams(base + "/v1", args.streams))
+            now, peak = rss_mb(pids[name])
+            print(f"| {name} | {round_} | {complete} | {errors} | {wall:.1f} | {now:.0f} | {peak:.0f} | "
+                  f"{threads(pids[name])} |", flush=True)
+    if args.settle:
+        time.sleep(args.settle)
+        for name, _ in servers:
+            now, peak = rss_mb(pids[name])
+            print(f"| {name} | {args.settle:g} s idle | | | | {now:.0f} | {peak:.0f} | {threads(pids[name])} |")
 
 
 def free_port() -> int:

@@ -99,7 +99,7 @@ def test_a_ledger_stopped_at_any_older_migration_upgrades_in_place(tmp_path, sto
 
 
 def test_one_store_shared_by_threads_writes_from_each_and_closes_every_connection(tmp_path):
-    store = open_ledger(tmp_path / "l.db")
+    store = SQLiteLedger(tmp_path / "l.db", pool_size=3)
     errors: list[BaseException] = []
 
     def write(worker: int) -> None:
@@ -119,9 +119,9 @@ def test_one_store_shared_by_threads_writes_from_each_and_closes_every_connectio
         t.join(60)
     assert errors == []
     assert len(store.rows()) == 8 * 50 and store.spent_nanousd("global", None, "0") == 8 * 50
-    connections = list(store._connections)
-    assert len(connections) == 9  # one per writer thread, and this one's
-    # Every thread's connection syncs at WAL checkpoints only (NORMAL = 1), not on every commit (FULL = 2).
+    connections = store.pool.connections
+    assert 1 <= len(connections) <= 3 and store.pool.peak <= 3  # a pool of three, not a connection per thread
+    # Every pooled connection syncs at WAL checkpoints only (NORMAL = 1), not on every commit (FULL = 2).
     assert {conn.execute("PRAGMA synchronous").fetchone()[0] for conn in connections} == {1}
     store.close()
     for conn in connections:

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from .sqlite_base import SQLiteBase
+from .sqlite_pool import LeasedRows
 from .budget_reads import BudgetReads
 
 _BREAKER_COLUMNS = ("state", "failures", "opened_at", "open_until", "probe_until", "last_error", "updated_at")
@@ -33,8 +34,9 @@ _CACHE_COLUMNS = ("key", "scope", "created_at", "expires_at", "request_id", "tie
 class SQLiteLedger(BudgetReads, SQLiteBase):
     """An open SQLite ledger: the :class:`~router_cli.ledger.store.LedgerStore` mmr uses.
 
-    One object serves every thread of a process: each thread gets its own
-    connection on first use, and :meth:`close` closes them all.
+    One object serves every thread of a process, through a bounded pool of
+    connections (see :class:`~router_cli.ledger.sqlite_base.SQLiteBase`), and
+    :meth:`close` closes them all.
     """
 
     dialect = "sqlite"
@@ -65,9 +67,11 @@ class SQLiteLedger(BudgetReads, SQLiteBase):
                f"LEFT JOIN responses ON responses.call_id = calls.id WHERE {where} ORDER BY calls.id")
         return self._dicts(sql, list(params))
 
-    def read(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
-        """Run one query and return its cursor (retried while busy)."""
-        return self._run(lambda: self._connection().execute(sql, list(params)))
+    def read(self, sql: str, params: Sequence = ()) -> LeasedRows:
+        """Run one query and return its cursor (retried while busy); it holds a pooled connection
+        until its rows are read to the end (``fetchall``, iteration, a ``fetchone`` of None), it is
+        closed, or it is dropped."""
+        return self._rows(sql, params)
 
     # ------------------------------------------------------------ batches (--resume)
 

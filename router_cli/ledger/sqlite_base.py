@@ -1,4 +1,4 @@
-"""The SQLite ledger's plumbing: per-thread connections, write transactions, busy retries, errors.
+"""The SQLite ledger's plumbing: a bounded pool of connections, write transactions, busy retries, errors.
 
 The file is created with mode 0600 (an existing empty file is made 0600 before
 anything is written to it), in WAL mode with a busy timeout, so several ``mmr``
@@ -19,6 +19,7 @@ from typing import Callable, Sequence, TypeVar
 
 from ..errors import LedgerError
 from .migrations import SCHEMA_VERSION, migrate
+from .sqlite_pool import ConnectionPool, LeasedRows
 
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds
 # What check_writable() wants free on the ledger's filesystem: a request's rows
@@ -41,24 +42,28 @@ def _write_lock(path: Path) -> threading.Lock:
 class SQLiteBase:
     """An open SQLite database file; :class:`~router_cli.ledger.sqlite.SQLiteLedger` adds the ledger's operations.
 
-    One object serves every thread of a process: each thread gets its own
-    connection on first use, and :meth:`close` closes them all.
+    One object serves every thread of a process through a pool of at most
+    :attr:`pool_size` connections (``pool_size=`` overrides it): a thread takes one
+    for an operation (a query, or a whole write transaction, with the reads made
+    inside it) and gives it back after, so ``mmr serve``'s hundreds of request
+    threads share a few (``sqlite_pool.py``). :meth:`close` closes them all.
     ``readonly``: open every connection read-only (reports on a ledger the user
     may not write to); the schema must already be current then. ``immutable``
     (with ``readonly``): read the file as it is, without locks and without
     creating ``-wal``/``-shm`` files; only for a file nobody is writing.
     """
 
+    pool_size = 8
+    pool_wait = 60.0  # seconds a thread waits for a free connection before it is an error
+
     def __init__(self, path: str | os.PathLike, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, readonly: bool = False,
-                 immutable: bool = False):
+                 immutable: bool = False, pool_size: int | None = None):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.readonly = readonly
         self.immutable = readonly and immutable
         self._write_lock = _write_lock(self.path)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_guard = threading.Lock()
+        self.pool = ConnectionPool(self._connect, pool_size or self.pool_size, self.pool_wait, str(self.path))
         if readonly:
             self._guarded(self._check_schema)
             return
@@ -80,23 +85,19 @@ class SQLiteBase:
             raise
 
     def _check_schema(self) -> None:
-        if self._connection().execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        with self.pool.lease() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
             raise LedgerError(f"{self.path}: the ledger's schema is older than this mmr and it cannot be upgraded read-only")
 
     # ------------------------------------------------------------ connections
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._connections_guard:
-                self._connections.append(conn)
-        return conn
+        """The connection this thread holds: call only inside :meth:`_run` (or ``self.pool.lease()``)."""
+        return self.pool.held()
 
     def _connect(self) -> sqlite3.Connection:
-        # check_same_thread=False: close() closes every thread's connection from the thread that calls it.
+        # check_same_thread=False: a pooled connection serves one thread at a time, but not always the same one.
         if self.readonly:
             uri = self.path.resolve().as_uri() + ("?mode=ro&immutable=1" if self.immutable else "?mode=ro")
             conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
@@ -104,7 +105,7 @@ class SQLiteBase:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if not self.readonly:
-            # Per connection, not per file: a thread's own connection would otherwise sync every commit (FULL).
+            # Per connection, not per file: every pooled connection would otherwise sync every commit (FULL).
             conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
@@ -160,8 +161,7 @@ class SQLiteBase:
             pass  # the error that brought us here is the one to report
 
     def _prepare_once(self) -> None:
-        with self._write_lock:
-            conn = self._connection()
+        with self.pool.lease() as conn, self._write_lock:
             conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn)
 
@@ -203,15 +203,16 @@ class SQLiteBase:
 
     @contextlib.contextmanager
     def transaction(self):
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error) on this thread's connection.
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error) on one pooled connection.
 
-        Threads of one process (``mmr ask --batch``) take turns on a Python lock
+        The connection is taken before the lock and kept to the end (reads made inside
+        use it too: one transaction never spans two connections). Threads of one
+        process (``mmr ask --batch``, ``mmr serve``) take turns on a Python lock
         first: contending inside SQLite would put them in its busy handler, which
         sleeps in steps of up to 100 ms however short the other write is.
         Processes still wait on each other through SQLite's busy timeout.
         """
-        conn = self._connection()
-        with self._write_lock:
+        with self.pool.lease() as conn, self._write_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -240,9 +241,18 @@ class SQLiteBase:
                 delay = min(delay * 2, 0.25)
 
     def _run(self, action: Callable[[], T]) -> T:
-        """:meth:`_retrying`, with any database error raised as :class:`LedgerError`."""
+        """:meth:`_retrying` holding a pooled connection (:meth:`_connection`), any database error
+        raised as :class:`LedgerError`."""
         try:
-            return self._retrying(action)
+            with self.pool.lease():
+                return self._retrying(action)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def _rows(self, sql: str, params: Sequence = ()) -> LeasedRows:
+        """A query's cursor (retried while busy), holding its connection until its rows are read."""
+        try:
+            return self.pool.rows(lambda conn: self._retrying(lambda: conn.execute(sql, list(params))))
         except sqlite3.Error as e:
             raise self._error(e) from None
 
@@ -283,12 +293,8 @@ class SQLiteBase:
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close every thread's connection."""
-        with self._connections_guard:
-            connections, self._connections = self._connections, []
-            self._local = threading.local()
-        for conn in connections:
-            conn.close()
+        """Close every connection (one still reading is closed when its rows are given back)."""
+        self.pool.close()
 
     def __enter__(self):
         return self

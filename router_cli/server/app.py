@@ -18,7 +18,6 @@ import asyncio
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,6 +36,7 @@ from .dashboard import Dashboard
 from .metrics import Metrics
 from .protocols import ANTHROPIC, OPENAI, Asked, BadRequest, StreamWriter, answer_body, error_body, parse
 from .routing import BrokeOff, ClientGone, Meaning, Sessions, Worker, check_native, meaning, options_for
+from .workers import Workers
 
 
 class Server:
@@ -46,7 +46,7 @@ class Server:
         self.router = router
         self.config = router.config
         self.keys = keys  # None: --no-auth
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mmr-serve")
+        self.pool = Workers(limit=threads, name="mmr-serve")  # a thread per request in flight; idle ones end
         self.sessions = Sessions(self.config.serve.sessions)
         self.metrics = Metrics()
         self.dashboard = Dashboard(self)
