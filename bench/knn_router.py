@@ -37,7 +37,7 @@ from embed_cache import DATA, cached_hashes, load_vectors  # noqa: E402
 from router_cli.classify.knn import request_text  # noqa: E402
 from router_cli.classify.knn_train import K_GRID, knn_out_of_fold, train_knn  # noqa: E402
 from router_cli.classify.calibration import calibrate_bound, choose  # noqa: E402
-from router_cli.classify.ml_train import calibrate, fit, out_of_fold, predict, targets  # noqa: E402
+from router_cli.classify.ml_train import calibrate, fit, out_of_fold, predict, priced, targets  # noqa: E402
 from router_cli.config import load_config  # noqa: E402
 from router_cli.labelled import read_labelled  # noqa: E402
 from router_cli.reports.evaluate import apgr  # noqa: E402
@@ -122,6 +122,7 @@ def main() -> None:
     lines = []
     for name in args.data or ("routerbench", "routellm"):
         rows, _ = read_labelled(LABELLED if name == "labelled" else DATA / f"{name}.train.jsonl", config.tier_names)
+        config = priced(rows, load_config(ROOT / "tiers.example.yaml"))  # rows without costs: the config's prices
         if args.cached_only:
             import hashlib
 
