@@ -1,5 +1,6 @@
-"""Calibration to a bound that holds (``mmr train --confidence``): lambda set on a held-out calibration split
-by fixed-sequence testing; how often the bound holds over resampled splits; what train and eval report."""
+"""Calibration to a bound that holds (``mmr train --confidence``): lambda set by fixed-sequence testing on
+cross-fitted estimates (every row predicted by a router fitted without it), the router then fitted on every
+row; how often the bound holds over resampled draws; what train and eval report."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_fixed_sequence_stops_at_the_first_lambda_that_fails():
     # lambda 0: all premium, 100 %; 0.15: A goes cheap, 160/180 = 88.9 %: fails; 0.25: B too, 180/180: passes, cheaper.
     lam, held = calibrate_bound(pred_q, costs, quality, costs, 1, 0.95, 0.9, grid=[0.0, 0.15, 0.25])
     assert lam == 0.0 and held["reached_target"] and held["savings_vs_premium"] == 0.0
-    assert held["method"] == "split" and held["calibration_rows"] == 200
+    assert held["method"] == "cross-fit" and held["calibration_rows"] == 200
     later, alone = calibrate_bound(pred_q, costs, quality, costs, 1, 0.95, 0.9, grid=[0.25])
     assert later == 0.25 and alone["reached_target"] and alone["savings_vs_premium"] > 0  # what a grid search would keep
 
@@ -125,10 +126,11 @@ def trained(tmp_path_factory):
 def test_train_reports_expected_and_guaranteed_and_where_lambda_was_set(trained):
     path, stderr = trained["bound"]
     held = json.loads(path.read_text())["training"]["held_out"]
-    assert held["calibration_rows"] == 30 and held["method"] == "split" and held["confidence"] == 0.9
+    assert held["calibration_rows"] == 120 and held["method"] == "cross-fit" and held["confidence"] == 0.9
     assert held["guaranteed_quality_vs_premium"] <= held["quality_vs_premium"]
     assert (f"expected {held['quality_vs_premium']:.1%} of premium quality, guaranteed at least "
-            f"{held['guaranteed_quality_vs_premium']:.1%} at 90% confidence on 30 held-out rows the router never saw") in stderr
+            f"{held['guaranteed_quality_vs_premium']:.1%} at 90% confidence on 120 rows, each routed by a router "
+            "fitted without it") in stderr
     path, stderr = trained["mean"]
     held = json.loads(path.read_text())["training"]["held_out"]
     assert "guaranteed_quality_vs_premium" not in held and "held out: " in stderr and "guaranteed" not in stderr
@@ -154,18 +156,21 @@ def test_eval_reports_the_promise_and_whether_these_rows_kept_it(trained, mmr):
     assert "promised" not in plain["classifiers"]["ml"]
 
 
-def test_the_model_file_is_the_one_fitted_without_the_calibration_rows(trained):
-    """The promise is about the model that ships: fitted on the fit part only, not refitted on every row."""
-    from router_cli.classify.calibration import split
-    from router_cli.classify.ml_train import fit, targets
+def test_lambda_is_set_on_every_rows_out_of_fold_estimates_and_the_model_keeps_every_row(trained):
+    """Cross-fitting: the bound is computed on the out-of-fold estimates of all 120 rows (the same folds as
+    --confidence 0 uses), and the model that ships is fitted on every row."""
+    from router_cli.classify.calibration import calibrate_bound
+    from router_cli.classify.ml_train import fit, out_of_fold, priced, targets
     from router_cli.config import load_config
-    from router_cli.classify.ml_train import priced
 
     path, _ = trained["bound"]
     data = json.loads(path.read_text())
     config = load_config(EXAMPLE)
     labelled = [LabelledRow(r["prompt"], "complex", i, outcomes=r["outcomes"]) for i, r in enumerate(rows(), 1)]
-    good, _, costs = targets(labelled, priced(labelled, config))
-    fit_idx, _ = split(len(labelled), 0)
-    fitted = fit([labelled[i].prompt for i in fit_idx], good[fit_idx], costs[fit_idx], config.tier_names)
+    config = priced(labelled, config)
+    good, quality, costs = targets(labelled, config)
+    oof_q, oof_c = out_of_fold(labelled, config, folds=3, seed=0)
+    lam, held = calibrate_bound(oof_q, oof_c, quality, costs, config.tier_names.index("complex"), 0.95, 0.9, seed=0)
+    assert data["lambda"] == lam and data["training"]["held_out"] == held
+    fitted = fit([r.prompt for r in labelled], good, costs, config.tier_names)
     assert sorted(data["vectorizer"]["vocabulary"]) == sorted(fitted.vectorizer.vocabulary_)

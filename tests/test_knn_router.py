@@ -61,7 +61,11 @@ def test_train_knn_reports_expected_and_guaranteed_quality(trained):
     path, stderr = trained["knn"]
     assert re.search(r"wrote .*knn.npz: 30 rows; k (25|50|100|200|400), lambda ", stderr), stderr
     assert "expected " in stderr and "of premium quality, guaranteed at least " in stderr
-    assert "at 90% confidence on 10 held-out rows the router never saw" in stderr
+    assert "at 90% confidence on 30 rows, each routed by a router fitted without it" in stderr  # cross-fitted
+    path, stderr = trained["blend"]
+    held = json.loads(path.read_text())["training"]["held_out"]
+    assert held["method"] == "cross-fit" and held["calibration_rows"] == 30 and held["confidence"] == 0.9
+    assert "at 90% confidence on 30 rows, each routed by a router fitted without it" in stderr
 
 
 @pytest.mark.parametrize("prompt, tier", [

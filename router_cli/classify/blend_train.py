@@ -5,8 +5,8 @@ enough; rules: 1 from the tier the rules pick upwards, 0 below) and, ml and knn,
 is ``w * A + (1 - w) * B`` for quality, and the same for cost over the parts that estimate one. The
 weight ``w`` (from :data:`WEIGHTS`) is chosen on held-out folds of the training rows, as knn's k is:
 the weight whose held-out routing keeps ``--target-quality`` of premium's quality and saves the most.
-Without ``--confidence``, lambda is chosen on the same folds; with it, the parts are fitted and ``w``
-chosen on the fit part only, and lambda is set on the calibration part (calibration.py).
+Without ``--confidence``, lambda is chosen on the same folds; with it, lambda is set to a lower bound on
+the blend's out-of-fold estimates at that weight (cross-fitted: calibration.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 from ..config import Config
 from ..errors import UsageError
-from .knn import neighbour_estimates
 from .knn_train import _better, _check, _record, embed_rows, knn_out_of_fold, train_knn
 from .ml_train import calibrate, fold_splits, out_of_fold, priced, targets
 
@@ -82,26 +81,6 @@ def _fit_parts(rows, config: Config, parts: list[str], vectors: Any, *, target_q
     return models, held
 
 
-def _estimates(np: Any, rows, config: Config, parts: list[str], models: dict, vectors: Any) -> list:
-    """The parts' estimates for ``rows`` from the fitted models, as they will be loaded."""
-    from .ml import MLModel
-
-    tiers = config.tier_names
-    out = []
-    for part in parts:
-        if part == "ml":
-            model = MLModel(models["ml"], "ml part")
-            pairs = [model.predict(r.prompt) for r in rows]
-            out.append((np.array([[q[t] for t in tiers] for q, _ in pairs]), np.array([[c[t] for t in tiers] for _, c in pairs])))
-        elif part == "knn":
-            header, arrays = models["knn"]
-            out.append(neighbour_estimates(np, arrays["vectors"].astype(np.float32), arrays["quality"].astype(np.float64),
-                                           arrays["cost"], vectors.astype(np.float32), header["k"]))
-        else:
-            out.append((rules_estimates(np, [r.prompt for r in rows], config), None))
-    return out
-
-
 def train_blend(rows, config: Config, output: str, *, parts: list[str] | None = None, target_quality: float = 0.95,
                 folds: int = 5, seed: int = 0, data_sha256: str = "", on_progress=None,
                 confidence: float | None = None) -> dict:
@@ -109,7 +88,7 @@ def train_blend(rows, config: Config, output: str, *, parts: list[str] | None = 
     import numpy as np
 
     from .blend import FORMAT, FORMAT_VERSION, blend_checksum
-    from .calibration import calibrate_bound, split
+    from .calibration import calibrate_bound
     from .knn import save
 
     parts = parts or ["ml", "knn"]
@@ -119,18 +98,12 @@ def train_blend(rows, config: Config, output: str, *, parts: list[str] | None = 
     premium = tiers.index(config.baseline_tier)
     _, quality, costs = targets(rows, config)
     vectors = embed_rows(rows, on_progress) if "knn" in parts else np.zeros((len(rows), 384), dtype=np.float32)
-    fit_idx = np.arange(len(rows))
-    if confidence:
-        fit_idx, cal_idx = split(len(rows), seed)
-        if on_progress:
-            on_progress(f"parts fitted on {len(fit_idx)} rows, lambda set on {len(cal_idx)} held-out rows")
-    fit_rows = [rows[i] for i in fit_idx]
-    models, held = _fit_parts(fit_rows, config, parts, vectors[fit_idx], target_quality=target_quality, folds=folds,
+    models, held = _fit_parts(rows, config, parts, vectors, target_quality=target_quality, folds=folds,
                               seed=seed, data_sha256=data_sha256, on_progress=on_progress)
     best = None
     for w in WEIGHTS:
         q, c = combine(np, held, w)
-        lam, held_out = calibrate(q, c, quality[fit_idx], costs[fit_idx], premium, target_quality)
+        lam, held_out = calibrate(q, c, quality, costs, premium, target_quality)
         if on_progress:
             on_progress(f"weight {w:g} on {parts[0]}: held-out quality {held_out['quality_vs_premium']:.1%}, "
                         f"saved {held_out['savings_vs_premium']:.1%}")
@@ -139,8 +112,8 @@ def train_blend(rows, config: Config, output: str, *, parts: list[str] | None = 
     assert best is not None
     w, lam, held_out = best
     if confidence:
-        q, c = combine(np, _estimates(np, [rows[i] for i in cal_idx], config, parts, models, vectors[cal_idx]), w)
-        lam, held_out = calibrate_bound(q, c, quality[cal_idx], costs[cal_idx], premium, target_quality, confidence, seed=seed)
+        q, c = combine(np, held, w)
+        lam, held_out = calibrate_bound(q, c, quality, costs, premium, target_quality, confidence, seed=seed)
     entries = []
     base = Path(output)
     for part in parts:

@@ -2,8 +2,8 @@
 
 Embed every training prompt's request text, then on held-out folds pick k (from
 :data:`K_GRID`) and lambda: the setting that saves the most while the held-out
-quality keeps ``--target-quality`` of premium's. With ``--confidence``, k is
-picked on the fit part and lambda set on the calibration part (calibration.py).
+quality keeps ``--target-quality`` of premium's. With ``--confidence``, lambda is
+then set to a lower bound on the same out-of-fold estimates (calibration.py).
 """
 
 from __future__ import annotations
@@ -90,20 +90,17 @@ def train_knn(rows, config: Config, *, target_quality: float = 0.95, folds: int 
 
 def _knn_to_bound(rows, config: Config, *, target_quality: float, folds: int, seed: int, data_sha256: str,
                   on_progress, vectors: Any, k_grid, confidence: float) -> tuple[dict, dict]:
-    """train_knn with --confidence: k on inner folds of the fit part, lambda on the calibration part."""
+    """train_knn with --confidence: k on the held-out folds, then lambda on the same rows' out-of-fold
+    estimates to a lower bound at ``confidence`` (cross-fitted: calibration.py); the model keeps every row."""
     import numpy as np
 
-    from .calibration import calibrate_bound, split
+    from .calibration import calibrate_bound
 
-    fit_idx, cal_idx = split(len(rows), seed)
-    if on_progress:
-        on_progress(f"fit on {len(fit_idx)} rows, lambda set on {len(cal_idx)} held-out rows")
-    header, arrays = train_knn([rows[i] for i in fit_idx], config, target_quality=target_quality, folds=folds,
-                               seed=seed, on_progress=on_progress, vectors=vectors[fit_idx], k_grid=k_grid)
+    header, arrays = train_knn(rows, config, target_quality=target_quality, folds=folds, seed=seed,
+                               on_progress=on_progress, vectors=vectors, k_grid=k_grid)
     _, quality, costs = targets(rows, config)
-    q, c = neighbour_estimates(np, arrays["vectors"].astype(np.float32), arrays["quality"].astype(np.float64),
-                               arrays["cost"], vectors[cal_idx].astype(np.float32), header["k"])
-    lam, held_out = calibrate_bound(q, c, quality[cal_idx], costs[cal_idx], config.tier_names.index(config.baseline_tier),
+    q, c = knn_out_of_fold(np, vectors, quality, costs, fold_splits(len(rows), folds, seed), header["k"])
+    lam, held_out = calibrate_bound(q, c, quality, costs, config.tier_names.index(config.baseline_tier),
                                     target_quality, confidence, seed=seed)
     header["lambda"] = float(lam)
     header["training"] = _record(rows, config, data_sha256, target_quality, folds, held_out, confidence)

@@ -7,7 +7,8 @@ rows have them, else from the label (every tier at or above the label is good
 enough); the cost target from the row's ``costs``, else from the config's prices
 at a token estimate. ``--target-quality Q`` picks ``lambda`` on held-out folds of
 the training file: the cheapest setting that keeps at least Q of the baseline
-(premium) tier's quality. One parameter, whatever the number of tiers.
+(premium) tier's quality (with ``--confidence C``, whose lower bound at C does:
+calibration.py). One parameter, whatever the number of tiers.
 """
 
 from __future__ import annotations
@@ -45,35 +46,21 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
     texts = [r.prompt for r in rows]
     good, quality, costs = targets(rows, config)
     premium = tiers.index(config.baseline_tier)
-    if confidence:
-        fitted, lam, held_out = fit_and_calibrate(texts, good, quality, costs, tiers, premium, target_quality,
-                                                  confidence, seed=seed, on_progress=on_progress)
+    oof_q, oof_c = out_of_fold(rows, config, folds=folds, seed=seed, on_progress=on_progress)
+    if confidence:  # cross-fitted: every row calibrates, predicted by a model fitted without it (calibration.py)
+        from .calibration import calibrate_bound
+
+        lam, held_out = calibrate_bound(oof_q, oof_c, quality, costs, premium, target_quality, confidence, seed=seed)
     else:
-        oof_q, oof_c = out_of_fold(rows, config, folds=folds, seed=seed, on_progress=on_progress)
         lam, held_out = calibrate(oof_q, oof_c, quality, costs, premium, target_quality)
-        if on_progress:
-            on_progress("final fit on every row")
-        fitted = fit(texts, good, costs, tiers)
+    if on_progress:
+        on_progress("final fit on every row")
+    fitted = fit(texts, good, costs, tiers)
     return to_json(fitted, tiers, lam, {
         "rows": len(rows), "data_sha256": data_sha256, "label_set": sorted({r.label for r in rows}, key=tiers.index),
         "labels": {t: sum(r.label == t for r in rows) for t in tiers}, "premium": config.baseline_tier,
         "target_quality": target_quality, "confidence": confidence, "folds": folds, "held_out": held_out,
     })
-
-
-def fit_and_calibrate(texts: list[str], good, quality, costs, tiers: list[str], premium: int, target: float,
-                      confidence: float, *, seed: int = 0, on_progress=None):
-    """(fitted, lambda, held-out record): fitted on the fit part, lambda set on the calibration part
-    to a lower bound at ``confidence`` (calibration.py)."""
-    from .calibration import calibrate_bound, split
-
-    fit_idx, cal_idx = split(len(texts), seed)
-    if on_progress:
-        on_progress(f"fit on {len(fit_idx)} rows, lambda set on {len(cal_idx)} held-out rows")
-    fitted = fit([texts[i] for i in fit_idx], good[fit_idx], costs[fit_idx], tiers)
-    q, c = predict(fitted, [texts[i] for i in cal_idx])
-    lam, held_out = calibrate_bound(q, c, quality[cal_idx], costs[cal_idx], premium, target, confidence, seed=seed)
-    return fitted, lam, held_out
 
 
 def targets(rows, config: Config):

@@ -221,8 +221,8 @@ def trained(model: dict, path: str) -> None:
     if "guaranteed_quality_vs_premium" in held:
         if not held["reached_target"]:
             reached = f" (the bound is short of the {t['target_quality']:.0%} target: the best it could do)"
-        where = (f" on {held['calibration_rows']} held-out rows the router never saw" if "calibration_rows" in held
-                 else " on held-out folds")
+        where = (f" on {held['calibration_rows']} rows, each routed by a router fitted without it"
+                 if held.get("method") == "cross-fit" else " on held-out folds")
         note(f"{head}; expected {held['quality_vs_premium']:.1%} of premium quality, guaranteed at least "
              f"{held['guaranteed_quality_vs_premium']:.1%} at {held['confidence']:.0%} confidence{where}; "
              f"{held['savings_vs_premium']:.1%} cheaper{reached}")
