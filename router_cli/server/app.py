@@ -51,23 +51,7 @@ class Server:
         self.metrics = Metrics()
         self.dashboard = Dashboard(self)
 
-    def app(self):
-        """The ASGI app: the two chat endpoints called straight from the request, the rest through Starlette's
-        router (its routing and exception middleware cost a tenth of a request's CPU, and ``chat`` answers
-        every failure itself)."""
-        routes = self.routes()
-        chat = {"/v1/chat/completions": self.openai, "/v1/messages": self.anthropic}
-
-        async def asgi(scope, receive, send) -> None:
-            handler = chat.get(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "POST" else None
-            if handler is None:
-                return await routes(scope, receive, send)
-            response = await handler(Request(scope, receive))
-            await response(scope, receive, send)
-
-        return asgi
-
-    def routes(self) -> Starlette:
+    def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/v1/chat/completions", self.openai, methods=["POST"]),
             Route("/v1/messages", self.anthropic, methods=["POST"]),

@@ -65,7 +65,7 @@ def serve(router, host: str, port: int, *, no_auth: bool, threads: int = 1000) -
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    config = uvicorn.Config(server.app(), log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
+    config = uvicorn.Config(server.app(), log_level="warning", access_log=False, lifespan="off",
                             timeout_keep_alive=30, backlog=2048)
     print(f"mmr serve: listening on http://{shown}:{bound} (OpenAI: http://{shown}:{bound}/v1, "
           f"Anthropic: http://{shown}:{bound})", file=sys.stderr, flush=True)
