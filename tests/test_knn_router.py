@@ -68,6 +68,29 @@ def test_train_knn_reports_expected_and_guaranteed_quality(trained):
     assert "at 90% confidence on 30 rows, each routed by a router fitted without it" in stderr
 
 
+def test_knn_lambda_is_the_bound_on_every_rows_out_of_fold_estimates(trained):
+    """Cross-fitted knn: lambda and its record are the bound on the out-of-fold estimates at the chosen k,
+    not on the estimates of the model that ships (which keeps, and so has seen, every row)."""
+    import numpy as np
+
+    from router_cli.classify.calibration import calibrate_bound
+    from router_cli.classify.knn_train import embed_rows, knn_out_of_fold
+    from router_cli.classify.ml_train import fold_splits, priced, targets
+    from router_cli.config import load_config
+    from router_cli.labelled import read_labelled
+
+    path, _ = trained["knn"]
+    with np.load(path, allow_pickle=False) as z:
+        header = json.loads(str(z["header"]))
+    config = load_config(EXAMPLE)
+    labelled, _ = read_labelled(trained["data"][0], config.tier_names)
+    config = priced(labelled, config)
+    _, quality, costs = targets(labelled, config)
+    q, c = knn_out_of_fold(np, embed_rows(labelled), quality, costs, fold_splits(len(labelled), 3, 0), header["k"])
+    lam, held = calibrate_bound(q, c, quality, costs, config.tier_names.index(config.baseline_tier), 0.95, 0.9, seed=0)
+    assert header["lambda"] == lam and header["training"]["held_out"] == held
+
+
 @pytest.mark.parametrize("prompt, tier", [
     ("Say hello to my grandmother and wish her a good morning", "simple"),
     ("Summarise the annual sales report in three bullet points", "medium"),

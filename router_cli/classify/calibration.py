@@ -1,8 +1,9 @@
 """Calibrating a trained router to a bound that holds on new data (``mmr train --confidence C``).
 
 Cross-fitting: every training row is a calibration row. The rows are split into folds; each fold is
-routed by a router fitted (and its hyperparameters, such as knn's k, chosen) without it, so every row
-has an estimate from a router that never saw it. Lambda, the price of quality, is set on those
+routed by a router fitted without it, so every row has an estimate from a router that never saw it
+(knn's k and a blend's weight are then chosen on these same estimates: a small choice that leaves the
+bound slightly optimistic, see docs/routing.md). Lambda, the price of quality, is set on those
 out-of-fold estimates: lambdas are tried in a fixed order, from 0 (best quality) upwards, and each
 must show a lower bootstrap bound (at confidence C) on its quality vs premium's of at least the
 target; the last one before the first that fails is kept. The router that ships is then fitted on

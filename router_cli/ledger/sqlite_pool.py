@@ -19,12 +19,17 @@ deadlock however few connections there are). A cursor handed out by
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import sqlite3
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from ..errors import LedgerError
+
+
+_POLL = 0.05  # seconds between looks at the dropped cursors while waiting for a connection
 
 
 class _Lease:
@@ -56,6 +61,9 @@ class ConnectionPool:
         self._open: set[sqlite3.Connection] = set()  # idle or leased; a leased one missing here is closed on return
         self._idle: list[sqlite3.Connection] = []
         self._local = threading.local()
+        # Cursors dropped unread: given back by the next lease, not from __del__, which the garbage
+        # collector may run inside this pool's own locks on the same thread.
+        self._dropped: collections.deque = collections.deque()
 
     @property
     def connections(self) -> list[sqlite3.Connection]:
@@ -87,7 +95,7 @@ class ConnectionPool:
         except BaseException:
             self._release(lease)
             raise
-        return LeasedRows(cursor, lambda: self._release(lease))
+        return LeasedRows(cursor, lambda: self._release(lease), self._dropped.append)
 
     def close(self) -> None:
         """Close the idle connections now, and each leased one when it is given back."""
@@ -99,16 +107,30 @@ class ConnectionPool:
 
     # ------------------------------------------------------------ taking and giving back
 
+    def _give_back_dropped(self) -> None:
+        while True:
+            try:
+                cursor, release = self._dropped.popleft()
+            except IndexError:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                cursor.close()
+            release()
+
     def _acquire(self) -> _Lease:
+        self._give_back_dropped()
         held = getattr(self._local, "lease", None)
         if held is not None:
             with self._guard:  # another thread may be releasing it (a cursor dropped there)
                 if held.uses and held.conn is not None:
                     held.uses += 1
                     return held
-        if not self._slots.acquire(timeout=self.wait):
-            raise LedgerError(f"{self._describe}: all {self.size} ledger connections of this process stayed busy "
-                              f"for {self.wait:g} s")
+        deadline = time.monotonic() + self.wait
+        while not self._slots.acquire(timeout=min(_POLL, self.wait)):  # a cursor dropped meanwhile frees one
+            self._give_back_dropped()
+            if time.monotonic() >= deadline:
+                raise LedgerError(f"{self._describe}: all {self.size} ledger connections of this process "
+                                  f"stayed busy for {self.wait:g} s")
         try:
             lease = _Lease(self._take())
         except BaseException:
@@ -159,9 +181,11 @@ class LeasedRows:
     Iterable, with ``fetchone``, ``fetchmany``, ``fetchall`` and ``description`` (the ``Rows`` of ``store.py``).
     """
 
-    def __init__(self, cursor: sqlite3.Cursor, release: Callable[[], None]):
+    def __init__(self, cursor: sqlite3.Cursor, release: Callable[[], None],
+                 dropped: Callable[[tuple], None] | None = None):
         self._cursor = cursor
         self._release: Callable[[], None] | None = release
+        self._dropped = dropped  # where a dropped cursor and its release go (the pool gives them back)
         self._lock = threading.Lock()
 
     @property
@@ -212,7 +236,16 @@ class LeasedRows:
         self.close()
 
     def __del__(self) -> None:
+        # No lock here: nothing else can reach a dropped object, and the collector may run this
+        # while this thread holds the pool's locks.
+        release, self._release = self._release, None
+        if release is None:
+            return
+        if self._dropped is not None:
+            self._dropped((self._cursor, release))
+            return
         try:
-            self.close()
+            self._cursor.close()
+            release()
         except Exception:  # noqa: BLE001 - at interpreter exit the pool may be half torn down
             pass

@@ -31,6 +31,7 @@ class Workers(Executor):
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
         self._free = 0  # threads waiting for work that no submitted item has counted on yet
+        self._owed = 0  # items queued at the limit, counted on no thread: the next thread to free up takes one
         self._started = 0
         self._stopping = False
 
@@ -46,20 +47,30 @@ class Workers(Executor):
         with self._lock:
             if self._stopping:
                 raise RuntimeError("cannot submit work after shutdown")
-            self._queue.put((future, fn, args, kwargs))
             if self._free:
                 self._free -= 1
-            elif len(self._threads) < self.limit:
-                self._started += 1
-                thread = threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True)
-                self._threads.add(thread)
+            elif len(self._threads) >= self.limit:
+                self._owed += 1
+            else:
+                # Started before the item is queued: a thread that cannot start leaves nothing behind.
+                thread = threading.Thread(target=self._work, name=f"{self.name}-{self._started + 1}", daemon=True)
                 thread.start()
+                self._started += 1
+                self._threads.add(thread)
+            self._queue.put((future, fn, args, kwargs))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Let the work submitted finish (``wait``: wait for it), then end every thread."""
+        """Let the work submitted finish (``wait``: wait for it; ``cancel_futures``: cancel what has not
+        started), then end every thread."""
         with self._lock:
             self._stopping = True
+            while cancel_futures:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                item[0].cancel()
             threads = list(self._threads)
             for _ in threads:
                 self._queue.put(_STOP)
@@ -91,16 +102,21 @@ class Workers(Executor):
         """Run one task; this thread counts as free before its future is set, so that the work its
         waiter submits next finds it rather than starting another thread."""
         if not future.set_running_or_notify_cancel():
-            with self._lock:
-                self._free += 1
+            self._freed()
             return
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:  # noqa: BLE001 - the future carries it to whoever waits
-            with self._lock:
-                self._free += 1
+            self._freed()
             future.set_exception(e)
             return
-        with self._lock:
-            self._free += 1
+        self._freed()
         future.set_result(result)
+
+    def _freed(self) -> None:
+        """This thread is about to wait for work: it takes an item queued at the limit, else counts as free."""
+        with self._lock:
+            if self._owed:
+                self._owed -= 1
+            else:
+                self._free += 1
