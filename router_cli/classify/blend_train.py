@@ -19,7 +19,7 @@ from typing import Any
 from ..config import Config
 from ..errors import UsageError
 from .knn_train import _better, _check, _record, embed_rows, knn_out_of_fold, train_knn
-from .ml_train import calibrate, fold_splits, out_of_fold, priced, targets
+from .ml_train import calibrate, fold_splits, priced, targets
 
 PARTS = ("ml", "knn", "rules")
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -59,7 +59,7 @@ def _fit_parts(rows, config: Config, parts: list[str], vectors: Any, *, target_q
     """Each part trained on ``rows`` ({name: model data}) and its held-out estimates on the same folds."""
     import numpy as np
 
-    from .ml_train import train
+    from .ml_train import train_with_estimates
 
     _, quality, costs = targets(rows, config)
     models: dict[str, Any] = {}
@@ -68,9 +68,9 @@ def _fit_parts(rows, config: Config, parts: list[str], vectors: Any, *, target_q
         if on_progress:
             on_progress(f"{part} part")
         if part == "ml":
-            models["ml"] = train(rows, config, target_quality=target_quality, folds=folds, seed=seed,
-                                 data_sha256=data_sha256, on_progress=on_progress)
-            held.append(out_of_fold(rows, config, folds=folds, seed=seed))
+            models["ml"], estimates = train_with_estimates(rows, config, target_quality=target_quality, folds=folds,
+                                                           seed=seed, data_sha256=data_sha256, on_progress=on_progress)
+            held.append(estimates)
         elif part == "knn":
             models["knn"] = train_knn(rows, config, target_quality=target_quality, folds=folds, seed=seed,
                                       data_sha256=data_sha256, on_progress=on_progress, vectors=vectors)

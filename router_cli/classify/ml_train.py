@@ -33,6 +33,13 @@ def priced(rows, config: Config) -> Config:
 def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
           data_sha256: str = "", on_progress=None, confidence: float | None = None) -> dict:
     """Fit the per-tier models on ``rows`` (LabelledRow) and calibrate lambda; return the model JSON."""
+    return train_with_estimates(rows, config, target_quality=target_quality, folds=folds, seed=seed,
+                                data_sha256=data_sha256, on_progress=on_progress, confidence=confidence)[0]
+
+
+def train_with_estimates(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5, seed: int = 0,
+                         data_sha256: str = "", on_progress=None, confidence: float | None = None) -> tuple[dict, tuple]:
+    """:func:`train`, and the out-of-fold (quality, cost) estimates it calibrated on (a blend reuses them)."""
     try:
         import sklearn  # noqa: F401
     except ImportError:
@@ -60,7 +67,7 @@ def train(rows, config: Config, *, target_quality: float = 0.95, folds: int = 5,
         "rows": len(rows), "data_sha256": data_sha256, "label_set": sorted({r.label for r in rows}, key=tiers.index),
         "labels": {t: sum(r.label == t for r in rows) for t in tiers}, "premium": config.baseline_tier,
         "target_quality": target_quality, "confidence": confidence, "folds": folds, "held_out": held_out,
-    })
+    }), (oof_q, oof_c)
 
 
 def targets(rows, config: Config):
