@@ -14,9 +14,12 @@ another checkout (``git worktree add DIR COMMIT``) in the same run, its rows sid
 with this one's; ``--before-plain`` runs it without httptools and uvloop (uvicorn's h11
 parser and asyncio's loop), as a server without them installed does.
 
-Each server row also gives the server's CPU per request (user + system time of its
-process over the 50-client run, divided by the requests): the figure that decides how
-long a burst of requests queues for the CPU. ``--jitter J`` makes each provider call
+Every path is warmed up before its clock starts: five calls one by one, then two bursts
+of as many calls as clients at once, so that connections are open (and mmr serve's
+worker threads started) as in a server that has been up a while; the slowest call of the
+first, cold, burst is printed beside. Each server row also gives the server's CPU per
+request (user + system time of its process over the 50-client run and its warm-up,
+divided by the calls): the figure that decides how long a burst queues for the CPU. ``--jitter J`` makes each provider call
 take latency +- J (uniform), as real providers vary: clients that all start together
 then drift apart instead of arriving in step for the whole run. ``--pin`` runs the
 server under test on CPU 1 and everything else (the clients, the provider server) on
@@ -87,8 +90,9 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 async def load(base_url: str, model: str, requests: int, clients: int,
-               key: str = KEYS["TEST_OPENAI_KEY"]) -> tuple[list[float], float, int]:
-    """``requests`` calls from ``clients`` concurrent tasks: (latencies in s, wall s, errors)."""
+               key: str = KEYS["TEST_OPENAI_KEY"]) -> tuple[list[float], float, int, float]:
+    """``requests`` calls from ``clients`` concurrent tasks after a warm-up: (latencies in s, wall s, errors,
+    the slowest call of the warm-up's first burst in s)."""
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
@@ -107,17 +111,28 @@ async def load(base_url: str, model: str, requests: int, clients: int,
             except openai.OpenAIError:
                 errors += 1
 
-    await one_client_warmup(client, model)
+    cold = await warm_up(client, model, clients)
     wall = time.perf_counter()
     await asyncio.gather(*(one_client() for _ in range(clients)))
     wall = time.perf_counter() - wall
     await client.close()
-    return latencies, wall, errors
+    return latencies, wall, errors, cold
 
 
-async def one_client_warmup(client, model: str) -> None:
-    for _ in range(5):
+async def warm_up(client, model: str, clients: int) -> float:
+    """Five calls one by one, then two bursts of ``clients`` calls at once, unmeasured: every path opens its
+    connections (and mmr serve starts its worker threads) before the clock starts, as a server that has been
+    up a while has. Returns the slowest call of the first burst (s): what a cold burst costs."""
+    async def call() -> float:
+        started = time.perf_counter()
         await client.chat.completions.create(model=model, max_tokens=64, messages=[{"role": "user", "content": "warm"}])
+        return time.perf_counter() - started
+
+    for _ in range(5):
+        await call()
+    first = await asyncio.gather(*(call() for _ in range(clients)))
+    await asyncio.gather(*(call() for _ in range(clients)))
+    return max(first)
 
 
 async def streams(base_url: str, count: int) -> tuple[int, int, float]:
@@ -161,12 +176,12 @@ def rows_for(rows: list, name: str, base_url: str, args, direct: tuple | None = 
     """One client, then ``args.clients`` clients, against ``base_url``: their rows appended to ``rows``
     (each with its baseline's latencies, ``direct``'s, and the CPU ms per request of process ``pid``,
     the server); returns the latencies of both, for a baseline."""
-    one, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests // 5, 1, key))
-    rows.append((f"{name}, 1 client", one, wall, errors, direct[0] if direct else None, None))
+    one, wall, errors, _ = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests // 5, 1, key))
+    rows.append((f"{name}, 1 client", one, wall, errors, direct[0] if direct else None, None, None))
     before = cpu_seconds(pid) if pid else 0.0
-    many, wall, errors = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests, args.clients, key))
-    cpu = (cpu_seconds(pid) - before) * 1000 / args.requests if pid else None
-    rows.append((f"{name}, {args.clients} clients", many, wall, errors, direct[1] if direct else None, cpu))
+    many, wall, errors, cold = asyncio.run(load(base_url + "/v1", "gpt-small", args.requests, args.clients, key))
+    cpu = (cpu_seconds(pid) - before) * 1000 / (args.requests + 2 * args.clients + 5) if pid else None
+    rows.append((f"{name}, {args.clients} clients", many, wall, errors, direct[1] if direct else None, cpu, cold))
     return one, many
 
 
@@ -243,14 +258,15 @@ def latency_table(url: str, servers: list, procs: list, args) -> None:
     print(f"{args.requests} requests ({args.requests // 5} from 1 client), {args.clients} concurrent clients, provider latency "
           f"{args.latency * 1000:.0f}{jitter} ms, async openai SDK"
           + (", server under test on CPU 1, clients and provider on CPU 0" if args.pin else ""))
-    print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | server CPU ms/req | errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, lat, wall, errors, base, cpu in rows:
+    print(f"| {'path':<30} | req/s | p50 ms | p99 ms | added p50 | added p99 | server CPU ms/req | errors "
+          f"| cold burst, slowest ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, lat, wall, errors, base, cpu, cold in rows:
         added = (f"{pct(lat, 50) - pct(base, 50):9.1f} | {pct(lat, 99) - pct(base, 99):9.1f}" if base
                  else f"{'':9} | {'':9}")
         shown = f"{cpu:17.2f}" if cpu is not None else f"{'':17}"
         print(f"| {name:<30} | {len(lat) / wall:5.0f} | {pct(lat, 50):6.1f} | {pct(lat, 99):6.1f} | {added} | {shown} "
-              f"| {errors} |")
+              f"| {errors} | {cold * 1000 if cold else float('nan'):6.0f} |")
 
 
 def stream_rounds(args, servers: list, pids: dict) -> None:
